@@ -1,0 +1,114 @@
+"""OnnxEmbedder: all-MiniLM-L6-v2 on onnxruntime, the default and fast embedder.
+
+Needs only onnxruntime, tokenizers and numpy at run time. The first start on a machine exports the
+model to ONNX (see :mod:`memory_spine.embedders.export`, the only place torch is imported); later
+starts load the cached file. Tokenisation is set up to match sentence-transformers exactly, so the
+vectors agree with :class:`~memory_spine.embedders.sbert.SentenceTransformerEmbedder` (cosine ~1.0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from .base import MODEL_DIM, MODEL_NAME, check_texts, empty, model_dir
+from .export import INPUT_NAMES, OUTPUT_NAME, export_onnx
+
+#: Texts per session.run. Texts are sorted by token length first, so a chunk pads only to its own
+#: longest member; small chunks keep that waste low without losing batching's speed-up.
+DEFAULT_BATCH_SIZE = 32
+
+
+def _max_seq_length(mdir: Path) -> int:
+    # sentence-transformers truncates at this, not at the tokenizer's own limits.
+    with open(mdir / "sentence_bert_config.json", encoding="utf-8") as f:
+        return int(json.load(f)["max_seq_length"])
+
+
+class OnnxEmbedder:
+    """all-MiniLM-L6-v2 through onnxruntime.
+
+    ``embed`` may be called from several threads at once: ``InferenceSession.run`` is documented as
+    thread-safe, and the tokenizer is configured once in ``__init__`` and only read afterwards.
+    ``close`` must not race with ``embed``.
+    """
+
+    def __init__(
+        self,
+        cache_dir: Path | None = None,
+        threads: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        self.name = f"onnx:{MODEL_NAME}"
+        self.model = MODEL_NAME
+        self.dim = MODEL_DIM
+        self.batch_size = max(1, batch_size)
+        self.path = export_onnx(cache_dir)
+
+        mdir = model_dir()
+        tok = Tokenizer.from_file(str(mdir / "tokenizer.json"))
+        # TRAP: the shipped tokenizer.json pads every input to a fixed 128 and truncates at 128, while
+        # sentence-transformers truncates at max_seq_length (256) and pads to the batch's longest.
+        # Truncate like the reference and pad ourselves (in _run_chunk), after sorting by length.
+        tok.enable_truncation(max_length=_max_seq_length(mdir))
+        tok.no_padding()
+        self._tok = tok
+
+        opts = ort.SessionOptions()
+        # Default 2 threads: the service shares the machine with its callers, and beyond 2 threads a
+        # single short query gets little faster on this small model.
+        opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session: ort.InferenceSession | None = ort.InferenceSession(
+            str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self._input_names = {i.name for i in self._session.get_inputs()}
+        missing = set(INPUT_NAMES) - self._input_names
+        if missing:
+            raise RuntimeError(f"{self.path} lacks inputs {sorted(missing)}; delete it to re-export")
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        items = check_texts(texts)
+        session = self._session
+        if session is None:
+            raise RuntimeError("OnnxEmbedder is closed")
+        if not items:
+            return empty(self.dim)
+        encodings = self._tok.encode_batch(items)
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        # Stable sort, so equal-length texts keep their relative order (results do not depend on it,
+        # but it keeps runs reproducible).
+        order = np.argsort(lengths, kind="stable")
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        for start in range(0, len(items), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            out[idx] = self._run_chunk(session, [encodings[i] for i in idx])
+        return out
+
+    def _run_chunk(self, session: ort.InferenceSession, encodings: list) -> np.ndarray:
+        width = max(len(e.ids) for e in encodings)
+        # Pad id 0 is [PAD]; masked positions are excluded from attention and from the mean pooling.
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        types = np.zeros_like(ids)
+        for row, e in enumerate(encodings):
+            n = len(e.ids)
+            ids[row, :n] = e.ids
+            mask[row, :n] = 1
+            types[row, :n] = e.type_ids
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        # The graph already mean-pools and L2-normalises.
+        return session.run([OUTPUT_NAME], {k: v for k, v in feed.items() if k in self._input_names})[0]
+
+    def close(self) -> None:
+        self._session = None
+
+    def __repr__(self) -> str:
+        return f"OnnxEmbedder(path={str(self.path)!r})"

@@ -1,0 +1,131 @@
+"""Unit tests of the embedder package that need no model: FakeEmbedder, create_embedder, import weight."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memory_spine.embedders import EMBEDDER_KINDS, Embedder, FakeEmbedder, create_embedder
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_fake_is_an_embedder_with_model_identity() -> None:
+    e = FakeEmbedder()
+    assert isinstance(e, Embedder)
+    assert (e.name, e.model, e.dim) == ("fake", "fake-384", 384)
+    assert FakeEmbedder(dim=16).model == "fake-16"
+
+
+def test_fake_shape_dtype_and_unit_norm() -> None:
+    e = FakeEmbedder(dim=64)
+    texts = ["hello world", "", "!!!", "Ünïcödé straße 日本", "a " * 500]
+    v = e.embed(texts)
+    assert v.shape == (len(texts), 64)
+    assert v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+
+
+def test_fake_empty_list_gives_zero_rows() -> None:
+    v = FakeEmbedder().embed([])
+    assert v.shape == (0, 384)
+    assert v.dtype == np.float32
+
+
+def test_fake_is_deterministic_across_instances_and_processes() -> None:
+    texts = ["the quick brown fox", "jumps over", ""]
+    a = FakeEmbedder().embed(texts)
+    b = FakeEmbedder().embed(texts)
+    np.testing.assert_array_equal(a, b)
+    # A different PYTHONHASHSEED must not matter: the word hash is blake2b, not hash().
+    code = (
+        "import sys, numpy as np; from memory_spine.embedders import FakeEmbedder;"
+        "np.save(sys.stdout.buffer, FakeEmbedder().embed(['the quick brown fox', 'jumps over', '']))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, check=True)
+    np.testing.assert_array_equal(np.load(io.BytesIO(out.stdout)), a)
+
+
+def test_fake_batch_equals_one_by_one() -> None:
+    e = FakeEmbedder()
+    texts = ["alpha beta", "gamma", "", "alpha beta gamma delta"]
+    batch = e.embed(texts)
+    for i, t in enumerate(texts):
+        np.testing.assert_array_equal(e.embed([t])[0], batch[i])
+
+
+def test_fake_similar_texts_are_closer_than_unrelated_ones() -> None:
+    e = FakeEmbedder()
+    a, b, c = e.embed(
+        [
+            "the cat sat on the mat",
+            "the cat sat on a mat today",
+            "quantum chromodynamics lattice simulations",
+        ]
+    )
+    assert _cos(a, b) > 0.6
+    assert abs(_cos(a, c)) < 0.3
+    assert _cos(a, b) > _cos(a, c)
+
+
+def test_fake_is_case_insensitive_and_ignores_punctuation() -> None:
+    e = FakeEmbedder()
+    a, b = e.embed(["Hello, World!", "hello world"])
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_fake_empty_texts_share_a_fixed_vector() -> None:
+    a, b = FakeEmbedder().embed(["", "  ...  "])
+    np.testing.assert_array_equal(a, b)
+    assert abs(np.linalg.norm(a) - 1.0) < 1e-6
+
+
+def test_embed_rejects_a_bare_string() -> None:
+    # A str is a Sequence[str]; silently embedding each character would be a nasty bug.
+    with pytest.raises(TypeError):
+        FakeEmbedder().embed("hello")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        FakeEmbedder().embed(["ok", 3])  # type: ignore[list-item]
+
+
+def test_create_embedder_fake() -> None:
+    e = create_embedder("fake")
+    assert isinstance(e, FakeEmbedder)
+    assert e.embed(["x"]).shape == (1, 384)
+    e.close()
+
+
+def test_create_embedder_unknown_kind_names_the_allowed_kinds() -> None:
+    with pytest.raises(ValueError) as err:
+        create_embedder("word2vec")
+    msg = str(err.value)
+    assert "word2vec" in msg
+    for kind in EMBEDDER_KINDS:
+        assert kind in msg
+    assert set(EMBEDDER_KINDS) == {"onnx", "sentence-transformers", "fake"}
+
+
+def test_importing_the_package_does_not_import_torch() -> None:
+    # A normal start must stay light: torch/transformers load only for the export or the sbert backend.
+    code = (
+        "import sys\n"
+        "import memory_spine.embedders as e\n"
+        "import memory_spine.embedders.onnx, memory_spine.embedders.sbert, memory_spine.embedders.export\n"
+        "e.create_embedder('fake').embed(['x'])\n"
+        "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
