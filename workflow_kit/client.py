@@ -1,0 +1,360 @@
+"""MemoryClient: the kit's one way to talk to Memory Spine, over HTTP or in-process.
+
+One pooled `httpx.AsyncClient` per MemoryClient; `transport=httpx.ASGITransport(app=...)` runs it against
+an in-process app. Every call has a timeout; connection errors, timeouts and 5xx answers are retried with
+exponential backoff and jitter (tenacity), 4xx never. Errors come out as the `errors.py` tree. Methods mirror
+docs/http-api.md one to one and return the decoded JSON (plain dicts). Writes without an `id` get one made
+here, so a retried ingest upserts instead of duplicating.
+
+Checkpoint records are built here (`checkpoint`, `latest_checkpoint`) because the seed's formats are part of
+the wire contract; running workflows is durable.py's job, dedup idempotency.py's.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from . import tracing
+from .errors import InvalidInput, ReadOnly, ServiceError, ServiceUnavailable, StorageFull, from_response
+
+DEFAULT_URL = "http://127.0.0.1:8788"
+
+_current: contextvars.ContextVar[MemoryClient | None] = contextvars.ContextVar(
+    "workflow_kit_client", default=None
+)
+
+
+def current_client() -> MemoryClient | None:
+    """The MemoryClient of the enclosing `async with MemoryClient()` block or running workflow, if any."""
+    return _current.get()
+
+
+def _retryable(exc: BaseException) -> bool:
+    # 5xx and no-answer failures may pass; a full disk or a read-only store will not fix itself in a second.
+    return isinstance(exc, ServiceError) and not isinstance(exc, StorageFull | ReadOnly)
+
+
+def _clean(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _key_path(key: str) -> str:
+    if not key:
+        raise InvalidInput("key", "must not be empty")
+    return quote(key, safe=":")
+
+
+class MemoryClient:
+    """Async client for every endpoint of the service, plus checkpoint helpers.
+
+    Use as `async with MemoryClient() as client:` (or call `aclose()`). Inside the block it is also the
+    `current_client()`, which `@idempotent` functions fall back to.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = (base_url or os.environ.get("MEMORY_SPINE_URL") or DEFAULT_URL).rstrip("/")
+        token = token if token is not None else os.environ.get("MEMORY_SPINE_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.retries = max(0, retries)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout), transport=transport
+        )
+        # Tests replace this to check the backoff without waiting for it.
+        self._sleep: Callable[[float], Awaitable[None]] | None = None
+        self._tokens: list[contextvars.Token[MemoryClient | None]] = []
+
+    async def __aenter__(self) -> MemoryClient:
+        self._tokens.append(_current.set(self))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._tokens:
+            token = self._tokens.pop()
+            try:
+                _current.reset(token)
+            except ValueError:  # exited in another context than entered (e.g. a pytest fixture): just clear
+                _current.set(None)
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    # -- the one place requests are sent ---------------------------------------------------------------------
+
+    async def _send(self, method: str, path: str, *, json: Any = None, params: Any = None) -> httpx.Response:
+        try:
+            resp = await self._http.request(method, path, json=json, params=params)
+        except httpx.TimeoutException as exc:
+            raise ServiceUnavailable(f"{method} {path}: timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(f"{method} {path}: cannot reach {self.base_url}: {exc!r}") from exc
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
+            raise from_response(resp.status_code, body, resp.text)
+        return resp
+
+    async def _request(self, op: str, method: str, path: str, *, json: Any = None, params: Any = None) -> Any:
+        with tracing.memory_span(op, method, path) as span:
+            kwargs: dict[str, Any] = {}
+            if self._sleep is not None:
+                kwargs["sleep"] = self._sleep
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.retries + 1),
+                wait=wait_exponential_jitter(initial=0.05, max=2.0, jitter=0.1),
+                retry=retry_if_exception(_retryable),
+                reraise=True,
+                **kwargs,
+            )
+            attempts = 0
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        attempts += 1
+                        resp = await self._send(method, path, json=json, params=params)
+            finally:
+                if span is not None:
+                    span.set_attribute("workflow_kit.attempts", attempts)
+            if span is not None:
+                span.set_attribute("http.response.status_code", resp.status_code)
+            if resp.headers.get("content-type", "").startswith("application/json"):
+                return resp.json()
+            return resp.text
+
+    # -- records ---------------------------------------------------------------------------------------------
+
+    def _ingest_body(self, content: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        body = _clean({"content": content, **fields})
+        body.setdefault("id", uuid.uuid4().hex)  # a retried write upserts this id instead of adding a twin
+        return body
+
+    async def ingest(
+        self,
+        content: str,
+        *,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        id: str | None = None,
+        importance: str | None = None,
+        key: str | None = None,
+        ttl_seconds: float | None = None,
+        expires_at: str | float | None = None,
+    ) -> dict[str, Any]:
+        """Store one memory; returns `{"id", "key", "created"}`. An existing `id` is upserted."""
+        body = self._ingest_body(
+            content,
+            {
+                "tags": list(tags) if tags is not None else None,
+                "metadata": metadata,
+                "id": id,
+                "importance": importance,
+                "key": key,
+                "ttl_seconds": ttl_seconds,
+                "expires_at": expires_at,
+            },
+        )
+        return await self._request("ingest", "POST", "/ingest", json=body)
+
+    async def ingest_batch(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Store up to 1000 ingest bodies at once, all or nothing; returns `{"ids", "created"}`."""
+        bodies = [
+            self._ingest_body(r["content"], {k: v for k, v in r.items() if k != "content"}) for r in records
+        ]
+        return await self._request("ingest_batch", "POST", "/ingest/batch", json={"records": bodies})
+
+    async def search(
+        self,
+        query: str,
+        *,
+        limit: int | None = None,
+        mode: str | None = None,
+        tags: Sequence[str] | None = None,
+        tags_all: Sequence[str] | None = None,
+        tags_none: Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        created_after: str | float | None = None,
+        created_before: str | float | None = None,
+        importance: str | Sequence[str] | None = None,
+        min_score: float | None = None,
+        key: str | None = None,
+        key_prefix: str | None = None,
+        explain: bool | None = None,
+    ) -> dict[str, Any]:
+        """Search; returns `{"results": [hit, ...], "plan"?: ...}` like the service (and the seed's mocks)."""
+        body = _clean(
+            {
+                "query": query,
+                "limit": limit,
+                "mode": mode,
+                "tags": tags,
+                "tags_all": tags_all,
+                "tags_none": tags_none,
+                "where": where,
+                "created_after": created_after,
+                "created_before": created_before,
+                "importance": importance,
+                "min_score": min_score,
+                "key": key,
+                "key_prefix": key_prefix,
+                "explain": explain,
+            }
+        )
+        return await self._request("search", "POST", "/search", json=body)
+
+    async def get(self, memory_id: str) -> dict[str, Any]:
+        """One memory by id; raises NotFound."""
+        return await self._request("get", "GET", f"/memories/{quote(memory_id, safe='')}")
+
+    async def update(self, memory_id: str, **fields: Any) -> dict[str, Any]:
+        """PATCH a memory: content, tags (replace), metadata (merge; None removes a key), importance, key,
+        ttl_seconds, expires_at. Returns the updated memory."""
+        return await self._request("update", "PATCH", f"/memories/{quote(memory_id, safe='')}", json=fields)
+
+    async def delete(self, memory_id: str) -> dict[str, Any]:
+        """Delete one memory; returns `{"deleted": 1}`, raises NotFound."""
+        return await self._request("delete", "DELETE", f"/memories/{quote(memory_id, safe='')}")
+
+    async def list(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        tags: Sequence[str] | None = None,
+        key_prefix: str | None = None,
+        order: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of memories: `{"results", "next_cursor"}`; pass `next_cursor` back for the next page."""
+        params = _clean(
+            {
+                "limit": limit,
+                "cursor": cursor,
+                "tags": ",".join(tags) if tags else None,
+                "key_prefix": key_prefix,
+                "order": order,
+            }
+        )
+        return await self._request("list", "GET", "/memories", params=params)
+
+    async def delete_where(self, *, dry_run: bool = False, **filters: Any) -> dict[str, Any]:
+        """Delete every memory matching /search's filter fields; `{"deleted": n}` or `{"would_delete": n}`."""
+        body = _clean({**filters, "dry_run": dry_run or None})
+        return await self._request("delete_where", "DELETE", "/memories", json=body)
+
+    async def get_key(self, key: str) -> dict[str, Any]:
+        """The newest memory holding exactly `key`; raises NotFound."""
+        return await self._request("get_key", "GET", f"/keys/{_key_path(key)}")
+
+    async def find_key(self, key: str) -> dict[str, Any] | None:
+        """Like `get_key`, but None when no memory holds the key."""
+        from .errors import NotFound
+
+        try:
+            return await self.get_key(key)
+        except NotFound:
+            return None
+
+    async def list_keys(self, prefix: str | None = None, *, limit: int | None = None) -> dict[str, Any]:
+        """Memories with a key starting with `prefix`, newest first: `{"results": [...]}`."""
+        return await self._request(
+            "list_keys", "GET", "/keys", params=_clean({"prefix": prefix, "limit": limit})
+        )
+
+    # -- claims ----------------------------------------------------------------------------------------------
+
+    async def claim(
+        self, key: str, *, holder: str | None = None, lease_seconds: float | None = None
+    ) -> dict[str, Any]:
+        """Take (or, for the same holder, renew) the claim on `key`; returns the claim.
+
+        Raises Conflict while another live holder has it; `exc.claim` names that holder.
+        """
+        body = _clean({"key": key, "holder": holder, "lease_seconds": lease_seconds})
+        return await self._request("claim", "POST", "/claims", json=body)
+
+    async def get_claim(self, key: str) -> dict[str, Any]:
+        """The live claim on `key`; raises NotFound when there is none (or it expired)."""
+        return await self._request("get_claim", "GET", f"/claims/{_key_path(key)}")
+
+    async def release(self, key: str, *, holder: str | None = None) -> dict[str, Any]:
+        """Give up a claim; raises Conflict if another holder has it, NotFound if none does."""
+        return await self._request(
+            "release", "DELETE", f"/claims/{_key_path(key)}", params=_clean({"holder": holder})
+        )
+
+    # -- service ---------------------------------------------------------------------------------------------
+
+    async def stats(self) -> dict[str, Any]:
+        """Counts, tags, index and embedder facts."""
+        return await self._request("stats", "GET", "/stats")
+
+    async def health(self) -> dict[str, Any]:
+        """`{"status": "ok", "version"}`; ServiceUnavailable while the service loads (after retries)."""
+        return await self._request("health", "GET", "/health")
+
+    async def metrics(self) -> str:
+        """Prometheus text."""
+        return await self._request("metrics", "GET", "/metrics")
+
+    # -- checkpoints (the seed's records) --------------------------------------------------------------------
+
+    async def checkpoint(
+        self, workflow_id: str, step: str, data: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Store a checkpoint exactly as the seed does: content `checkpoint:{workflow_id}:{step}`,
+        metadata `{workflow_id, step, **data}`, tags `["checkpoint", "workflow", workflow_id]`."""
+        check_workflow_id(workflow_id)
+        check_step_name(step)
+        return await self.ingest(
+            f"checkpoint:{workflow_id}:{step}",
+            metadata={"workflow_id": workflow_id, "step": step, **(data or {})},
+            tags=["checkpoint", "workflow", workflow_id],
+            key=f"checkpoint:{workflow_id}:{step}",
+        )
+
+    async def latest_checkpoint(self, workflow_id: str, step: str | None = None) -> dict[str, Any] | None:
+        """The newest checkpoint memory of the workflow (or of one step of it), or None.
+
+        Returns the whole memory; its `metadata` is what the seed's `resume_from_checkpoint` returns.
+        """
+        check_workflow_id(workflow_id)
+        if step is not None:
+            check_step_name(step)
+            return await self.find_key(f"checkpoint:{workflow_id}:{step}")
+        found = await self.list_keys(f"checkpoint:{workflow_id}:", limit=1)
+        results = found.get("results") or []
+        return results[0] if results else None
+
+
+def check_workflow_id(workflow_id: str) -> None:
+    """Workflow ids end up inside keys: no whitespace (the seed's key form) and no ':' (the key separator)."""
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise InvalidInput("workflow_id", "must be a non-empty string")
+    if any(ch.isspace() for ch in workflow_id) or ":" in workflow_id:
+        raise InvalidInput("workflow_id", f"{workflow_id!r} must not contain whitespace or ':'")
+
+
+def check_step_name(step: str) -> None:
+    """Step names are the last part of a checkpoint key: no whitespace, no ':'."""
+    if not isinstance(step, str) or not step:
+        raise InvalidInput("step", "must be a non-empty string")
+    if any(ch.isspace() for ch in step) or ":" in step:
+        raise InvalidInput("step", f"{step!r} must not contain whitespace or ':'")

@@ -1,0 +1,315 @@
+"""Durable workflows: named steps, a checkpoint after each, resume by step name after a crash.
+
+    result = await run_workflow(client, "pr-42", [fetch, review, post], state={"pr": 42})
+
+A step is a callable (async or not) taking a `StepContext` (or nothing, like the seed's steps); its name is
+its `__name__`, or the one given with `@step("name")` / a `("name", fn)` pair. After each step the runner
+stores one seed-format checkpoint record (client.py builds it):
+
+    content  "checkpoint:{workflow_id}:{step}"      tags ["checkpoint", "workflow", workflow_id]
+    metadata {"workflow_id", "step", "result": <this step's output>,  <- the seed's fields
+              "step_index", "steps": [all step names],  "outputs": {name: output so far},
+              "state": <ctx.state after the step>, "status": "running" | "completed", "kit": 1}
+
+On start the newest checkpoint decides: none -> run from the first step; "completed" -> return the stored
+result, run nothing; else resume after the checkpointed step by **name**, with `outputs` and `state` restored.
+A stored step list other than the given one raises WorkflowChanged. Checkpoints written by the seed's own
+`checkpoint()` (no "steps"/"outputs") are resumed too: earlier outputs are read from each step's record.
+
+The runner is at-least-once per step: a step killed midway runs again. Wrap its side effects in
+`idempotent()` (idempotency.py) to make them exactly-once. Spans come from tracing.py.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from opentelemetry.trace import Status, StatusCode
+
+from . import _json, tracing
+from .client import MemoryClient, _current, check_step_name, check_workflow_id
+from .errors import InvalidInput, WorkflowChanged
+
+log = logging.getLogger("workflow_kit.durable")
+
+F = TypeVar("F", bound=Callable[..., Any])
+StepFn = Callable[..., Any]
+_NAME_ATTR = "__workflow_step__"
+FORMAT = 1  # "kit" in checkpoint metadata: bump when the record layout changes
+
+
+def step(name: str | Callable[..., Any] | None = None) -> Any:
+    """Name a step (default: the function's `__name__`): `@step`, `@step()` or `@step("post-comment")`."""
+
+    def mark(fn: F) -> F:
+        setattr(fn, _NAME_ATTR, name if isinstance(name, str) else fn.__name__)
+        return fn
+
+    return mark(name) if callable(name) else mark
+
+
+@dataclass
+class StepContext:
+    """What a step sees: its workflow, its own name, earlier outputs (read-only) and the mutable state."""
+
+    client: MemoryClient
+    workflow_id: str
+    step: str
+    index: int
+    outputs: Mapping[str, Any]
+    state: dict[str, Any]
+    resumed: bool = False
+
+    def record(self, *, inputs: Any = None, outputs: Any = None, reasoning: Any = None) -> None:
+        """Record inputs, outputs or reasoning on this step's span (see tracing.record)."""
+        tracing.record(inputs=inputs, outputs=outputs, reasoning=reasoning)
+
+
+@dataclass
+class WorkflowRun:
+    """The outcome of `run_workflow`: the last step's output, every output, and what this call did."""
+
+    workflow_id: str
+    result: Any
+    outputs: dict[str, Any]
+    state: dict[str, Any]
+    ran: list[str] = field(default_factory=list)  # steps executed by this call
+    resumed_after: str | None = None  # the checkpointed step this call resumed after
+    replayed: bool = False  # the workflow had completed before: nothing ran
+    trace_id: str | None = None
+
+
+def _named(steps: Sequence[StepFn | tuple[str, StepFn]]) -> list[tuple[str, StepFn]]:
+    named: list[tuple[str, StepFn]] = []
+    for item in steps:
+        if isinstance(item, tuple):
+            name, fn = item
+        else:
+            fn = item
+            name = getattr(fn, _NAME_ATTR, None) or getattr(fn, "__name__", None)
+        if not callable(fn) or not isinstance(name, str):
+            raise InvalidInput("steps", f"{item!r} is not a step: give a function or a (name, function) pair")
+        check_step_name(name)
+        named.append((name, fn))
+    names = [n for n, _ in named]
+    if not names:
+        raise InvalidInput("steps", "a workflow needs at least one step")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInput("steps", f"step names must be unique, {dupes} repeat: name them with @step('...')")
+    return named
+
+
+def _takes_context(fn: StepFn) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
+
+
+async def _restore(
+    client: MemoryClient, workflow_id: str, names: list[str], meta: Mapping[str, Any]
+) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
+    """From the newest checkpoint's metadata: (index of the next step, outputs so far, stored state)."""
+    last = meta.get("step")
+    stored = meta.get("steps")
+    if stored is not None and list(stored) != names:
+        raise WorkflowChanged(workflow_id, list(stored), names, "the step list changed")
+    if last not in names:
+        raise WorkflowChanged(
+            workflow_id, stored, names, f"checkpointed step {last!r} is not among the steps"
+        )
+    done = names.index(last) + 1
+    if isinstance(meta.get("outputs"), dict):
+        outputs = dict(meta["outputs"])
+    else:
+        # A checkpoint from the seed's checkpoint(): one record per step, each holding its own "result".
+        outputs = {}
+        for name in names[:done]:
+            record = await client.latest_checkpoint(workflow_id, name)
+            if record is None:
+                raise WorkflowChanged(
+                    workflow_id, stored, names, f"step {name!r} comes before {last!r} but has no checkpoint"
+                )
+            outputs[name] = record["metadata"].get("result")
+    state = meta.get("state")
+    return done, outputs, state if isinstance(state, dict) else None
+
+
+async def run_workflow(
+    client: MemoryClient,
+    workflow_id: str,
+    steps: Sequence[StepFn | tuple[str, StepFn]],
+    *,
+    state: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    trace: bool = True,
+) -> WorkflowRun:
+    """Run (or resume, or replay) the workflow `workflow_id` made of `steps`.
+
+    Args:
+        client: where checkpoints (and the trace) go.
+        workflow_id: the caller's id; the same id resumes. No whitespace or ':'.
+        steps: callables, run in order; each gets a `StepContext` if it takes an argument.
+        state: the initial state (JSON) on a fresh start; a resumed run gets the checkpointed state instead.
+        name: the workflow's name in its trace (default: the workflow id).
+        trace: record spans and store the trace (installs the kit's OTel span processor once).
+
+    Raises:
+        WorkflowChanged: the id has checkpoints of a different step list.
+        NotJSON: a step returned (or left in `ctx.state`) something that is not JSON; names the step.
+        Whatever a step raises: no checkpoint is written for it, so a re-run starts at that step.
+    """
+    check_workflow_id(workflow_id)
+    named = _named(steps)
+    names = [n for n, _ in named]
+    initial = _json.roundtrip(dict(state or {}), "state")
+    if trace:
+        tracing.install()
+    token = _current.set(client)
+    attrs = {
+        tracing.KIND: "workflow",
+        tracing.WORKFLOW_ID: workflow_id,
+        tracing.WORKFLOW: name or workflow_id,
+    }
+    trace_id = None
+    try:
+        with tracing.tracer().start_as_current_span(
+            f"workflow {name or workflow_id}", attributes=attrs
+        ) as root:
+            trace_id = tracing.current_trace_id()
+            run = await _run(client, workflow_id, named, names, initial)
+            run.trace_id = trace_id
+            root.set_attribute("workflow_kit.ran", run.ran)
+            root.set_attribute("workflow_kit.replayed", run.replayed)
+    finally:
+        _current.reset(token)
+        if trace and trace_id:
+            await tracing.flush(trace_id)
+    return run
+
+
+async def _run(
+    client: MemoryClient,
+    workflow_id: str,
+    named: list[tuple[str, StepFn]],
+    names: list[str],
+    state: dict[str, Any],
+) -> WorkflowRun:
+    outputs: dict[str, Any] = {}
+    start = 0
+    resumed_after = None
+    last = await client.latest_checkpoint(workflow_id)
+    if last is not None:
+        meta = last.get("metadata") or {}
+        start, outputs, stored_state = await _restore(client, workflow_id, names, meta)
+        state = stored_state if stored_state is not None else state
+        resumed_after = meta.get("step")
+        if start == len(names):
+            log.info("workflow already completed", extra={"workflow_id": workflow_id})
+            return WorkflowRun(workflow_id, outputs.get(names[-1]), outputs, state, [], resumed_after, True)
+        log.info(
+            "resuming workflow",
+            extra={"workflow_id": workflow_id, "after": resumed_after, "next": names[start]},
+        )
+
+    ran: list[str] = []
+    for index in range(start, len(named)):
+        step_name, fn = named[index]
+        with tracing.tracer().start_as_current_span(
+            f"step {step_name}",
+            attributes={
+                tracing.KIND: "step",
+                "workflow_kit.step": step_name,
+                "workflow_kit.step_index": index,
+            },
+        ) as span:
+            ctx = StepContext(
+                client,
+                workflow_id,
+                step_name,
+                index,
+                MappingProxyType(dict(outputs)),
+                state,
+                resumed=resumed_after is not None,
+            )
+            started = time.monotonic()
+            try:
+                value = fn(ctx) if _takes_context(fn) else fn()
+                if inspect.isawaitable(value):
+                    value = await value
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt: OTel leaves those unset
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}"))
+                log.warning(
+                    "step failed",
+                    extra={
+                        "workflow_id": workflow_id,
+                        "step": step_name,
+                        "error": f"{type(exc).__name__}: {exc}",
+                    },
+                )
+                raise
+            value = _json.roundtrip(value, f"output of step {step_name!r}")
+            state = _json.roundtrip(ctx.state, f"state after step {step_name!r}")
+            outputs[step_name] = value
+            final = index == len(named) - 1
+            tracing.record(outputs=value, on=span)
+            await client.checkpoint(
+                workflow_id,
+                step_name,
+                {
+                    "result": value,
+                    "step_index": index,
+                    "steps": names,
+                    "outputs": outputs,
+                    "state": state,
+                    "status": "completed" if final else "running",
+                    "kit": FORMAT,
+                },
+            )
+            ran.append(step_name)
+            log.info(
+                "step done",
+                extra={
+                    "workflow_id": workflow_id,
+                    "step": step_name,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 3),
+                },
+            )
+    return WorkflowRun(workflow_id, outputs[names[-1]], outputs, state, ran, resumed_after, False)
+
+
+class Workflow:
+    """A named list of steps, registered with `@wf.step` and run with `await wf.run(client, workflow_id)`."""
+
+    def __init__(self, name: str, steps: Sequence[StepFn | tuple[str, StepFn]] = ()) -> None:
+        self.name = name
+        self.steps: list[StepFn | tuple[str, StepFn]] = list(steps)
+
+    def step(self, fn: F | None = None, *, name: str | None = None) -> Any:
+        """Append a step: `@wf.step` or `@wf.step(name="post-comment")`."""
+
+        def add(f: F) -> F:
+            self.steps.append((name or f.__name__, f))
+            return f
+
+        return add(fn) if fn is not None else add
+
+    def run(
+        self,
+        client: MemoryClient,
+        workflow_id: str,
+        *,
+        state: Mapping[str, Any] | None = None,
+        trace: bool = True,
+    ) -> Awaitable[WorkflowRun]:
+        """`run_workflow(client, workflow_id, self.steps, state=..., name=self.name)`."""
+        return run_workflow(client, workflow_id, self.steps, state=state, name=self.name, trace=trace)

@@ -1,0 +1,176 @@
+"""The kit's exception tree. `client.py` turns HTTP answers and transport failures into it, in one place.
+
+    WorkflowKitError                 .status (HTTP status or None), .type, .body
+     ├── InvalidInput(field, problem)    400/422, or a bad argument caught before any request
+     │    └── NotJSON(what, problem)     a step output, state, or dedup result that is not JSON
+     ├── Unauthorized                    401/403: token missing or wrong
+     ├── NotFound                        404
+     ├── Conflict                        409; .claim holds the live claim when a claim is taken
+     ├── PayloadTooLarge                 413
+     ├── ServiceError                    5xx answers
+     │    ├── ServiceUnavailable         503 / not ready, or no answer at all (connection error, timeout)
+     │    ├── StorageFull
+     │    └── ReadOnly
+     ├── WorkflowChanged                 a stored workflow ran with other steps than the ones given now
+     └── ClaimTimeout                    waited too long for another holder of a dedup claim
+
+Retries (connection errors and 5xx) happen before any of these reach the caller.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WorkflowKitError(Exception):
+    """Root of every error the kit raises on purpose."""
+
+    type = "error"
+
+    def __init__(self, message: str, *, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.body = body
+
+
+class InvalidInput(WorkflowKitError):
+    """A request field (or a kit argument) is missing, of the wrong type, or out of bounds."""
+
+    type = "invalid_input"
+
+    def __init__(self, field: str | None, problem: str, **kw: Any) -> None:
+        super().__init__(f"{field}: {problem}" if field else problem, **kw)
+        self.field = field
+        self.problem = problem
+
+
+class NotJSON(InvalidInput):
+    """A value the kit must store (step output, workflow state, dedup result) is not JSON."""
+
+    def __init__(self, what: str, problem: str) -> None:
+        super().__init__(what, problem)
+        self.what = what
+
+
+class Unauthorized(WorkflowKitError):
+    """The service wants a token (MEMORY_SPINE_TOKEN) and did not get the right one."""
+
+    type = "unauthorized"
+
+
+class NotFound(WorkflowKitError):
+    """No live record or claim answers to that id or key."""
+
+    type = "not_found"
+
+
+class Conflict(WorkflowKitError):
+    """The write lost a race; for claims, `.claim` is the live claim (key, holder, expires_at)."""
+
+    type = "conflict"
+
+    @property
+    def claim(self) -> dict[str, Any] | None:
+        if isinstance(self.body, dict) and isinstance(self.body.get("claim"), dict):
+            return self.body["claim"]
+        return None
+
+
+class PayloadTooLarge(WorkflowKitError):
+    """The request, or one field of it, is over the service's size cap."""
+
+    type = "payload_too_large"
+
+
+class ServiceError(WorkflowKitError):
+    """The service answered 5xx (after the client's retries ran out)."""
+
+    type = "internal"
+
+
+class ServiceUnavailable(ServiceError):
+    """The service is loading (503), or could not be reached at all (connection error, timeout)."""
+
+    type = "not_ready"
+
+
+class StorageFull(ServiceError):
+    """The disk holding the service's data directory is full."""
+
+    type = "storage_full"
+
+
+class ReadOnly(ServiceError):
+    """The service's data directory cannot be written."""
+
+    type = "read_only"
+
+
+class WorkflowChanged(WorkflowKitError):
+    """A workflow id that already has checkpoints was run with a different list of steps."""
+
+    type = "workflow_changed"
+
+    def __init__(self, workflow_id: str, stored: list[str] | None, given: list[str], problem: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r}: {problem} (stored steps {stored}, given {given}); "
+            "resuming would skip or repeat work, so run the new step list under a new workflow id"
+        )
+        self.workflow_id = workflow_id
+        self.stored = stored
+        self.given = given
+
+
+class ClaimTimeout(WorkflowKitError):
+    """Another holder kept a dedup claim for longer than this caller was willing to wait."""
+
+    type = "claim_timeout"
+
+    def __init__(self, key: str, holder: str | None, waited: float) -> None:
+        super().__init__(f"{key}: still held by {holder!r} after waiting {waited:.1f}s")
+        self.key = key
+        self.holder = holder
+        self.waited = waited
+
+
+# The service's error `type` (see docs/http-api.md) decides the class; the status decides when it is missing.
+_BY_TYPE: dict[str, type[WorkflowKitError]] = {
+    "invalid_input": InvalidInput,
+    "not_found": NotFound,
+    "conflict": Conflict,
+    "unauthorized": Unauthorized,
+    "payload_too_large": PayloadTooLarge,
+    "not_ready": ServiceUnavailable,
+    "storage_full": StorageFull,
+    "read_only": ReadOnly,
+    "internal": ServiceError,
+}
+_BY_STATUS: dict[int, type[WorkflowKitError]] = {
+    400: InvalidInput,
+    401: Unauthorized,
+    403: Unauthorized,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: InvalidInput,
+    503: ServiceUnavailable,
+    507: StorageFull,
+}
+
+
+def from_response(status: int, body: Any, text: str = "") -> WorkflowKitError:
+    """The kit error for an HTTP error answer (`body` is the decoded JSON, or None)."""
+    err = body.get("error") if isinstance(body, dict) else None
+    err = err if isinstance(err, dict) else {}
+    kind = err.get("type")
+    cls = _BY_TYPE.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        cls = _BY_STATUS.get(status) or (ServiceError if status >= 500 else WorkflowKitError)
+    message = str(err.get("message") or text[:500] or f"HTTP {status}")
+    if issubclass(cls, InvalidInput):
+        field = err.get("field")
+        if field is None and isinstance(body, dict) and body.get("errors"):
+            field = body["errors"][0].get("field")
+        return cls(field, message, status=status, body=body)
+    return cls(f"HTTP {status}: {message}", status=status, body=body)

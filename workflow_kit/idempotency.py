@@ -1,0 +1,296 @@
+"""Exactly-once side effects: dedup keys (the seed's formula), claims so racing workers run an action once,
+and optional time windows ("at most once per hour").
+
+    result = await idempotent(client, "send_slack", {"channel": "#ops", "text": "deployed"}, send)
+
+    @idempotent("create_issue", window_seconds=3600)
+    async def create_issue(repo: str, title: str) -> dict: ...
+
+**Key.** `dedup_key(action, params)` is the seed's, bit for bit:
+`sha256(f"{action}:{json.dumps(params, sort_keys=True)}".encode()).hexdigest()[:16]`, so the seed's
+`idempotent_action` and the kit find each other's records. With `window_seconds=W` the key source gets a
+suffix:
+`f"{action}:{json.dumps(params, sort_keys=True)}|window={W:g}:{floor(now / W)}"` (`now` = epoch seconds from
+`clock`), so the key, and with it the dedup, changes when the window does; W is in the source so an hourly and
+a daily window never share a key.
+
+**Record** (the seed's): content `f"dedup:{key} action={action}"`, key `dedup:{key}`,
+metadata `{"dedup_key", "action", "result", ...}`, tags `["dedup", "idempotency", action]`.
+
+**Race.** Before running, a worker takes the service claim `dedup:{key}` (POST /claims, a lease renewed while
+the action runs). The one that gets it runs the action, writes the record, then releases; the others poll the
+record with backoff (bounded by `wait_timeout`) and return its result. If the holder dies, its lease expires
+and the next caller runs the action. If the action raises, the claim is released, a `dedup-error` record is
+written, and the error re-raised; the next call tries again.
+
+One gap stays: if the service cannot be reached between the action and its record, the claim is left to
+expire and the action may run again after the lease. Workflow steps are durable.py's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import inspect
+import json
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from . import _json, tracing
+from .client import MemoryClient, current_client
+from .errors import ClaimTimeout as ClaimTimeout  # re-exported for `except idempotency.ClaimTimeout`
+from .errors import Conflict, InvalidInput, NotFound, NotJSON, PayloadTooLarge, WorkflowKitError
+
+log = logging.getLogger("workflow_kit.idempotency")
+
+Clock = Callable[[], float]
+
+
+def dedup_key(
+    action: str, params: Mapping[str, Any], *, window_seconds: float | None = None, now: float | None = None
+) -> str:
+    """The 16-hex-digit dedup key of `action` with `params`; see the module docstring for the window form."""
+    try:
+        source = f"{action}:{json.dumps(params, sort_keys=True)}"
+    except (TypeError, ValueError) as exc:
+        raise NotJSON(f"params of action {action!r}", str(exc)) from None
+    if window_seconds is not None:
+        if window_seconds <= 0:
+            raise InvalidInput("window_seconds", "must be > 0")
+        index = math.floor((time.time() if now is None else now) / window_seconds)
+        source += f"|window={window_seconds:g}:{index}"
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def default_holder() -> str:
+    """A holder name unique to this call: host, pid, random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def run_idempotent(
+    client: MemoryClient,
+    action: str,
+    params: Mapping[str, Any],
+    fn: Callable[[Any], Awaitable[Any] | Any],
+    *,
+    window_seconds: float | None = None,
+    clock: Clock = time.time,
+    lease_seconds: float = 60.0,
+    wait_timeout: float = 120.0,
+    holder: str | None = None,
+) -> Any:
+    """Run `fn(params)` at most once per dedup key; every caller gets the one result.
+
+    Args:
+        action, params: what identifies the side effect (the seed's `idempotent_action` arguments).
+        fn: the side effect; called as `fn(params)`, may be async. Its result must be JSON.
+        window_seconds, clock: an optional time window and the clock that says which window we are in.
+        lease_seconds: how long a crashed holder blocks others; renewed while `fn` runs.
+        wait_timeout: how long to wait for another holder before giving up.
+        holder: the claim holder's name (default: host:pid:random).
+
+    Raises:
+        ClaimTimeout: another holder kept the claim past `wait_timeout`.
+        NotJSON: params, or the result, are not JSON (the result case is raised after recording null).
+        Whatever `fn` raises, after the claim is released and a dedup-error record written.
+    """
+    if not isinstance(action, str) or not action or len(action) > 120:
+        raise InvalidInput("action", "must be a non-empty string of at most 120 characters (a tag)")
+    key = dedup_key(
+        action, params, window_seconds=window_seconds, now=clock() if window_seconds is not None else None
+    )
+    record_key = f"dedup:{key}"
+    holder = holder or default_holder()
+    started = time.monotonic()
+    delay = 0.02
+    with tracing.span(f"idempotent {action}", kind="tool", inputs=params, dedup_key=key) as span:
+        while True:
+            found = await client.find_key(record_key)
+            if found is not None:
+                span.set_attribute("workflow_kit.dedup", "cached")
+                return _result_of(found)
+            try:
+                await client.claim(record_key, holder=holder, lease_seconds=lease_seconds)
+            except Conflict as exc:
+                other = (exc.claim or {}).get("holder")
+                waited = time.monotonic() - started
+                if waited >= wait_timeout:
+                    raise ClaimTimeout(record_key, other, waited) from None
+                await asyncio.sleep(min(delay, wait_timeout - waited))
+                delay = min(delay * 1.5, 0.5)
+                continue
+            break
+        try:
+            # The previous holder may have written the record and released between our look and our claim.
+            found = await client.find_key(record_key)
+            if found is not None:
+                span.set_attribute("workflow_kit.dedup", "cached")
+                return _result_of(found)
+            span.set_attribute("workflow_kit.dedup", "executed")
+            return await _execute(
+                client, action, params, fn, key, holder, lease_seconds, window_seconds, clock
+            )
+        finally:
+            await _release(client, record_key, holder)
+
+
+def _result_of(record: Mapping[str, Any]) -> Any:
+    return (record.get("metadata") or {}).get("result")
+
+
+async def _execute(
+    client: MemoryClient,
+    action: str,
+    params: Mapping[str, Any],
+    fn: Callable[[Any], Any],
+    key: str,
+    holder: str,
+    lease_seconds: float,
+    window_seconds: float | None,
+    clock: Clock,
+) -> Any:
+    heartbeat = asyncio.create_task(_renew(client, f"dedup:{key}", holder, lease_seconds))
+    try:
+        result = fn(params)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:
+        heartbeat.cancel()
+        await _record_error(client, action, key, holder, exc)
+        raise
+    finally:
+        heartbeat.cancel()
+    metadata: dict[str, Any] = {"dedup_key": key, "action": action, "holder": holder, "executed_at": clock()}
+    if window_seconds is not None:
+        metadata["window_seconds"] = window_seconds
+    problem = None
+    try:
+        metadata["result"] = _json.roundtrip(result, f"result of action {action!r}")
+    except NotJSON as exc:
+        problem = exc
+        metadata["result"] = None
+        metadata["result_error"] = str(exc)
+    body = {
+        "content": f"dedup:{key} action={action}",
+        "metadata": metadata,
+        "tags": ["dedup", "idempotency", action],
+        "key": f"dedup:{key}",
+    }
+    try:
+        await client.ingest(**body)
+    except (PayloadTooLarge, InvalidInput) as exc:
+        # The action ran: record that much, or the next caller would run it again.
+        metadata.update(result=None, result_error=f"result not stored: {exc}")
+        await client.ingest(**body)
+        problem = problem or exc
+    if problem is not None:
+        raise problem
+    return metadata["result"]
+
+
+async def _renew(client: MemoryClient, key: str, holder: str, lease_seconds: float) -> None:
+    while True:
+        await asyncio.sleep(max(lease_seconds / 3, 0.05))
+        try:
+            await client.claim(key, holder=holder, lease_seconds=lease_seconds)
+        except Conflict as exc:
+            log.error(
+                "lost the dedup claim while the action ran; another worker may run it too",
+                extra={"key": key, "holder": holder, "other": (exc.claim or {}).get("holder")},
+            )
+            return
+        except WorkflowKitError as exc:
+            log.warning("could not renew the dedup claim", extra={"key": key, "error": str(exc)})
+
+
+async def _record_error(client: MemoryClient, action: str, key: str, holder: str, exc: BaseException) -> None:
+    try:
+        await client.ingest(
+            f"dedup-error:{key} action={action} error={type(exc).__name__}",
+            metadata={
+                "dedup_key": key,
+                "action": action,
+                "holder": holder,
+                "error_type": type(exc).__name__,
+                "error": str(exc)[:2000],
+            },
+            tags=["dedup-error", "idempotency", action],
+        )
+    except WorkflowKitError as store_exc:  # never hide the action's own error behind this one
+        log.error("could not record the failed action", extra={"key": key, "error": str(store_exc)})
+
+
+async def _release(client: MemoryClient, key: str, holder: str) -> None:
+    try:
+        await client.release(key, holder=holder)
+    except (NotFound, Conflict):
+        pass  # expired, or already someone else's: nothing of ours to give back
+    except WorkflowKitError as exc:
+        log.warning(
+            "could not release the dedup claim; it will expire", extra={"key": key, "error": str(exc)}
+        )
+
+
+def _decorate(
+    fn: Callable[..., Any],
+    action: str | None,
+    *,
+    client: MemoryClient | None = None,
+    exclude: Sequence[str] = (),
+    **options: Any,
+) -> Callable[..., Awaitable[Any]]:
+    sig = inspect.signature(fn)
+    name = action or fn.__name__
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        params = {k: v for k, v in bound.arguments.items() if k not in exclude}
+        memory = client or current_client()
+        if memory is None:
+            raise WorkflowKitError(
+                f"@idempotent {name!r}: no MemoryClient; pass client=, or call it inside "
+                "run_workflow or `async with MemoryClient()`"
+            )
+
+        async def execute(_params: Any) -> Any:
+            value = fn(*args, **kwargs)
+            return await value if inspect.isawaitable(value) else value
+
+        return await run_idempotent(memory, name, params, execute, **options)
+
+    return wrapper
+
+
+def idempotent(*args: Any, **kwargs: Any) -> Any:
+    """Exactly-once, as a function or a decorator.
+
+    - `await idempotent(client, action, params, fn, **options)`: the seed's `idempotent_action`, plus a
+      client.
+    - `@idempotent` / `@idempotent("action")` / `@idempotent(action=..., window_seconds=..., client=...,
+      exclude=("arg",))`: the function's bound arguments (minus `exclude`) are the params; its name the
+      default action; the client defaults to `current_client()`.
+
+    Options: window_seconds, clock, lease_seconds, wait_timeout, holder (see `run_idempotent`).
+    """
+    if args and isinstance(args[0], MemoryClient):
+        return run_idempotent(*args, **kwargs)
+    if args and callable(args[0]) and not isinstance(args[0], str):
+        if len(args) > 1:
+            raise TypeError("@idempotent takes the function alone; options go by keyword")
+        return _decorate(args[0], kwargs.pop("action", None), **kwargs)
+    if len(args) > 1:
+        raise TypeError(
+            "idempotent(action, ...) as a decorator takes options by keyword; the function form "
+            "is idempotent(client, action, params, fn)"
+        )
+    action = args[0] if args else kwargs.pop("action", None)
+    return lambda fn: _decorate(fn, action, **kwargs)
