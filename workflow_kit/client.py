@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from . import tracing
 from .errors import InvalidInput, ReadOnly, ServiceError, ServiceUnavailable, StorageFull, from_response
@@ -35,6 +35,10 @@ _current: contextvars.ContextVar[MemoryClient | None] = contextvars.ContextVar(
 def current_client() -> MemoryClient | None:
     """The MemoryClient of the enclosing `async with MemoryClient()` block or running workflow, if any."""
     return _current.get()
+
+
+# 50 ms, 100 ms, 200 ms ... capped at 2 s, plus up to 20 ms of jitter so racing workers spread out.
+_BACKOFF = wait_exponential(multiplier=0.05, max=2.0) + wait_random(0, 0.02)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -120,7 +124,7 @@ class MemoryClient:
                 kwargs["sleep"] = self._sleep
             retrying = AsyncRetrying(
                 stop=stop_after_attempt(self.retries + 1),
-                wait=wait_exponential_jitter(initial=0.05, max=2.0, jitter=0.1),
+                wait=_BACKOFF,
                 retry=retry_if_exception(_retryable),
                 reraise=True,
                 **kwargs,
@@ -247,7 +251,7 @@ class MemoryClient:
             {
                 "limit": limit,
                 "cursor": cursor,
-                "tags": ",".join(tags) if tags else None,
+                "tags": list(tags) if tags else None,
                 "key_prefix": key_prefix,
                 "order": order,
             }
