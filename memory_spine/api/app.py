@@ -1,0 +1,97 @@
+"""`create_app()`: the FastAPI application around one `MemoryService`.
+
+Given a ready `MemoryService` (tests, embedding in-process) the app serves it at once and leaves closing it to
+the caller. Given `Settings` (the `serve` command) the app opens the service in a background thread during
+start-up, so `/health` answers 503 "loading" until the index and model are ready, and closes it at shutdown
+(which persists the index).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from .. import __version__
+from ..config import Settings
+from ..errors import MemorySpineError
+from ..metrics import Metrics
+from ..service import MemoryService
+from . import errors
+from .middleware import RequestMiddleware
+from .routes import router
+
+log = logging.getLogger("memory_spine.api")
+
+
+def create_app(target: MemoryService | Settings) -> FastAPI:
+    """Build the ASGI app for a service, or for settings from which the service will be opened."""
+    owned = isinstance(target, Settings)
+    settings = target if owned else target.settings
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loader: threading.Thread | None = None
+        if owned:
+
+            def load() -> None:
+                try:
+                    svc = MemoryService.open(settings)
+                except MemorySpineError as exc:
+                    app.state.load_error = exc.message
+                    log.error("could not open the service: %s", exc.message, extra={"event": "load_failed"})
+                    app.state.fatal = exc
+                    return
+                except Exception as exc:  # surfaced through /health and the log, and the process exits
+                    app.state.load_error = repr(exc)
+                    log.exception("could not open the service")
+                    app.state.fatal = exc
+                    return
+                metrics.bind(svc)
+                app.state.service = svc
+                log.info(
+                    "ready", extra={"event": "ready", "seconds": round(svc.opened_in, 3), "memories": len(svc.index)}
+                )
+
+            loader = threading.Thread(target=load, name="memory-spine-open", daemon=True)
+            loader.start()
+            app.state.loader = loader
+        try:
+            yield
+        finally:
+            if owned:
+                if loader is not None:
+                    loader.join()
+                svc = app.state.service
+                app.state.service = None
+                if svc is not None:
+                    svc.close()
+                    log.info("stopped", extra={"event": "stopped"})
+
+    app = FastAPI(
+        title="memory-spine",
+        version=__version__,
+        description="A local memory service for AI-agent workflows: exact keys, semantic, keyword and hybrid"
+        " search, claims for exactly-once actions.",
+        lifespan=lifespan,
+    )
+    app.state.service = None if owned else target
+    app.state.load_error = None
+    app.state.fatal = None
+    app.state.metrics = metrics
+    app.state.settings = settings
+    if not owned:
+        metrics.bind(target)
+    errors.install(app)
+    app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
+        )
+    token = settings.token.get_secret_value() if settings.token else None
+    app.add_middleware(RequestMiddleware, token=token, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    return app

@@ -1,0 +1,21 @@
+"""Bearer-token check: when a token is configured, every route but /health needs `Authorization: Bearer <t>`.
+
+The comparison is constant-time (hmac.compare_digest) and the token is never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from ..errors import Unauthorized
+
+OPEN_PATHS = frozenset({"/health"})
+
+
+def check_bearer(header: bytes | None, token: bytes) -> None:
+    """Raise Unauthorized unless `header` is `Bearer <token>`."""
+    if not header:
+        raise Unauthorized("this service requires a token: send 'Authorization: Bearer <token>'")
+    scheme, _, value = header.partition(b" ")
+    if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), token):
+        raise Unauthorized("the bearer token is missing or wrong")

@@ -1,0 +1,118 @@
+"""The one table from error class to HTTP status, and the one JSON error body.
+
+Body: `{"error": {"type", "message", "field"?}}`, plus `"errors": [{"field", "message"}]` for validation
+failures and `"claim"` for a lost claim. Statuses are looked up along the exception's MRO, so a subclass
+without its own entry inherits its parent's status.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import (
+    Conflict,
+    DataDirLocked,
+    InvalidInput,
+    MemorySpineError,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    ReadOnlyStorage,
+    StorageError,
+    StorageFull,
+    Unauthorized,
+)
+from .responses import JSON as ORJSONResponse
+
+log = logging.getLogger("memory_spine.api")
+
+STATUS: dict[type[MemorySpineError], int] = {
+    InvalidInput: 422,
+    PayloadTooLarge: 413,
+    NotFound: 404,
+    Conflict: 409,
+    Unauthorized: 401,
+    NotReady: 503,
+    StorageError: 503,
+    StorageFull: 507,
+    ReadOnlyStorage: 503,
+    DataDirLocked: 503,
+    MemorySpineError: 500,
+}
+
+
+def status_for(exc: MemorySpineError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_body(type_: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    err: dict[str, Any] = {"type": type_, "message": message}
+    if field is not None:
+        err["field"] = field
+    return {"error": err, **extra}
+
+
+def _field(loc: tuple | list) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or "body"
+
+
+def _problem(err: dict[str, Any]) -> str:
+    if err.get("type") == "extra_forbidden":
+        return "is not a known field"
+    if err.get("type") == "missing":
+        return "is required"
+    if err.get("type") == "json_invalid":
+        return f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})"
+    return str(err.get("msg", "is invalid"))
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that render every error in the one shape."""
+
+    @app.exception_handler(MemorySpineError)
+    async def _ours(request: Request, exc: MemorySpineError) -> ORJSONResponse:
+        status = status_for(exc)
+        extra: dict[str, Any] = {}
+        if isinstance(exc, Conflict):
+            extra.update(exc.detail)
+        if status >= 500:
+            log.warning("request failed: %s", exc.message, extra={"event": "error", "error_type": exc.type})
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return ORJSONResponse(
+            error_body(exc.type, exc.message, exc.field, **extra), status_code=status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        errors = [{"field": _field(e.get("loc", ())), "message": _problem(e)} for e in exc.errors()]
+        first = errors[0] if errors else {"field": "body", "message": "is invalid"}
+        return ORJSONResponse(
+            error_body("invalid_input", f"{first['field']}: {first['message']}", first["field"], errors=errors),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        return ORJSONResponse(
+            error_body(kind, str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unexpected error")
+        return ORJSONResponse(error_body("internal", "internal error; see the server log"), status_code=500)

@@ -1,0 +1,115 @@
+"""One pure-ASGI middleware for every request: request id, auth, body-size cap, a JSON log line, metrics.
+
+Pure ASGI (not BaseHTTPMiddleware) so it adds microseconds, not a task per request, to the hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from ..errors import PayloadTooLarge, Unauthorized
+from ..logs import request_id
+from .auth import OPEN_PATHS, check_bearer
+from .errors import error_body, status_for
+
+log = logging.getLogger("memory_spine.http")
+
+
+class RequestMiddleware:
+    """Wraps the app: assigns `X-Request-ID`, enforces auth and the body cap, logs and measures."""
+
+    def __init__(self, app: Any, *, token: str | None, max_body_bytes: int, metrics: Any) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+        self.max_body = max_body_bytes
+        self.metrics = metrics
+
+    async def _reject(self, send: Any, exc: Any, rid: str) -> int:
+        status = status_for(exc)
+        body = orjson.dumps(error_body(exc.type, exc.message, exc.field))
+        headers = [(b"content-type", b"application/json"), (b"x-request-id", rid.encode())]
+        if isinstance(exc, Unauthorized):
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return status
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        token_ctx = request_id.set(rid)
+        status_box = {"status": 500}
+        path = scope.get("path", "")
+        try:
+            if self.token is not None and path not in OPEN_PATHS and not path.startswith("/docs/oauth2"):
+                try:
+                    check_bearer(headers.get(b"authorization"), self.token)
+                except Unauthorized as exc:
+                    status_box["status"] = await self._reject(send, exc, rid)
+                    return
+            length = headers.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body:
+                exc = PayloadTooLarge("body", f"is {int(length)} bytes; the limit is {self.max_body}")
+                status_box["status"] = await self._reject(send, exc, rid)
+                return
+
+            if length is None and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
+                # A chunked body has no length to check up front: read it here, under the cap, then replay it.
+                chunks: list[bytes] = []
+                received = 0
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        break
+                    chunks.append(message.get("body", b""))
+                    received += len(chunks[-1])
+                    if received > self.max_body:
+                        exc = PayloadTooLarge("body", f"is over the limit of {self.max_body} bytes")
+                        status_box["status"] = await self._reject(send, exc, rid)
+                        return
+                    if not message.get("more_body"):
+                        break
+                replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+                async def receive_replay() -> dict:
+                    return replay.pop() if replay else await receive()
+
+                app_receive = receive_replay
+            else:
+                app_receive = receive
+
+            async def send_wrapper(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    status_box["status"] = message["status"]
+                    message.setdefault("headers", [])
+                    message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                await send(message)
+
+            await self.app(scope, app_receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or ("unmatched" if status_box["status"] == 404 else path)
+            if self.metrics is not None:
+                self.metrics.observe_request(scope.get("method", ""), template, status_box["status"], elapsed)
+            log.info(
+                "request",
+                extra={
+                    "event": "request",
+                    "method": scope.get("method"),
+                    "path": path,
+                    "route": template,
+                    "status": status_box["status"],
+                    "ms": round(elapsed * 1000, 3),
+                },
+            )
+            request_id.reset(token_ctx)

@@ -1,0 +1,168 @@
+"""HTTP routes: each validates its input (pydantic), calls `MemoryService` once in a worker thread, returns JSON.
+
+Routes are plain `def`, so Starlette runs them in its thread pool and the event loop never waits on SQLite,
+hnswlib or the model. No logic lives here beyond reading parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from starlette.responses import Response
+
+from .. import __version__
+from ..errors import NotReady
+from ..models import (
+    BatchIn,
+    BatchResponse,
+    Claim,
+    ClaimIn,
+    DeleteWhere,
+    Filter,
+    HealthResponse,
+    IngestResponse,
+    ListResponse,
+    Memory,
+    MemoryIn,
+    MemoryPatch,
+    SearchQuery,
+    SearchResponse,
+)
+from ..service import MemoryService
+from .responses import JSON
+
+router = APIRouter()
+
+_ERR = {
+    401: {"description": "Missing or wrong bearer token"},
+    413: {"description": "Request body over the configured limit"},
+    422: {"description": "Invalid input; the body names the field"},
+    503: {"description": "Service still loading, or storage unavailable"},
+}
+
+
+def service(request: Request) -> MemoryService:
+    svc = request.app.state.service
+    if svc is None:
+        raise NotReady("the service is still loading")
+    return svc
+
+
+Svc = Annotated[MemoryService, Depends(service)]
+
+
+@router.get("/health", response_model=HealthResponse, responses={503: {"description": "Still loading"}})
+def health(request: Request) -> Response:
+    """200 once ready to serve, 503 while the index or model is still loading."""
+    state = request.app.state
+    if state.service is None:
+        body: dict[str, Any] = {"status": "loading" if state.load_error is None else "failed", "version": __version__}
+        if state.load_error is not None:
+            body["error"] = state.load_error
+        return JSON(body, status_code=503)
+    return JSON({"status": "ok", "version": __version__})
+
+
+@router.post("/ingest", response_model=IngestResponse, responses=_ERR)
+def ingest(item: MemoryIn, svc: Svc) -> Response:
+    """Store one memory (upsert by `id`). A 200 means committed to disk."""
+    return JSON(svc.ingest(item))
+
+
+@router.post("/ingest/batch", response_model=BatchResponse, responses=_ERR)
+def ingest_batch(batch: BatchIn, svc: Svc) -> Response:
+    """Store up to 1,000 memories in one transaction, embedded as one batch: all or nothing."""
+    return JSON(svc.ingest_batch(batch.records))
+
+
+@router.post("/search", response_model=SearchResponse, responses=_ERR)
+def search(q: SearchQuery, svc: Svc) -> Response:
+    """Search by exact key, meaning, keywords or both, with filters. See the README for the rules."""
+    return JSON(svc.search(q))
+
+
+@router.get("/memories", response_model=ListResponse, responses=_ERR)
+def list_memories(
+    svc: Svc,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: str | None = None,
+    order: Annotated[str, Query(pattern="^(newest|oldest)$")] = "newest",
+    tags: Annotated[list[str] | None, Query()] = None,
+    key_prefix: str | None = None,
+) -> Response:
+    """List memories newest (or oldest) first; pass `next_cursor` back as `cursor` for the next page."""
+    flt = Filter(tags=tags, key_prefix=key_prefix or None)
+    return JSON(svc.list(flt, limit=limit, cursor=cursor, order=order))
+
+
+@router.delete("/memories", responses=_ERR)
+def delete_where(req: Annotated[DeleteWhere, Body()], svc: Svc) -> Response:
+    """Delete every memory matching a filter (`dry_run: true` only counts). An empty filter is refused."""
+    return JSON(svc.delete_where(req))
+
+
+@router.get("/memories/{id}", response_model=Memory, responses={**_ERR, 404: {"description": "No such memory"}})
+def get_memory(id: str, svc: Svc) -> Response:
+    return JSON(svc.get(id))
+
+
+@router.patch("/memories/{id}", response_model=Memory, responses={**_ERR, 404: {"description": "No such memory"}})
+def patch_memory(id: str, patch: MemoryPatch, svc: Svc) -> Response:
+    """Change part of a memory: content re-embeds, metadata merges (null removes a key), tags replace."""
+    return JSON(svc.update(id, patch))
+
+
+@router.delete("/memories/{id}", responses={**_ERR, 404: {"description": "No such memory"}})
+def delete_memory(id: str, svc: Svc) -> Response:
+    return JSON(svc.delete(id))
+
+
+@router.get("/keys", responses=_ERR)
+def list_keys(
+    svc: Svc, prefix: Annotated[str, Query(min_length=1)], limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> Response:
+    """Memories whose exact key starts with `prefix`, newest first."""
+    return JSON(svc.list_keys(prefix, limit))
+
+
+@router.get("/keys/{key:path}", response_model=Memory, responses={**_ERR, 404: {"description": "No such key"}})
+def get_key(key: str, svc: Svc) -> Response:
+    """The newest memory holding exactly this key."""
+    return JSON(svc.get_key(key))
+
+
+@router.post(
+    "/claims",
+    status_code=201,
+    response_model=Claim,
+    responses={**_ERR, 409: {"description": "Held by another live holder"}},
+)
+def claim(req: ClaimIn, svc: Svc) -> Response:
+    """Claim a key for a lease if no other live holder has it (atomic). The same holder renews."""
+    return JSON(svc.claim(req), status_code=201)
+
+
+@router.get("/claims/{key:path}", response_model=Claim, responses={**_ERR, 404: {"description": "No live claim"}})
+def get_claim(key: str, svc: Svc) -> Response:
+    return JSON(svc.get_claim(key))
+
+
+@router.delete(
+    "/claims/{key:path}",
+    responses={**_ERR, 404: {"description": "No live claim"}, 409: {"description": "Held by another holder"}},
+)
+def release_claim(key: str, svc: Svc, holder: str | None = None) -> Response:
+    return JSON(svc.release(key, holder))
+
+
+@router.get("/stats", responses=_ERR)
+def stats(svc: Svc) -> Response:
+    """Counts, index, embedder, database size, uptime, query-cache hit rate."""
+    return JSON(svc.stats())
+
+
+@router.get("/metrics", responses=_ERR)
+def metrics(request: Request, svc: Svc) -> Response:
+    """Prometheus text format."""
+    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

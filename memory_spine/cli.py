@@ -1,0 +1,157 @@
+"""The command line: `memory-spine serve | export-model`. Parses flags, builds objects, calls them.
+
+No logic lives here: `serve` turns flags into `Settings` and runs uvicorn over `create_app(settings)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
+        except (OSError, ValueError):
+            return False
+
+
+def _settings(args: argparse.Namespace, names: list[str]) -> Any:
+    from .config import Settings
+
+    given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return Settings(**given)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .config import Settings  # noqa: F401  (imported for its validation errors below)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    settings = _settings(
+        args, ["host", "port", "data_dir", "embedder", "token", "log_level", "embed_threads", "model_cache"]
+    )
+    if args.insecure:
+        settings.insecure = True
+    if not _is_loopback(settings.host) and settings.token is None and not settings.insecure:
+        print(
+            f"memory-spine: refusing to listen on {settings.host}, which is not a loopback address, without a"
+            " token: anyone who can reach it could read and erase every memory. Set --token (or"
+            " MEMORY_SPINE_TOKEN), or pass --insecure if the network is trusted.",
+            file=sys.stderr,
+        )
+        return 2
+
+    import uvicorn
+
+    from .api.app import create_app
+    from .logs import setup_logging
+
+    setup_logging(settings.log_level)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=30,
+        backlog=2048,
+    )
+    server = uvicorn.Server(config)
+
+    def watch_loader() -> None:
+        # If the service cannot open (data dir locked, unreadable, ...), stop the server: a process that
+        # can never become healthy should exit with the reason, not linger.
+        loader = getattr(app.state, "loader", None)
+        if loader is not None:
+            loader.join()
+            if app.state.fatal is not None:
+                server.should_exit = True
+
+    import threading
+
+    original_startup = server.startup
+
+    async def startup(sockets: Any = None) -> None:
+        await original_startup(sockets=sockets)
+        threading.Thread(target=watch_loader, daemon=True).start()
+
+    server.startup = startup  # type: ignore[method-assign]
+    server.run()
+    if app.state.fatal is not None:
+        print(f"memory-spine: could not start: {app.state.load_error}", file=sys.stderr)
+        return 1
+    if not server.started:
+        return 1
+    return 0
+
+
+def _export_model(args: argparse.Namespace) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from .embedders import export_onnx
+
+    path = export_onnx(Path(args.model_cache) if args.model_cache else None, force=args.force)
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memory-spine", description="A local memory service for AI agents.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service (default 127.0.0.1:8788)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1; env MEMORY_SPINE_HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8788; env MEMORY_SPINE_PORT)")
+    serve.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        type=Path,
+        help="where records and the index live (default ~/.local/share/memory-spine)",
+    )
+    serve.add_argument(
+        "--embedder", choices=["onnx", "sentence-transformers", "fake"], help="embedding backend (default onnx)"
+    )
+    serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (env MEMORY_SPINE_TOKEN)")
+    serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without a token")
+    serve.add_argument("--log-level", dest="log_level", help="debug | info | warning | error")
+    serve.add_argument("--embed-threads", dest="embed_threads", type=int, help="threads for the model (default 2)")
+    serve.add_argument("--model-cache", dest="model_cache", type=Path, help="where the exported ONNX model is cached")
+    serve.set_defaults(func=_serve)
+
+    export = sub.add_parser("export-model", help="export the model to ONNX once (e.g. when building an image)")
+    export.add_argument("--model-cache", dest="model_cache", help="cache dir (default ~/.cache/memory-spine)")
+    export.add_argument("--force", action="store_true", help="export again even if cached")
+    export.set_defaults(func=_export_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Request and response shapes shared by the core and the HTTP API (pydantic v2).
+
+The core takes these models as input; it returns plain dicts shaped like `Memory` / `SearchHit` so the hot
+path does not pay for model construction. Unknown fields are rejected (a typo such as `tag` for `tags` would
+otherwise silently widen a filter).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Importance = Literal["low", "medium", "high", "critical"]
+SearchMode = Literal["semantic", "keyword", "hybrid"]
+Timestamp = float | datetime
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MemoryIn(_Strict):
+    """One record to ingest. An existing `id` is upserted."""
+
+    content: str = Field(description="The text of the memory; embedded for semantic search.")
+    tags: list[str] | None = Field(default=None, description="Labels, filterable with tags/tags_all/tags_none.")
+    metadata: dict[str, Any] | None = Field(default=None, description="A JSON object, filterable with `where`.")
+    id: str | None = Field(default=None, description="Client-chosen id; generated when absent.")
+    importance: Importance | None = Field(default=None, description="low | medium | high | critical.")
+    key: str | None = Field(default=None, description="Explicit exact key; else derived from the content.")
+    ttl_seconds: float | None = Field(default=None, description="Expire this many seconds after the write.")
+    expires_at: Timestamp | None = Field(default=None, description="Expire at this time (ISO 8601 or epoch).")
+
+
+class BatchIn(_Strict):
+    """Several records ingested in one transaction, all or nothing."""
+
+    records: list[MemoryIn]
+
+
+class MemoryPatch(_Strict):
+    """A partial update: `metadata` merges top-level keys (null removes one), `tags` replace."""
+
+    content: str | None = None
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    importance: Importance | None = None
+    key: str | None = None
+    ttl_seconds: float | None = None
+    expires_at: Timestamp | None = None
+
+
+class Filter(_Strict):
+    """Conditions a record must meet. All given conditions must hold."""
+
+    tags: list[str] | None = Field(default=None, description="Any of these tags.")
+    tags_all: list[str] | None = Field(default=None, description="All of these tags.")
+    tags_none: list[str] | None = Field(default=None, description="None of these tags.")
+    where: dict[str, Any] | None = Field(
+        default=None,
+        description="Metadata conditions: {field: value} or {field: {$eq|$ne|$in|$nin|$gt|$gte|$lt|$lte: v}},"
+        " combined with $and / $or lists. Dotted fields reach nested objects.",
+    )
+    created_after: Timestamp | None = None
+    created_before: Timestamp | None = None
+    importance: list[Importance] | Importance | None = None
+    key: str | None = Field(default=None, description="Exactly this key.")
+    key_prefix: str | None = Field(default=None, description="Keys starting with this prefix.")
+
+
+class SearchQuery(Filter):
+    """A search: semantic, keyword (BM25) or hybrid (reciprocal rank fusion), with filters."""
+
+    query: str
+    limit: int = Field(default=10, ge=1, le=100)
+    mode: SearchMode | None = None
+    min_score: float | None = None
+    explain: bool = False
+
+
+class DeleteWhere(Filter):
+    """Delete every record matching the filter; `dry_run` only counts. An empty filter is refused."""
+
+    dry_run: bool = False
+
+
+class ClaimIn(_Strict):
+    """Claim a key for a while: granted only if no other live holder has it."""
+
+    key: str
+    holder: str | None = None
+    lease_seconds: float | None = Field(default=None, gt=0, le=86_400)
+
+
+class Memory(BaseModel):
+    """A stored record as the API returns it."""
+
+    id: str
+    content: str
+    tags: list[str]
+    metadata: dict[str, Any]
+    importance: Importance
+    key: str | None = None
+    created_at: str
+    updated_at: str
+    expires_at: str | None = None
+
+
+class SearchHit(Memory):
+    score: float
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchHit]
+    plan: dict[str, Any] | None = None
+
+
+class IngestResponse(BaseModel):
+    id: str
+    key: str | None = None
+    created: bool
+
+
+class BatchResponse(BaseModel):
+    ids: list[str]
+    created: int
+
+
+class ListResponse(BaseModel):
+    results: list[Memory]
+    next_cursor: str | None = None
+
+
+class Claim(BaseModel):
+    key: str
+    holder: str
+    acquired_at: str
+    expires_at: str
+
+
+class HealthResponse(BaseModel):
+    status: str
+    version: str

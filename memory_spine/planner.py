@@ -1,0 +1,147 @@
+"""Search plans: exact key, exact scoring of few candidates, HNSW (plain or post-filtered), keyword, hybrid.
+
+The planner asks storage how many records a filter matches and picks:
+
+- `exact_key`   the query is a key form (`checkpoint:...`, `dedup:...`): index lookup, newest first;
+- `hnsw`        no filter: the HNSW index alone;
+- `exact`       a filter matching at most `exact_max_candidates` records: their stored vectors scored with one
+                matrix product (numpy), so a selective filter is both exact and fast;
+- `hnsw_filter` a broader filter: HNSW asked for k ~ limit / selectivity neighbours, the candidates kept by the
+                filter in SQL; k (and ef with it) widens until `limit` hits are found, and falls back to
+                `exact` if the filter's matches sit far from the query;
+- `keyword`     BM25 over the FTS5 index, with the filter in the same SQL;
+- `hybrid`      semantic and keyword lists fused by reciprocal rank fusion (k=60).
+
+Every plan returns exactly `limit` hits whenever at least `limit` live records match the filter.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .index import VectorIndex
+from .models import Filter
+from .storage.sqlite import filter_is_empty
+
+RRF_K = 60
+
+
+@dataclass
+class Plan:
+    """What the planner did, for `"explain": true` and the logs."""
+
+    name: str
+    candidates: int | None = None
+    k: list[int] = field(default_factory=list)
+    ms: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"plan": self.name, "ms": round(self.ms, 3)}
+        if self.candidates is not None:
+            out["candidates"] = self.candidates
+        if self.k:
+            out["k"] = self.k
+        out.update(self.detail)
+        return out
+
+
+Scored = list[tuple[int, float]]
+
+
+class Planner:
+    """Chooses and runs a plan over a `Storage` and a `VectorIndex`."""
+
+    def __init__(self, storage: Any, index: VectorIndex, *, exact_max_candidates: int, ef_search: int) -> None:
+        self.storage = storage
+        self.index = index
+        self.exact_max = exact_max_candidates
+        self.ef = ef_search
+
+    def semantic(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float) -> tuple[Scored, dict, Plan]:
+        """Top `limit` (seq, cosine) pairs plus their hydrated rows."""
+        started = time.perf_counter()
+        if filter_is_empty(flt):
+            hits, rows, plan = self._hnsw(vector, None, limit, now, total=None)
+        else:
+            n = self.storage.count(flt, now)
+            if n <= self.exact_max:
+                hits, rows, plan = self._exact(vector, flt, limit, now, n)
+            else:
+                hits, rows, plan = self._hnsw(vector, flt, limit, now, total=n)
+        plan.ms = (time.perf_counter() - started) * 1000
+        return hits, rows, plan
+
+    def _exact(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float, n: int | None):
+        seqs, vecs = self.storage.candidate_vectors(flt, now)
+        plan = Plan("exact", candidates=len(seqs))
+        if not len(seqs):
+            return [], {}, plan
+        scores = vecs @ vector.astype(np.float32)
+        k = min(limit, len(seqs))
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(seqs) else np.arange(len(seqs))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        hits = [(int(seqs[i]), float(scores[i])) for i in top]
+        rows = self.storage.rows([s for s, _ in hits], None, now)
+        return [(s, sc) for s, sc in hits if s in rows], rows, plan
+
+    def _hnsw(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float, total: int | None):
+        size = len(self.index)
+        if total is None:
+            plan = Plan("hnsw")
+            k = limit
+        else:
+            plan = Plan("hnsw_filter", candidates=total)
+            selectivity = max(total / max(size, 1), 1e-6)
+            k = int(math.ceil(limit / selectivity * 1.5)) + limit
+        want = min(limit, total) if total is not None else limit
+        for _round in range(3):
+            k = max(1, min(k, size))
+            plan.k.append(k)
+            labels, sims = self.index.query(vector, k, ef=max(self.ef, k))
+            rows = self.storage.rows(labels.tolist(), flt, now)
+            hits = [(int(s), float(sc)) for s, sc in zip(labels, sims, strict=True) if int(s) in rows]
+            if len(hits) >= want or k >= size:
+                return hits[:limit], rows, plan
+            k *= 4
+        # The filter's matches sit far from the query (or the index lags): score them exactly.
+        hits, rows, exact_plan = self._exact(vector, flt, limit, now, total)
+        plan.name = plan.name + "+exact"
+        plan.candidates = exact_plan.candidates
+        return hits, rows, plan
+
+    def keyword(self, query: str, flt: Filter | None, limit: int, now: float) -> tuple[Scored, dict, Plan]:
+        started = time.perf_counter()
+        ranked = self.storage.keyword(query, flt, now, limit)
+        rows = self.storage.rows([s for s, _ in ranked], None, now)
+        # BM25 is unbounded; s / (1 + s) maps it into [0, 1) keeping the order.
+        hits = [(s, sc / (1.0 + sc)) for s, sc in ranked if s in rows]
+        plan = Plan("keyword", ms=(time.perf_counter() - started) * 1000)
+        return hits, rows, plan
+
+    def hybrid(
+        self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float
+    ) -> tuple[Scored, dict, Plan]:
+        started = time.perf_counter()
+        depth = max(limit * 3, 30)
+        sem, sem_rows, sem_plan = self.semantic(vector, flt, depth, now)
+        kw, kw_rows, _ = self.keyword(query, flt, depth, now)
+        fused: dict[int, float] = {}
+        for ranked in (sem, kw):
+            for rank, (seq, _score) in enumerate(ranked):
+                fused[seq] = fused.get(seq, 0.0) + 1.0 / (RRF_K + rank + 1)
+        best = 2.0 / (RRF_K + 1)  # first in both lists
+        order = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[:limit]
+        rows = {**kw_rows, **sem_rows}
+        hits = [(s, sc / best) for s, sc in order]
+        plan = Plan(
+            "hybrid",
+            ms=(time.perf_counter() - started) * 1000,
+            detail={"semantic": sem_plan.as_dict(), "keyword_hits": len(kw)},
+        )
+        return hits, rows, plan

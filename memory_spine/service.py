@@ -1,0 +1,594 @@
+"""MemoryService: the core, usable in-process without HTTP. Ingest, search, records, keys, claims, stats.
+
+It owns one data directory (locked against a second process), one storage backend, one derived vector index
+and one embedder. Writes go storage-first: a call returns only after SQLite committed, and the index is updated
+in commit order right after (see `SQLiteStorage._Tx`). A background thread persists the index now and then and
+purges expired records. Every method is synchronous and thread-safe; the HTTP layer runs them in a thread pool
+so the event loop never blocks on SQLite, numpy or the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from . import __version__
+from .config import Settings
+from .embedders import Embedder, create_embedder
+from .errors import (
+    DataDirLocked,
+    InvalidInput,
+    MemorySpineError,
+    NotFound,
+    ReadOnlyStorage,
+    StorageError,
+)
+from .index import IndexParams, VectorIndex
+from .keys import derive_key, key_parent, parse_key_query
+from .models import ClaimIn, DeleteWhere, Filter, MemoryIn, MemoryPatch, SearchQuery
+from .planner import Planner
+from .storage.base import ContentChanged, NewRecord, PutResult
+from .storage.sqlite import SQLiteStorage, filter_is_empty, to_epoch
+
+log = logging.getLogger("memory_spine.service")
+
+DB_FILE = "memories.db"
+LOCK_FILE = "memory-spine.lock"
+
+
+class QueryCache:
+    """A bounded LRU of query text -> vector: agents and routers repeat their queries."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, text: str) -> np.ndarray | None:
+        with self._lock:
+            vec = self._items.get(text)
+            if vec is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(text)
+            self.hits += 1
+            return vec
+
+    def put(self, text: str, vec: np.ndarray) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[text] = vec
+            self._items.move_to_end(text)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def info(self) -> dict[str, Any]:
+        total = self.hits + self.misses
+        return {
+            "entries": len(self._items),
+            "capacity": self.size,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": round(self.hits / total, 4) if total else 0.0,
+        }
+
+
+def _check_text(value: str, field: str, max_chars: int | None = None, allow_empty: bool = False) -> None:
+    if not allow_empty and not value.strip():
+        raise InvalidInput(field, "must not be empty")
+    if max_chars is not None and len(value) > max_chars:
+        raise InvalidInput(field, f"is {len(value)} characters long; the limit is {max_chars}")
+    if "\x00" in value:
+        raise InvalidInput(field, "must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(field, "is not valid Unicode (a lone surrogate?)") from exc
+
+
+def _depth(value: Any, limit: int, level: int = 1) -> int:
+    if level > limit:
+        return level
+    if isinstance(value, dict):
+        return max([level, *(_depth(v, limit, level + 1) for v in value.values())])
+    if isinstance(value, list):
+        return max([level, *(_depth(v, limit, level + 1) for v in value)])
+    return level - 1
+
+
+class MemoryService:
+    """The memory service core. Build it with `MemoryService.open(settings)`; close it when done."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        storage: SQLiteStorage,
+        index: VectorIndex,
+        embedder: Embedder,
+        lock: FileLock | None,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.index = index
+        self.embedder = embedder
+        self._lock = lock
+        self.planner = Planner(
+            storage, index, exact_max_candidates=settings.exact_max_candidates, ef_search=settings.hnsw_ef_search
+        )
+        self.query_cache = QueryCache(settings.query_cache_size)
+        self.started_at = time.time()
+        self.opened_in: float = 0.0
+        self._saved_version = index.version
+        self._last_save = time.monotonic()
+        self._stop = threading.Event()
+        self._closed = False
+        self._housekeeper = threading.Thread(target=self._housekeeping, name="memory-spine-housekeeping", daemon=True)
+        self._housekeeper.start()
+
+    # -- life -----------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, settings: Settings, embedder: Embedder | None = None) -> MemoryService:
+        """Lock the data dir, open storage, load the embedder, load or rebuild the index.
+
+        Raises:
+            DataDirLocked: another process serves this data dir.
+            ReadOnlyStorage / StorageError: the data dir or database cannot be used.
+        """
+        started = time.perf_counter()
+        data_dir = Path(settings.data_dir).expanduser()
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ReadOnlyStorage(f"cannot create the data dir {data_dir}: {exc}") from exc
+        if not os.access(data_dir, os.W_OK):
+            raise ReadOnlyStorage(f"the data dir {data_dir} is not writable")
+        lock = FileLock(str(data_dir / LOCK_FILE), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise DataDirLocked(
+                f"another memory-spine process is already serving {data_dir} (lock file {data_dir / LOCK_FILE});"
+                " stop it or choose another --data-dir"
+            ) from exc
+        except OSError as exc:
+            raise ReadOnlyStorage(f"cannot lock the data dir {data_dir}: {exc}") from exc
+        try:
+            if embedder is None:
+                embedder = create_embedder(
+                    settings.embedder, cache_dir=settings.model_cache, threads=settings.embed_threads
+                )
+            storage = SQLiteStorage(data_dir / DB_FILE, embedder.dim, synchronous=settings.synchronous)
+            stored_model = storage.meta("embedder_model")
+            if stored_model is None:
+                storage.set_meta("embedder_model", embedder.model)
+            elif stored_model != embedder.model:
+                storage.close()
+                raise StorageError(
+                    f"{data_dir} holds vectors of the model {stored_model!r}; this embedder makes"
+                    f" {embedder.model!r}. Use the same --embedder or another --data-dir."
+                )
+            index = VectorIndex(
+                data_dir,
+                IndexParams(
+                    dim=embedder.dim,
+                    m=settings.hnsw_m,
+                    ef_construction=settings.hnsw_ef_construction,
+                    ef_search=settings.hnsw_ef_search,
+                ),
+            )
+            index.open(storage)
+        except BaseException:
+            lock.release()
+            raise
+        service = cls(settings, storage, index, embedder, lock)
+        service.opened_in = time.perf_counter() - started
+        return service
+
+    def close(self) -> None:
+        """Stop housekeeping, persist the index, close storage and release the data dir."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._housekeeper.join(timeout=30)
+        try:
+            self.save_index()
+        except Exception:
+            log.exception("could not persist the index at shutdown; it will catch up on the next start")
+        self.storage.close()
+        self.embedder.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> MemoryService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def save_index(self) -> dict[str, Any]:
+        info = self.index.save(self.storage)
+        self._saved_version = info["version"]
+        self._last_save = time.monotonic()
+        self.storage.forget_tombstones(info["version"])
+        log.info("vector index saved", extra={"event": "index_saved", **info})
+        return info
+
+    def _housekeeping(self) -> None:
+        next_purge = time.monotonic() + self.settings.purge_seconds
+        while not self._stop.wait(1.0):
+            try:
+                if time.monotonic() >= next_purge:
+                    self.purge_expired()
+                    next_purge = time.monotonic() + self.settings.purge_seconds
+                pending = self.index.version - self._saved_version
+                due = time.monotonic() - self._last_save >= self.settings.index_save_seconds
+                if pending >= self.settings.index_save_changes or (pending > 0 and due):
+                    self.save_index()
+            except MemorySpineError as exc:
+                log.warning("housekeeping failed: %s", exc, extra={"event": "housekeeping_failed"})
+            except Exception:
+                log.exception("housekeeping failed")
+
+    # -- index bookkeeping, called under storage's write lock after each commit ---------------------------
+    def _after_put(self, records: Sequence[NewRecord], results: list[PutResult]) -> None:
+        changed = [(r.seq, rec.vector) for rec, r in zip(records, results, strict=True) if r.vector_changed]
+        if changed:
+            self.index.add(np.array([s for s, _ in changed], dtype=np.int64), np.vstack([v for _, v in changed]))
+        self.index.version = self.storage.max_vector_version()
+
+    def _after_delete(self, seqs: list[int]) -> None:
+        if seqs:
+            self.index.remove(seqs)
+        self.index.version = self.storage.max_vector_version()
+
+    # -- embedding ------------------------------------------------------------------------------------
+    observer: Any = None  # metrics hooks (observe_plan, observe_embed), bound by the HTTP layer
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        started = time.perf_counter()
+        vectors = self.embedder.embed(texts)
+        if self.observer is not None:
+            self.observer.observe_embed(time.perf_counter() - started)
+        return vectors
+
+    def embed_query(self, text: str) -> np.ndarray:
+        vec = self.query_cache.get(text)
+        if vec is None:
+            vec = self._embed([text])[0]
+            self.query_cache.put(text, vec)
+        return vec
+
+    # -- validation -----------------------------------------------------------------------------------
+    def _tags(self, tags: list[str] | None, field: str) -> list[str]:
+        if not tags:
+            return []
+        s = self.settings
+        if len(tags) > s.max_tags:
+            raise InvalidInput(field, f"has {len(tags)} tags; the limit is {s.max_tags}")
+        out: list[str] = []
+        for i, tag in enumerate(tags):
+            _check_text(tag, f"{field}[{i}]", s.max_tag_chars)
+            if tag not in out:
+                out.append(tag)
+        return out
+
+    def _metadata(self, metadata: dict[str, Any] | None, field: str) -> dict[str, Any]:
+        if not metadata:
+            return {}
+        s = self.settings
+        if _depth(metadata, s.max_metadata_depth) > s.max_metadata_depth:
+            raise InvalidInput(field, f"is nested deeper than {s.max_metadata_depth} levels")
+        try:
+            encoded = json.dumps(metadata, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise InvalidInput(field, f"is not storable JSON ({exc})") from exc
+        if len(encoded) > s.max_metadata_bytes:
+            raise InvalidInput(field, f"is {len(encoded)} bytes as JSON; the limit is {s.max_metadata_bytes}")
+        if "\\u0000" in encoded.decode("utf-8"):
+            raise InvalidInput(field, "must not contain NUL characters")
+        return metadata
+
+    def _expiry(self, ttl: float | None, expires_at: Any, now: float, field: str) -> float | None:
+        if ttl is not None:
+            if not math.isfinite(ttl) or ttl <= 0:
+                raise InvalidInput(f"{field}ttl_seconds", "must be a positive number of seconds")
+            return now + ttl
+        if expires_at is not None:
+            ts = to_epoch(expires_at, f"{field}expires_at")
+            if ts is None or not math.isfinite(ts):
+                raise InvalidInput(f"{field}expires_at", "must be a finite time")
+            return ts
+        return None
+
+    def _record(self, item: MemoryIn, now: float, field: str = "") -> NewRecord:
+        s = self.settings
+        _check_text(item.content, f"{field}content", s.max_content_chars)
+        if item.id is not None:
+            _check_text(item.id, f"{field}id", s.max_id_chars)
+        if item.key is not None:
+            _check_text(item.key, f"{field}key", s.max_key_chars)
+        key = derive_key(item.content, item.key)
+        if key is not None and len(key) > s.max_key_chars:
+            raise InvalidInput(f"{field}key", f"is longer than {s.max_key_chars} characters")
+        return NewRecord(
+            id=item.id or str(uuid.uuid4()),
+            content=item.content,
+            tags=self._tags(item.tags, f"{field}tags"),
+            metadata=self._metadata(item.metadata, f"{field}metadata"),
+            importance=item.importance or "medium",
+            key=key,
+            key_parent=key_parent(key),
+            expires_at=self._expiry(item.ttl_seconds, item.expires_at, now, field),
+            vector=None,
+            now=now,
+        )
+
+    # -- writes ---------------------------------------------------------------------------------------
+    def _put(self, records: list[NewRecord]) -> list[PutResult]:
+        known = self.storage.contents([r.id for r in records])
+        todo = [r for r in records if known.get(r.id) != r.content]
+        if todo:
+            vectors = self._embed([r.content for r in todo])
+            for rec, vec in zip(todo, vectors, strict=True):
+                rec.vector = vec
+        try:
+            return self.storage.put(records, on_commit=lambda res: self._after_put(records, res))
+        except ContentChanged:
+            # Another writer changed a record between our read and our write: embed everything, once.
+            rest = [r for r in records if r.vector is None]
+            for rec, vec in zip(rest, self._embed([r.content for r in rest]), strict=True):
+                rec.vector = vec
+            return self.storage.put(records, on_commit=lambda res: self._after_put(records, res))
+
+    def ingest(self, item: MemoryIn) -> dict[str, Any]:
+        """Store one record (upsert by id). Returns {id, key, created} once committed."""
+        rec = self._record(item, time.time())
+        result = self._put([rec])[0]
+        return {"id": result.id, "key": rec.key, "created": result.created}
+
+    def ingest_batch(self, items: Sequence[MemoryIn]) -> dict[str, Any]:
+        """Store many records in one transaction: all or nothing, embedded as one batch."""
+        if not items:
+            raise InvalidInput("records", "must hold at least one record")
+        if len(items) > self.settings.max_batch:
+            raise InvalidInput("records", f"holds {len(items)} records; the limit is {self.settings.max_batch}")
+        now = time.time()
+        records = [self._record(item, now, f"records[{i}].") for i, item in enumerate(items)]
+        seen: dict[str, int] = {}
+        for i, rec in enumerate(records):
+            if rec.id in seen:
+                raise InvalidInput(f"records[{i}].id", f"repeats the id of records[{seen[rec.id]}]")
+            seen[rec.id] = i
+        results = self._put(records)
+        return {"ids": [r.id for r in results], "created": sum(r.created for r in results)}
+
+    def update(self, id: str, patch: MemoryPatch) -> dict[str, Any]:
+        """Change part of a record: content re-embeds, metadata merges (null removes a key), tags replace."""
+        now = time.time()
+        current = self.storage.get(id, now)
+        if current is None:
+            raise NotFound(f"no memory with id {id!r}")
+        metadata = dict(current["metadata"])
+        if patch.metadata is not None:
+            for k, v in patch.metadata.items():
+                if v is None:
+                    metadata.pop(k, None)
+                else:
+                    metadata[k] = v
+        expires: Any = current["expires_at"]
+        item = MemoryIn(
+            id=id,
+            content=patch.content if patch.content is not None else current["content"],
+            tags=patch.tags if patch.tags is not None else current["tags"],
+            metadata=metadata,
+            importance=patch.importance or current["importance"],
+            key=patch.key if patch.key is not None else current["key"],
+            ttl_seconds=patch.ttl_seconds,
+            expires_at=patch.expires_at if patch.expires_at is not None else expires,
+        )
+        self._put([self._record(item, now)])
+        updated = self.storage.get(id, now)
+        if updated is None:  # expired by the patch itself
+            raise NotFound(f"memory {id!r} expired")
+        updated.pop("seq", None)
+        return updated
+
+    def delete(self, id: str) -> dict[str, Any]:
+        seqs = self.storage.delete([id], on_commit=self._after_delete)
+        if not seqs:
+            raise NotFound(f"no memory with id {id!r}")
+        return {"deleted": len(seqs)}
+
+    def delete_where(self, req: DeleteWhere) -> dict[str, Any]:
+        if filter_is_empty(req):
+            raise InvalidInput("filter", "is empty; refusing to delete every memory (give at least one condition)")
+        n, _ = self.storage.delete_where(req, time.time(), req.dry_run, on_commit=self._after_delete)
+        return {"would_delete": n} if req.dry_run else {"deleted": n}
+
+    def purge_expired(self) -> int:
+        seqs = self.storage.purge_expired(time.time(), on_commit=self._after_delete)
+        if seqs:
+            log.info("purged expired memories", extra={"event": "purged", "count": len(seqs)})
+        return len(seqs)
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def get(self, id: str) -> dict[str, Any]:
+        row = self.storage.get(id, time.time())
+        if row is None:
+            raise NotFound(f"no memory with id {id!r}")
+        row.pop("seq", None)
+        return row
+
+    def list(
+        self, flt: Filter | None, limit: int = 50, cursor: str | None = None, order: str = "newest"
+    ) -> dict[str, Any]:
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be between 1 and 1000")
+        if order not in ("newest", "oldest"):
+            raise InvalidInput("order", "must be 'newest' or 'oldest'")
+        after: int | None = None
+        if cursor:
+            try:
+                after = int(cursor)
+            except ValueError as exc:
+                raise InvalidInput("cursor", "is not a cursor this service returned") from exc
+        rows, nxt = self.storage.list(flt, time.time(), limit, after, order == "newest")
+        for r in rows:
+            r.pop("seq", None)
+        return {"results": rows, "next_cursor": str(nxt) if nxt is not None else None}
+
+    def get_key(self, key: str) -> dict[str, Any]:
+        rows = self.storage.find_key(key, False, None, time.time(), 1)
+        if not rows:
+            raise NotFound(f"no memory with key {key!r}")
+        rows[0].pop("seq", None)
+        return rows[0]
+
+    def list_keys(self, prefix: str, limit: int = 100) -> dict[str, Any]:
+        if not prefix:
+            raise InvalidInput("prefix", "must not be empty")
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be between 1 and 1000")
+        flt = Filter(key_prefix=prefix)
+        rows, _ = self.storage.list(flt, time.time(), limit, None, True)
+        rows.sort(key=lambda r: r["updated_at"], reverse=True)
+        for r in rows:
+            r.pop("seq", None)
+        return {"results": rows}
+
+    def search(self, q: SearchQuery) -> dict[str, Any]:
+        """Search by key, meaning, keywords or both; see `planner` for how the plan is chosen."""
+        if q.limit > self.settings.max_limit:
+            raise InvalidInput("limit", f"must be at most {self.settings.max_limit}")
+        if len(q.query) > self.settings.max_content_chars:
+            raise InvalidInput("query", f"is longer than {self.settings.max_content_chars} characters")
+        _check_text(q.query, "query", allow_empty=True)
+        now = time.time()
+        mode = q.mode or self.settings.default_mode
+        keyq = parse_key_query(q.query)
+        if keyq is not None:
+            started = time.perf_counter()
+            rows = self.storage.find_key(keyq.key, keyq.include_children, q, now, q.limit)
+            hits = []
+            for r in rows:
+                r.pop("seq", None)
+                r["score"] = 1.0
+                hits.append(r)
+            plan = {"plan": "exact_key", "key": keyq.key, "ms": round((time.perf_counter() - started) * 1000, 3)}
+        else:
+            if not q.query.strip():
+                raise InvalidInput("query", "must not be empty")
+            if mode == "keyword":
+                scored, rows, p = self.planner.keyword(q.query, q, q.limit, now)
+            elif mode == "hybrid":
+                scored, rows, p = self.planner.hybrid(q.query, self.embed_query(q.query), q, q.limit, now)
+            else:
+                scored, rows, p = self.planner.semantic(self.embed_query(q.query), q, q.limit, now)
+            plan = p.as_dict()
+            hits = []
+            for seq, score in scored:
+                if q.min_score is not None and score < q.min_score:
+                    continue
+                row = dict(rows[seq])
+                row.pop("seq", None)
+                row["score"] = round(score, 6)
+                hits.append(row)
+        plan["mode"] = mode
+        log.debug("search", extra={"event": "search", **plan})
+        out: dict[str, Any] = {"results": hits}
+        if q.explain:
+            out["plan"] = plan
+        if self.observer is not None:
+            self.observer.observe_plan(plan["plan"])
+        return out
+
+    # -- claims ---------------------------------------------------------------------------------------
+    def claim(self, req: ClaimIn) -> dict[str, Any]:
+        """Claim `key` for `lease_seconds`. Returns the claim; raises Conflict while another holder has it."""
+        from .errors import Conflict
+
+        _check_text(req.key, "key", self.settings.max_key_chars)
+        holder = req.holder or str(uuid.uuid4())
+        _check_text(holder, "holder", 256)
+        lease = req.lease_seconds or self.settings.default_lease_seconds
+        won, claim = self.storage.claim(req.key, holder, lease, time.time())
+        if not won:
+            raise Conflict(
+                f"key {req.key!r} is claimed by {claim['holder']!r} until {claim['expires_at']}",
+                detail={"claim": claim},
+            )
+        return claim
+
+    def get_claim(self, key: str) -> dict[str, Any]:
+        claim = self.storage.get_claim(key, time.time())
+        if claim is None:
+            raise NotFound(f"no live claim on key {key!r}")
+        return claim
+
+    def release(self, key: str, holder: str | None) -> dict[str, Any]:
+        from .errors import Conflict
+
+        try:
+            blocking = self.storage.release(key, holder, time.time())
+        except KeyError as exc:
+            raise NotFound(f"no live claim on key {key!r}") from exc
+        if blocking is not None:
+            raise Conflict(f"key {key!r} is claimed by {blocking['holder']!r}", detail={"claim": blocking})
+        return {"released": True}
+
+    # -- stats ----------------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        now = time.time()
+        out = self.storage.stats(now)
+        index_file = Path(self.settings.data_dir) / "index.hnsw"
+        out.update(
+            {
+                "index": {
+                    **self.index.info(),
+                    "bytes": index_file.stat().st_size if index_file.exists() else 0,
+                    "last_open": self.index.last_open,
+                },
+                "embedder": {"name": self.embedder.name, "model": self.embedder.model, "dim": self.embedder.dim},
+                "query_cache": self.query_cache.info(),
+                "uptime_seconds": round(now - self.started_at, 3),
+                "started_in_seconds": round(self.opened_in, 3),
+                "version": __version__,
+                "data_dir": str(self.settings.data_dir),
+            }
+        )
+        return out
+
+    def check(self, repair: bool = False) -> dict[str, Any]:
+        """Verify the database and that the index holds exactly the live rows; rebuild it if asked."""
+        problems = self.storage.check()
+        live = {int(s) for s in self.storage.live_seqs()}
+        labels = self.index.labels()
+        missing, extra = live - labels, labels - live
+        report: dict[str, Any] = {
+            "database": "ok" if not problems else problems,
+            "rows": len(live),
+            "index_elements": len(labels),
+            "missing_from_index": len(missing),
+            "extra_in_index": len(extra),
+        }
+        if repair and (missing or extra):
+            self.index.rebuild(self.storage)
+            self.save_index()
+            report["repaired"] = True
+        return report

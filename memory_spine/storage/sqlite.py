@@ -1,0 +1,752 @@
+"""SQLite storage, the embedded default and the one source of truth: records, tags, keys, vectors, claims.
+
+Schema (created with sqlite-utils, WAL mode):
+
+- `memories`: one row per record; `seq` (INTEGER PRIMARY KEY AUTOINCREMENT, never reused) is the label of
+  the record's vector in the derived hnswlib index; `version` grows with every write, `vector_version` only
+  when the vector changes, so the index can catch up on what it lacks.
+- `memory_tags(tag, seq)`: tags in their own indexed table, so tag filters are index lookups.
+- `memories_fts`: an FTS5 index over `content`, kept in step by triggers in the same transaction.
+- `tombstones(seq, version)`: deleted vectors the index may still hold.
+- `claims(key, holder, acquired_at, expires_at)`: leases for exactly-once actions.
+
+One writer connection behind a lock (SQLite has one writer anyway; queuing in Python avoids "database is
+locked"); readers use one connection per thread, which WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from ..errors import InvalidInput, ReadOnlyStorage, StorageError, StorageFull
+from ..models import Filter
+from .base import Changes, ContentChanged, NewRecord, PutResult
+
+SCHEMA_VERSION = 1
+OnCommit = Callable[[Any], None]
+_ROW_COLUMNS = (
+    "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at"
+)
+_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds -> ISO 8601 UTC with a trailing Z."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def to_epoch(value: float | datetime | None, field: str) -> float | None:
+    """ISO datetime (naive = UTC) or epoch seconds -> epoch seconds."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(field, "must be an ISO 8601 time or epoch seconds")
+    return float(value)
+
+
+def _translate(exc: sqlite3.Error) -> StorageError:
+    text = str(exc).lower()
+    if "full" in text:
+        return StorageFull(f"the disk holding the database is full: {exc}")
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return ReadOnlyStorage(f"the database cannot be written: {exc}")
+    return StorageError(f"database error: {exc}")
+
+
+def _row(r: sqlite3.Row | tuple) -> dict[str, Any]:
+    seq, id_, content, tags, metadata, importance, key, created, updated, expires = r
+    return {
+        "seq": seq,
+        "id": id_,
+        "content": content,
+        "tags": json.loads(tags),
+        "metadata": json.loads(metadata),
+        "importance": importance,
+        "key": key,
+        "created_at": iso(created),
+        "updated_at": iso(updated),
+        "expires_at": iso(expires),
+    }
+
+
+def _json_path(field: str) -> str:
+    if not field or any(not part for part in field.split(".")):
+        raise InvalidInput(f"where.{field}", "field names must be non-empty (dots separate nested fields)")
+    return "$" + "".join('."' + part.replace('"', '""') + '"' for part in field.split("."))
+
+
+def _sql_value(value: Any, field: str) -> Any:
+    if isinstance(value, bool):
+        return int(value)  # json_extract returns 1/0 for true/false
+    if value is None or isinstance(value, int | float | str):
+        return value
+    raise InvalidInput(f"where.{field}", "values must be strings, numbers, booleans or null")
+
+
+def _compile_where(where: Any, params: list[Any], path: str = "where") -> str:
+    if not isinstance(where, dict) or not where:
+        raise InvalidInput(path, "must be a non-empty object")
+    clauses = []
+    for field, cond in where.items():
+        if field in ("$and", "$or"):
+            if not isinstance(cond, list) or not cond:
+                raise InvalidInput(f"{path}.{field}", "must be a non-empty list of conditions")
+            parts = [_compile_where(c, params, f"{path}.{field}[{i}]") for i, c in enumerate(cond)]
+            clauses.append("(" + (" AND " if field == "$and" else " OR ").join(parts) + ")")
+            continue
+        if field.startswith("$"):
+            raise InvalidInput(f"{path}.{field}", "unknown operator; use $and or $or at this level")
+        expr = f"json_extract(m.metadata, '{_json_path(field).replace(chr(39), chr(39) * 2)}')"
+        ops = cond if isinstance(cond, dict) and cond and all(k.startswith("$") for k in cond) else {"$eq": cond}
+        for op, value in ops.items():
+            if op in ("$in", "$nin"):
+                if not isinstance(value, list) or not value:
+                    raise InvalidInput(f"{path}.{field}.{op}", "must be a non-empty list")
+                params.extend(_sql_value(v, field) for v in value)
+                marks = ",".join("?" * len(value))
+                if op == "$in":
+                    clauses.append(f"{expr} IN ({marks})")
+                else:
+                    clauses.append(f"({expr} IS NULL OR {expr} NOT IN ({marks}))")
+            elif op in _OPS:
+                if value is None and op in ("$eq", "$ne"):
+                    clauses.append(f"{expr} IS {'NOT ' if op == '$ne' else ''}NULL")
+                    continue
+                params.append(_sql_value(value, field))
+                if op == "$ne":
+                    clauses.append(f"({expr} IS NULL OR {expr} != ?)")
+                else:
+                    clauses.append(f"{expr} {_OPS[op]} ?")
+            else:
+                raise InvalidInput(f"{path}.{field}.{op}", "unknown operator; use $eq $ne $in $nin $gt $gte $lt $lte")
+    return "(" + " AND ".join(clauses) + ")"
+
+
+def compile_filter(flt: Filter | None, now: float) -> tuple[str, list[Any]]:
+    """A `Filter` -> an SQL condition on `memories m` (expired records always excluded) and its params."""
+    clauses = ["(m.expires_at IS NULL OR m.expires_at > ?)"]
+    params: list[Any] = [now]
+    if flt is None:
+        return clauses[0], params
+    if flt.tags:
+        clauses.append(f"m.seq IN (SELECT seq FROM memory_tags WHERE tag IN ({','.join('?' * len(flt.tags))}))")
+        params.extend(flt.tags)
+    if flt.tags_all:
+        tags = sorted(set(flt.tags_all))
+        clauses.append(
+            f"m.seq IN (SELECT seq FROM memory_tags WHERE tag IN ({','.join('?' * len(tags))})"
+            " GROUP BY seq HAVING count(*) = ?)"
+        )
+        params.extend(tags)
+        params.append(len(tags))
+    if flt.tags_none:
+        clauses.append(
+            f"m.seq NOT IN (SELECT seq FROM memory_tags WHERE tag IN ({','.join('?' * len(flt.tags_none))}))"
+        )
+        params.extend(flt.tags_none)
+    if flt.where:
+        clauses.append(_compile_where(flt.where, params))
+    if flt.created_after is not None:
+        clauses.append("m.created_at > ?")
+        params.append(to_epoch(flt.created_after, "created_after"))
+    if flt.created_before is not None:
+        clauses.append("m.created_at < ?")
+        params.append(to_epoch(flt.created_before, "created_before"))
+    if flt.importance:
+        levels = [flt.importance] if isinstance(flt.importance, str) else list(flt.importance)
+        clauses.append(f"m.importance IN ({','.join('?' * len(levels))})")
+        params.extend(levels)
+    if flt.key is not None:
+        clauses.append("m.key = ?")
+        params.append(flt.key)
+    if flt.key_prefix:
+        clauses.append("m.key >= ? AND m.key < ?")
+        params.append(flt.key_prefix)
+        params.append(flt.key_prefix[:-1] + chr(ord(flt.key_prefix[-1]) + 1))
+    return " AND ".join(clauses), params
+
+
+def filter_is_empty(flt: Filter | None) -> bool:
+    return flt is None or not any(
+        v not in (None, [], {}) for v in flt.model_dump(include=set(Filter.model_fields)).values()
+    )
+
+
+def fts_query(text: str) -> str | None:
+    """Free text -> an FTS5 query: every term quoted (so `-`, `:` and `*` are literal), any term may match."""
+    terms = [t for t in text.replace('"', " ").split() if t]
+    if not terms:
+        return None
+    return " OR ".join(f'"{t}"' for t in terms[:64])
+
+
+class SQLiteStorage:
+    """The `Storage` contract over one SQLite file."""
+
+    def __init__(self, path: Path, dim: int, *, synchronous: str = "normal") -> None:
+        self.path = Path(path)
+        self.dim = dim
+        self._synchronous = synchronous.upper()
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        try:
+            self._writer = self._connect()
+            self.db = sqlite_utils.Database(self._writer)
+            self._create_schema()
+            self._version = self._read_version()
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    # -- connections -----------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA mmap_size=268435456")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _create_schema(self) -> None:
+        db = self.db
+        if "memories" not in db.table_names():
+            with self._write_lock:
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    db.execute(
+                        """CREATE TABLE memories (
+                            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                            id TEXT NOT NULL UNIQUE,
+                            content TEXT NOT NULL,
+                            tags TEXT NOT NULL DEFAULT '[]',
+                            metadata TEXT NOT NULL DEFAULT '{}',
+                            importance TEXT NOT NULL DEFAULT 'medium',
+                            key TEXT,
+                            key_parent TEXT,
+                            created_at REAL NOT NULL,
+                            updated_at REAL NOT NULL,
+                            expires_at REAL,
+                            version INTEGER NOT NULL,
+                            vector_version INTEGER NOT NULL,
+                            vector BLOB NOT NULL
+                        )"""
+                    )
+                    db["memories"].create_index(["key", "version"])
+                    db["memories"].create_index(["key_parent", "version"])
+                    db["memories"].create_index(["vector_version"])
+                    db["memories"].create_index(["created_at"])
+                    db["memories"].create_index(["expires_at"])
+                    db.execute(
+                        "CREATE TABLE memory_tags (tag TEXT NOT NULL, seq INTEGER NOT NULL,"
+                        " PRIMARY KEY (tag, seq)) WITHOUT ROWID"
+                    )
+                    db["memory_tags"].create_index(["seq"])
+                    db["tombstones"].create({"seq": int, "version": int}, pk="seq")
+                    db["tombstones"].create_index(["version"])
+                    db["claims"].create(
+                        {"key": str, "holder": str, "acquired_at": float, "expires_at": float}, pk="key"
+                    )
+                    db["meta"].create({"name": str, "value": str}, pk="name")
+                    db.execute(
+                        "CREATE VIRTUAL TABLE memories_fts USING fts5(content, content='memories',"
+                        " content_rowid='seq', tokenize=\"porter unicode61 remove_diacritics 2 tokenchars '_'\")"
+                    )
+                    db.executescript(
+                        """
+                        CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+                          INSERT INTO memories_fts(rowid, content) VALUES (new.seq, new.content);
+                        END;
+                        CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+                          INSERT INTO memories_fts(memories_fts, rowid, content) VALUES('delete', old.seq, old.content);
+                        END;
+                        CREATE TRIGGER memories_au AFTER UPDATE OF content ON memories BEGIN
+                          INSERT INTO memories_fts(memories_fts, rowid, content) VALUES('delete', old.seq, old.content);
+                          INSERT INTO memories_fts(rowid, content) VALUES (new.seq, new.content);
+                        END;
+                        """
+                    )
+                    self._writer.execute(
+                        "INSERT INTO meta(name, value) VALUES ('schema_version', ?), ('dim', ?)",
+                        (str(SCHEMA_VERSION), str(self.dim)),
+                    )
+                    self._writer.execute("COMMIT")
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    raise
+        stored_dim = self.meta("dim")
+        if stored_dim is not None and int(stored_dim) != self.dim:
+            raise StorageError(f"this data dir holds {stored_dim}-dimensional vectors; the embedder makes {self.dim}")
+
+    def meta(self, name: str) -> str | None:
+        row = self._reader().execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", (name, value))
+
+    def _read_version(self) -> int:
+        row = self._writer.execute(
+            "SELECT max(coalesce((SELECT max(version) FROM memories), 0),"
+            " coalesce((SELECT max(version) FROM tombstones), 0))"
+        ).fetchone()
+        return int(row[0] or 0)
+
+    class _Tx:
+        def __init__(self, storage: SQLiteStorage) -> None:
+            self.s = storage
+            self.after: list[Any] = []
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.s._write_lock.acquire()
+            try:
+                self.s._writer.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                self.s._write_lock.release()
+                raise _translate(exc) from exc
+            return self.s._writer
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            try:
+                if exc_type is None:
+                    try:
+                        self.s._writer.execute("COMMIT")
+                    except sqlite3.Error as err:
+                        self.s._writer.execute("ROLLBACK")
+                        raise _translate(err) from err
+                    # Still under the write lock: the derived index sees writes in commit order, so a
+                    # snapshot taken under this lock (see exclusive()) is exactly the committed state.
+                    for fn in self.after:
+                        fn()
+                else:
+                    # rollback() may fail if the error already ended the transaction; that is fine.
+                    try:
+                        self.s._writer.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                    if isinstance(exc, sqlite3.Error):
+                        raise _translate(exc) from exc
+            finally:
+                self.s._write_lock.release()
+
+    def _tx(self) -> SQLiteStorage._Tx:
+        return SQLiteStorage._Tx(self)
+
+    def exclusive(self) -> threading.Lock:
+        """Hold off all writes (and their on_commit hooks): for snapshotting the derived index."""
+        return self._write_lock
+
+    def _next_version(self) -> int:
+        # Called only under the write lock.
+        self._version += 1
+        return self._version
+
+    # -- records and keys ------------------------------------------------------------------------------
+    def put(self, records: Sequence[NewRecord], on_commit: OnCommit | None = None) -> list[PutResult]:
+        results: list[PutResult] = []
+        tx = self._tx()
+        if on_commit is not None:
+            tx.after.append(lambda: on_commit(results))
+        with tx as conn:
+            version = self._next_version()
+            for rec in records:
+                existing = conn.execute(
+                    "SELECT seq, content, created_at FROM memories WHERE id = ?", (rec.id,)
+                ).fetchone()
+                tags_json = json.dumps(rec.tags, ensure_ascii=False)
+                meta_json = json.dumps(rec.metadata, ensure_ascii=False, separators=(",", ":"))
+                if existing is None:
+                    if rec.vector is None:
+                        raise ContentChanged(rec.id)
+                    cur = conn.execute(
+                        "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent,"
+                        " created_at, updated_at, expires_at, version, vector_version, vector)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            rec.id,
+                            rec.content,
+                            tags_json,
+                            meta_json,
+                            rec.importance,
+                            rec.key,
+                            rec.key_parent,
+                            rec.now,
+                            rec.now,
+                            rec.expires_at,
+                            version,
+                            version,
+                            rec.vector.astype(np.float32).tobytes(),
+                        ),
+                    )
+                    seq = cur.lastrowid
+                    created, vector_changed = True, True
+                else:
+                    seq, old_content, _created = existing
+                    if rec.vector is None and old_content != rec.content:
+                        raise ContentChanged(rec.id)
+                    vector_changed = rec.vector is not None
+                    conn.execute(
+                        "UPDATE memories SET content=?, tags=?, metadata=?, importance=?, key=?, key_parent=?,"
+                        " updated_at=?, expires_at=?, version=?"
+                        + (", vector_version=?, vector=?" if vector_changed else "")
+                        + " WHERE seq=?",
+                        (
+                            rec.content,
+                            tags_json,
+                            meta_json,
+                            rec.importance,
+                            rec.key,
+                            rec.key_parent,
+                            rec.now,
+                            rec.expires_at,
+                            version,
+                            *((version, rec.vector.astype(np.float32).tobytes()) if vector_changed else ()),
+                            seq,
+                        ),
+                    )
+                    conn.execute("DELETE FROM memory_tags WHERE seq = ?", (seq,))
+                    created = False
+                if rec.tags:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO memory_tags (tag, seq) VALUES (?, ?)",
+                        [(t, seq) for t in rec.tags],
+                    )
+                results.append(PutResult(seq=seq, id=rec.id, created=created, vector_changed=vector_changed))
+        return results
+
+    def contents(self, ids: Sequence[str]) -> dict[str, str]:
+        if not ids:
+            return {}
+        out: dict[str, str] = {}
+        conn = self._reader()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows = conn.execute(
+                f"SELECT id, content FROM memories WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            out.update(rows)
+        return out
+
+    def get(self, id: str, now: float) -> dict[str, Any] | None:
+        row = (
+            self._reader()
+            .execute(
+                f"SELECT {_ROW_COLUMNS} FROM memories m WHERE m.id = ? AND (m.expires_at IS NULL OR m.expires_at > ?)",
+                (id, now),
+            )
+            .fetchone()
+        )
+        return _row(row) if row else None
+
+    def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]:
+        if not len(seqs):
+            return {}
+        cond, params = compile_filter(flt, now)
+        out: dict[int, dict[str, Any]] = {}
+        conn = self._reader()
+        seqs = [int(s) for s in seqs]
+        for start in range(0, len(seqs), 900):
+            chunk = seqs[start : start + 900]
+            rows = conn.execute(
+                f"SELECT {_ROW_COLUMNS} FROM memories m WHERE m.seq IN ({','.join('?' * len(chunk))}) AND {cond}",
+                [*chunk, *params],
+            ).fetchall()
+            for r in rows:
+                out[r[0]] = _row(r)
+        return out
+
+    def _delete_seqs(self, conn: sqlite3.Connection, seqs: list[int]) -> None:
+        version = self._next_version()
+        for start in range(0, len(seqs), 900):
+            chunk = seqs[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            conn.execute(f"DELETE FROM memories WHERE seq IN ({marks})", chunk)
+            conn.execute(f"DELETE FROM memory_tags WHERE seq IN ({marks})", chunk)
+        conn.executemany("INSERT OR REPLACE INTO tombstones (seq, version) VALUES (?, ?)", [(s, version) for s in seqs])
+
+    def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None) -> list[int]:
+        seqs: list[int] = []
+        tx = self._tx()
+        if on_commit is not None:
+            tx.after.append(lambda: on_commit(seqs))
+        with tx as conn:
+            seqs[:] = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT seq FROM memories WHERE id IN ({','.join('?' * len(ids))})", list(ids)
+                ).fetchall()
+            ]
+            if seqs:
+                self._delete_seqs(conn, seqs)
+        return seqs
+
+    def delete_where(
+        self, flt: Filter, now: float, dry_run: bool, on_commit: OnCommit | None = None
+    ) -> tuple[int, list[int]]:
+        cond, params = compile_filter(flt, now)
+        if dry_run:
+            return self.count(flt, now), []
+        seqs: list[int] = []
+        tx = self._tx()
+        if on_commit is not None:
+            tx.after.append(lambda: on_commit(seqs))
+        with tx as conn:
+            seqs[:] = [r[0] for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {cond}", params).fetchall()]
+            if seqs:
+                self._delete_seqs(conn, seqs)
+        return len(seqs), seqs
+
+    def list(
+        self, flt: Filter | None, now: float, limit: int, cursor: int | None, newest_first: bool
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        cond, params = compile_filter(flt, now)
+        if cursor is not None:
+            cond += " AND m.seq " + ("<" if newest_first else ">") + " ?"
+            params.append(cursor)
+        rows = (
+            self._reader()
+            .execute(
+                f"SELECT {_ROW_COLUMNS} FROM memories m WHERE {cond} ORDER BY m.seq {'DESC' if newest_first else 'ASC'}"
+                " LIMIT ?",
+                [*params, limit + 1],
+            )
+            .fetchall()
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [_row(r) for r in rows], (rows[-1][0] if more and rows else None)
+
+    def find_key(
+        self, key: str, include_children: bool, flt: Filter | None, now: float, limit: int
+    ) -> list[dict[str, Any]]:
+        cond, params = compile_filter(flt, now)
+        conn = self._reader()
+        # Two index range scans (key, version) and (key_parent, version), merged newest-first.
+        sql = f"SELECT {_ROW_COLUMNS}, m.version FROM memories m WHERE m.key = ? AND {cond} ORDER BY m.version DESC LIMIT ?"
+        rows = conn.execute(sql, [key, *params, limit]).fetchall()
+        if include_children:
+            sql = sql.replace("m.key = ?", "m.key_parent = ?")
+            rows += conn.execute(sql, [key, *params, limit]).fetchall()
+            rows.sort(key=lambda r: r[-1], reverse=True)
+        return [_row(r[:-1]) for r in rows[:limit]]
+
+    # -- tags and filters ------------------------------------------------------------------------------
+    def count(self, flt: Filter | None, now: float) -> int:
+        cond, params = compile_filter(flt, now)
+        return int(self._reader().execute(f"SELECT count(*) FROM memories m WHERE {cond}", params).fetchone()[0])
+
+    def candidate_vectors(self, flt: Filter, now: float) -> tuple[np.ndarray, np.ndarray]:
+        cond, params = compile_filter(flt, now)
+        rows = self._reader().execute(f"SELECT m.seq, m.vector FROM memories m WHERE {cond}", params).fetchall()
+        if not rows:
+            return np.empty(0, dtype=np.int64), np.empty((0, self.dim), dtype=np.float32)
+        seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+        return seqs, vecs
+
+    # -- full text -------------------------------------------------------------------------------------
+    def keyword(self, query: str, flt: Filter | None, now: float, limit: int) -> list[tuple[int, float]]:
+        match = fts_query(query)
+        if match is None:
+            return []
+        cond, params = compile_filter(flt, now)
+        try:
+            rows = (
+                self._reader()
+                .execute(
+                    "SELECT f.rowid, bm25(memories_fts) AS rank FROM memories_fts f JOIN memories m ON m.seq = f.rowid"
+                    f" WHERE memories_fts MATCH ? AND {cond} ORDER BY rank LIMIT ?",
+                    [match, *params, limit],
+                )
+                .fetchall()
+            )
+        except sqlite3.OperationalError as exc:
+            raise InvalidInput("query", f"cannot be used as a keyword query: {exc}") from exc
+        return [(int(seq), -float(rank)) for seq, rank in rows]
+
+    # -- vectors, for the derived index ------------------------------------------------------------------
+    def max_vector_version(self) -> int:
+        return self._version
+
+    def changes_since(self, version: int) -> Changes:
+        conn = self._reader()
+        # Read both under one snapshot so a concurrent write cannot fall between them.
+        conn.execute("BEGIN")
+        try:
+            top = self._read_version_with(conn)
+            rows = conn.execute(
+                "SELECT seq, vector FROM memories WHERE vector_version > ? AND vector_version <= ?", (version, top)
+            ).fetchall()
+            dels = conn.execute(
+                "SELECT seq FROM tombstones WHERE version > ? AND version <= ?", (version, top)
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        return Changes(
+            version=top,
+            upserts=[(int(s), np.frombuffer(v, dtype=np.float32)) for s, v in rows],
+            deletes=[int(r[0]) for r in dels],
+        )
+
+    @staticmethod
+    def _read_version_with(conn: sqlite3.Connection) -> int:
+        row = conn.execute(
+            "SELECT max(coalesce((SELECT max(version) FROM memories), 0),"
+            " coalesce((SELECT max(version) FROM tombstones), 0))"
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        conn = self._connect()  # a private snapshot for a long scan
+        try:
+            last = 0
+            while True:
+                rows = conn.execute(
+                    "SELECT seq, vector FROM memories WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch)
+                ).fetchall()
+                if not rows:
+                    return
+                seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+                yield seqs, vecs
+                last = int(seqs[-1])
+        finally:
+            conn.close()
+
+    def live_seqs(self) -> np.ndarray:
+        rows = self._reader().execute("SELECT seq FROM memories").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def purge_expired(self, now: float, on_commit: OnCommit | None = None) -> list[int]:
+        seqs: list[int] = []
+        tx = self._tx()
+        if on_commit is not None:
+            tx.after.append(lambda: on_commit(seqs))
+        with tx as conn:
+            seqs[:] = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT seq FROM memories WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
+                ).fetchall()
+            ]
+            if seqs:
+                self._delete_seqs(conn, seqs)
+            conn.execute("DELETE FROM claims WHERE expires_at <= ?", (now,))
+        return seqs
+
+    def forget_tombstones(self, upto_version: int) -> None:
+        """Tombstones the persisted index already reflects are no longer needed."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM tombstones WHERE version <= ?", (upto_version,))
+
+    # -- claims ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _claim(row: tuple) -> dict[str, Any]:
+        key, holder, acquired, expires = row
+        return {"key": key, "holder": holder, "acquired_at": iso(acquired), "expires_at": iso(expires)}
+
+    def claim(self, key: str, holder: str, lease: float, now: float) -> tuple[bool, dict[str, Any]]:
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT key, holder, acquired_at, expires_at FROM claims WHERE key = ?", (key,)
+            ).fetchone()
+            if row is not None and row[3] > now and row[1] != holder:
+                return False, self._claim(row)
+            acquired = row[2] if row is not None and row[3] > now else now
+            conn.execute(
+                "INSERT OR REPLACE INTO claims (key, holder, acquired_at, expires_at) VALUES (?, ?, ?, ?)",
+                (key, holder, acquired, now + lease),
+            )
+            return True, self._claim((key, holder, acquired, now + lease))
+
+    def get_claim(self, key: str, now: float) -> dict[str, Any] | None:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT key, holder, acquired_at, expires_at FROM claims WHERE key = ? AND expires_at > ?", (key, now)
+            )
+            .fetchone()
+        )
+        return self._claim(row) if row else None
+
+    def release(self, key: str, holder: str | None, now: float) -> dict[str, Any] | None:
+        """Release a live claim. Returns the claim that blocks the release, or None when released.
+
+        Raises KeyError when there is no live claim on the key.
+        """
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT key, holder, acquired_at, expires_at FROM claims WHERE key = ? AND expires_at > ?", (key, now)
+            ).fetchone()
+            if row is None:
+                raise KeyError(key)
+            if holder is not None and row[1] != holder:
+                return self._claim(row)
+            conn.execute("DELETE FROM claims WHERE key = ?", (key,))
+            return None
+
+    # -- housekeeping ----------------------------------------------------------------------------------
+    def stats(self, now: float) -> dict[str, Any]:
+        conn = self._reader()
+        total = conn.execute(
+            "SELECT count(*) FROM memories WHERE expires_at IS NULL OR expires_at > ?", (now,)
+        ).fetchone()[0]
+        tags = dict(
+            conn.execute(
+                "SELECT tag, count(*) AS n FROM memory_tags GROUP BY tag ORDER BY n DESC, tag LIMIT 100"
+            ).fetchall()
+        )
+        size = 0
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(self.path) + suffix)
+            if p.exists():
+                size += p.stat().st_size
+        return {"total_memories": int(total), "tags": tags, "database_bytes": size}
+
+    def check(self) -> list[str]:
+        rows = self._reader().execute("PRAGMA integrity_check").fetchall()
+        problems = [r[0] for r in rows if r[0] != "ok"]
+        return problems
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._readers.clear()
+        with self._write_lock:
+            try:
+                self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass
+            self._writer.close()
