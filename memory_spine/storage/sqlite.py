@@ -550,7 +550,10 @@ class SQLiteStorage:
         cond, params = compile_filter(flt, now)
         conn = self._reader()
         # Two index range scans (key, version) and (key_parent, version), merged newest-first.
-        sql = f"SELECT {_ROW_COLUMNS}, m.version FROM memories m WHERE m.key = ? AND {cond} ORDER BY m.version DESC LIMIT ?"
+        sql = (
+            f"SELECT {_ROW_COLUMNS}, m.version FROM memories m WHERE m.key = ? AND {cond}"
+            " ORDER BY m.version DESC LIMIT ?"
+        )
         rows = conn.execute(sql, [key, *params, limit]).fetchall()
         if include_children:
             sql = sql.replace("m.key = ?", "m.key_parent = ?")
