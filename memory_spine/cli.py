@@ -112,6 +112,74 @@ def _export_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_service(args: argparse.Namespace) -> Any:
+    from .service import MemoryService
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return MemoryService.open(_settings(args, ["data_dir", "embedder", "model_cache"]))
+
+
+def _check(args: argparse.Namespace) -> int:
+    import json
+
+    from .errors import MemorySpineError
+
+    try:
+        with _open_service(args) as svc:
+            report = svc.check(repair=args.repair)
+    except MemorySpineError as exc:
+        print(f"memory-spine: {exc.message}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    healthy = report["database"] == "ok" and (
+        report.get("repaired") or (report["missing_from_index"] == 0 and report["extra_in_index"] == 0)
+    )
+    return 0 if healthy else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .errors import MemorySpineError
+    from .transfer import export_jsonl
+
+    try:
+        with _open_service(args) as svc:
+            out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+            try:
+                n = export_jsonl(svc, out, vectors=args.vectors)
+            finally:
+                if args.output:
+                    out.close()
+    except MemorySpineError as exc:
+        print(f"memory-spine: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"exported {n} memories", file=sys.stderr)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from .errors import MemorySpineError
+    from .transfer import import_jsonl
+
+    try:
+        with _open_service(args) as svc:
+            report = import_jsonl(svc, Path(args.file), batch_size=args.batch_size, progress=not args.quiet)
+    except MemorySpineError as exc:
+        print(f"memory-spine: {exc.message}", file=sys.stderr)
+        return 2
+    print(
+        f"imported {report['imported']} memories, skipped {report['skipped']} already present,"
+        f" embedded {report['embedded']}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", dest="data_dir", type=Path, help="the data dir (default ~/.local/share/memory-spine)")
+    p.add_argument("--embedder", choices=["onnx", "sentence-transformers", "fake"], help="default onnx")
+    p.add_argument("--model-cache", dest="model_cache", type=Path, help="where the exported ONNX model is cached")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memory-spine", description="A local memory service for AI agents.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model-cache", dest="model_cache", help="cache dir (default ~/.cache/memory-spine)")
     export.add_argument("--force", action="store_true", help="export again even if cached")
     export.set_defaults(func=_export_model)
+
+    check = sub.add_parser("check", help="verify the database and that the index matches it")
+    _data_args(check)
+    check.add_argument("--repair", action="store_true", help="rebuild the index if it does not match")
+    check.set_defaults(func=_check)
+
+    exp = sub.add_parser("export", help="write every memory as JSON lines (stdout or --output)")
+    _data_args(exp)
+    exp.add_argument("--output", "-o", help="file to write (default stdout)")
+    exp.add_argument("--vectors", action="store_true", help="include the stored vectors")
+    exp.set_defaults(func=_export)
+
+    imp = sub.add_parser("import", help="load memories from JSON lines; re-running skips ids already present")
+    imp.add_argument("file", help="a .jsonl file written by 'memory-spine export' (or by hand)")
+    _data_args(imp)
+    imp.add_argument("--batch-size", dest="batch_size", type=int, default=256, help="records per transaction")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.set_defaults(func=_import)
     return parser
 
 
