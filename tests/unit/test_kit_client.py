@@ -8,22 +8,15 @@ import httpx
 import pytest
 
 import workflow_kit
-from memory_spine.api.app import create_app
-from memory_spine.config import Settings
-from memory_spine.service import MemoryService
 from workflow_kit import errors
 from workflow_kit.client import MemoryClient, current_client
 
 
 @pytest.fixture
-async def client(tmp_path):
-    service = MemoryService.open(Settings(data_dir=tmp_path, embedder="fake"))
-    try:
-        transport = httpx.ASGITransport(app=create_app(service))
-        async with MemoryClient("http://memory-spine", transport=transport) as c:
-            yield c
-    finally:
-        service.close()
+async def client(app):
+    """A MemoryClient over the in-process app of tests/conftest.py (fake embedder, temp dir)."""
+    async with MemoryClient("http://memory-spine", transport=httpx.ASGITransport(app=app)) as c:
+        yield c
 
 
 def mock_client(handler, **kw) -> tuple[MemoryClient, list[float]]:

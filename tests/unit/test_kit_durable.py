@@ -11,9 +11,6 @@ import types
 import httpx
 import pytest
 
-from memory_spine.api.app import create_app
-from memory_spine.config import Settings
-from memory_spine.service import MemoryService
 from workflow_kit import MemoryClient, NotJSON, Workflow, WorkflowChanged, run_workflow, step
 from workflow_kit.errors import InvalidInput
 
@@ -21,10 +18,8 @@ SEED = pathlib.Path(__file__).parents[1] / "integration" / "scripts" / "seed_sni
 
 
 @pytest.fixture
-def transport(tmp_path):
-    service = MemoryService.open(Settings(data_dir=tmp_path, embedder="fake"))
-    yield httpx.ASGITransport(app=create_app(service))
-    service.close()
+def transport(app):
+    return httpx.ASGITransport(app=app)
 
 
 @pytest.fixture
