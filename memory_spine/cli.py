@@ -94,6 +94,11 @@ def _serve(args: argparse.Namespace) -> int:
         threading.Thread(target=watch_loader, daemon=True).start()
 
     server.startup = startup  # type: ignore[method-assign]
+    # uvicorn re-raises the signal that stopped it once it has shut down gracefully, which would make a clean
+    # SIGTERM stop exit with -15. The graceful shutdown (in-flight requests finished, index persisted) is
+    # done by then, so the process should say so with exit code 0: make the re-raised signal a no-op.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     server.run()
     if app.state.fatal is not None:
         print(f"memory-spine: could not start: {app.state.load_error}", file=sys.stderr)
