@@ -8,13 +8,17 @@ stores one seed-format checkpoint record (client.py builds it):
 
     content  "checkpoint:{workflow_id}:{step}"      tags ["checkpoint", "workflow", workflow_id]
     metadata {"workflow_id", "step", "result": <this step's output>,  <- the seed's fields
-              "step_index", "steps": [all step names],  "outputs": {name: output so far},
-              "state": <ctx.state after the step>, "status": "running" | "completed", "kit": 1}
+              "step_index", "steps": [all step names], "state": <ctx.state after the step>,
+              "status": "running" | "completed", "kit": 1}
 
-On start the newest checkpoint decides: none -> run from the first step; "completed" -> return the stored
-result, run nothing; else resume after the checkpointed step by **name**, with `outputs` and `state` restored.
-A stored step list other than the given one raises WorkflowChanged. Checkpoints written by the seed's own
-`checkpoint()` (no "steps"/"outputs") are resumed too: earlier outputs are read from each step's record.
+On start one request (GET /keys?prefix=checkpoint:{workflow_id}:) reads the workflow's checkpoints, and the
+newest decides: none -> run from the first step; the last step's -> return the stored result, run nothing;
+else resume after the checkpointed step by **name**, each earlier output restored from its step's record and
+the state from the newest. A stored step list other than the given one raises WorkflowChanged. Checkpoints
+written by the seed's own `checkpoint()` (no "steps", no "state") resume the same way.
+
+Each record holds one output, so one step's output is bounded by the service's metadata cap (64 KiB by
+default), not the whole workflow's; a bigger one is an InvalidInput naming the step. At most 1000 steps.
 
 The runner is at-least-once per step: a step killed midway runs again. Wrap its side effects in
 `idempotent()` (idempotency.py) to make them exactly-once. Spans come from tracing.py.
@@ -34,7 +38,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from . import _json, tracing
 from .client import MemoryClient, _current, check_step_name, check_workflow_id
-from .errors import InvalidInput, WorkflowChanged
+from .errors import InvalidInput, PayloadTooLarge, WorkflowChanged
 
 log = logging.getLogger("workflow_kit.durable")
 
@@ -114,31 +118,34 @@ def _takes_context(fn: StepFn) -> bool:
     return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
 
 
-async def _restore(
-    client: MemoryClient, workflow_id: str, names: list[str], meta: Mapping[str, Any]
+async def _checkpoints(client: MemoryClient, workflow_id: str) -> list[dict[str, Any]]:
+    """Every checkpoint record of the workflow, newest first."""
+    found = await client.list_keys(f"checkpoint:{workflow_id}:", limit=1000)
+    return found.get("results") or []
+
+
+def _restore(
+    workflow_id: str, names: list[str], records: list[dict[str, Any]]
 ) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
-    """From the newest checkpoint's metadata: (index of the next step, outputs so far, stored state)."""
+    """From the checkpoints (newest first): (index of the next step, outputs so far, stored state)."""
+    meta = records[0].get("metadata") or {}
     last = meta.get("step")
     stored = meta.get("steps")
     if stored is not None and list(stored) != names:
         raise WorkflowChanged(workflow_id, list(stored), names, "the step list changed")
     if last not in names:
-        raise WorkflowChanged(
-            workflow_id, stored, names, f"checkpointed step {last!r} is not among the steps"
-        )
+        raise WorkflowChanged(workflow_id, stored, names, f"checkpointed step {last!r} is not a step")
     done = names.index(last) + 1
-    if isinstance(meta.get("outputs"), dict):
-        outputs = dict(meta["outputs"])
-    else:
-        # A checkpoint from the seed's checkpoint(): one record per step, each holding its own "result".
-        outputs = {}
-        for name in names[:done]:
-            record = await client.latest_checkpoint(workflow_id, name)
-            if record is None:
-                raise WorkflowChanged(
-                    workflow_id, stored, names, f"step {name!r} comes before {last!r} but has no checkpoint"
-                )
-            outputs[name] = record["metadata"].get("result")
+    outputs: dict[str, Any] = {}
+    for rec in reversed(records):  # oldest first, so the newest record of a step wins
+        m = rec.get("metadata") or {}
+        if m.get("step") in names[:done]:
+            outputs[m["step"]] = m.get("result")
+    missing = [n for n in names[:done] if n not in outputs]
+    if missing:
+        raise WorkflowChanged(
+            workflow_id, stored, names, f"steps {missing} come before {last!r} but have no checkpoint"
+        )
     state = meta.get("state")
     return done, outputs, state if isinstance(state, dict) else None
 
@@ -181,9 +188,7 @@ async def run_workflow(
     }
     trace_id = None
     try:
-        with tracing.tracer().start_as_current_span(
-            f"workflow {name or workflow_id}", attributes=attrs
-        ) as root:
+        with tracing.tracer().start_as_current_span(f"workflow {name or workflow_id}", attributes=attrs) as root:
             trace_id = tracing.current_trace_id()
             run = await _run(client, workflow_id, named, names, initial)
             run.trace_id = trace_id
@@ -206,12 +211,11 @@ async def _run(
     outputs: dict[str, Any] = {}
     start = 0
     resumed_after = None
-    last = await client.latest_checkpoint(workflow_id)
-    if last is not None:
-        meta = last.get("metadata") or {}
-        start, outputs, stored_state = await _restore(client, workflow_id, names, meta)
+    records = await _checkpoints(client, workflow_id)
+    if records:
+        start, outputs, stored_state = _restore(workflow_id, names, records)
         state = stored_state if stored_state is not None else state
-        resumed_after = meta.get("step")
+        resumed_after = names[start - 1]
         if start == len(names):
             log.info("workflow already completed", extra={"workflow_id": workflow_id})
             return WorkflowRun(workflow_id, outputs.get(names[-1]), outputs, state, [], resumed_after, True)
@@ -262,19 +266,20 @@ async def _run(
             outputs[step_name] = value
             final = index == len(named) - 1
             tracing.record(outputs=value, on=span)
-            await client.checkpoint(
-                workflow_id,
-                step_name,
-                {
-                    "result": value,
-                    "step_index": index,
-                    "steps": names,
-                    "outputs": outputs,
-                    "state": state,
-                    "status": "completed" if final else "running",
-                    "kit": FORMAT,
-                },
-            )
+            data = {
+                "result": value,
+                "step_index": index,
+                "steps": names,
+                "state": state,
+                "status": "completed" if final else "running",
+                "kit": FORMAT,
+            }
+            try:
+                await client.checkpoint(workflow_id, step_name, data)
+            except (InvalidInput, PayloadTooLarge) as exc:
+                raise InvalidInput(
+                    f"checkpoint of step {step_name!r}", exc.problem if isinstance(exc, InvalidInput) else exc.message
+                ) from exc
             ran.append(step_name)
             log.info(
                 "step done",

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.trace import Span, StatusCode, format_span_id, format_trace_id
+from opentelemetry.trace import Span, Status, StatusCode, format_span_id, format_trace_id
 
 from . import _json
 
@@ -98,9 +98,7 @@ def span(name: str, *, kind: str = "agent", inputs: Any = None, **attributes: An
     An exception leaving the block marks the span as an error and is re-raised.
     """
     attrs: dict[str, Any] = {KIND: kind}
-    attrs.update(
-        {k: v if isinstance(v, str | int | float | bool) else _json.dumps(v) for k, v in attributes.items()}
-    )
+    attrs.update({k: v if isinstance(v, str | int | float | bool) else _json.dumps(v) for k, v in attributes.items()})
     with tracer().start_as_current_span(name, attributes=attrs) as current:
         if inputs is not None:
             record(inputs=inputs, on=current)
@@ -132,9 +130,26 @@ def memory_span(op: str, method: str, path: str) -> Iterator[Span | None]:
     if _suppress.get() or not trace.get_current_span().is_recording():
         yield None
         return
+    from .errors import ServiceError, WorkflowKitError
+
     attrs = {KIND: "memory", "http.request.method": method, "url.path": path}
-    with tracer().start_as_current_span(f"memory.{op}", kind=trace.SpanKind.CLIENT, attributes=attrs) as s:
-        yield s
+    with tracer().start_as_current_span(
+        f"memory.{op}",
+        kind=trace.SpanKind.CLIENT,
+        attributes=attrs,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as s:
+        try:
+            yield s
+        except WorkflowKitError as exc:
+            if exc.status is not None:
+                s.set_attribute("http.response.status_code", exc.status)
+            # A 404 from find_key or a 409 from a busy claim is an answer, not a failure of the call.
+            if isinstance(exc, ServiceError):
+                s.record_exception(exc)
+                s.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
 
 
 def _span_doc(s: ReadableSpan) -> dict[str, Any]:
@@ -164,9 +179,7 @@ def _span_doc(s: ReadableSpan) -> dict[str, Any]:
         doc["result_summary"] = str(doc["outputs"])[:200]  # the seed's complete_span() field
     if doc["status"] == "error":
         doc["error"] = s.status.description
-    doc["attributes"] = {
-        k: v if isinstance(v, str | int | float | bool) else list(v) for k, v in attrs.items()
-    }
+    doc["attributes"] = {k: v if isinstance(v, str | int | float | bool) else list(v) for k, v in attrs.items()}
     doc["events"] = [
         {
             "name": e.name,
@@ -230,9 +243,7 @@ class TraceStore(SpanProcessor):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            log.warning(
-                "trace not stored: the workflow span ended outside an event loop", extra={"trace": trace_hex}
-            )
+            log.warning("trace not stored: the workflow span ended outside an event loop", extra={"trace": trace_hex})
             return
         doc = self._document(pending, span)
         # An empty context: the store request is not part of the trace it stores.
@@ -273,9 +284,7 @@ class TraceStore(SpanProcessor):
         key = f"trace:{doc['trace_id']}"
         try:
             try:
-                answer = await client.ingest(
-                    json.dumps(doc), tags=["trace", "audit"], metadata=metadata, key=key
-                )
+                answer = await client.ingest(json.dumps(doc), tags=["trace", "audit"], metadata=metadata, key=key)
             except PayloadTooLarge:
                 # Keep the shape and the parent links; drop what the steps recorded.
                 for s in doc["spans"]:
@@ -326,8 +335,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -143,6 +143,21 @@ async def test_a_non_json_output_names_the_step_and_is_not_checkpointed(client):
         await run_workflow(client, "wf-5b", [leaky])
 
 
+async def test_an_output_over_the_services_cap_names_the_step(client):
+    async def small():
+        return "s"
+
+    async def huge():
+        return "x" * 100_000
+
+    with pytest.raises(InvalidInput, match="checkpoint of step 'huge'"):
+        await run_workflow(client, "wf-big", [small, huge])
+    # Outputs are stored one per record, so many mid-sized outputs do not add up against the cap.
+    steps = [(f"s{i}", lambda: "y" * 30_000) for i in range(4)]
+    run = await run_workflow(client, "wf-many", steps)
+    assert len(run.outputs) == 4
+
+
 async def test_outputs_look_the_same_fresh_and_resumed(client):
     async def first():
         return {"pair": (1, 2), 3: "int key"}
