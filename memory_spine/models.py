@@ -40,6 +40,14 @@ class BatchIn(_Strict):
     records: list[MemoryIn]
 
 
+class MemoryRestore(MemoryIn):
+    """An exported record written back as it was (import): its id and timestamps are kept."""
+
+    id: str = Field(description="The record's id; a record with this id already present is skipped.")
+    created_at: Timestamp | None = Field(default=None, description="Kept as given; the import time when absent.")
+    updated_at: Timestamp | None = Field(default=None, description="Kept as given; `created_at` when absent.")
+
+
 class MemoryPatch(_Strict):
     """A partial update: `metadata` merges top-level keys (null removes one), `tags` replace."""
 

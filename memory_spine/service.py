@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,9 @@ from .errors import (
 )
 from .index import IndexParams, VectorIndex
 from .keys import derive_key, key_parent, parse_key_query
-from .models import ClaimIn, DeleteWhere, Filter, MemoryIn, MemoryPatch, SearchQuery
+from .models import ClaimIn, DeleteWhere, Filter, MemoryIn, MemoryPatch, MemoryRestore, SearchQuery
 from .planner import Planner
-from .storage.base import ContentChanged, NewRecord, PutResult
+from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord
 from .storage.sqlite import SQLiteStorage, filter_is_empty, to_epoch
 
 log = logging.getLogger("memory_spine.service")
@@ -377,6 +377,58 @@ class MemoryService:
             seen[rec.id] = i
         results = self._put(records)
         return {"ids": [r.id for r in results], "created": sum(r.created for r in results)}
+
+    def restore(
+        self, items: Sequence[MemoryRestore], vectors: Sequence[np.ndarray | None] | None = None
+    ) -> dict[str, Any]:
+        """Write exported records back as they were (import): ids, timestamps and given vectors are kept.
+
+        Ids already present (or repeated in `items`) are skipped, not updated, so an interrupted import can run
+        again; records already expired are not written. Records without a vector are embedded as one batch.
+        One transaction, all or nothing. Returns {"ids": written ids, "skipped", "expired", "embedded"}.
+        """
+        vecs = list(vectors) if vectors is not None else [None] * len(items)
+        if len(vecs) != len(items):
+            raise ValueError("restore(): vectors must be None or one per item")
+        now = time.time()
+        present = set(self.storage.contents([it.id for it in items]))
+        records: list[RestoredRecord] = []
+        skipped = expired = 0
+        for i, (item, vec) in enumerate(zip(items, vecs, strict=True)):
+            field = f"records[{i}]."
+            if item.id in present:
+                skipped += 1
+                continue
+            base = self._record(item, now, field)
+            if base.expires_at is not None and base.expires_at <= now:
+                expired += 1
+                continue
+            present.add(item.id)
+            created = to_epoch(item.created_at, f"{field}created_at")
+            created = now if created is None else created
+            updated = to_epoch(item.updated_at, f"{field}updated_at")
+            rec = RestoredRecord(**vars(base), created_at=created, updated_at=created if updated is None else updated)
+            if vec is not None:
+                v = np.asarray(vec, dtype=np.float32).reshape(-1)
+                norm = float(np.linalg.norm(v)) if v.shape == (self.embedder.dim,) else 0.0
+                if not math.isfinite(norm) or norm == 0.0:
+                    raise InvalidInput(f"{field}vector", f"must be {self.embedder.dim} finite floats, not all zero")
+                # Kept bit for bit when already unit length (an export round trip changes nothing).
+                rec.vector = v if abs(norm - 1.0) < 1e-4 else v / norm
+            records.append(rec)
+        todo = [r for r in records if r.vector is None]
+        if todo:
+            for rec, v in zip(todo, self._embed([r.content for r in todo]), strict=True):
+                rec.vector = v
+        by_id = {r.id: r for r in records}
+        results = self.storage.restore(records, on_commit=lambda res: self._after_put([by_id[r.id] for r in res], res))
+        return {"ids": [r.id for r in results], "skipped": skipped, "expired": expired, "embedded": len(todo)}
+
+    def dump(self, *, vectors: bool = False) -> Iterator[dict[str, Any]]:
+        """Every live record, oldest first, from one snapshot (export); `vector` holds float32 bytes if asked."""
+        for row in self.storage.dump(time.time(), vectors):
+            row.pop("seq", None)
+            yield row
 
     def update(self, id: str, patch: MemoryPatch) -> dict[str, Any]:
         """Change part of a record: content re-embeds, metadata merges (null removes a key), tags replace."""

@@ -39,6 +39,14 @@ class NewRecord:
 
 
 @dataclass
+class RestoredRecord(NewRecord):
+    """A record written back as exported (import): its own timestamps, and always a vector."""
+
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass
 class PutResult:
     seq: int
     id: str
@@ -64,6 +72,8 @@ class Storage(Protocol):
 
     # records and keys
     def put(self, records: Sequence[NewRecord]) -> list[PutResult]: ...
+    def restore(self, records: Sequence[RestoredRecord]) -> list[PutResult]: ...
+    def dump(self, now: float, vectors: bool, batch: int = 1000) -> Iterator[dict[str, Any]]: ...
     def contents(self, ids: Sequence[str]) -> dict[str, str]: ...
     def get(self, id: str, now: float) -> dict[str, Any] | None: ...
     def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]: ...

@@ -29,7 +29,7 @@ import sqlite_utils
 
 from ..errors import InvalidInput, ReadOnlyStorage, StorageError, StorageFull
 from ..models import Filter
-from .base import Changes, ContentChanged, NewRecord, PutResult
+from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord
 
 SCHEMA_VERSION = 1
 OnCommit = Callable[[Any], None]
@@ -441,6 +441,77 @@ class SQLiteStorage:
                     )
                 results.append(PutResult(seq=seq, id=rec.id, created=created, vector_changed=vector_changed))
         return results
+
+    def restore(self, records: Sequence[RestoredRecord], on_commit: OnCommit | None = None) -> list[PutResult]:
+        """Insert records as exported (their own timestamps and vectors) in one transaction (import).
+
+        Ids already present are skipped, never updated, so an interrupted import can run again. Returns the
+        inserted records only.
+        """
+        results: list[PutResult] = []
+        tx = self._tx()
+        if on_commit is not None:
+            tx.after.append(lambda: on_commit(results))
+        with tx as conn:
+            version: int | None = None
+            for rec in records:
+                if rec.vector is None:
+                    raise ValueError(f"restore() needs a vector for {rec.id!r}")
+                if conn.execute("SELECT 1 FROM memories WHERE id = ?", (rec.id,)).fetchone() is not None:
+                    continue
+                if version is None:  # only a write that inserts something takes a version
+                    version = self._next_version()
+                cur = conn.execute(
+                    "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent,"
+                    " created_at, updated_at, expires_at, version, vector_version, vector)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        rec.id,
+                        rec.content,
+                        json.dumps(rec.tags, ensure_ascii=False),
+                        json.dumps(rec.metadata, ensure_ascii=False, separators=(",", ":")),
+                        rec.importance,
+                        rec.key,
+                        rec.key_parent,
+                        rec.created_at,
+                        rec.updated_at,
+                        rec.expires_at,
+                        version,
+                        version,
+                        rec.vector.astype(np.float32).tobytes(),
+                    ),
+                )
+                seq = int(cur.lastrowid or 0)
+                if rec.tags:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO memory_tags (tag, seq) VALUES (?, ?)", [(t, seq) for t in rec.tags]
+                    )
+                results.append(PutResult(seq=seq, id=rec.id, created=True, vector_changed=True))
+        return results
+
+    def dump(self, now: float, vectors: bool, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every live record, oldest first, from one snapshot (export); with its raw vector bytes if asked."""
+        conn = self._connect()  # a private connection: one read transaction for the whole scan
+        try:
+            conn.execute("BEGIN")
+            last = 0
+            columns = _ROW_COLUMNS + (", m.vector" if vectors else "")
+            while True:
+                rows = conn.execute(
+                    f"SELECT {columns} FROM memories m WHERE m.seq > ? AND (m.expires_at IS NULL OR m.expires_at > ?)"
+                    " ORDER BY m.seq LIMIT ?",
+                    (last, now, batch),
+                ).fetchall()
+                if not rows:
+                    return
+                for r in rows:
+                    out = _row(r[:10])
+                    if vectors:
+                        out["vector"] = r[10]
+                    yield out
+                last = int(rows[-1][0])
+        finally:
+            conn.close()
 
     def contents(self, ids: Sequence[str]) -> dict[str, str]:
         if not ids:
