@@ -1,0 +1,134 @@
+"""SQLite storage: WAL, records and tags, key lookups newest-first, change tracking, claims."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memory_spine.errors import StorageError
+from memory_spine.models import Filter
+from memory_spine.storage.base import ContentChanged, NewRecord
+from memory_spine.storage.sqlite import SQLiteStorage, compile_filter
+
+DIM = 8
+
+
+def vec(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def rec(id: str, content: str = "x", tags=None, key=None, now=1000.0, vector=True, **kw) -> NewRecord:
+    from memory_spine.keys import key_parent
+
+    return NewRecord(
+        id=id,
+        content=content,
+        tags=tags or [],
+        metadata=kw.pop("metadata", {}),
+        importance="medium",
+        key=key,
+        key_parent=key_parent(key),
+        expires_at=kw.pop("expires_at", None),
+        vector=vec(hash(id) % 1000) if vector else None,
+        now=now,
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SQLiteStorage(tmp_path / "m.db", DIM)
+    yield s
+    s.close()
+
+
+def test_wal_and_schema(store):
+    assert store._writer.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    names = set(store.db.table_names())
+    assert {"memories", "memory_tags", "tombstones", "claims", "meta", "memories_fts"} <= names
+    assert "memory_tags" in names and store.db["memory_tags"].indexes  # the tag table is indexed
+
+
+def test_put_get_upsert_keeps_seq_and_created_at(store):
+    first = store.put([rec("a", "hello", tags=["t1", "t2"], now=1000.0)])[0]
+    assert first.created and first.vector_changed
+    again = store.put([rec("a", "hello", tags=["t3"], now=2000.0, vector=False)])[0]
+    assert not again.created and not again.vector_changed and again.seq == first.seq
+    row = store.get("a", now=2500.0)
+    assert row["tags"] == ["t3"]
+    assert row["created_at"].startswith("1970-01-01T00:16:40") and row["updated_at"].startswith("1970-01-01T00:33:20")
+    assert store.count(Filter(tags=["t1"]), 2500.0) == 0 and store.count(Filter(tags=["t3"]), 2500.0) == 1
+
+
+def test_unchanged_content_claim_is_verified(store):
+    store.put([rec("a", "old")])
+    with pytest.raises(ContentChanged):
+        store.put([rec("a", "new", vector=False)])
+    assert store.get("a", 0)["content"] == "old"  # the failed transaction left nothing behind
+
+
+def test_batch_is_all_or_nothing(store):
+    with pytest.raises(ContentChanged):
+        store.put([rec("ok1"), rec("ok2"), rec("bad", vector=False)])
+    assert store.count(None, 0) == 0
+
+
+def test_key_lookup_newest_first_and_exact(store):
+    store.put([rec("1", key="checkpoint:wf-1:fetch")])
+    store.put([rec("2", key="checkpoint:wf-12:fetch")])
+    store.put([rec("3", key="checkpoint:wf-1:review")])
+    store.put([rec("4", key="checkpoint:wf-1:fetch")])  # the same step written again, later
+    rows = store.find_key("checkpoint:wf-1", True, None, 0, 10)
+    assert [r["id"] for r in rows] == ["4", "3", "1"]
+    rows = store.find_key("checkpoint:wf-1:fetch", True, None, 0, 10)
+    assert [r["id"] for r in rows] == ["4", "1"]
+    assert store.find_key("checkpoint:wf", True, None, 0, 10) == []
+    # an update makes a record the newest
+    store.put([rec("1", key="checkpoint:wf-1:fetch", vector=False)])
+    assert store.find_key("checkpoint:wf-1", True, None, 0, 1)[0]["id"] == "1"
+
+
+def test_changes_since_tracks_vectors_and_deletes(store):
+    store.put([rec("a"), rec("b")])
+    v1 = store.max_vector_version()
+    store.put([rec("a", vector=False)])  # metadata-only change: no new vector
+    assert store.changes_since(v1).upserts == []
+    store.put([rec("c")])
+    seq_b = store.delete(["b"])[0]
+    ch = store.changes_since(v1)
+    assert [s for s, _ in ch.upserts] == [store.get("c", 0)["seq"]]
+    assert ch.deletes == [seq_b]
+    assert ch.version == store.max_vector_version()
+
+
+def test_on_commit_runs_in_commit_order_under_the_lock(store):
+    seen = []
+    store.put([rec("a")], on_commit=lambda res: seen.append(("put", res[0].id, store._write_lock.locked())))
+    store.delete(["a"], on_commit=lambda seqs: seen.append(("del", len(seqs), store._write_lock.locked())))
+    assert seen == [("put", "a", True), ("del", 1, True)]
+
+
+def test_claims(store):
+    won, c = store.claim("dedup:k", "w1", lease=10, now=100)
+    assert won and c["holder"] == "w1"
+    won, c = store.claim("dedup:k", "w2", lease=10, now=105)
+    assert not won and c["holder"] == "w1"
+    won, c = store.claim("dedup:k", "w1", lease=10, now=106)  # renew keeps acquired_at
+    assert won and c["acquired_at"] == store._claim(("k", "w1", 100, 0))["acquired_at"]
+    won, c = store.claim("dedup:k", "w2", lease=10, now=200)  # expired: taken over
+    assert won and c["holder"] == "w2"
+    assert store.release("dedup:k", "w1", now=201)["holder"] == "w2"  # not yours
+    assert store.release("dedup:k", "w2", now=201) is None
+    with pytest.raises(KeyError):
+        store.release("dedup:k", None, now=202)
+
+
+def test_dimension_mismatch_is_refused(tmp_path):
+    SQLiteStorage(tmp_path / "m.db", DIM).close()
+    with pytest.raises(StorageError, match="dimensional"):
+        SQLiteStorage(tmp_path / "m.db", DIM * 2)
+
+
+def test_filter_sql_always_excludes_expired():
+    sql, params = compile_filter(None, 123.0)
+    assert "expires_at" in sql and params == [123.0]
