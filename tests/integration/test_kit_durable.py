@@ -1,0 +1,97 @@
+"""A workflow in a real process, SIGKILLed in the middle of a step, resumes at that step on re-run; every side
+effect (counted in a file) happens once. Real memory-spine process, real ONNX model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from workflow_kit import MemoryClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = Path(__file__).parent / "scripts" / "kit_workflow.py"
+
+
+def start(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, text=True)
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"workflow exited early ({proc.returncode}): {proc.stderr.read()}")
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.01)
+
+
+def finish(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.parametrize("hang_in", ["charge", "fetch"])
+async def test_sigkill_mid_step_resumes_at_that_step(server, tmp_path, hang_in):
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = start(server.url, "order-7", str(work), "--hang-in", hang_in)
+    wait_for(work / "hanging", proc)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up, mid-step
+    proc.wait(timeout=10)
+    (work / "hanging").unlink()
+    before = ["fetch"] if hang_in == "fetch" else ["fetch", "charge"]
+    assert lines(work / "starts") == before
+
+    run = finish(start(server.url, "order-7", str(work)))
+    if hang_in == "charge":
+        assert run["resumed_after"] == "fetch" and run["ran"] == ["charge", "post"]
+        assert lines(work / "starts") == ["fetch", "charge", "charge", "post"]  # fetch not re-run
+    else:
+        assert run["resumed_after"] is None and run["ran"] == ["fetch", "charge", "post"]
+    # The killed run's outputs came back: charge saw fetch's diff, post saw charge's receipt.
+    assert run["outputs"]["charge"] == {"receipt": {"charged": "order-7"}, "diff_seen": "+1 -1"}
+    assert run["result"] == "posted order-7"
+    effects = lines(work / "effects")
+    if hang_in == "charge":
+        # fetch ran once; charge's idempotent side effect ran once though the step ran twice; post once.
+        assert effects == ["fetch", "charge order-7", "post"]
+    else:
+        # A step killed midway runs again (at-least-once per step): fetch's bare side effect repeats...
+        assert effects == ["fetch", "fetch", "charge order-7", "post"]
+
+    again = finish(start(server.url, "order-7", str(work)))  # completed: nothing runs
+    assert again["replayed"] and again["ran"] == [] and again["result"] == "posted order-7"
+    assert len(lines(work / "effects")) == len(effects)
+
+    async with MemoryClient(server.url) as client:
+        latest = await client.latest_checkpoint("order-7")
+    assert latest["metadata"]["step"] == "post" and latest["metadata"]["status"] == "completed"
+
+
+async def test_a_server_restart_between_runs_loses_nothing(server, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = start(server.url, "order-8", str(work), "--hang-in", "charge")
+    wait_for(work / "hanging", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    server.restart()  # SIGKILL the service too
+    run = finish(start(server.url, "order-8", str(work)))
+    assert run["resumed_after"] == "fetch"
+    assert lines(work / "effects") == ["fetch", "charge order-8", "post"]
