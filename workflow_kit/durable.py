@@ -194,6 +194,7 @@ async def run_workflow(
             run.trace_id = trace_id
             root.set_attribute("workflow_kit.ran", run.ran)
             root.set_attribute("workflow_kit.replayed", run.replayed)
+            tracing.record(outputs=run.result, on=root)
     finally:
         _current.reset(token)
         if trace and trace_id:

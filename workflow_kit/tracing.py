@@ -175,8 +175,8 @@ def _span_doc(s: ReadableSpan) -> dict[str, Any]:
                 doc[name] = json.loads(raw)
             except (TypeError, ValueError):
                 doc[name] = raw
-    if "outputs" in doc:
-        doc["result_summary"] = str(doc["outputs"])[:200]  # the seed's complete_span() field
+    # The seed's complete_span() field: every span has one.
+    doc["result_summary"] = str(doc["outputs"])[:200] if "outputs" in doc else ""
     if doc["status"] == "error":
         doc["error"] = s.status.description
     doc["attributes"] = {k: v if isinstance(v, str | int | float | bool) else list(v) for k, v in attrs.items()}

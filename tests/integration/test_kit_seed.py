@@ -1,0 +1,111 @@
+"""The seed's own snippets (scripts/seed_snippets.py, verbatim; only MEMORY_URL rebound) and the kit on the same
+records of a real memory-spine process: checkpoints, dedup records, traces."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import types
+from pathlib import Path
+
+import pytest
+
+from workflow_kit import MemoryClient, idempotent, record, run_workflow, span
+
+pytestmark = pytest.mark.integration
+
+SEED = Path(__file__).parent / "scripts" / "seed_snippets.py"
+
+
+def load_seed(url: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("seed_snippets_live", SEED)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.MEMORY_URL = url
+    return module
+
+
+async def test_checkpoints_interoperate(server):
+    seed = load_seed(server.url)
+    runs: list[str] = []
+
+    async def fetch():
+        runs.append("fetch")
+        return "diff"
+
+    async def review():
+        runs.append("review")
+        if runs.count("review") == 1:
+            raise RuntimeError("crash")
+        return "lgtm"
+
+    async def post():
+        runs.append("post")
+        return "posted"
+
+    with pytest.raises(RuntimeError):
+        await seed.run_workflow("wf-seed", [fetch, review, post])
+    with pytest.raises(ValueError):  # the seed's resume: steps.index("fetch") on a list of functions
+        await seed.run_workflow("wf-seed", [fetch, review, post])
+
+    async with MemoryClient(server.url) as client:
+        assert (await client.latest_checkpoint("wf-seed"))["metadata"] == {
+            "workflow_id": "wf-seed", "step": "fetch", "result": "diff"}
+        run = await run_workflow(client, "wf-seed", [fetch, review, post])
+    assert run.resumed_after == "fetch" and run.outputs == {"fetch": "diff", "review": "lgtm", "post": "posted"}
+    assert runs == ["fetch", "review", "review", "post"]
+    last = await seed.resume_from_checkpoint("wf-seed")  # the seed reads the kit's newest checkpoint
+    assert last["step"] == "post" and last["result"] == "posted" and last["workflow_id"] == "wf-seed"
+
+    # A kit workflow's records are the seed's: resume_from_checkpoint sees them, never wf-seed-2's neighbours.
+    async with MemoryClient(server.url) as client:
+        await run_workflow(client, "wf-seed-2", [("only", lambda: 1)])
+    assert (await seed.resume_from_checkpoint("wf-seed-2"))["step"] == "only"
+    assert (await seed.resume_from_checkpoint("wf-seed"))["step"] == "post"
+
+
+async def test_dedup_records_interoperate(server):
+    seed = load_seed(server.url)
+    calls: list[str] = []
+
+    def doer(who):
+        async def execute(params):
+            calls.append(who)
+            return {"by": who, **params}
+        return execute
+
+    async with MemoryClient(server.url) as client:
+        assert await seed.idempotent_action("notify", {"to": "#ops"}, doer("seed")) == {"by": "seed", "to": "#ops"}
+        assert await idempotent(client, "notify", {"to": "#ops"}, doer("kit")) == {"by": "seed", "to": "#ops"}
+        assert await idempotent(client, "open_issue", {"t": "x"}, doer("kit")) == {"by": "kit", "t": "x"}
+    assert await seed.idempotent_action("open_issue", {"t": "x"}, doer("seed")) == {"by": "kit", "t": "x"}
+    assert calls == ["seed", "kit"]
+
+
+def seed_reader(trace: dict) -> list[str]:
+    """What a reader of the seed's traces does: walk spans by agent, status and duration."""
+    return [f"{s['agent']}:{s['status']}:{int(s['duration_ms']) >= 0}:{s.get('result_summary', '')}"
+            for s in trace["spans"]]
+
+
+async def test_traces_have_the_seeds_shape(server):
+    seed = load_seed(server.url)
+    trace = seed.create_trace("code-review-pipeline")
+    seed.complete_span(seed.trace_agent(trace, "security-auditor"), "Found 2 issues", status="ok")
+
+    async def audit(ctx):
+        with span("security-auditor", kind="agent", inputs={"diff": "..."}):
+            record(outputs="Found 2 issues", reasoning="two string-built SQL queries")
+        return "Found 2 issues"
+
+    async with MemoryClient(server.url) as client:
+        # The seed's way of storing a trace, next to the kit's.
+        await client.ingest(json.dumps(trace), tags=["trace", "audit"])
+        run = await run_workflow(client, "review-9", [audit], name="code-review-pipeline")
+        stored = json.loads((await client.get_key(f"trace:{run.trace_id}"))["content"])
+        both = (await client.list(tags=["trace"]))["results"]
+    assert len(both) == 2
+    assert set(trace) <= set(stored)  # trace_id, workflow, started_at, spans
+    assert set(trace["spans"][0]) <= set(stored["spans"][0])  # agent, trace_id, start, end, status, ...
+    assert "security-auditor:ok:True:Found 2 issues" in seed_reader(stored)
+    assert seed_reader(trace) == ["security-auditor:ok:True:Found 2 issues"]
