@@ -111,7 +111,8 @@ def _compile_where(where: Any, params: list[Any], path: str = "where") -> str:
             continue
         if field.startswith("$"):
             raise InvalidInput(f"{path}.{field}", "unknown operator; use $and or $or at this level")
-        expr = f"json_extract(m.metadata, '{_json_path(field).replace(chr(39), chr(39) * 2)}')"
+        jpath = _json_path(field).replace(chr(39), chr(39) * 2)
+        expr = f"json_extract(m.metadata, '{jpath}')"
         ops = cond if isinstance(cond, dict) and cond and all(k.startswith("$") for k in cond) else {"$eq": cond}
         for op, value in ops.items():
             if op in ("$in", "$nin"):
@@ -130,8 +131,13 @@ def _compile_where(where: Any, params: list[Any], path: str = "where") -> str:
                 params.append(_sql_value(value, field))
                 if op == "$ne":
                     clauses.append(f"({expr} IS NULL OR {expr} != ?)")
+                elif op == "$eq":
+                    clauses.append(f"{expr} = ?")
                 else:
-                    clauses.append(f"{expr} {_OPS[op]} ?")
+                    # SQLite sorts every number before every string, so without this guard {"$gt": 3} would
+                    # match "abc": a range compares numbers with numbers and strings with strings only.
+                    kinds = "'text'" if isinstance(value, str) else "'integer', 'real'"
+                    clauses.append(f"(json_type(m.metadata, '{jpath}') IN ({kinds}) AND {expr} {_OPS[op]} ?)")
             else:
                 raise InvalidInput(f"{path}.{field}.{op}", "unknown operator; use $eq $ne $in $nin $gt $gte $lt $lte")
     return "(" + " AND ".join(clauses) + ")"
@@ -381,6 +387,8 @@ class SQLiteStorage:
                 existing = conn.execute(
                     "SELECT seq, content, created_at FROM memories WHERE id = ?", (rec.id,)
                 ).fetchone()
+                # Whole microseconds, as iso() shows them: filtering on a returned created_at is then exact.
+                now = round(rec.now, 6)
                 tags_json = json.dumps(rec.tags, ensure_ascii=False)
                 meta_json = json.dumps(rec.metadata, ensure_ascii=False, separators=(",", ":"))
                 if existing is None:
@@ -398,8 +406,8 @@ class SQLiteStorage:
                             rec.importance,
                             rec.key,
                             rec.key_parent,
-                            rec.now,
-                            rec.now,
+                            now,
+                            now,
                             rec.expires_at,
                             version,
                             version,
@@ -425,7 +433,7 @@ class SQLiteStorage:
                             rec.importance,
                             rec.key,
                             rec.key_parent,
-                            rec.now,
+                            now,
                             rec.expires_at,
                             version,
                             *((version, rec.vector.astype(np.float32).tobytes()) if vector_changed else ()),
