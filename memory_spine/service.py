@@ -27,6 +27,7 @@ from filelock import FileLock, Timeout
 from . import __version__
 from .config import Settings
 from .embedders import Embedder, create_embedder
+from .embedders.batching import CoalescingEmbedder
 from .errors import (
     DataDirLocked,
     InvalidInput,
@@ -172,6 +173,8 @@ class MemoryService:
                 embedder = create_embedder(
                     settings.embedder, cache_dir=settings.model_cache, threads=settings.embed_threads
                 )
+            # Concurrent ingests and searches share model runs instead of queueing for them.
+            embedder = CoalescingEmbedder(embedder)
             storage = SQLiteStorage(data_dir / DB_FILE, embedder.dim, synchronous=settings.synchronous)
             stored_model = storage.meta("embedder_model")
             if stored_model is None:
