@@ -17,6 +17,16 @@ from workflow_kit import MemoryClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One real service for the module (its tests use distinct ids): a process start is most of a test's time."""
+    from tests.conftest import ServerProcess
+
+    srv = ServerProcess(tmp_path_factory.mktemp("kit-server") / "data").start()
+    yield srv
+    srv.stop()
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).parent / "scripts" / "kit_workflow.py"
 
@@ -48,9 +58,10 @@ def lines(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("hang_in", ["charge", "fetch"])
 async def test_sigkill_mid_step_resumes_at_that_step(server, tmp_path, hang_in):
+    wf = f"order-{hang_in}"
     work = tmp_path / "work"
     work.mkdir()
-    proc = start(server.url, "order-7", str(work), "--hang-in", hang_in)
+    proc = start(server.url, wf, str(work), "--hang-in", hang_in)
     wait_for(work / "hanging", proc)
     proc.send_signal(signal.SIGKILL)  # no chance to clean up, mid-step
     proc.wait(timeout=10)
@@ -58,29 +69,29 @@ async def test_sigkill_mid_step_resumes_at_that_step(server, tmp_path, hang_in):
     before = ["fetch"] if hang_in == "fetch" else ["fetch", "charge"]
     assert lines(work / "starts") == before
 
-    run = finish(start(server.url, "order-7", str(work)))
+    run = finish(start(server.url, wf, str(work)))
     if hang_in == "charge":
         assert run["resumed_after"] == "fetch" and run["ran"] == ["charge", "post"]
         assert lines(work / "starts") == ["fetch", "charge", "charge", "post"]  # fetch not re-run
     else:
         assert run["resumed_after"] is None and run["ran"] == ["fetch", "charge", "post"]
     # The killed run's outputs came back: charge saw fetch's diff, post saw charge's receipt.
-    assert run["outputs"]["charge"] == {"receipt": {"charged": "order-7"}, "diff_seen": "+1 -1"}
-    assert run["result"] == "posted order-7"
+    assert run["outputs"]["charge"] == {"receipt": {"charged": wf}, "diff_seen": "+1 -1"}
+    assert run["result"] == f"posted {wf}"
     effects = lines(work / "effects")
     if hang_in == "charge":
         # fetch ran once; charge's idempotent side effect ran once though the step ran twice; post once.
-        assert effects == ["fetch", "charge order-7", "post"]
+        assert effects == ["fetch", f"charge {wf}", "post"]
     else:
         # A step killed midway runs again (at-least-once per step): fetch's bare side effect repeats...
-        assert effects == ["fetch", "fetch", "charge order-7", "post"]
+        assert effects == ["fetch", "fetch", f"charge {wf}", "post"]
 
-    again = finish(start(server.url, "order-7", str(work)))  # completed: nothing runs
-    assert again["replayed"] and again["ran"] == [] and again["result"] == "posted order-7"
+    again = finish(start(server.url, wf, str(work)))  # completed: nothing runs
+    assert again["replayed"] and again["ran"] == [] and again["result"] == f"posted {wf}"
     assert len(lines(work / "effects")) == len(effects)
 
     async with MemoryClient(server.url) as client:
-        latest = await client.latest_checkpoint("order-7")
+        latest = await client.latest_checkpoint(wf)
     assert latest["metadata"]["step"] == "post" and latest["metadata"]["status"] == "completed"
 
 

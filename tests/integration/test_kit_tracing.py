@@ -14,6 +14,16 @@ from workflow_kit import MemoryClient
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One real service for the module (its tests use distinct ids): a process start is most of a test's time."""
+    from tests.conftest import ServerProcess
+
+    srv = ServerProcess(tmp_path_factory.mktemp("kit-server") / "data").start()
+    yield srv
+    srv.stop()
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).parent / "scripts" / "kit_workflow.py"
 

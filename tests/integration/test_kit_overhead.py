@@ -1,0 +1,57 @@
+"""What durability costs per step over HTTP against a real memory-spine (ONNX model): p50/p95 of a checkpoint,
+a claim, a whole idempotent() call, and a resume read. Printed (`pytest -s`) and bounded loosely."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+
+from workflow_kit import MemoryClient, idempotent
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One real service for the module (its tests use distinct ids): a process start is most of a test's time."""
+    from tests.conftest import ServerProcess
+
+    srv = ServerProcess(tmp_path_factory.mktemp("kit-server") / "data").start()
+    yield srv
+    srv.stop()
+
+N = 100
+
+
+async def timed(n, call):
+    samples = []
+    for i in range(n):
+        started = time.perf_counter()
+        await call(i)
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return {"p50": round(statistics.median(samples), 2), "p95": round(samples[int(n * 0.95) - 1], 2)}
+
+
+async def test_checkpoint_and_claim_overhead(server):
+    async with MemoryClient(server.url) as client:
+        await timed(20, lambda i: client.checkpoint("warm", f"s{i}", {"result": i}))  # warm up pool and model
+        results = {
+            "checkpoint": await timed(N, lambda i: client.checkpoint("bench", f"step{i}", {"result": {"i": i}})),
+            "claim": await timed(N, lambda i: client.claim(f"dedup:bench{i}", holder="bench", lease_seconds=60)),
+            "release": await timed(N, lambda i: client.release(f"dedup:bench{i}", holder="bench")),
+            "latest_checkpoint": await timed(N, lambda i: client.latest_checkpoint("bench")),
+            "idempotent (new key)": await timed(N // 2, lambda i: idempotent(client, "bench", {"i": i}, _noop)),
+            "idempotent (cached)": await timed(N // 2, lambda i: idempotent(client, "bench", {"i": i}, _noop)),
+        }
+    for name, r in results.items():
+        print(f"{name:>22}: p50 {r['p50']:7.2f} ms   p95 {r['p95']:7.2f} ms")
+    # Loose bounds: a regression by an order of magnitude fails, CI noise does not.
+    assert results["checkpoint"]["p50"] < 100
+    assert results["claim"]["p50"] < 50
+
+
+async def _noop(params):
+    return params
