@@ -20,7 +20,9 @@ written by the seed's own `checkpoint()` (no "steps", no "state") resume the sam
 Each record holds one output, so one step's output is bounded by the service's metadata cap (64 KiB by
 default), not the whole workflow's; a bigger one is an InvalidInput naming the step. At most 1000 steps.
 
-The runner is at-least-once per step: a step killed midway runs again. Wrap its side effects in
+A run holds the claim `workflow:{workflow_id}` (a lease, renewed while it runs): a second worker given the
+same id waits for it, then replays the result. The runner is at-least-once per step: a step killed midway
+runs again. Wrap its side effects in
 `idempotent()` (idempotency.py) to make them exactly-once. Spans come from tracing.py.
 """
 
@@ -30,13 +32,14 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Status, StatusCode
 
-from . import _json, tracing
+from . import _claims, _json, tracing
 from .client import MemoryClient, _current, check_step_name, check_workflow_id
 from .errors import InvalidInput, PayloadTooLarge, WorkflowChanged
 
@@ -158,6 +161,9 @@ async def run_workflow(
     state: Mapping[str, Any] | None = None,
     name: str | None = None,
     trace: bool = True,
+    lease_seconds: float | None = 10.0,
+    wait_timeout: float = 120.0,
+    holder: str | None = None,
 ) -> WorkflowRun:
     """Run (or resume, or replay) the workflow `workflow_id` made of `steps`.
 
@@ -168,9 +174,16 @@ async def run_workflow(
         state: the initial state (JSON) on a fresh start; a resumed run gets the checkpointed state instead.
         name: the workflow's name in its trace (default: the workflow id).
         trace: record spans and store the trace (installs the kit's OTel span processor once).
+        lease_seconds: the run holds the claim `workflow:{workflow_id}` (renewed every third of this), so a
+            second worker running the same id waits, then replays the stored result instead of running
+            steps twice. After a crash, a new holder waits out the lease; None runs without a claim.
+        wait_timeout: how long to wait for another live run of the same id (ClaimTimeout after).
+        holder: this worker's name for the claim; a stable one (e.g. "worker-1") resumes at once after its
+            own crash, since re-claiming by the same holder renews. Default: host:pid:random.
 
     Raises:
         WorkflowChanged: the id has checkpoints of a different step list.
+        ClaimTimeout: another live run of the same id held it past `wait_timeout`.
         NotJSON: a step returned (or left in `ctx.state`) something that is not JSON; names the step.
         Whatever a step raises: no checkpoint is written for it, so a re-run starts at that step.
     """
@@ -186,11 +199,25 @@ async def run_workflow(
         tracing.WORKFLOW_ID: workflow_id,
         tracing.WORKFLOW: name or workflow_id,
     }
+    root_cm = (
+        tracing.tracer().start_as_current_span(f"workflow {name or workflow_id}", attributes=attrs)
+        if trace
+        else nullcontext(INVALID_SPAN)
+    )
     trace_id = None
     try:
-        with tracing.tracer().start_as_current_span(f"workflow {name or workflow_id}", attributes=attrs) as root:
+        with root_cm as root:
             trace_id = tracing.current_trace_id()
-            run = await _run(client, workflow_id, named, names, initial)
+            if lease_seconds is None:
+                run = await _run(client, workflow_id, named, names, initial)
+            else:
+                key, holder = f"workflow:{workflow_id}", holder or _claims.default_holder()
+                await _claims.acquire(client, key, holder, lease_seconds, wait_timeout)
+                try:
+                    async with _claims.kept_alive(client, key, holder, lease_seconds):
+                        run = await _run(client, workflow_id, named, names, initial)
+                finally:
+                    await _claims.release(client, key, holder)
             run.trace_id = trace_id
             root.set_attribute("workflow_kit.ran", run.ran)
             root.set_attribute("workflow_kit.replayed", run.replayed)

@@ -29,24 +29,20 @@ expire and the action may run again after the lease. Workflow steps are durable.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import inspect
 import json
 import logging
 import math
-import os
-import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from . import _json, tracing
+from . import _claims, _json, tracing
 from .client import MemoryClient, current_client
 from .errors import ClaimTimeout as ClaimTimeout  # re-exported for `except idempotency.ClaimTimeout`
-from .errors import Conflict, InvalidInput, NotFound, NotJSON, PayloadTooLarge, WorkflowKitError
+from .errors import InvalidInput, NotJSON, PayloadTooLarge, WorkflowKitError
 
 log = logging.getLogger("workflow_kit.idempotency")
 
@@ -67,11 +63,6 @@ def dedup_key(
         index = math.floor((time.time() if now is None else now) / window_seconds)
         source += f"|window={window_seconds:g}:{index}"
     return hashlib.sha256(source.encode()).hexdigest()[:16]
-
-
-def default_holder() -> str:
-    """A holder name unique to this call: host, pid, random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 async def run_idempotent(
@@ -103,42 +94,30 @@ async def run_idempotent(
     """
     if not isinstance(action, str) or not action or len(action) > 120:
         raise InvalidInput("action", "must be a non-empty string of at most 120 characters (a tag)")
-    key = dedup_key(
-        action, params, window_seconds=window_seconds, now=clock() if window_seconds is not None else None
-    )
+    key = dedup_key(action, params, window_seconds=window_seconds, now=clock() if window_seconds is not None else None)
     record_key = f"dedup:{key}"
-    holder = holder or default_holder()
-    started = time.monotonic()
-    delay = 0.02
+    holder = holder or _claims.default_holder()
+
+    async def recorded() -> Any:
+        found = await client.find_key(record_key)
+        return _claims.MISSING if found is None else _result_of(found)
+
     with tracing.span(f"idempotent {action}", kind="tool", inputs=params, dedup_key=key) as span:
-        while True:
-            found = await client.find_key(record_key)
-            if found is not None:
-                span.set_attribute("workflow_kit.dedup", "cached")
-                return _result_of(found)
-            try:
-                await client.claim(record_key, holder=holder, lease_seconds=lease_seconds)
-            except Conflict as exc:
-                other = (exc.claim or {}).get("holder")
-                waited = time.monotonic() - started
-                if waited >= wait_timeout:
-                    raise ClaimTimeout(record_key, other, waited) from None
-                await asyncio.sleep(min(delay, wait_timeout - waited))
-                delay = min(delay * 1.5, 0.5)
-                continue
-            break
+        cached = await _claims.acquire(client, record_key, holder, lease_seconds, wait_timeout, probe=recorded)
+        if cached is not _claims.MISSING:
+            span.set_attribute("workflow_kit.dedup", "cached")
+            return cached
         try:
             # The previous holder may have written the record and released between our look and our claim.
-            found = await client.find_key(record_key)
-            if found is not None:
+            cached = await recorded()
+            if cached is not _claims.MISSING:
                 span.set_attribute("workflow_kit.dedup", "cached")
-                return _result_of(found)
+                return cached
             span.set_attribute("workflow_kit.dedup", "executed")
-            return await _execute(
-                client, action, params, fn, key, holder, lease_seconds, window_seconds, clock
-            )
+            async with _claims.kept_alive(client, record_key, holder, lease_seconds):
+                return await _execute(client, action, params, fn, key, holder, window_seconds, clock)
         finally:
-            await _release(client, record_key, holder)
+            await _claims.release(client, record_key, holder)
 
 
 def _result_of(record: Mapping[str, Any]) -> Any:
@@ -152,21 +131,16 @@ async def _execute(
     fn: Callable[[Any], Any],
     key: str,
     holder: str,
-    lease_seconds: float,
     window_seconds: float | None,
     clock: Clock,
 ) -> Any:
-    heartbeat = asyncio.create_task(_renew(client, f"dedup:{key}", holder, lease_seconds))
     try:
         result = fn(params)
         if inspect.isawaitable(result):
             result = await result
     except Exception as exc:
-        heartbeat.cancel()
         await _record_error(client, action, key, holder, exc)
         raise
-    finally:
-        heartbeat.cancel()
     metadata: dict[str, Any] = {"dedup_key": key, "action": action, "holder": holder, "executed_at": clock()}
     if window_seconds is not None:
         metadata["window_seconds"] = window_seconds
@@ -195,21 +169,6 @@ async def _execute(
     return metadata["result"]
 
 
-async def _renew(client: MemoryClient, key: str, holder: str, lease_seconds: float) -> None:
-    while True:
-        await asyncio.sleep(max(lease_seconds / 3, 0.05))
-        try:
-            await client.claim(key, holder=holder, lease_seconds=lease_seconds)
-        except Conflict as exc:
-            log.error(
-                "lost the dedup claim while the action ran; another worker may run it too",
-                extra={"key": key, "holder": holder, "other": (exc.claim or {}).get("holder")},
-            )
-            return
-        except WorkflowKitError as exc:
-            log.warning("could not renew the dedup claim", extra={"key": key, "error": str(exc)})
-
-
 async def _record_error(client: MemoryClient, action: str, key: str, holder: str, exc: BaseException) -> None:
     try:
         await client.ingest(
@@ -225,17 +184,6 @@ async def _record_error(client: MemoryClient, action: str, key: str, holder: str
         )
     except WorkflowKitError as store_exc:  # never hide the action's own error behind this one
         log.error("could not record the failed action", extra={"key": key, "error": str(store_exc)})
-
-
-async def _release(client: MemoryClient, key: str, holder: str) -> None:
-    try:
-        await client.release(key, holder=holder)
-    except (NotFound, Conflict):
-        pass  # expired, or already someone else's: nothing of ours to give back
-    except WorkflowKitError as exc:
-        log.warning(
-            "could not release the dedup claim; it will expire", extra={"key": key, "error": str(exc)}
-        )
 
 
 def _decorate(

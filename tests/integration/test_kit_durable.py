@@ -106,3 +106,15 @@ async def test_a_server_restart_between_runs_loses_nothing(server, tmp_path):
     run = finish(start(server.url, "order-8", str(work)))
     assert run["resumed_after"] == "fetch"
     assert lines(work / "effects") == ["fetch", "charge order-8", "post"]
+
+
+async def test_two_processes_running_one_workflow_id_run_each_step_once(server, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    first = start(server.url, "order-9", str(work), "--hang-in", "charge", "--hang-seconds", "1", "--lease", "5")
+    wait_for(work / "hanging", first)
+    second = start(server.url, "order-9", str(work), "--lease", "5")  # waits for the first, then replays
+    a, b = finish(first), finish(second)
+    assert lines(work / "starts") == ["fetch", "charge", "post"]
+    assert lines(work / "effects") == ["fetch", "charge order-9", "post"]
+    assert a["ran"] == ["fetch", "charge", "post"] and b["replayed"] and a["result"] == b["result"]

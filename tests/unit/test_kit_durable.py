@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from workflow_kit import MemoryClient, NotJSON, Workflow, WorkflowChanged, run_workflow, step
-from workflow_kit.errors import InvalidInput
+from workflow_kit.errors import ClaimTimeout, InvalidInput, NotFound
 
 SEED = pathlib.Path(__file__).parents[1] / "integration" / "scripts" / "seed_snippets.py"
 
@@ -250,3 +250,47 @@ async def test_parallel_workflows_keep_their_own_outputs(client):
 
     runs = await asyncio.gather(*(run_workflow(client, f"par-{i}", make(str(i))) for i in range(5)))
     assert [r.result for r in runs] == [str(i) * 2 for i in range(5)]
+
+
+async def test_two_runs_of_one_id_run_each_step_once(client):
+    import asyncio
+
+    runs = []
+    inside = asyncio.Event()
+
+    async def slow(ctx):
+        runs.append("slow")
+        inside.set()
+        await asyncio.sleep(0.2)
+        return "done"
+
+    first = asyncio.create_task(run_workflow(client, "wf-lock", [slow], holder="w1"))
+    await inside.wait()
+    second = await run_workflow(client, "wf-lock", [slow], holder="w2")
+    first = await first
+    assert runs == ["slow"]
+    assert first.ran == ["slow"] and second.replayed and second.result == first.result == "done"
+    with pytest.raises(NotFound):  # released
+        await client.get_claim("workflow:wf-lock")
+
+
+async def test_a_crashed_runs_lease_is_waited_out_unless_it_was_ours(client):
+    import time
+
+    async def work():
+        return 1
+
+    await client.claim("workflow:wf-dead", holder="dead", lease_seconds=0.3)
+    started = time.monotonic()
+    assert (await run_workflow(client, "wf-dead", [work])).ran == ["work"]
+    assert time.monotonic() - started >= 0.25
+
+    await client.claim("workflow:wf-mine", holder="worker-1", lease_seconds=60)  # "our" crash
+    started = time.monotonic()
+    assert (await run_workflow(client, "wf-mine", [work], holder="worker-1")).ran == ["work"]
+    assert time.monotonic() - started < 5  # no wait: the same holder renews
+
+    await client.claim("workflow:wf-busy", holder="other", lease_seconds=60)
+    with pytest.raises(ClaimTimeout, match="other"):
+        await run_workflow(client, "wf-busy", [work], wait_timeout=0.1)
+    assert (await run_workflow(client, "wf-busy", [work], lease_seconds=None)).ran == ["work"]

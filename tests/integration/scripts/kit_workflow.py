@@ -1,8 +1,9 @@
 """A three-step workflow for the crash tests: `python kit_workflow.py URL WORKFLOW_ID WORKDIR [--hang-in STEP]`.
 
 Each side effect appends a line to WORKDIR/effects; each step start appends to WORKDIR/starts. With
---hang-in STEP, that step does its side effect, writes WORKDIR/hanging and sleeps until killed. On success
-prints the WorkflowRun as one JSON line.
+--hang-in STEP, that step does its side effect, writes WORKDIR/hanging and sleeps until killed (or for
+--hang-seconds). The run's claim on the workflow id has a --lease of 1 s, so a re-run after SIGKILL waits ~1 s.
+On success prints the WorkflowRun as one JSON line.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def main() -> None:
     parser.add_argument("workflow_id")
     parser.add_argument("workdir", type=pathlib.Path)
     parser.add_argument("--hang-in")
+    parser.add_argument("--hang-seconds", type=float, default=600)
+    parser.add_argument("--lease", type=float, default=1.0)
     args = parser.parse_args()
     work: pathlib.Path = args.workdir
 
@@ -33,7 +36,7 @@ def main() -> None:
     async def maybe_hang(step: str) -> None:
         if args.hang_in == step:
             (work / "hanging").write_text(str(os.getpid()))
-            await asyncio.sleep(600)  # the test SIGKILLs us here
+            await asyncio.sleep(args.hang_seconds)  # the test SIGKILLs us here, or waits
 
     async def fetch(ctx):
         append("starts", "fetch")
@@ -59,7 +62,8 @@ def main() -> None:
 
     async def run() -> None:
         async with MemoryClient(args.url) as client:
-            result = await run_workflow(client, args.workflow_id, [fetch, charge, post], name="crash-test")
+            result = await run_workflow(client, args.workflow_id, [fetch, charge, post], name="crash-test",
+                                        lease_seconds=args.lease)
         print(json.dumps(result.__dict__), flush=True)
 
     asyncio.run(run())
