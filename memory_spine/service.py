@@ -447,13 +447,16 @@ class MemoryService:
                 else:
                     metadata[k] = v
         expires: Any = current["expires_at"]
+        key = patch.key if patch.key is not None else current["key"]
+        if patch.key is None and patch.content is not None and key == derive_key(current["content"]):
+            key = None  # the key was derived from the old content: derive it from the new content
         item = MemoryIn(
             id=id,
             content=patch.content if patch.content is not None else current["content"],
             tags=patch.tags if patch.tags is not None else current["tags"],
             metadata=metadata,
             importance=patch.importance or current["importance"],
-            key=patch.key if patch.key is not None else current["key"],
+            key=key,
             ttl_seconds=patch.ttl_seconds,
             expires_at=patch.expires_at if patch.expires_at is not None else expires,
         )
