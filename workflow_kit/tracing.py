@@ -279,7 +279,7 @@ class TraceStore(SpanProcessor):
             "span_count": len(doc["spans"]),
             "duration_ms": round((doc["ended_at"] - doc["started_at"]) * 1000, 3),
         }
-        from .errors import PayloadTooLarge, WorkflowKitError
+        from .errors import PayloadTooLarge
 
         key = f"trace:{doc['trace_id']}"
         try:
@@ -297,7 +297,7 @@ class TraceStore(SpanProcessor):
                     metadata={**metadata, "truncated": True},
                     key=key,
                 )
-        except (WorkflowKitError, OSError) as exc:
+        except Exception as exc:  # a lost trace must never fail (or mask the error of) the workflow
             log.error("trace not stored: %s", exc, extra={"trace": doc["trace_id"]})
             return None
         return answer.get("id")

@@ -251,3 +251,27 @@ async def test_checkpoints_are_the_seeds_records(client):
     # The seed's resume_from_checkpoint query finds the same newest record.
     seed = await client.search("checkpoint:wf-1", limit=1)
     assert seed["results"][0]["metadata"]["step"] == "review"
+
+
+async def test_bearer_token_against_a_service_that_wants_one(tmp_path, monkeypatch):
+    from memory_spine.api import create_app
+    from memory_spine.config import Settings
+    from memory_spine.service import MemoryService
+
+    monkeypatch.delenv("MEMORY_SPINE_TOKEN", raising=False)
+    service = MemoryService.open(Settings(data_dir=tmp_path / "d", embedder="fake", token="s3cret"))
+    try:
+        transport = httpx.ASGITransport(app=create_app(service))
+        async with MemoryClient("http://ms", transport=transport) as anonymous:
+            assert (await anonymous.health())["status"] == "ok"  # /health stays open
+            with pytest.raises(errors.Unauthorized) as info:
+                await anonymous.ingest("x")
+            assert info.value.status == 401
+        async with MemoryClient("http://ms", transport=transport, token="wrong") as wrong:
+            with pytest.raises(errors.Unauthorized):
+                await wrong.stats()
+        monkeypatch.setenv("MEMORY_SPINE_TOKEN", "s3cret")
+        async with MemoryClient("http://ms", transport=transport) as from_env:
+            assert (await from_env.ingest("x"))["created"] is True
+    finally:
+        service.close()

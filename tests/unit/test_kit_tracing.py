@@ -151,3 +151,34 @@ async def test_json_logs_carry_trace_and_span_ids(client):
     _, doc = await stored_trace(client, run.trace_id)
     assert inside["span_id"] == next(s["span_id"] for s in doc["spans"] if s["kind"] == "step")
     assert "trace_id" not in outside and inside["level"] == "info" and inside["ts"].endswith("Z")
+
+
+class NoTraces(httpx.AsyncBaseTransport):
+    """The in-process app, except that storing a trace fails with 500."""
+
+    def __init__(self, app):
+        self.inner = httpx.ASGITransport(app=app)
+        self.refused = 0
+
+    async def handle_async_request(self, request):
+        if request.url.path == "/ingest" and b'"audit"' in request.content:
+            self.refused += 1
+            return httpx.Response(500, json={"error": {"type": "internal", "message": "disk on fire"}})
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_trace_that_cannot_be_stored_does_not_fail_the_workflow(app, caplog):
+    transport = NoTraces(app)
+    async with MemoryClient("http://memory-spine", transport=transport, retries=1) as c:
+
+        async def ok():
+            return "fine"
+
+        async def bad():
+            raise KeyError("the step's own error")
+
+        assert (await run_workflow(c, "t-lost", [ok])).result == "fine"
+        with pytest.raises(KeyError, match="own error"):  # not masked by the failed trace write
+            await run_workflow(c, "t-lost-2", [bad])
+    assert transport.refused == 4  # two traces, each tried twice
+    assert sum("trace not stored" in r.getMessage() for r in caplog.records) == 2
