@@ -385,7 +385,7 @@ class SQLiteStorage:
             version = self._next_version()
             for rec in records:
                 existing = conn.execute(
-                    "SELECT seq, content, created_at FROM memories WHERE id = ?", (rec.id,)
+                    "SELECT seq, content, created_at, expires_at FROM memories WHERE id = ?", (rec.id,)
                 ).fetchone()
                 # Whole microseconds, as iso() shows them: filtering on a returned created_at is then exact.
                 now = round(rec.now, 6)
@@ -417,13 +417,15 @@ class SQLiteStorage:
                     seq = cur.lastrowid
                     created, vector_changed = True, True
                 else:
-                    seq, old_content, _created = existing
+                    seq, old_content, old_created, old_expires = existing
+                    # An expired row not purged yet is gone for clients: writing its id again creates it anew.
+                    revived = old_expires is not None and old_expires <= rec.now
                     if rec.vector is None and old_content != rec.content:
                         raise ContentChanged(rec.id)
                     vector_changed = rec.vector is not None
                     conn.execute(
                         "UPDATE memories SET content=?, tags=?, metadata=?, importance=?, key=?, key_parent=?,"
-                        " updated_at=?, expires_at=?, version=?"
+                        " created_at=?, updated_at=?, expires_at=?, version=?"
                         + (", vector_version=?, vector=?" if vector_changed else "")
                         + " WHERE seq=?",
                         (
@@ -433,6 +435,7 @@ class SQLiteStorage:
                             rec.importance,
                             rec.key,
                             rec.key_parent,
+                            now if revived else old_created,
                             now,
                             rec.expires_at,
                             version,
@@ -441,7 +444,7 @@ class SQLiteStorage:
                         ),
                     )
                     conn.execute("DELETE FROM memory_tags WHERE seq = ?", (seq,))
-                    created = False
+                    created = revived
                 if rec.tags:
                     conn.executemany(
                         "INSERT OR IGNORE INTO memory_tags (tag, seq) VALUES (?, ?)",
