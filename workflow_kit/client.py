@@ -27,9 +27,7 @@ from .errors import InvalidInput, ReadOnly, ServiceError, ServiceUnavailable, St
 
 DEFAULT_URL = "http://127.0.0.1:8788"
 
-_current: contextvars.ContextVar[MemoryClient | None] = contextvars.ContextVar(
-    "workflow_kit_client", default=None
-)
+_current: contextvars.ContextVar[MemoryClient | None] = contextvars.ContextVar("workflow_kit_client", default=None)
 
 
 def current_client() -> MemoryClient | None:
@@ -180,9 +178,7 @@ class MemoryClient:
 
     async def ingest_batch(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Store up to 1000 ingest bodies at once, all or nothing; returns `{"ids", "created"}`."""
-        bodies = [
-            self._ingest_body(r["content"], {k: v for k, v in r.items() if k != "content"}) for r in records
-        ]
+        bodies = [self._ingest_body(r["content"], {k: v for k, v in r.items() if k != "content"}) for r in records]
         return await self._request("ingest_batch", "POST", "/ingest/batch", json={"records": bodies})
 
     async def search(
@@ -278,15 +274,11 @@ class MemoryClient:
 
     async def list_keys(self, prefix: str | None = None, *, limit: int | None = None) -> dict[str, Any]:
         """Memories with a key starting with `prefix`, newest first: `{"results": [...]}`."""
-        return await self._request(
-            "list_keys", "GET", "/keys", params=_clean({"prefix": prefix, "limit": limit})
-        )
+        return await self._request("list_keys", "GET", "/keys", params=_clean({"prefix": prefix, "limit": limit}))
 
     # -- claims ----------------------------------------------------------------------------------------------
 
-    async def claim(
-        self, key: str, *, holder: str | None = None, lease_seconds: float | None = None
-    ) -> dict[str, Any]:
+    async def claim(self, key: str, *, holder: str | None = None, lease_seconds: float | None = None) -> dict[str, Any]:
         """Take (or, for the same holder, renew) the claim on `key`; returns the claim.
 
         Raises Conflict while another live holder has it; `exc.claim` names that holder.
@@ -300,9 +292,7 @@ class MemoryClient:
 
     async def release(self, key: str, *, holder: str | None = None) -> dict[str, Any]:
         """Give up a claim; raises Conflict if another holder has it, NotFound if none does."""
-        return await self._request(
-            "release", "DELETE", f"/claims/{_key_path(key)}", params=_clean({"holder": holder})
-        )
+        return await self._request("release", "DELETE", f"/claims/{_key_path(key)}", params=_clean({"holder": holder}))
 
     # -- service ---------------------------------------------------------------------------------------------
 
@@ -320,9 +310,7 @@ class MemoryClient:
 
     # -- checkpoints (the seed's records) --------------------------------------------------------------------
 
-    async def checkpoint(
-        self, workflow_id: str, step: str, data: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
+    async def checkpoint(self, workflow_id: str, step: str, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Store a checkpoint exactly as the seed does: content `checkpoint:{workflow_id}:{step}`,
         metadata `{workflow_id, step, **data}`, tags `["checkpoint", "workflow", workflow_id]`."""
         check_workflow_id(workflow_id)

@@ -27,14 +27,16 @@ def server(tmp_path_factory):
     yield srv
     srv.stop()
 
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).parent / "scripts" / "kit_workflow.py"
 
 
 def start(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -27,14 +27,20 @@ def server(tmp_path_factory):
     yield srv
     srv.stop()
 
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).parent / "scripts" / "kit_race.py"
 
 
 def racer(url: str, work: Path, action: str, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, str(SCRIPT), url, str(work), action, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), url, str(work), action, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
 
 
 def result(proc: subprocess.Popen) -> dict:

@@ -22,6 +22,7 @@ def server(tmp_path_factory):
     yield srv
     srv.stop()
 
+
 N = 100
 
 

@@ -24,6 +24,7 @@ def server(tmp_path_factory):
     yield srv
     srv.stop()
 
+
 SEED = Path(__file__).parent / "scripts" / "seed_snippets.py"
 
 
@@ -60,7 +61,10 @@ async def test_checkpoints_interoperate(server):
 
     async with MemoryClient(server.url) as client:
         assert (await client.latest_checkpoint("wf-seed"))["metadata"] == {
-            "workflow_id": "wf-seed", "step": "fetch", "result": "diff"}
+            "workflow_id": "wf-seed",
+            "step": "fetch",
+            "result": "diff",
+        }
         run = await run_workflow(client, "wf-seed", [fetch, review, post])
     assert run.resumed_after == "fetch" and run.outputs == {"fetch": "diff", "review": "lgtm", "post": "posted"}
     assert runs == ["fetch", "review", "review", "post"]
@@ -82,6 +86,7 @@ async def test_dedup_records_interoperate(server):
         async def execute(params):
             calls.append(who)
             return {"by": who, **params}
+
         return execute
 
     async with MemoryClient(server.url) as client:
@@ -94,8 +99,9 @@ async def test_dedup_records_interoperate(server):
 
 def seed_reader(trace: dict) -> list[str]:
     """What a reader of the seed's traces does: walk spans by agent, status and duration."""
-    return [f"{s['agent']}:{s['status']}:{int(s['duration_ms']) >= 0}:{s.get('result_summary', '')}"
-            for s in trace["spans"]]
+    return [
+        f"{s['agent']}:{s['status']}:{int(s['duration_ms']) >= 0}:{s.get('result_summary', '')}" for s in trace["spans"]
+    ]
 
 
 async def test_traces_have_the_seeds_shape(server):

@@ -24,14 +24,20 @@ def server(tmp_path_factory):
     yield srv
     srv.stop()
 
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).parent / "scripts" / "kit_workflow.py"
 
 
 async def test_a_trace_is_stored_and_fetched_by_id_with_parent_links(server, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, str(SCRIPT), server.url, "traced-1", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), server.url, "traced-1", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     run = json.loads(done.stdout.splitlines()[-1])
     trace_id = run["trace_id"]

@@ -178,8 +178,11 @@ def test_public_names():
         assert getattr(workflow_kit, name).__doc__, name
     assert issubclass(errors.NotJSON, errors.InvalidInput)
     assert issubclass(errors.ServiceUnavailable, errors.ServiceError)
-    assert all(issubclass(getattr(errors, n), errors.WorkflowKitError)
-               for n in workflow_kit.__all__ if n[0].isupper() and hasattr(errors, n))
+    assert all(
+        issubclass(getattr(errors, n), errors.WorkflowKitError)
+        for n in workflow_kit.__all__
+        if n[0].isupper() and hasattr(errors, n)
+    )
 
 
 # -- every endpoint, in-process ------------------------------------------------------------------------------

@@ -115,8 +115,10 @@ async def test_racing_callers_run_it_once_and_share_the_result(client):
 async def test_a_window_lets_the_action_run_again_next_window(client):
     now = [600_000.0]  # the start of minute-window 10000
     report = Counter("report")
-    run = lambda: idempotent(client, "daily_report", {"team": "ops"}, report,  # noqa: E731
-                             window_seconds=60, clock=lambda: now[0])
+
+    def run():
+        return idempotent(client, "daily_report", {"team": "ops"}, report, window_seconds=60, clock=lambda: now[0])
+
     await run()
     now[0] = 600_059.9  # still window 10000
     await run()

@@ -78,8 +78,12 @@ async def test_a_workflow_trace_is_stored_and_fetched_by_id(client):
     assert {"memory.ingest", "memory.list_keys", "memory.claim", "memory.find_key"} <= {
         s["name"].replace("memory.get_key", "memory.find_key") for s in memory_spans
     }
-    checkpoints = [s for s in memory_spans if s["name"] == "memory.ingest"
-                   and s["parent_id"] in {by_name["step fetch"]["span_id"], by_name["step review"]["span_id"]}]
+    checkpoints = [
+        s
+        for s in memory_spans
+        if s["name"] == "memory.ingest"
+        and s["parent_id"] in {by_name["step fetch"]["span_id"], by_name["step review"]["span_id"]}
+    ]
     assert len(checkpoints) >= 2  # each step's checkpoint write is inside its step
     for s in doc["spans"]:
         assert s["end"] >= s["start"] and s["duration_ms"] >= 0 and s["status"] == "ok"
@@ -137,6 +141,7 @@ async def test_json_logs_carry_trace_and_span_ids(client):
     handler = configure_logging(stream=stream, logger="test.kit.agent")
     agent_log = logging.getLogger("test.kit.agent")
     try:
+
         async def decide(ctx):
             agent_log.info("chose rollback", extra={"options": ["retry", "rollback"]})
             return "rollback"

@@ -45,8 +45,9 @@ def main() -> None:
 
     async def run() -> None:
         async with MemoryClient(args.url) as client:
-            result = await idempotent(client, args.action, {"n": 1}, side_effect,
-                                      lease_seconds=args.lease, holder=f"racer-{os.getpid()}")
+            result = await idempotent(
+                client, args.action, {"n": 1}, side_effect, lease_seconds=args.lease, holder=f"racer-{os.getpid()}"
+            )
         print(json.dumps(result), flush=True)
 
     asyncio.run(run())

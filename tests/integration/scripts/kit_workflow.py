@@ -62,8 +62,9 @@ def main() -> None:
 
     async def run() -> None:
         async with MemoryClient(args.url) as client:
-            result = await run_workflow(client, args.workflow_id, [fetch, charge, post], name="crash-test",
-                                        lease_seconds=args.lease)
+            result = await run_workflow(
+                client, args.workflow_id, [fetch, charge, post], name="crash-test", lease_seconds=args.lease
+            )
         print(json.dumps(result.__dict__), flush=True)
 
     asyncio.run(run())
