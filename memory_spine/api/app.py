@@ -88,10 +88,12 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
         metrics.bind(target)
     errors.install(app)
     app.include_router(router)
+    token = settings.token.get_secret_value() if settings.token else None
+    app.add_middleware(RequestMiddleware, token=token, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     if settings.cors_origins:
+        # Added last, so outermost: a browser's preflight carries no Authorization header and must be answered
+        # before the token check, and a 401 must carry the CORS headers for the page to read it.
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
         )
-    token = settings.token.get_secret_value() if settings.token else None
-    app.add_middleware(RequestMiddleware, token=token, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app
