@@ -103,6 +103,8 @@ def _check_text(value: str, field: str, max_chars: int | None = None, allow_empt
 
 
 def _depth(value: Any, limit: int, level: int = 1) -> int:
+    if not isinstance(value, dict | list):
+        return level - 1  # a scalar adds no level (it counted as one past the limit, so the cap was limit - 1)
     if level > limit:
         return level
     if isinstance(value, dict):
