@@ -1,0 +1,390 @@
+"""The service as users meet it: a real ``memory-spine serve`` process measured over HTTP.
+
+:class:`Server` starts ``python -m memory_spine serve`` on a free port and a data dir, waits for
+``/health``, reads its RSS from ``/proc`` and stops it with SIGTERM. :func:`load_corpus` fills a data dir
+with the corpus and its precomputed vectors through ``memory-spine import`` (so 100k passages are not
+embedded again), and :class:`HttpBench` runs the scenarios with keep-alive httpx clients: one client for
+latencies, an asyncio pool of clients for concurrency. :func:`inprocess_index` measures the service's
+search path without HTTP and without the model (planner + SQLite hydration), which is what Chroma's
+``query(query_embeddings=...)`` is compared with.
+
+Every number is a measurement; nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from .corpus import Corpus, LabelledQuery
+from .floors import K, cycle, summarize
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+
+
+class Server:
+    """One ``memory-spine serve`` process on ``data_dir``; ``start`` returns the seconds to healthy."""
+
+    def __init__(self, data_dir: Path, log_path: Path, *, embedder: str = "onnx", extra: Sequence[str] = ()) -> None:
+        self.data_dir = Path(data_dir)
+        self.log_path = Path(log_path)
+        self.embedder = embedder
+        self.extra = list(extra)
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 180.0) -> float:
+        self.port = _free_port()
+        cmd = [
+            sys.executable,
+            "-m",
+            "memory_spine",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--embedder",
+            self.embedder,
+            "--log-level",
+            "warning",
+            *self.extra,
+        ]
+        log = open(self.log_path, "ab")
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT)
+        log.close()
+        deadline = t0 + timeout
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
+                    return time.perf_counter() - t0
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.01)
+        self.stop()
+        raise RuntimeError(f"server not healthy after {timeout:.0f} s:\n{self.output()}")
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def memory_mb(self) -> dict[str, float]:
+        """VmRSS (now) and VmHWM (peak) of the server process, MiB."""
+        out: dict[str, float] = {}
+        if self.proc is None:
+            return out
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    name, value = line.split(":", 1)
+                    out["rss" if name == "VmRSS" else "peak"] = round(int(value.split()[0]) / 1024, 1)
+        except OSError:
+            pass
+        return out
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+
+# -------------------------------------------------------------------------------------------- loading
+
+
+def write_import_file(path: Path, corpus: Corpus, vectors: np.ndarray) -> None:
+    """The corpus as a ``memory-spine import`` file with the precomputed vectors (base64 float32)."""
+    from memory_spine.embedders import MODEL_NAME
+
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(
+            json.dumps({"memory_spine_export": 1, "model": MODEL_NAME, "dim": int(vectors.shape[1]), "vectors": True})
+            + "\n"
+        )
+        vecs = np.ascontiguousarray(vectors, dtype="<f4")
+        for p, v in zip(corpus.passages, vecs, strict=True):
+            rec = p.record()
+            rec["vector"] = base64.b64encode(v.tobytes()).decode("ascii")
+            f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def load_corpus(data_dir: Path, corpus: Corpus, vectors: np.ndarray, workdir: Path) -> dict[str, Any]:
+    """Import the corpus with its vectors into ``data_dir`` (no server running); seconds and records/s."""
+    path = workdir / "corpus-import.jsonl"
+    t0 = time.perf_counter()
+    write_import_file(path, corpus, vectors)
+    write_s = time.perf_counter() - t0
+    cmd = [
+        sys.executable,
+        "-m",
+        "memory_spine",
+        "import",
+        str(path),
+        "--data-dir",
+        str(data_dir),
+        "--embedder",
+        "onnx",
+        "--quiet",
+        "--batch-size",
+        "1000",
+    ]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True)
+    import_s = time.perf_counter() - t0
+    path.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory-spine import failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    return {
+        "method": "memory-spine import (precomputed vectors)",
+        "write_file_s": round(write_s, 2),
+        "import_s": round(import_s, 2),
+        "records_per_s": round(corpus.n / import_s, 1),
+        "report": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "",
+    }
+
+
+# ------------------------------------------------------------------------------------------ scenarios
+
+
+def _ids(body: dict[str, Any]) -> list[int]:
+    """Corpus row indices of a /search answer (ids ``doc-0001234``); other records are -1."""
+    out = []
+    for hit in body["results"]:
+        hid = hit["id"]
+        out.append(int(hid[4:]) if hid.startswith("doc-") and hid[4:].isdigit() else -1)
+    return out
+
+
+class HttpBench:
+    """Scenarios against one running server, with one keep-alive client."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client = httpx.Client(base_url=url, timeout=60.0)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def search(self, body: dict[str, Any]) -> dict[str, Any]:
+        r = self.client.post("/search", json=body)
+        r.raise_for_status()
+        return r.json()
+
+    def timed(self, call: Callable[[Any], Any], items: Sequence[Any], warmup: int = 3) -> dict[str, Any]:
+        """Latency of ``call(item)`` for each item after ``warmup`` untimed calls (of the items' tail)."""
+        for item in list(items)[-warmup:] if warmup else []:
+            call(item)
+        ms = []
+        for item in items:
+            t0 = time.perf_counter()
+            call(item)
+            ms.append((time.perf_counter() - t0) * 1000)
+        return summarize(ms)
+
+    def health(self, samples: int) -> dict[str, Any]:
+        return self.timed(lambda _: self.client.get("/health").raise_for_status(), range(samples), warmup=10)
+
+    def semantic(self, queries: Sequence[str], **extra: Any) -> dict[str, Any]:
+        return self.timed(lambda q: self.search({"query": q, "limit": K, **extra}), queries)
+
+    def stats(self) -> dict[str, Any]:
+        r = self.client.get("/stats")
+        r.raise_for_status()
+        return r.json()
+
+    def repeated(self, query: str, samples: int) -> dict[str, Any]:
+        before = self.stats().get("query_cache", {})
+        self.search({"query": query, "limit": K})
+        out = self.timed(lambda _: self.search({"query": query, "limit": K}), range(samples), warmup=0)
+        after = self.stats().get("query_cache", {})
+        out["cache"] = {k: after.get(k) for k in ("capacity", "entries", "hit_rate")}
+        out["cache"]["hits_during"] = (after.get("hits", 0) or 0) - (before.get("hits", 0) or 0)
+        return out
+
+    def key_get(self, keys: Sequence[str]) -> dict[str, Any]:
+        return self.timed(lambda k: self.client.get(f"/keys/{k}").raise_for_status(), keys)
+
+    def key_search(self, keys: Sequence[str]) -> dict[str, Any]:
+        return self.timed(lambda k: self.search({"query": k, "limit": 1}), keys)
+
+    def concurrent(self, bodies: Sequence[dict[str, Any]], clients: int, path: str = "/search") -> dict[str, Any]:
+        """``clients`` keep-alive connections sending ``bodies`` as fast as answered; latency + throughput."""
+        return asyncio.run(_concurrent(self.url, path, bodies, clients))
+
+    def ingest_one_by_one(self, texts: Sequence[str], prefix: str) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        out = self.timed(
+            lambda it: self.client.post(
+                "/ingest", json={"id": f"{prefix}-{it[0]}", "content": it[1], "tags": ["bench-ingest"]}
+            ).raise_for_status(),
+            list(enumerate(texts)),
+            warmup=0,
+        )
+        out["records_per_s"] = round(len(texts) / (time.perf_counter() - t0), 1)
+        return out
+
+    def ingest_batched(self, texts: Sequence[str], prefix: str, batch: int) -> dict[str, Any]:
+        bodies = [
+            {
+                "records": [
+                    {"id": f"{prefix}-{s + i}", "content": t, "tags": ["bench-ingest"]}
+                    for i, t in enumerate(texts[s : s + batch])
+                ]
+            }
+            for s in range(0, len(texts), batch)
+        ]
+        t0 = time.perf_counter()
+        out = self.timed(lambda b: self.client.post("/ingest/batch", json=b).raise_for_status(), bodies, warmup=0)
+        out["records_per_s"] = round(len(texts) / (time.perf_counter() - t0), 1)
+        out["batch"] = batch
+        return out
+
+    def quality(self, queries: Sequence[LabelledQuery], mode: str) -> dict[str, Any]:
+        """hit@1, hit@10 and MRR@10 per query kind, in one search mode."""
+        out: dict[str, Any] = {}
+        for kind in sorted({q.kind for q in queries}):
+            ranks = []
+            for q in (q for q in queries if q.kind == kind):
+                ids = _ids(self.search({"query": q.text, "limit": K, "mode": mode}))
+                ranks.append(ids.index(q.target_index) + 1 if q.target_index in ids else None)
+            out[kind] = quality_summary(ranks)
+        return out
+
+    def recall(self, queries: Sequence[str], exact: np.ndarray, **extra: Any) -> float:
+        from .floors import recall_at_k
+
+        found = [_ids(self.search({"query": q, "limit": K, **extra})) for q in queries]
+        return round(recall_at_k(found, exact), 4)
+
+
+def quality_summary(ranks: Sequence[int | None]) -> dict[str, Any]:
+    """hit@1, hit@10, MRR@10 from the 1-based rank of the right answer (None = not in the top 10)."""
+    n = max(1, len(ranks))
+    return {
+        "n": len(ranks),
+        "hit@1": round(sum(1 for r in ranks if r == 1) / n, 4),
+        "hit@10": round(sum(1 for r in ranks if r is not None) / n, 4),
+        "mrr": round(sum(1 / r for r in ranks if r is not None) / n, 4),
+    }
+
+
+async def _concurrent(url: str, path: str, bodies: Sequence[dict[str, Any]], clients: int) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120.0, limits=limits) as client:
+        # Open the connections before the clock starts.
+        await asyncio.gather(*(client.get("/health") for _ in range(clients)))
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for b in bodies:
+            queue.put_nowait(b)
+        ms: list[float] = []
+        errors = 0
+
+        async def worker() -> None:
+            nonlocal errors
+            while True:
+                try:
+                    body = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                t0 = time.perf_counter()
+                r = await client.post(path, json=body)
+                ms.append((time.perf_counter() - t0) * 1000)
+                if r.status_code != 200:
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    return {**summarize(ms), "clients": clients, "per_s": round(len(bodies) / wall, 1), "errors": errors}
+
+
+# ---------------------------------------------------------------------------------- in-process index
+
+
+def inprocess_index(
+    data_dir: Path, qvecs: np.ndarray, filters: dict[str, dict[str, Any]], *, samples: int, exact: np.ndarray
+) -> dict[str, Any]:
+    """The service's search path on a precomputed vector, no HTTP, no model: planner + SQLite hydration.
+
+    Opens the data dir in this process (the server must be stopped: the dir is locked while served). This
+    uses the planner directly (``MemoryService.planner.semantic``), an internal API: on failure the error is
+    returned instead of numbers.
+    """
+    try:
+        from memory_spine.config import Settings
+        from memory_spine.embedders import FakeEmbedder
+        from memory_spine.models import Filter
+        from memory_spine.service import MemoryService
+
+        # The index needs the model's name and dimension only: no model is loaded or run here.
+        stand_in = FakeEmbedder(dim=int(qvecs.shape[1]))
+        stand_in.model = "all-MiniLM-L6-v2"
+        svc = MemoryService.open(Settings(data_dir=data_dir), embedder=stand_in)
+    except Exception as exc:  # noqa: BLE001 - an internal API may move; report, don't crash the run
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        from .floors import recall_at_k, time_each
+
+        def run(flt: Any) -> Callable[[np.ndarray], list[int]]:
+            def one(q: np.ndarray) -> list[int]:
+                hits, rows, _ = svc.planner.semantic(q, flt, K, time.time())
+                return [int(rows[s]["id"][4:]) for s, _ in hits]
+
+            return one
+
+        qs = cycle(list(qvecs), samples)
+        out: dict[str, Any] = {"semantic": summarize(time_each(run(None), qs))}
+        out["semantic"]["recall"] = round(recall_at_k([run(None)(q) for q in qvecs], exact), 4)
+        for name, flt in filters.items():
+            out[name] = summarize(time_each(run(Filter(**flt)), qs))
+        return out
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        svc.close()
