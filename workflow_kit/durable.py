@@ -9,7 +9,7 @@ stores one seed-format checkpoint record (client.py builds it):
     content  "checkpoint:{workflow_id}:{step}"      tags ["checkpoint", "workflow", workflow_id]
     metadata {"workflow_id", "step", "result": <this step's output>,  <- the seed's fields
               "step_index", "steps": [all step names], "state": <ctx.state after the step>,
-              "status": "running" | "completed", "kit": 1}
+              "status": "running" | "completed", "trace_id": <the writing run's trace>, "kit": 1}
 
 On start one request (GET /keys?prefix=checkpoint:{workflow_id}:) reads the workflow's checkpoints, and the
 newest decides: none -> run from the first step; the last step's -> return the stored result, run nothing;
@@ -300,6 +300,7 @@ async def _run(
                 "steps": names,
                 "state": state,
                 "status": "completed" if final else "running",
+                "trace_id": tracing.current_trace_id(),  # the run that wrote it: its trace is trace:{id}
                 "kit": FORMAT,
             }
             try:

@@ -172,5 +172,7 @@ def from_response(status: int, body: Any, text: str = "") -> WorkflowKitError:
         field = err.get("field")
         if field is None and isinstance(body, dict) and body.get("errors"):
             field = body["errors"][0].get("field")
+        if field and message.startswith(f"{field}: "):  # the service already names the field
+            message = message[len(field) + 2 :]
         return cls(field, message, status=status, body=body)
     return cls(f"HTTP {status}: {message}", status=status, body=body)

@@ -239,6 +239,7 @@ async def test_invalid_input_names_the_field(client):
     with pytest.raises(errors.InvalidInput) as info:
         await client.search("x", limit=1000)
     assert info.value.field == "limit" and info.value.status == 422
+    assert str(info.value).startswith("limit: ") and not info.value.problem.startswith("limit")
 
 
 async def test_checkpoints_are_the_seeds_records(client):

@@ -80,6 +80,7 @@ async def test_runs_every_step_and_checkpoints_each(client):
     last = (await client.latest_checkpoint("wf-1"))["metadata"]
     assert last["step"] == "post" and last["status"] == "completed"
     assert last["steps"] == ["fetch", "review", "post"] and last["state"] == {"pr": 42}
+    assert last["trace_id"] == run.trace_id
 
 
 async def test_a_failed_step_resumes_there_with_outputs_and_state_restored(client):
