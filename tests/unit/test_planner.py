@@ -113,7 +113,7 @@ def queries(n: int, seed: int = 1) -> list[str]:
 def test_plan_follows_the_number_of_candidates(corpus, tag, exact_max, plan):
     out = corpus.search("w5 w6 w7", tag, 10, exact_max)
     assert out["plan"]["plan"] == plan
-    if tag is not None:
+    if plan == "exact":
         assert out["plan"]["candidates"] == SELECTIVITY[tag]
     if plan == "hnsw_filter":
         assert out["plan"]["k"][0] >= 10
@@ -156,8 +156,9 @@ def test_same_answers_as_brute_force(corpus, tag, exact_max):
 
 def test_filter_whose_matches_hnsw_cannot_reach_falls_back_to_exact(corpus):
     out = corpus.search(FAR_QUERY, "far", 10, 0)
-    assert out["plan"]["plan"] == "hnsw_filter+exact"
-    assert len(out["plan"]["k"]) == 3 and out["plan"]["k"] == sorted(out["plan"]["k"]), "k widened each round"
+    assert out["plan"]["plan"].startswith("hnsw_filter")  # then "+exact", or HNSW widened to the whole index
+    k = out["plan"]["k"]
+    assert len(k) >= 2 and k == sorted(k) and len(set(k)) == len(k), "k widened each round"
     ref_ids, _ = corpus.reference(FAR_QUERY, "far", 10)
     assert [h["id"] for h in out["results"]] == ref_ids
 
