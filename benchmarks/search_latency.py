@@ -189,12 +189,14 @@ def run_service(
         bench = HttpBench(server.url)
         _log("service: http round trip, semantic 1 client")
         out["http_roundtrip"] = bench.health(sz.floor_samples)
-        out["semantic"] = bench.semantic(take(sz.single))
+        out["semantic"] = bench.semantic(take(sz.single), breakdown=True)
         _log("service: semantic 8 clients")
         out["semantic_8_clients"] = bench.concurrent([{"query": q, "limit": K} for q in take(sz.concurrent)], 8)
         _log("service: repeated query, filters, keys")
         out["repeated"] = bench.repeated(sentence[0].text, sz.repeated)
-        out["filter_tags"] = {t: bench.semantic(take(sz.per_filter), tags=[t]) for t in SELECTIVITY_TAGS}
+        out["filter_tags"] = {
+            t: bench.semantic(take(sz.per_filter), breakdown=True, tags=[t]) for t in SELECTIVITY_TAGS
+        }
         out["filter_where"] = {
             t: bench.semantic(take(sz.per_filter), where={"sel_bucket": {"$lt": b}})
             for t, b in SELECTIVITY_TAGS.items()
@@ -358,6 +360,17 @@ def build_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
             f"recall@10 {sv.get('recall')}",
             f"embed floor + {(_p(sem) or 0) - (ef or 0):.2f} ms",
         )
+        bd = (sem or {}).get("breakdown_ms")
+        if bd:
+            rows.append(
+                {
+                    "section": "http",
+                    "scenario": "  where 1-client time goes (means, ms)",
+                    "other": f"client+transport {bd.get('client_and_transport')}, embed {bd.get('embed_mean')}, "
+                    f"planner {bd.get('planner_mean')}, rest of server {bd.get('server_other')} "
+                    f"(server total {bd.get('server_request_mean')}, client total {bd.get('client_mean')})",
+                }
+            )
         c8 = sv.get("semantic_8_clients", {})
         row("http", "semantic /search, 8 clients", c8, f"{c8.get('per_s')} q/s")
         rep = sv.get("repeated", {})

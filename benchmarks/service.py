@@ -207,6 +207,7 @@ class HttpBench:
     def __init__(self, url: str) -> None:
         self.url = url
         self.client = httpx.Client(base_url=url, timeout=60.0)
+        self._warm = 0
 
     def close(self) -> None:
         self.client.close()
@@ -230,8 +231,49 @@ class HttpBench:
     def health(self, samples: int) -> dict[str, Any]:
         return self.timed(lambda _: self.client.get("/health").raise_for_status(), range(samples), warmup=10)
 
-    def semantic(self, queries: Sequence[str], **extra: Any) -> dict[str, Any]:
-        return self.timed(lambda q: self.search({"query": q, "limit": K, **extra}), queries)
+    def semantic(self, queries: Sequence[str], *, breakdown: bool = False, **extra: Any) -> dict[str, Any]:
+        """Latency of ``/search`` over ``queries`` (each new to the server's query cache).
+
+        With ``breakdown``, the server's own view too: mean request time and embed time from ``/metrics``
+        and the planner's time from ``explain``, so the client's mean splits into where it went.
+        """
+        self._warm += 1
+        for i in range(3):  # warm up with texts of their own: a warm-up query would be a cache hit later
+            self.search({"query": f"warm up {self._warm} {i}", "limit": K, **extra})
+        plan_ms: list[float] = []
+
+        def call(q: str) -> None:
+            body = self.search({"query": q, "limit": K, "explain": breakdown, **extra})
+            if breakdown and body.get("plan"):
+                plan_ms.append(float(body["plan"].get("ms", 0.0)))
+
+        before = self.metrics() if breakdown else {}
+        out = self.timed(call, queries, warmup=0)
+        if breakdown:
+            after = self.metrics()
+            out["breakdown_ms"] = _breakdown(out, before, after, plan_ms)
+        return out
+
+    def metrics(self) -> dict[str, float]:
+        """The sums and counts of the server's /search latency and embed time histograms."""
+        r = self.client.get("/metrics")
+        r.raise_for_status()
+        want = {
+            "memory_spine_embed_seconds_sum": "embed_sum",
+            "memory_spine_embed_seconds_count": "embed_count",
+        }
+        out: dict[str, float] = {}
+        for line in r.text.splitlines():
+            name, _, value = line.rpartition(" ")
+            base = name.split("{", 1)[0]
+            if base in want:
+                out[want[base]] = float(value)
+            elif base.startswith("memory_spine_request_seconds_") and 'route="/search"' in name:
+                if base.endswith("_sum"):
+                    out["search_sum"] = float(value)
+                elif base.endswith("_count"):
+                    out["search_count"] = float(value)
+        return out
 
     def stats(self) -> dict[str, Any]:
         r = self.client.get("/stats")
@@ -301,6 +343,31 @@ class HttpBench:
 
         found = [_ids(self.search({"query": q, "limit": K, **extra})) for q in queries]
         return round(recall_at_k(found, exact), 4)
+
+
+def _breakdown(
+    client: dict[str, Any], before: dict[str, float], after: dict[str, float], plan_ms: list[float]
+) -> dict[str, Any]:
+    """Split the client's mean latency: HTTP client + transport, server framework, embedding, planner."""
+
+    def mean(sum_key: str, count_key: str) -> float | None:
+        n = after.get(count_key, 0) - before.get(count_key, 0)
+        return (after.get(sum_key, 0) - before.get(sum_key, 0)) / n * 1000 if n else None
+
+    server = mean("search_sum", "search_count")
+    embed = mean("embed_sum", "embed_count")
+    plan = float(np.mean(plan_ms)) if plan_ms else None
+    out: dict[str, Any] = {
+        "client_mean": client.get("mean"),
+        "server_request_mean": server,
+        "embed_mean": embed,
+        "planner_mean": plan,
+    }
+    if server is not None and client.get("mean") is not None:
+        out["client_and_transport"] = client["mean"] - server
+    if server is not None and embed is not None and plan is not None:
+        out["server_other"] = server - embed - plan
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
 
 
 def quality_summary(ranks: Sequence[int | None]) -> dict[str, Any]:
