@@ -120,3 +120,54 @@ async def test_two_processes_running_one_workflow_id_run_each_step_once(server, 
     assert lines(work / "starts") == ["fetch", "charge", "post"]
     assert lines(work / "effects") == ["fetch", "charge order-9", "post"]
     assert a["ran"] == ["fetch", "charge", "post"] and b["replayed"] and a["result"] == b["result"]
+
+
+async def test_killed_at_random_instants_no_checkpointed_step_or_recorded_charge_repeats(server, tmp_path):
+    """Kill -9 at seeded random instants (inside steps, inside checkpoint writes, inside the charge), then
+    finish. After each kill, whatever the service holds is final: a checkpointed step never starts again, and
+    once the charge's dedup record exists the charge never runs again."""
+    import random
+
+    from workflow_kit import dedup_key
+
+    rng = random.Random(20261124)
+    wf, work = "order-random", tmp_path / "work"
+    work.mkdir()
+    charge_key = f"dedup:{dedup_key('charge', {'order': wf})}"
+    done: set[str] = set()
+    charges_when_recorded = None
+    flags = ("--step-delay", "0.15", "--holder", "chaos-worker")  # a stable holder: no lease to wait out
+
+    async def check_and_snapshot(client):
+        nonlocal charges_when_recorded
+        starts = lines(work / "starts")
+        for step in done:  # steps checkpointed before an earlier kill never start again
+            assert starts.count(step) == snapshot_counts[step], (step, starts)
+        charges = sum(e.startswith("charge") for e in lines(work / "effects"))
+        if charges_when_recorded is not None:
+            assert charges == charges_when_recorded, "a recorded charge ran again"
+        elif await client.find_key(charge_key) is not None:
+            charges_when_recorded = charges
+        for step in ("fetch", "charge", "post"):
+            if step not in done and await client.latest_checkpoint(wf, step) is not None:
+                done.add(step)
+                snapshot_counts[step] = starts.count(step)
+
+    snapshot_counts: dict[str, int] = {}
+    async with MemoryClient(server.url) as client:
+        for _ in range(3):
+            before = len(lines(work / "starts"))
+            proc = start(server.url, wf, str(work), *flags)
+            deadline = time.monotonic() + 30
+            while len(lines(work / "starts")) == before and proc.poll() is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.25))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            await check_and_snapshot(client)
+            print("killed; checkpointed:", sorted(done), "starts:", lines(work / "starts"))  # see `pytest -s`
+        run = finish(start(server.url, wf, str(work), *flags))
+        await check_and_snapshot(client)
+    assert run["result"] == f"posted {wf}" and run["outputs"]["charge"]["receipt"] == {"charged": wf}
+    assert charges_when_recorded is not None and charges_when_recorded >= 1

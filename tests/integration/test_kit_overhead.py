@@ -23,7 +23,7 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-N = 100
+N = 60
 
 
 async def timed(n, call):

@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--hang-in")
     parser.add_argument("--hang-seconds", type=float, default=600)
     parser.add_argument("--lease", type=float, default=1.0)
+    parser.add_argument("--holder", help="a stable claim holder: a re-run after a kill does not wait the lease")
+    parser.add_argument("--step-delay", type=float, default=0.0, help="seconds each step takes")
     args = parser.parse_args()
     work: pathlib.Path = args.workdir
 
@@ -34,6 +36,7 @@ def main() -> None:
             f.write(line + "\n")
 
     async def maybe_hang(step: str) -> None:
+        await asyncio.sleep(args.step_delay)
         if args.hang_in == step:
             (work / "hanging").write_text(str(os.getpid()))
             await asyncio.sleep(args.hang_seconds)  # the test SIGKILLs us here, or waits
@@ -51,7 +54,9 @@ def main() -> None:
             append("effects", f"charge {params['order']}")
             return {"charged": params["order"]}
 
-        receipt = await idempotent(ctx.client, "charge", {"order": ctx.workflow_id}, do_charge)
+        receipt = await idempotent(
+            ctx.client, "charge", {"order": ctx.workflow_id}, do_charge, lease_seconds=args.lease, holder=args.holder
+        )
         await maybe_hang("charge")
         return {"receipt": receipt, "diff_seen": ctx.outputs["fetch"]["diff"]}
 
@@ -63,7 +68,12 @@ def main() -> None:
     async def run() -> None:
         async with MemoryClient(args.url) as client:
             result = await run_workflow(
-                client, args.workflow_id, [fetch, charge, post], name="crash-test", lease_seconds=args.lease
+                client,
+                args.workflow_id,
+                [fetch, charge, post],
+                name="crash-test",
+                lease_seconds=args.lease,
+                holder=args.holder,
             )
         print(json.dumps(result.__dict__), flush=True)
 
