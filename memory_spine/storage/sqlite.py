@@ -322,7 +322,8 @@ class SQLiteStorage:
     def _read_version(self) -> int:
         row = self._writer.execute(
             "SELECT max(coalesce((SELECT max(version) FROM memories), 0),"
-            " coalesce((SELECT max(version) FROM tombstones), 0))"
+            " coalesce((SELECT max(version) FROM tombstones), 0),"
+            " coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'version_floor'), 0))"
         ).fetchone()
         return int(row[0] or 0)
 
@@ -705,7 +706,8 @@ class SQLiteStorage:
     def _read_version_with(conn: sqlite3.Connection) -> int:
         row = conn.execute(
             "SELECT max(coalesce((SELECT max(version) FROM memories), 0),"
-            " coalesce((SELECT max(version) FROM tombstones), 0))"
+            " coalesce((SELECT max(version) FROM tombstones), 0),"
+            " coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'version_floor'), 0))"
         ).fetchone()
         return int(row[0] or 0)
 
@@ -751,6 +753,9 @@ class SQLiteStorage:
         """Tombstones the persisted index already reflects are no longer needed."""
         with self._tx() as conn:
             conn.execute("DELETE FROM tombstones WHERE version <= ?", (upto_version,))
+            # The forgotten tombstones may have held the highest version. Keep it, or after a restart versions
+            # would start lower again, and an index saved at the higher version would skip the writes reusing them.
+            conn.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('version_floor', ?)", (str(self._version),))
 
     # -- claims ----------------------------------------------------------------------------------------
     @staticmethod

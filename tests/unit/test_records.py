@@ -258,3 +258,27 @@ def test_service_level_round_trip(service):
     assert service.delete(out["id"]) == {"deleted": 1}
     with pytest.raises(NotFound):
         service.get(out["id"])
+
+
+def test_writes_after_deletes_and_a_restart_survive_a_crash(settings):
+    """Versions must never go back: after deletes, an index save (which forgets the tombstones) and a restart,
+    new writes got versions the saved index claimed to hold, so after a crash catch-up skipped them."""
+    from memory_spine.models import SearchQuery
+    from memory_spine.service import MemoryService
+
+    svc = MemoryService.open(settings)
+    for id_ in ("a", "b"):
+        svc.ingest(MemoryIn(id=id_, content=f"{id_} gone soon"))
+        svc.delete(id_)
+    svc.close()  # saves the index at the highest version and forgets the tombstones
+    svc = MemoryService.open(settings)
+    svc.ingest(MemoryIn(id="c", content="charlie survives"))
+    svc.ingest(MemoryIn(id="d", content="delta survives"))
+    # crash: the process dies without saving the index
+    svc._stop.set()
+    svc._housekeeper.join()
+    svc.storage.close()
+    svc._lock.release()
+    with MemoryService.open(settings) as svc:
+        assert svc.check()["missing_from_index"] == 0
+        assert svc.search(SearchQuery(query="charlie survives", limit=1))["results"][0]["id"] == "c"
