@@ -23,8 +23,10 @@ record with backoff (bounded by `wait_timeout`) and return its result. If the ho
 and the next caller runs the action. If the action raises, the claim is released, a `dedup-error` record is
 written, and the error re-raised; the next call tries again.
 
-One gap stays: if the service cannot be reached between the action and its record, the claim is left to
-expire and the action may run again after the lease. Workflow steps are durable.py's job.
+One gap stays, as for any side effect outside the store: a holder that dies (or loses the service) after the
+action ran but before its record is written leaves a claim that expires, and the next caller runs the action
+again. Pass the dedup key on to systems that take one (an Idempotency-Key header) to close it. Workflow steps
+are durable.py's job.
 """
 
 from __future__ import annotations
