@@ -25,12 +25,13 @@ written, and the error re-raised; the next call tries again.
 
 One gap stays, as for any side effect outside the store: a holder that dies (or loses the service) after the
 action ran but before its record is written leaves a claim that expires, and the next caller runs the action
-again. Pass the dedup key on to systems that take one (an Idempotency-Key header) to close it. Workflow steps
+again. Pass `current_key()` on to systems that take one (an Idempotency-Key header) to close it. Workflow steps
 are durable.py's job.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import inspect
@@ -49,6 +50,13 @@ from .errors import InvalidInput, NotJSON, PayloadTooLarge, WorkflowKitError
 log = logging.getLogger("workflow_kit.idempotency")
 
 Clock = Callable[[], float]
+
+_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("workflow_kit_dedup_key", default=None)
+
+
+def current_key() -> str | None:
+    """Inside an action run by `idempotent`: its dedup key, to hand on as an external idempotency key."""
+    return _key.get()
 
 
 def dedup_key(
@@ -136,6 +144,7 @@ async def _execute(
     window_seconds: float | None,
     clock: Clock,
 ) -> Any:
+    token = _key.set(key)
     try:
         result = fn(params)
         if inspect.isawaitable(result):
@@ -143,6 +152,8 @@ async def _execute(
     except Exception as exc:
         await _record_error(client, action, key, holder, exc)
         raise
+    finally:
+        _key.reset(token)
     metadata: dict[str, Any] = {"dedup_key": key, "action": action, "holder": holder, "executed_at": clock()}
     if window_seconds is not None:
         metadata["window_seconds"] = window_seconds

@@ -16,6 +16,7 @@ import pytest
 
 from workflow_kit import ClaimTimeout, MemoryClient, NotJSON, WorkflowKitError, dedup_key, idempotent
 from workflow_kit.errors import NotFound
+from workflow_kit.idempotency import current_key
 
 SEED = pathlib.Path(__file__).parents[1] / "integration" / "scripts" / "seed_snippets.py"
 
@@ -64,11 +65,18 @@ def test_key_is_the_seeds_and_a_window_changes_it():
 async def test_runs_once_and_writes_the_seeds_record(client):
     send = Counter({"ts": "123.45"})
     params = {"channel": "#ops", "text": "deployed"}
-    first = await idempotent(client, "send_slack", params, send)
+    seen_keys = []
+
+    async def send_with_key(p):
+        seen_keys.append(current_key())  # what the action would send as an Idempotency-Key header
+        return await send(p)
+
+    first = await idempotent(client, "send_slack", params, send_with_key)
     second = await idempotent(client, "send_slack", params, send)
     assert first == second == {"ts": "123.45"}
     assert send.calls == [params]
     key = seed_key("send_slack", params)
+    assert seen_keys == [key] and current_key() is None
     record = await client.get_key(f"dedup:{key}")
     assert record["content"] == f"dedup:{key} action=send_slack"
     assert record["tags"] == ["dedup", "idempotency", "send_slack"]
