@@ -270,6 +270,8 @@ class TraceStore(SpanProcessor):
 
     @staticmethod
     async def _save(client: MemoryClient, doc: dict[str, Any]) -> str | None:
+        from .errors import InvalidInput, PayloadTooLarge
+
         _suppress.set(True)
         metadata = {
             "trace_id": doc["trace_id"],
@@ -279,28 +281,31 @@ class TraceStore(SpanProcessor):
             "span_count": len(doc["spans"]),
             "duration_ms": round((doc["ended_at"] - doc["started_at"]) * 1000, 3),
         }
-        from .errors import PayloadTooLarge
-
         key = f"trace:{doc['trace_id']}"
-        try:
-            try:
-                answer = await client.ingest(json.dumps(doc), tags=["trace", "audit"], metadata=metadata, key=key)
-            except PayloadTooLarge:
-                # Keep the shape and the parent links; drop what the steps recorded.
+        # Over the service's content cap, keep the shape and the parent links and shed detail: first what the
+        # spans recorded, then the memory-call spans (leaves: no other span hangs under them).
+        for level in range(3):
+            if level == 1:
                 for s in doc["spans"]:
                     for name in ("inputs", "outputs", "reasoning", "attributes", "events"):
                         s.pop(name, None)
-                doc["truncated"] = True
-                answer = await client.ingest(
-                    json.dumps(doc),
-                    tags=["trace", "audit"],
-                    metadata={**metadata, "truncated": True},
-                    key=key,
-                )
-        except Exception as exc:  # a lost trace must never fail (or mask the error of) the workflow
-            log.error("trace not stored: %s", exc, extra={"trace": doc["trace_id"]})
-            return None
-        return answer.get("id")
+                doc["truncated"] = metadata["truncated"] = True
+            elif level == 2:
+                kept = [s for s in doc["spans"] if s.get("kind") != "memory"]
+                doc["dropped_memory_spans"] = metadata["dropped_memory_spans"] = len(doc["spans"]) - len(kept)
+                doc["spans"] = kept
+            try:
+                answer = await client.ingest(json.dumps(doc), tags=["trace", "audit"], metadata=metadata, key=key)
+                return answer.get("id")
+            except (PayloadTooLarge, InvalidInput) as exc:
+                too_big = isinstance(exc, PayloadTooLarge) or exc.field == "content"
+                if not too_big or level == 2:
+                    log.error("trace not stored: %s", exc, extra={"trace": doc["trace_id"]})
+                    return None
+            except Exception as exc:  # a lost trace must never fail (or mask the error of) the workflow
+                log.error("trace not stored: %s", exc, extra={"trace": doc["trace_id"]})
+                return None
+        return None
 
     async def flush(self, trace_id: str | None = None) -> str | None:
         """Wait until the given trace (or every pending one) is stored; return its record id (or None)."""

@@ -187,3 +187,37 @@ async def test_a_trace_that_cannot_be_stored_does_not_fail_the_workflow(app, cap
             await run_workflow(c, "t-lost-2", [bad])
     assert transport.refused == 4  # two traces, each tried twice
     assert sum("trace not stored" in r.getMessage() for r in caplog.records) == 2
+
+
+async def test_a_trace_over_the_content_cap_sheds_detail_but_keeps_its_tree(tmp_path):
+    from memory_spine.api import create_app
+    from memory_spine.config import Settings
+    from memory_spine.service import MemoryService
+
+    service = MemoryService.open(Settings(data_dir=tmp_path / "d", embedder="fake", max_content_chars=6000))
+    try:
+        transport = httpx.ASGITransport(app=create_app(service))
+        async with MemoryClient("http://ms", transport=transport) as c:
+
+            async def wordy(ctx):
+                ctx.record(inputs="i" * 3000, reasoning="r" * 3000)
+                return "ok"
+
+            run = await run_workflow(c, "t-cap-1", [wordy])
+            _, doc = await stored_trace(c, run.trace_id)
+            assert doc["truncated"] is True and "dropped_memory_spans" not in doc
+            assert all("inputs" not in s for s in doc["spans"])
+            assert_tree(doc)
+
+            async def chatty(ctx):
+                for i in range(40):
+                    await ctx.client.find_key(f"k{i}")
+                return "ok"
+
+            run = await run_workflow(c, "t-cap-2", [chatty])
+            memory, doc = await stored_trace(c, run.trace_id)
+            assert doc["dropped_memory_spans"] >= 40 and memory["metadata"]["span_count"] >= 42
+            assert [s["kind"] for s in doc["spans"]] == ["workflow", "step"]
+            assert_tree(doc)
+    finally:
+        service.close()
