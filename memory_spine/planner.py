@@ -4,11 +4,12 @@ The planner asks storage how many records a filter matches and picks:
 
 - `exact_key`   the query is a key form (`checkpoint:...`, `dedup:...`): index lookup, newest first;
 - `hnsw`        no filter: the HNSW index alone;
-- `exact`       a filter matching at most `exact_max_candidates` records: their stored vectors scored with one
-                matrix product (numpy), so a selective filter is both exact and fast;
-- `hnsw_filter` a broader filter: HNSW asked for k ~ limit / selectivity neighbours, the candidates kept by the
-                filter in SQL; k (and ef with it) widens until `limit` hits are found, and falls back to
-                `exact` if the filter's matches sit far from the query;
+- `exact`       a filter matching at most `exact_max_candidates` records (found without counting a broad
+                filter to the end): their stored vectors scored with one matrix product (numpy), so a
+                selective filter is both exact and fast;
+- `hnsw_filter` a broader filter: HNSW candidates checked against the filter in SQL, k (and ef with it)
+                widening by the pass rate seen until `limit` hits are found; `+exact` when the filter's
+                matches sit far from the query and four rounds were not enough;
 - `keyword`     BM25 over the FTS5 index, with the filter in the same SQL;
 - `hybrid`      semantic and keyword lists fused by reciprocal rank fusion (k=60).
 
@@ -67,18 +68,18 @@ class Planner:
         """Top `limit` (seq, cosine) pairs plus their hydrated rows."""
         started = time.perf_counter()
         if filter_is_empty(flt):
-            hits, rows, plan = self._hnsw(vector, None, limit, now, total=None)
+            hits, rows, plan = self._hnsw(vector, None, limit, now)
         else:
-            n = self.storage.count(flt, now)
-            if n <= self.exact_max:
-                hits, rows, plan = self._exact(vector, flt, limit, now, n)
+            seqs = self.storage.candidate_seqs(flt, now, self.exact_max)
+            if seqs is not None:
+                hits, rows, plan = self._exact(vector, seqs, limit, now)
             else:
-                hits, rows, plan = self._hnsw(vector, flt, limit, now, total=n)
+                hits, rows, plan = self._hnsw(vector, flt, limit, now)
         plan.ms = (time.perf_counter() - started) * 1000
         return hits, rows, plan
 
-    def _exact(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float, n: int | None):
-        seqs, vecs = self.storage.candidate_vectors(flt, now)
+    def _exact(self, vector: np.ndarray, candidates: np.ndarray, limit: int, now: float):
+        seqs, vecs = self.storage.vectors(candidates)
         plan = Plan("exact", candidates=len(seqs))
         if not len(seqs):
             return [], {}, plan
@@ -90,28 +91,33 @@ class Planner:
         rows = self.storage.rows([s for s, _ in hits], None, now)
         return [(s, sc) for s, sc in hits if s in rows], rows, plan
 
-    def _hnsw(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float, total: int | None):
+    def _hnsw(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float):
+        """HNSW, then the filter on the candidates in SQL; k widens with the pass rate seen so far.
+
+        A broad filter (more than `exact_max` matches) needs no count: the first round asks for a few times
+        `limit` neighbours, and the share of them that pass the filter estimates its selectivity for the next
+        round. After four rounds the filter's matches evidently sit far from the query: they are scored exactly.
+        """
         size = len(self.index)
-        if total is None:
-            plan = Plan("hnsw")
-            k = limit
-        else:
-            plan = Plan("hnsw_filter", candidates=total)
-            selectivity = max(total / max(size, 1), 1e-6)
-            k = int(math.ceil(limit / selectivity * 1.5)) + limit
-        want = min(limit, total) if total is not None else limit
-        for _round in range(3):
+        filtered = flt is not None
+        plan = Plan("hnsw_filter" if filtered else "hnsw")
+        k = max(limit * 4, 32) if filtered else limit
+        # More than exact_max records pass a broad filter, so its pass rate is at least this.
+        floor_rate = self.exact_max / max(size, 1) if filtered else 0.0
+        for _round in range(4):
             k = max(1, min(k, size))
             plan.k.append(k)
             labels, sims = self.index.query(vector, k, ef=max(self.ef, k))
             rows = self.storage.rows(labels.tolist(), flt, now)
             hits = [(int(s), float(sc)) for s, sc in zip(labels, sims, strict=True) if int(s) in rows]
-            if len(hits) >= want or k >= size:
+            if len(hits) >= limit or k >= size:
                 return hits[:limit], rows, plan
-            k *= 4
-        # The filter's matches sit far from the query (or the index lags): score them exactly.
-        hits, rows, exact_plan = self._exact(vector, flt, limit, now, total)
-        plan.name = plan.name + "+exact"
+            rate = max(len(hits) / k, floor_rate, 1e-6)
+            # Widen to what the pass rate says is needed, at least double, at most 8x a round.
+            k = min(max(k * 2, int(math.ceil(limit / rate * 1.5)) + limit), k * 8)
+        plan.name += "+exact"
+        seqs = self.storage.candidate_seqs(flt if flt is not None else Filter(), now, size)
+        hits, rows, exact_plan = self._exact(vector, seqs if seqs is not None else np.empty(0), limit, now)
         plan.candidates = exact_plan.candidates
         return hits, rows, plan
 

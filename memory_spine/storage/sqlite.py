@@ -143,27 +143,45 @@ def _compile_where(where: Any, params: list[Any], path: str = "where") -> str:
     return "(" + " AND ".join(clauses) + ")"
 
 
-def compile_filter(flt: Filter | None, now: float) -> tuple[str, list[Any]]:
-    """A `Filter` -> an SQL condition on `memories m` (expired records always excluded) and its params."""
+def compile_filter(
+    flt: Filter | None, now: float, *, probe: bool = False, omit_tags: bool = False
+) -> tuple[str, list[Any]]:
+    """A `Filter` -> an SQL condition on `memories m` (expired records always excluded) and its params.
+
+    Tag conditions come in two forms. By default a set form (`m.seq IN (SELECT ... WHERE tag IN ...)`), which
+    SQLite materialises once: right when the query scans many rows. With `probe=True` a correlated form
+    (`EXISTS (... t.seq = m.seq ...)`), one primary-key probe per row: right when a few rows are already
+    chosen (hydrating HNSW candidates), where materialising a tag holding half the table would cost more than
+    the whole search. `omit_tags=True` leaves `tags` out, for queries that drive from the tag table themselves.
+    """
     clauses = ["(m.expires_at IS NULL OR m.expires_at > ?)"]
     params: list[Any] = [now]
     if flt is None:
         return clauses[0], params
-    if flt.tags:
-        clauses.append(f"m.seq IN (SELECT seq FROM memory_tags WHERE tag IN ({','.join('?' * len(flt.tags))}))")
+    if flt.tags and not omit_tags:
+        marks = ",".join("?" * len(flt.tags))
+        if probe:
+            clauses.append(f"EXISTS (SELECT 1 FROM memory_tags t WHERE t.seq = m.seq AND t.tag IN ({marks}))")
+        else:
+            clauses.append(f"m.seq IN (SELECT seq FROM memory_tags WHERE tag IN ({marks}))")
         params.extend(flt.tags)
     if flt.tags_all:
         tags = sorted(set(flt.tags_all))
-        clauses.append(
-            f"m.seq IN (SELECT seq FROM memory_tags WHERE tag IN ({','.join('?' * len(tags))})"
-            " GROUP BY seq HAVING count(*) = ?)"
-        )
+        marks = ",".join("?" * len(tags))
+        if probe:
+            clauses.append(f"(SELECT count(*) FROM memory_tags t WHERE t.seq = m.seq AND t.tag IN ({marks})) = ?")
+        else:
+            clauses.append(
+                f"m.seq IN (SELECT seq FROM memory_tags WHERE tag IN ({marks}) GROUP BY seq HAVING count(*) = ?)"
+            )
         params.extend(tags)
         params.append(len(tags))
     if flt.tags_none:
-        clauses.append(
-            f"m.seq NOT IN (SELECT seq FROM memory_tags WHERE tag IN ({','.join('?' * len(flt.tags_none))}))"
-        )
+        marks = ",".join("?" * len(flt.tags_none))
+        if probe:
+            clauses.append(f"NOT EXISTS (SELECT 1 FROM memory_tags t WHERE t.seq = m.seq AND t.tag IN ({marks}))")
+        else:
+            clauses.append(f"m.seq NOT IN (SELECT seq FROM memory_tags WHERE tag IN ({marks}))")
         params.extend(flt.tags_none)
     if flt.where:
         clauses.append(_compile_where(flt.where, params))
@@ -552,7 +570,7 @@ class SQLiteStorage:
     def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]:
         if not len(seqs):
             return {}
-        cond, params = compile_filter(flt, now)
+        cond, params = compile_filter(flt, now, probe=True)
         out: dict[int, dict[str, Any]] = {}
         conn = self._reader()
         seqs = [int(s) for s in seqs]
@@ -648,6 +666,47 @@ class SQLiteStorage:
     def count(self, flt: Filter | None, now: float) -> int:
         cond, params = compile_filter(flt, now)
         return int(self._reader().execute(f"SELECT count(*) FROM memories m WHERE {cond}", params).fetchone()[0])
+
+    def candidate_seqs(self, flt: Filter, now: float, cap: int) -> np.ndarray | None:
+        """The seqs of the live records matching `flt`, or None when more than `cap` match.
+
+        Never counts a broad filter to the end: it stops at cap + 1. A `tags` filter drives the query from the
+        tag table's (tag, seq) index, so a rare tag costs as many probes as it has records, and a common one
+        stops after cap + 1 of them.
+        """
+        if flt.tags:
+            cond, params = compile_filter(flt, now, probe=True, omit_tags=True)
+            sql = (
+                "SELECT DISTINCT m.seq FROM memory_tags t CROSS JOIN memories m ON m.seq = t.seq"
+                f" WHERE t.tag IN ({','.join('?' * len(flt.tags))}) AND {cond} LIMIT ?"
+            )
+            params = [*flt.tags, *params, cap + 1]
+        else:
+            cond, params = compile_filter(flt, now)
+            sql = f"SELECT m.seq FROM memories m WHERE {cond} LIMIT ?"
+            params = [*params, cap + 1]
+        rows = self._reader().execute(sql, params).fetchall()
+        if len(rows) > cap:
+            return None
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def vectors(self, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The stored vectors of these seqs (those still present), as (seqs, matrix)."""
+        conn = self._reader()
+        out_seqs: list[int] = []
+        blobs: list[bytes] = []
+        seqs = [int(s) for s in seqs]
+        for start in range(0, len(seqs), 900):
+            chunk = seqs[start : start + 900]
+            for seq, blob in conn.execute(
+                f"SELECT seq, vector FROM memories WHERE seq IN ({','.join('?' * len(chunk))})", chunk
+            ):
+                out_seqs.append(seq)
+                blobs.append(blob)
+        if not out_seqs:
+            return np.empty(0, dtype=np.int64), np.empty((0, self.dim), dtype=np.float32)
+        matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(out_seqs), self.dim)
+        return np.array(out_seqs, dtype=np.int64), matrix
 
     def candidate_vectors(self, flt: Filter, now: float) -> tuple[np.ndarray, np.ndarray]:
         cond, params = compile_filter(flt, now)
