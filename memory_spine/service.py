@@ -102,6 +102,48 @@ def _check_text(value: str, field: str, max_chars: int | None = None, allow_empt
         raise InvalidInput(field, "is not valid Unicode (a lone surrogate?)") from exc
 
 
+def _check_where(node: Any, path: str) -> None:
+    # Values SQLite cannot bind (lone surrogates, integers beyond 64 bits) or JSON paths cannot name (a double
+    # quote) would fail as 500s deep in a query; refuse them here, naming the field (never echoing the value).
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not _encodable(key):
+                raise InvalidInput(path, "field names must be valid Unicode")
+            if '"' in key:
+                raise InvalidInput(f"{path}.{key}", "field names cannot contain double quotes")
+            _check_where(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_where(value, f"{path}[{i}]")
+    elif isinstance(node, str) and not _encodable(node):
+        raise InvalidInput(path, "is not valid Unicode (a lone surrogate?)")
+    elif isinstance(node, int) and not isinstance(node, bool) and not -(2**63) <= node < 2**63:
+        raise InvalidInput(path, "integers must fit in 64 bits")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_filter(flt: Filter) -> None:
+    """Refuse filter values storage cannot use, as InvalidInput naming the field."""
+    for name in ("tags", "tags_all", "tags_none"):
+        for i, tag in enumerate(getattr(flt, name) or []):
+            _check_text(tag, f"{name}[{i}]", allow_empty=True)
+    for name in ("key", "key_prefix"):
+        value = getattr(flt, name)
+        if value is not None:
+            _check_text(value, name, allow_empty=True)
+    if flt.key_prefix and flt.key_prefix[-1] == "\U0010ffff":
+        raise InvalidInput("key_prefix", "must not end with U+10FFFF")
+    if flt.where is not None:
+        _check_where(flt.where, "where")
+
+
 def _depth(value: Any, limit: int, level: int = 1) -> int:
     if not isinstance(value, dict | list):
         return level - 1  # a scalar adds no level (it counted as one past the limit, so the cap was limit - 1)
@@ -478,6 +520,7 @@ class MemoryService:
     def delete_where(self, req: DeleteWhere) -> dict[str, Any]:
         if filter_is_empty(req):
             raise InvalidInput("filter", "is empty; refusing to delete every memory (give at least one condition)")
+        _check_filter(req)
         n, _ = self.storage.delete_where(req, time.time(), req.dry_run, on_commit=self._after_delete)
         return {"would_delete": n} if req.dry_run else {"deleted": n}
 
@@ -508,6 +551,8 @@ class MemoryService:
                 after = int(cursor)
             except ValueError as exc:
                 raise InvalidInput("cursor", "is not a cursor this service returned") from exc
+        if flt is not None:
+            _check_filter(flt)
         rows, nxt = self.storage.list(flt, time.time(), limit, after, order == "newest")
         for r in rows:
             r.pop("seq", None)
@@ -539,6 +584,7 @@ class MemoryService:
         if len(q.query) > self.settings.max_content_chars:
             raise InvalidInput("query", f"is longer than {self.settings.max_content_chars} characters")
         _check_text(q.query, "query", allow_empty=True)
+        _check_filter(q)
         now = time.time()
         mode = q.mode or self.settings.default_mode
         keyq = parse_key_query(q.query)

@@ -219,3 +219,29 @@ async def test_bad_filter_over_http_is_422_naming_the_field(client, body, field)
     r = await client.post("/search", json={"query": "note", **body})
     assert r.status_code == 422
     assert r.json()["error"]["field"].startswith(field)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"where": {"a\\"b": 1}}', 'where.a"b'),
+        ('{"where": {"a": "\\ud800"}}', "where.a"),
+        ('{"where": {"\\ud800": 1}}', "where"),
+        ('{"where": {"$or": [{"a": {"$in": ["ok", "\\udfff"]}}]}}', "where.$or[0].a.$in[1]"),
+        ('{"where": {"a": 99999999999999999999999}}', "where.a"),
+        ('{"where": {"a": {"$gt": -99999999999999999999999}}}', "where.a.$gt"),
+        ('{"tags": ["ok", "\\ud800"]}', "tags[1]"),
+        ('{"tags_all": ["\\ud800"]}', "tags_all[0]"),
+        ('{"tags_none": ["\\ud800"]}', "tags_none[0]"),
+        ('{"key": "\\ud800"}', "key"),
+        ('{"key_prefix": "\\ud800"}', "key_prefix"),
+        ('{"key_prefix": "k\\udbff\\udfff"}', "key_prefix"),
+    ],
+)
+async def test_unusable_filter_values_are_422_not_500(client, raw, field):
+    await client.post("/ingest", json={"content": "note", "metadata": {"a": 1, 'a"b': 2}, "key": "k:1"})
+    for method, path, body in (("POST", "/search", '{"query": "note", ' + raw[1:]), ("DELETE", "/memories", raw)):
+        r = await client.request(method, path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, (method, r.text)
+        assert r.json()["error"]["field"] == field
+    assert (await client.get("/stats")).json()["total_memories"] == 1
