@@ -70,13 +70,25 @@ class Planner:
         if filter_is_empty(flt):
             hits, rows, plan = self._hnsw(vector, None, limit, now)
         else:
-            seqs = self.storage.candidate_seqs(flt, now, self.exact_max)
+            cap = self.exact_cap(limit)
+            broad = bool(flt.tags) and self.storage.tag_count_upto(flt.tags, cap) > cap
+            seqs = None if broad else self.storage.candidate_seqs(flt, now, cap)
             if seqs is not None:
                 hits, rows, plan = self._exact(vector, seqs, limit, now)
             else:
                 hits, rows, plan = self._hnsw(vector, flt, limit, now)
         plan.ms = (time.perf_counter() - started) * 1000
         return hits, rows, plan
+
+    def exact_cap(self, limit: int) -> int:
+        """Most candidates worth scoring exactly rather than searching HNSW with a filter.
+
+        Exact scoring reads each candidate's vector from SQLite (a few microseconds each); a filtered HNSW search
+        checks about limit / selectivity candidates against the filter (also a few microseconds each). The two
+        cost the same near sqrt(limit * N) candidates, so that is the bound, capped by `exact_max_candidates`.
+        """
+        size = max(len(self.index), 1)
+        return min(self.exact_max, max(256, int(1.3 * math.sqrt(limit * size))))
 
     def _exact(self, vector: np.ndarray, candidates: np.ndarray, limit: int, now: float):
         seqs, vecs = self.storage.vectors(candidates)
@@ -108,10 +120,12 @@ class Planner:
             k = max(1, min(k, size))
             plan.k.append(k)
             labels, sims = self.index.query(vector, k, ef=max(self.ef, k))
-            rows = self.storage.rows(labels.tolist(), flt, now)
-            hits = [(int(s), float(sc)) for s, sc in zip(labels, sims, strict=True) if int(s) in rows]
+            passing = self.storage.matching(labels.tolist(), flt, now)
+            hits = [(int(s), float(sc)) for s, sc in zip(labels, sims, strict=True) if int(s) in passing]
             if len(hits) >= limit or k >= size:
-                return hits[:limit], rows, plan
+                # Hydrate only what is returned (a record deleted since the check simply drops out).
+                rows = self.storage.rows([s for s, _ in hits[:limit]], None, now)
+                return [(s, sc) for s, sc in hits[:limit] if s in rows], rows, plan
             rate = max(len(hits) / k, floor_rate, 1e-6)
             # Widen to what the pass rate says is needed, at least double, at most 8x a round.
             k = min(max(k * 2, int(math.ceil(limit / rate * 1.5)) + limit), k * 8)

@@ -690,6 +690,39 @@ class SQLiteStorage:
             return None
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    def tag_count_upto(self, tags: Sequence[str], cap: int) -> int:
+        """How many (tag, record) entries the tags have, counting no further than cap + 1.
+
+        An upper bound on a `tags` filter's matches (expired and other conditions not applied), read from the
+        (tag, seq) index alone: cheap enough to ask before every filtered search.
+        """
+        marks = ",".join("?" * len(tags))
+        row = (
+            self._reader()
+            .execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM memory_tags WHERE tag IN ({marks}) LIMIT ?)", [*tags, cap + 1]
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
+    def matching(self, seqs: Sequence[int], flt: Filter | None, now: float) -> set[int]:
+        """Which of these seqs are live records passing `flt` (one probe per seq; no hydration)."""
+        if not len(seqs):
+            return set()
+        cond, params = compile_filter(flt, now, probe=True)
+        out: set[int] = set()
+        conn = self._reader()
+        seqs = [int(s) for s in seqs]
+        for start in range(0, len(seqs), 900):
+            chunk = seqs[start : start + 900]
+            rows = conn.execute(
+                f"SELECT m.seq FROM memories m WHERE m.seq IN ({','.join('?' * len(chunk))}) AND {cond}",
+                [*chunk, *params],
+            ).fetchall()
+            out.update(r[0] for r in rows)
+        return out
+
     def vectors(self, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The stored vectors of these seqs (those still present), as (seqs, matrix)."""
         conn = self._reader()

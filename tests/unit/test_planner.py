@@ -112,11 +112,22 @@ def queries(n: int, seed: int = 1) -> list[str]:
 )
 def test_plan_follows_the_number_of_candidates(corpus, tag, exact_max, plan):
     out = corpus.search("w5 w6 w7", tag, 10, exact_max)
+    if plan == "exact" and SELECTIVITY[tag] > corpus.svc.planner.exact_cap(10):
+        plan = "hnsw_filter"  # exact_max bounds the exact plan; the size-aware cap may bound it lower
     assert out["plan"]["plan"] == plan
     if plan == "exact":
         assert out["plan"]["candidates"] == SELECTIVITY[tag]
     if plan == "hnsw_filter":
         assert out["plan"]["k"][0] >= 10
+
+
+def test_exact_cap_grows_with_limit_and_size_within_its_bounds(corpus):
+    planner = corpus.svc.planner
+    planner.exact_max = 100_000
+    assert planner.exact_cap(10) < planner.exact_cap(100)  # sqrt(limit * N): where the two plans cost alike
+    assert planner.exact_cap(1) >= 256
+    planner.exact_max = 300
+    assert planner.exact_cap(100) == 300
 
 
 def test_settings_reach_the_planner(tmp_path):
