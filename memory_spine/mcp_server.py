@@ -1,0 +1,391 @@
+"""The MCP server: Memory Spine's tools for agents that speak the Model Context Protocol.
+
+`memory-spine mcp` serves over stdio (what desktop agents launch); `memory-spine mcp --http` serves streamable
+HTTP on 127.0.0.1:8789 at `/mcp`, behind `Authorization: Bearer <token>` when a token is configured.
+
+How the tools reach the core. By default the server is a client of a running `memory-spine serve` (`--url`,
+default http://127.0.0.1:8788; `--token` / MEMORY_SPINE_TOKEN). One process owns a data dir (a file lock), and
+desktop agents start one stdio server per session, often several at once: as clients they all share the one
+service, start without loading a model, and see exactly what the HTTP API sees. `--data-dir` runs the core in
+this process instead, for a standalone setup without `serve`; this process then owns the data dir, and a second
+owner (a `serve`, or another `mcp --data-dir`) is refused at start with the lock's message, so two processes
+never write one data dir. Both modes send every call through `workflow_kit.MemoryClient` (over HTTP, or over
+ASGI to the same FastAPI app in-process), so they validate, and fail, exactly like the HTTP API.
+
+Errors: whatever the service refuses (a field out of bounds, an unknown id, a service that is down) comes back
+as an MCP tool error (`isError: true`) whose text names the reason; the server itself keeps running.
+
+This module imports the `mcp` SDK and the service lazily, so `memory-spine --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hmac
+import ipaddress
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+from pydantic import Field
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+    from workflow_kit.client import MemoryClient
+
+DEFAULT_URL = "http://127.0.0.1:8788"
+DEFAULT_HTTP_PORT = 8789
+OPEN_PATHS = frozenset({"/health"})
+
+INSTRUCTIONS = (
+    "Memory Spine is a long-term memory for agents. memory_store saves a fact, decision or result (with tags and"
+    " a JSON metadata object); memory_search finds memories by meaning (mode 'semantic'), by words ('keyword') or"
+    " both ('hybrid'), filtered by tags or metadata; memory_get/memory_update/memory_delete work on one memory by"
+    " id. checkpoint_save/checkpoint_latest record and resume the steps of a long workflow."
+)
+
+Importance = Literal["low", "medium", "high", "critical"]
+Mode = Literal["semantic", "keyword", "hybrid"]
+T = TypeVar("T")
+
+# -- argument shapes: the service's names, each with a description an LLM can follow ---------------------------
+MemoryId = Annotated[str, Field(description="The id of the memory (as returned by memory_store or memory_search).")]
+Content = Annotated[str, Field(description="The text to remember. It is embedded for semantic search.")]
+Tags = Annotated[
+    list[str] | None,
+    Field(description='Labels to filter by later, e.g. ["incident", "billing"]. Up to 64 tags of 128 characters.'),
+]
+ImportanceArg = Annotated[
+    Importance | None, Field(description="How much this memory matters: low, medium (the default), high, critical.")
+]
+Metadata = Annotated[
+    dict[str, Any] | None,
+    Field(description="A JSON object stored with the memory (up to 64 KiB), filterable with `where` in search."),
+]
+WorkflowId = Annotated[str, Field(description="The workflow's id: no whitespace and no ':'.")]
+StepName = Annotated[str, Field(description="The step's name: no whitespace and no ':'.")]
+
+
+def _reason(exc: Exception) -> str:
+    """The text of a tool error: the service's error type and message (which names the field)."""
+    from workflow_kit.errors import ServiceUnavailable
+
+    kind = getattr(exc, "type", "error")
+    message = getattr(exc, "message", None) or str(exc)
+    if isinstance(exc, ServiceUnavailable) and "cannot reach" in message:
+        return f"{kind}: {message}. Is `memory-spine serve` running there?"
+    return f"{kind}: {message}"
+
+
+def build_server(client_factory: Callable[[], MemoryClient], *, description: str = "") -> MCPServer:
+    """The MCP server with Memory Spine's tools, sending every call through one lazily made MemoryClient.
+
+    Args:
+        client_factory: makes the MemoryClient on first use (inside the server's event loop, where its
+            connection pool will live).
+        description: where the calls go, for the server's description.
+    """
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.types import ToolAnnotations
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+
+    from workflow_kit.client import check_step_name, check_workflow_id
+    from workflow_kit.errors import WorkflowKitError
+
+    from . import __version__
+
+    server: MCPServer = MCPServer(
+        "memory-spine",
+        title="Memory Spine",
+        description=description or "Long-term memory and workflow checkpoints for agents.",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+    )
+    holder: list[MemoryClient] = []
+
+    def client() -> MemoryClient:
+        if not holder:
+            holder.append(client_factory())
+        return holder[0]
+
+    async def call(op: Callable[[MemoryClient], Awaitable[T]]) -> T:
+        # The one place service errors become tool errors; anything else is a bug the SDK reports as one.
+        try:
+            return await op(client())
+        except WorkflowKitError as exc:
+            raise ToolError(_reason(exc)) from exc
+
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    writes = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
+    async def memory_store(
+        content: Content,
+        id: Annotated[
+            str | None, Field(description="Your id for the memory; storing the same id again replaces it.")
+        ] = None,
+        tags: Tags = None,
+        importance: ImportanceArg = None,
+        metadata: Metadata = None,
+    ) -> dict[str, Any]:
+        """Store a memory (a fact, decision, result or note) for later recall. Returns {id, key, created}."""
+        return await call(lambda c: c.ingest(content, id=id, tags=tags, importance=importance, metadata=metadata))
+
+    @server.tool(annotations=read_only)
+    async def memory_search(
+        query: Annotated[
+            str,
+            Field(
+                description="What to look for, in words. `checkpoint:{workflow_id}` finds that workflow's newest"
+                " checkpoint exactly."
+            ),
+        ],
+        limit: Annotated[int, Field(ge=1, le=100, description="How many results at most (1-100).")] = 10,
+        tags: Annotated[list[str] | None, Field(description="Only memories carrying any of these tags.")] = None,
+        min_score: Annotated[
+            float | None, Field(description="Drop results scoring below this (cosine similarity for semantic).")
+        ] = None,
+        mode: Annotated[
+            Mode | None,
+            Field(description="semantic (by meaning, the default), keyword (BM25 on words) or hybrid (both)."),
+        ] = None,
+        where: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description='Metadata conditions, e.g. {"service": "billing"} or {"severity": {"$gte": 3}}'
+                " ($eq $ne $in $nin $gt $gte $lt $lte, $and/$or lists)."
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Search memories by meaning, words or both, best first. Returns {results: [memory + score]}."""
+        return await call(
+            lambda c: c.search(query, limit=limit, tags=tags, min_score=min_score, mode=mode, where=where)
+        )
+
+    @server.tool(annotations=read_only)
+    async def memory_get(id: MemoryId) -> dict[str, Any]:
+        """Fetch one memory by id: {id, content, tags, metadata, importance, key, created_at, updated_at}."""
+        return await call(lambda c: c.get(id))
+
+    @server.tool(annotations=writes)
+    async def memory_update(
+        id: MemoryId,
+        content: Annotated[str | None, Field(description="New text (re-embedded).")] = None,
+        tags: Annotated[list[str] | None, Field(description="New tags; they replace the old ones.")] = None,
+        importance: ImportanceArg = None,
+        metadata: Annotated[
+            dict[str, Any] | None,
+            Field(description="Keys to merge into the metadata; a null value removes that key."),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Change part of a memory; fields left out stay as they are. Returns the updated memory."""
+        fields = {"content": content, "tags": tags, "importance": importance, "metadata": metadata}
+        given = {k: v for k, v in fields.items() if v is not None}
+        return await call(lambda c: c.update(id, **given))
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False))
+    async def memory_delete(id: MemoryId) -> dict[str, Any]:
+        """Delete one memory by id, for good. Returns {deleted: 1}."""
+        return await call(lambda c: c.delete(id))
+
+    @server.tool(annotations=read_only)
+    async def memory_stats() -> dict[str, Any]:
+        """How many memories there are, per tag, and the state of the index and embedding model."""
+        return await call(lambda c: c.stats())
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
+    async def checkpoint_save(
+        workflow_id: WorkflowId,
+        step: StepName,
+        result: Annotated[Any, Field(description="The step's result (any JSON value).")] = None,
+        data: Annotated[
+            dict[str, Any] | None, Field(description="More JSON fields to keep with the checkpoint.")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Record that a workflow step finished, so the workflow can resume after it.
+
+        Stored as Memory Spine's checkpoint record: content `checkpoint:{workflow_id}:{step}`, metadata
+        {workflow_id, step, result, ...data}. Returns {id, key, created}.
+        """
+
+        async def save(c: MemoryClient) -> dict[str, Any]:
+            check_workflow_id(workflow_id)
+            check_step_name(step)
+            return await c.checkpoint(workflow_id, step, {**(data or {}), "result": result})
+
+        return await call(save)
+
+    @server.tool(annotations=read_only)
+    async def checkpoint_latest(workflow_id: WorkflowId) -> dict[str, Any]:
+        """The newest checkpoint of a workflow, to resume after its step.
+
+        Returns {found: true, checkpoint: {workflow_id, step, result, ...}, id, saved_at}, or {found: false}.
+        """
+
+        async def latest(c: MemoryClient) -> dict[str, Any]:
+            check_workflow_id(workflow_id)
+            hits = (await c.search(f"checkpoint:{workflow_id}", limit=1)).get("results") or []
+            if not hits:
+                return {"found": False, "checkpoint": None}
+            return {
+                "found": True,
+                "checkpoint": hits[0]["metadata"],
+                "id": hits[0]["id"],
+                "saved_at": hits[0]["updated_at"],
+            }
+
+        return await call(latest)
+
+    @server.custom_route("/health", methods=["GET"])
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    return server
+
+
+class BearerAuth:
+    """ASGI middleware: every HTTP request but /health must carry `Authorization: Bearer <token>`.
+
+    The comparison is constant-time; the token is never logged.
+    """
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    def _allowed(self, scope: dict[str, Any]) -> bool:
+        if scope.get("path") in OPEN_PATHS:
+            return True
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, value = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self.token)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(
+            {"error": {"type": "unauthorized", "message": "send 'Authorization: Bearer <token>'"}}
+        ).encode()
+        headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+# -- command line ------------------------------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of `memory-spine mcp`."""
+    p.add_argument("--url", help=f"the memory-spine service to use (default {DEFAULT_URL}; env MEMORY_SPINE_URL)")
+    p.add_argument("--token", help="bearer token of that service (env MEMORY_SPINE_TOKEN)")
+    p.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        type=Path,
+        help="run the core in this process on this data dir instead of using --url (no `serve` may hold it)",
+    )
+    p.add_argument("--embedder", choices=["onnx", "sentence-transformers", "fake"], help="with --data-dir")
+    p.add_argument("--model-cache", dest="model_cache", type=Path, help="with --data-dir")
+    p.add_argument("--http", action="store_true", help="serve streamable HTTP (at /mcp) instead of stdio")
+    p.add_argument("--host", default="127.0.0.1", help="with --http: address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT, help=f"with --http (default {DEFAULT_HTTP_PORT})")
+    p.add_argument(
+        "--http-token",
+        dest="http_token",
+        help="with --http: token MCP clients must send (env MEMORY_SPINE_MCP_TOKEN; default: the --token)",
+    )
+    p.add_argument("--insecure", action="store_true", help="with --http: allow a non-loopback bind without a token")
+    p.add_argument("--log-level", dest="log_level", default="warning", help="stderr JSON logs (default warning)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def _backend(args: argparse.Namespace) -> Iterator[tuple[Callable[[], MemoryClient], str]]:
+    """The factory of the tools' MemoryClient, and a description of where it goes; owns the in-process service."""
+    from workflow_kit.client import MemoryClient
+
+    token = args.token or os.environ.get("MEMORY_SPINE_TOKEN") or None
+    if args.data_dir is None:
+        url = (args.url or os.environ.get("MEMORY_SPINE_URL") or DEFAULT_URL).rstrip("/")
+        yield (lambda: MemoryClient(url, token=token, retries=2)), f"the memory-spine service at {url}"
+        return
+
+    import httpx
+
+    from .api.app import create_app
+    from .config import Settings
+    from .service import MemoryService
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    given = {k: getattr(args, k) for k in ("data_dir", "embedder", "model_cache") if getattr(args, k) is not None}
+    # stdout may be the MCP channel: whatever loading the model prints goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        service = MemoryService.open(Settings(**given))
+    try:
+        app = create_app(service)
+        yield (
+            lambda: MemoryClient("http://memory-spine", transport=httpx.ASGITransport(app=app), retries=0),
+            f"the data dir {service.settings.data_dir} (in-process)",
+        )
+    finally:
+        service.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    """`memory-spine mcp`: serve the tools over stdio, or over streamable HTTP with `--http`."""
+    try:
+        import anyio
+        from mcp.server.mcpserver import MCPServer  # noqa: F401  (only to fail early and clearly)
+    except ImportError:
+        print("memory-spine: the MCP server needs the `mcp` package: pip install 'mcp>=2.3,<3'", file=sys.stderr)
+        return 2
+    from .errors import MemorySpineError
+    from .logs import setup_logging
+
+    setup_logging(args.log_level)  # JSON lines on stderr, installed before the SDK's own logging set-up
+    http_token = args.http_token or os.environ.get("MEMORY_SPINE_MCP_TOKEN") or args.token
+    http_token = http_token or os.environ.get("MEMORY_SPINE_TOKEN") or None
+    if args.http and not _is_loopback(args.host) and not http_token and not args.insecure:
+        print(
+            f"memory-spine: refusing to serve MCP on {args.host}, which is not a loopback address, without a token"
+            " (--http-token or --token); pass --insecure if the network is trusted.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        with _backend(args) as (factory, where):
+            server = build_server(factory, description=f"Long-term memory for agents, kept in {where}.")
+            if not args.http:
+                print(f"memory-spine mcp: stdio, tools use {where}", file=sys.stderr)
+                anyio.run(server.run_stdio_async)
+                return 0
+            import uvicorn
+
+            app: Any = server.streamable_http_app(host=args.host)
+            if http_token:
+                app = BearerAuth(app, http_token)
+            auth = "a bearer token" if http_token else "no token"
+            print(
+                f"memory-spine mcp: streamable HTTP on http://{args.host}:{args.port}/mcp ({auth}), tools use {where}",
+                file=sys.stderr,
+            )
+            config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False)
+            uvicorn.Server(config).run()
+            return 0
+    except MemorySpineError as exc:  # e.g. DataDirLocked: another process owns the data dir
+        print(f"memory-spine: {exc.message}", file=sys.stderr)
+        return 2
