@@ -230,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--batch-size", dest="batch_size", type=int, default=256, help="records per transaction")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
     imp.set_defaults(func=_import)
+
+    from . import mcp_server  # imports the mcp SDK only when the command runs
+
+    mcp = sub.add_parser("mcp", help="serve the MCP tools over stdio, or streamable HTTP with --http (port 8789)")
+    mcp_server.add_arguments(mcp)
+    mcp.set_defaults(func=mcp_server.run)
     return parser
 
 
