@@ -1,0 +1,169 @@
+"""The MCP tools in-process: the `mcp` SDK's own client against `build_server`, whose MemoryClient reaches the
+app over ASGI (fake embedder). Tool names and schemas, every tool's answer, seed-compatible checkpoint records,
+and every failure coming back as a tool error that names the reason while the server keeps serving."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+
+from memory_spine.mcp_server import BearerAuth, build_server
+from workflow_kit import MemoryClient
+
+TOOLS = {
+    "memory_store",
+    "memory_search",
+    "memory_get",
+    "memory_update",
+    "memory_delete",
+    "memory_stats",
+    "checkpoint_save",
+    "checkpoint_latest",
+}
+
+
+@pytest.fixture
+def kit(app) -> MemoryClient:
+    return MemoryClient("http://memory-spine", transport=httpx.ASGITransport(app=app))
+
+
+@pytest.fixture
+def server(app):
+    # The SDK's Client holds anyio task groups, which must be entered and left in one task: each test opens its
+    # own `async with Client(server)` rather than sharing one from an async fixture.
+    return build_server(lambda: MemoryClient("http://memory-spine", transport=httpx.ASGITransport(app=app)))
+
+
+async def call(client: Client, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    result = await client.call_tool(name, args or {})
+    assert not result.is_error, result.content[0].text
+    return result.structured_content
+
+
+async def error(client: Client, name: str, args: dict[str, Any]) -> str:
+    result = await client.call_tool(name, args)
+    assert result.is_error, result
+    return result.content[0].text
+
+
+async def test_tools_have_descriptions_and_schemas(server):
+    async with Client(server) as mcp:
+        tools = {t.name: t for t in (await mcp.list_tools()).tools}
+        assert set(tools) == TOOLS
+        for tool in tools.values():
+            assert tool.description and len(tool.description) > 30, tool.name
+            assert tool.input_schema["type"] == "object"
+            for name, prop in tool.input_schema.get("properties", {}).items():
+                assert prop.get("description"), f"{tool.name}.{name} has no description"
+        search = tools["memory_search"].input_schema
+        assert search["required"] == ["query"]
+        assert search["properties"]["limit"]["maximum"] == 100 and search["properties"]["limit"]["minimum"] == 1
+        assert set(search["properties"]) == {"query", "limit", "tags", "min_score", "mode", "where"}
+        modes = [s for s in search["properties"]["mode"]["anyOf"] if "enum" in s][0]["enum"]
+        assert modes == ["semantic", "keyword", "hybrid"]
+        store = tools["memory_store"].input_schema
+        assert store["required"] == ["content"]
+        assert set(store["properties"]) == {"id", "content", "tags", "importance", "metadata"}
+        assert tools["memory_get"].annotations.read_only_hint is True
+        assert tools["memory_delete"].annotations.destructive_hint is True
+
+
+async def test_store_get_update_search_delete(server):
+    async with Client(server) as mcp:
+        stored = await call(
+            mcp,
+            "memory_store",
+            {
+                "content": "the billing deploy failed on a migration timeout",
+                "tags": ["incident"],
+                "importance": "high",
+                "metadata": {"service": "billing", "severity": 3},
+            },
+        )
+        assert stored["created"] is True
+        memory = await call(mcp, "memory_get", {"id": stored["id"]})
+        assert memory["content"].startswith("the billing deploy")
+        assert memory["tags"] == ["incident"] and memory["importance"] == "high"
+        assert memory["metadata"] == {"service": "billing", "severity": 3}
+
+        updated = await call(mcp, "memory_update", {"id": stored["id"], "metadata": {"severity": 4}, "tags": ["x"]})
+        assert updated["metadata"] == {"service": "billing", "severity": 4} and updated["tags"] == ["x"]
+
+        found = await call(mcp, "memory_search", {"query": "billing migration timeout", "mode": "keyword", "limit": 5})
+        assert [hit["id"] for hit in found["results"]] == [stored["id"]]
+        assert found["results"][0]["score"] > 0
+        filtered = await call(mcp, "memory_search", {"query": "billing", "where": {"severity": {"$gte": 5}}})
+        assert filtered["results"] == []
+
+        again = await call(mcp, "memory_store", {"id": stored["id"], "content": "replaced"})
+        assert again == {"id": stored["id"], "key": None, "created": False}
+        assert (await call(mcp, "memory_stats"))["total_memories"] == 1
+        assert await call(mcp, "memory_delete", {"id": stored["id"]}) == {"deleted": 1}
+        assert "not_found" in await error(mcp, "memory_get", {"id": stored["id"]})
+
+
+async def test_checkpoints_are_the_seed_records(server, kit):
+    async with Client(server) as mcp:
+        assert await call(mcp, "checkpoint_latest", {"workflow_id": "wf-1"}) == {"found": False, "checkpoint": None}
+        saved = await call(mcp, "checkpoint_save", {"workflow_id": "wf-1", "step": "fetch", "result": {"n": 3}})
+        assert saved["key"] == "checkpoint:wf-1:fetch"
+        await call(
+            mcp, "checkpoint_save", {"workflow_id": "wf-1", "step": "review", "result": "ok", "data": {"by": "a"}}
+        )
+        await call(mcp, "checkpoint_save", {"workflow_id": "wf-12", "step": "other", "result": None})
+
+        # What the seed's checkpoint() would have written, and what its resume_from_checkpoint() reads back.
+        record = await kit.get(saved["id"])
+        assert record["content"] == "checkpoint:wf-1:fetch"
+        assert record["metadata"] == {"workflow_id": "wf-1", "step": "fetch", "result": {"n": 3}}
+        assert record["tags"] == ["checkpoint", "workflow", "wf-1"]
+        seed = (await kit.search("checkpoint:wf-1", limit=1))["results"][0]["metadata"]
+
+        latest = await call(mcp, "checkpoint_latest", {"workflow_id": "wf-1"})
+        assert latest["found"] is True
+        assert latest["checkpoint"] == seed == {"workflow_id": "wf-1", "step": "review", "by": "a", "result": "ok"}
+        assert (await call(mcp, "checkpoint_latest", {"workflow_id": "wf-12"}))["checkpoint"]["step"] == "other"
+
+
+async def test_bad_arguments_are_tool_errors_naming_the_field(server):
+    async with Client(server) as mcp:
+        # Refused by the tool's JSON schema, before any request.
+        assert "limit" in await error(mcp, "memory_search", {"query": "x", "limit": 101})
+        assert "mode" in await error(mcp, "memory_search", {"query": "x", "mode": "fuzzy"})
+        assert "content" in await error(mcp, "memory_store", {"tags": ["no content"]})
+        assert "importance" in await error(mcp, "memory_store", {"content": "x", "importance": "urgent"})
+        # Refused by the service, which names the field.
+        assert "invalid_input: content: must not be empty" in await error(mcp, "memory_store", {"content": "   "})
+        text = await error(mcp, "memory_store", {"content": "x", "tags": ["t"] * 65})
+        assert "tags" in text and "64" in text
+        assert "where" in await error(mcp, "memory_search", {"query": "x", "where": {'a"b': 1}})
+        assert "not_found" in await error(mcp, "memory_update", {"id": "nope", "content": "x"})
+        assert "not_found" in await error(mcp, "memory_delete", {"id": "nope"})
+        # Refused by the kit's checks on the seed's key formats.
+        assert "workflow_id" in await error(mcp, "checkpoint_save", {"workflow_id": "a:b", "step": "s"})
+        assert "step" in await error(mcp, "checkpoint_save", {"workflow_id": "wf", "step": "two words"})
+        assert "workflow_id" in await error(mcp, "checkpoint_latest", {"workflow_id": "wf 1"})
+        # ...and the server still serves.
+        assert (await call(mcp, "memory_store", {"content": "still here"}))["created"] is True
+
+
+async def test_an_unreachable_service_is_a_tool_error():
+    server = build_server(lambda: MemoryClient("http://127.0.0.1:9", retries=0, timeout=2.0))
+    async with Client(server) as client:
+        text = await error(client, "memory_stats", {})
+        assert "cannot reach http://127.0.0.1:9" in text and "memory-spine serve" in text
+        assert "not_ready" in await error(client, "memory_search", {"query": "x"})
+
+
+async def test_bearer_auth_guards_everything_but_health():
+    server = build_server(lambda: MemoryClient("http://127.0.0.1:9"))
+    app = BearerAuth(server.streamable_http_app(), "s3cret")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as http:
+        assert (await http.get("/health")).json()["status"] == "ok"
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+            r = await http.post("/mcp", json={}, headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+            assert r.json()["error"]["type"] == "unauthorized"
