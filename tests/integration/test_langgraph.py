@@ -1,0 +1,215 @@
+"""MemorySpineSaver against a real `memory-spine serve` process with the real ONNX model: LangGraph's own
+conformance suite (`langgraph-checkpoint-conformance`, base capabilities), the sync methods from threads with and
+without a running loop, values over the service's metadata cap, key prefixes that must not collide, a graph run
+with `ainvoke` that resumes in a new saver, and examples/langgraph_resume.py resuming across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import operator
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+from uuid import uuid4
+
+import pytest
+
+pytest.importorskip("langgraph.checkpoint.conformance")
+
+from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
+from langgraph.checkpoint.conformance.capabilities import BASE_CAPABILITIES  # noqa: E402
+from langgraph.checkpoint.conformance.test_utils import (  # noqa: E402
+    generate_checkpoint,
+    generate_config,
+    generate_metadata,
+)
+
+from workflow_kit import MemoryClient  # noqa: E402
+from workflow_kit.langgraph import MemorySpineSaver  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "langgraph_resume.py"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One real service (real model) for the module: every test uses its own thread ids."""
+    from tests.conftest import ServerProcess
+
+    srv = ServerProcess(tmp_path_factory.mktemp("langgraph") / "data").start()
+    yield srv
+    srv.stop()
+
+
+async def count_records(url: str, prefix: str) -> int:
+    async with MemoryClient(url) as client:
+        return len((await client.list(key_prefix=prefix, limit=1000))["results"])
+
+
+async def test_conformance_base_capabilities(server):
+    @checkpointer_test(name="MemorySpineSaver")
+    async def memory_spine_saver():
+        async with MemorySpineSaver(server.url) as saver:
+            yield saver
+
+    report = await validate(memory_spine_saver)
+    report.print_report()
+    failures = {name: r.failures for name, r in report.results.items() if r.failures}
+    assert report.passed_all_base(), failures
+    for cap in BASE_CAPABILITIES:
+        result = report.results[cap.value]
+        assert result.detected and result.tests_failed == 0 and result.tests_passed > 0, (cap, result)
+
+
+def test_sync_methods_from_a_thread_without_a_loop(server):
+    saver = MemorySpineSaver(server.url)
+    seen: dict[str, Any] = {}
+
+    def work() -> None:
+        thread_id = f"sync-{uuid4()}"
+        first = saver.put(generate_config(thread_id), generate_checkpoint(), generate_metadata(step=0), {})
+        cp = generate_checkpoint(channel_values={"n": 1}, channel_versions={"n": 1})
+        second = saver.put(first, cp, generate_metadata(step=1), {"n": 1})
+        saver.put_writes(second, [("n", 2), ("other", "x")], "task-1", "path")
+        seen["latest"] = saver.get_tuple(generate_config(thread_id))
+        seen["listed"] = [t.checkpoint["id"] for t in saver.list(generate_config(thread_id))]
+        seen["limited"] = [t.metadata["step"] for t in saver.list(generate_config(thread_id), limit=1)]
+        seen["ids"] = (first["configurable"]["checkpoint_id"], cp["id"])
+        saver.delete_thread(thread_id)
+        seen["after"] = saver.get_tuple(generate_config(thread_id))
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join(60)
+    saver.close()
+    first_id, second_id = seen["ids"]
+    latest = seen["latest"]
+    assert latest.checkpoint["id"] == second_id and latest.checkpoint["channel_values"] == {"n": 1}
+    assert latest.parent_config["configurable"]["checkpoint_id"] == first_id
+    assert latest.pending_writes == [("task-1", "n", 2), ("task-1", "other", "x")]
+    assert seen["listed"] == [second_id, first_id]
+    assert seen["limited"] == [1]
+    assert seen["after"] is None
+
+
+async def test_sync_methods_inside_a_running_loop(server):
+    # A sync call made from async code (a blocking mistake, but LangGraph users make it) still works: it runs on
+    # the saver's own loop thread, not on this one.
+    with MemorySpineSaver(server.url) as saver:
+        thread_id = f"in-loop-{uuid4()}"
+        stored = saver.put(generate_config(thread_id), generate_checkpoint(), generate_metadata(), {})
+        assert saver.get_tuple(stored).checkpoint["id"] == stored["configurable"]["checkpoint_id"]
+        assert (await saver.aget_tuple(stored)).checkpoint["id"] == stored["configurable"]["checkpoint_id"]
+
+
+async def test_values_over_the_metadata_cap_are_stored_in_parts(server):
+    thread_id = f"big-{uuid4()}"
+    big = "x" * 300_000  # base64 of its serialised form is ~6x the service's 64 KiB metadata cap
+    cp = generate_checkpoint(channel_values={"doc": big, "n": 1}, channel_versions={"doc": 1, "n": 1})
+    async with MemorySpineSaver(server.url, max_inline=40_000) as saver:
+        stored = await saver.aput(generate_config(thread_id), cp, generate_metadata(), {"doc": 1, "n": 1})
+        await saver.aput_writes(stored, [("doc", big + "y")], "task")
+        got = await saver.aget_tuple(generate_config(thread_id))
+        assert got.checkpoint["channel_values"] == {"doc": big, "n": 1}
+        assert got.pending_writes == [("task", "doc", big + "y")]
+        assert [t.checkpoint["id"] async for t in saver.alist(generate_config(thread_id))] == [cp["id"]]
+        prefix = saver._thread_prefix(thread_id)
+        assert await count_records(server.url, prefix) > 10  # a checkpoint, a write and their parts
+        await saver.adelete_thread(thread_id)
+        assert await count_records(server.url, prefix) == 0
+        assert await saver.aget_tuple(generate_config(thread_id)) is None
+
+
+async def test_thread_and_namespace_prefixes_do_not_collide(server):
+    run = uuid4().hex[:8]
+    threads = [f"{run}-a", f"{run}-a:b", f"{run}-a%3Ab", f"{run}-" + "long/" * 60, f"{run}-a b"]
+    async with MemorySpineSaver(server.url) as saver:
+        for tid in threads:
+            for ns in ("", "child:1", "child"):
+                await saver.aput(generate_config(tid, checkpoint_ns=ns), generate_checkpoint(), generate_metadata(), {})
+        for tid in threads:
+            listed = [t async for t in saver.alist({"configurable": {"thread_id": tid}})]
+            assert sorted(t.config["configurable"]["checkpoint_ns"] for t in listed) == ["", "child", "child:1"]
+            assert {t.config["configurable"]["thread_id"] for t in listed} == {tid}
+            root = [t async for t in saver.alist(generate_config(tid, checkpoint_ns=""))]
+            assert len(root) == 1
+        await saver.adelete_thread(threads[0])
+        assert await saver.aget_tuple(generate_config(threads[0])) is None
+        for tid in threads[1:]:
+            assert await saver.aget_tuple(generate_config(tid)) is not None
+        all_threads = {t.config["configurable"]["thread_id"] async for t in saver.alist(None)}
+        assert set(threads[1:]) <= all_threads and threads[0] not in all_threads
+        for tid in threads[1:]:
+            await saver.adelete_thread(tid)
+
+
+class Counted(TypedDict, total=False):
+    ran: Annotated[list[str], operator.add]
+    answer: str
+
+
+async def test_async_graph_interrupted_resumes_in_a_new_saver(server):
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import Command, interrupt
+
+    def ask(state: Counted) -> dict[str, Any]:
+        return {"answer": interrupt("which way?"), "ran": ["ask"]}
+
+    def build(saver: MemorySpineSaver) -> Any:
+        graph = StateGraph(Counted)
+        graph.add_node("first", lambda state: {"ran": ["first"]})
+        graph.add_node("ask", ask)
+        graph.add_node("last", lambda state: {"ran": ["last"]})
+        graph.add_edge(START, "first")
+        graph.add_edge("first", "ask")
+        graph.add_edge("ask", "last")
+        graph.add_edge("last", END)
+        return graph.compile(checkpointer=saver)
+
+    config = {"configurable": {"thread_id": f"async-graph-{uuid4()}"}}
+    async with MemorySpineSaver(server.url) as saver:
+        out = await build(saver).ainvoke({"ran": []}, config)
+        assert out["ran"] == ["first"] and out["__interrupt__"][0].value == "which way?"
+    async with MemorySpineSaver(server.url) as fresh:
+        graph = build(fresh)
+        assert (await graph.aget_state(config)).next == ("ask",)
+        out = await graph.ainvoke(Command(resume="left"), config)
+        assert out == {"ran": ["first", "ask", "last"], "answer": "left"}
+        history = [s async for s in graph.aget_state_history(config)]
+        assert len(history) >= 4 and history[0].values == out
+
+
+def run_example(server, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MEMORY_SPINE_URL": server.url}
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE), *args], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT
+    )
+
+
+async def test_example_graph_resumes_across_processes(server):
+    thread = f"example-{uuid4()}"
+    started = await asyncio.to_thread(run_example, server, "start", "--thread", thread)
+    assert started.returncode == 0, started.stderr
+    state = json.loads(started.stdout)
+    assert state["values"]["ran"] == ["fetch"] and state["next"] == ["review"]
+    assert state["waiting_for"] == [{"question": "publish diff of PR 42?"}]
+
+    crashed = await asyncio.to_thread(run_example, server, "approve", "--thread", thread, "--crash")
+    assert crashed.returncode == 17, crashed.stderr  # publish died mid-step, after review's checkpoint
+
+    resumed = await asyncio.to_thread(run_example, server, "resume", "--thread", thread)
+    assert resumed.returncode == 0, resumed.stderr
+    state = json.loads(resumed.stdout)
+    assert state["values"]["ran"] == ["fetch", "review", "publish"]  # each step finished once
+    assert state["values"]["approved"] is True and state["values"]["url"].endswith("/pr/42")
+    assert state["next"] == [] and state["waiting_for"] == []
+    async with MemorySpineSaver(server.url) as saver:
+        steps = [t.metadata["step"] async for t in saver.alist({"configurable": {"thread_id": thread}})]
+        assert steps == sorted(steps, reverse=True) and steps[-1] == -1
+        await saver.adelete_thread(thread)
