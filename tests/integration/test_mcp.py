@@ -1,0 +1,206 @@
+"""`memory-spine mcp` as real processes, driven by the `mcp` SDK's own client: over stdio (as desktop agents
+launch it) and over streamable HTTP with a bearer token, both as clients of a real `memory-spine serve` (real
+model, its own token). List tools, store, search by meaning, get, delete, bad arguments as tool errors. With
+`--data-dir` the server runs the core in-process, and the data dir's lock keeps a second owner out either way."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+
+pytest.importorskip("mcp")
+
+import httpx2  # noqa: E402  (the HTTP client the mcp SDK's transports take)
+from mcp import Client, StdioServerParameters  # noqa: E402
+from mcp.client.stdio import stdio_client  # noqa: E402
+from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+
+from tests.conftest import ServerProcess, free_port  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICE_TOKEN = "service-token"
+MCP_TOKEN = "mcp-token"
+TOOLS = {
+    "memory_store",
+    "memory_search",
+    "memory_get",
+    "memory_update",
+    "memory_delete",
+    "memory_stats",
+    "checkpoint_save",
+    "checkpoint_latest",
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One real service (real model) with a token, for the module."""
+    srv = ServerProcess(tmp_path_factory.mktemp("mcp") / "data", args=["--token", SERVICE_TOKEN]).start()
+    yield srv
+    srv.stop()
+
+
+def mcp_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "memory_spine", "mcp", *args]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+
+
+async def ok(client: Client, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    result = await client.call_tool(name, args or {})
+    assert not result.is_error, result.content[0].text
+    return result.structured_content
+
+
+async def fails(client: Client, name: str, args: dict[str, Any]) -> str:
+    result = await client.call_tool(name, args)
+    assert result.is_error, result
+    return result.content[0].text
+
+
+async def exercise(client: Client) -> None:
+    """The tour every transport must pass: tools, store, search, get, delete, bad arguments."""
+    tools = (await client.list_tools()).tools
+    assert {t.name for t in tools} == TOOLS
+    tag = f"run-{uuid4().hex[:8]}"
+    deploy = await ok(
+        client,
+        "memory_store",
+        {
+            "content": "The deploy failed because the database migration timed out",
+            "tags": [tag, "incident"],
+            "metadata": {"service": "billing"},
+            "importance": "high",
+        },
+    )
+    await ok(client, "memory_store", {"content": "The team lunch is pasta on Friday", "tags": [tag]})
+    found = await ok(client, "memory_search", {"query": "why did the release break?", "limit": 1, "tags": [tag]})
+    assert [hit["id"] for hit in found["results"]] == [deploy["id"]]  # by meaning: no word in common
+    memory = await ok(client, "memory_get", {"id": deploy["id"]})
+    assert memory["metadata"] == {"service": "billing"} and memory["importance"] == "high"
+    assert await ok(client, "memory_delete", {"id": deploy["id"]}) == {"deleted": 1}
+    assert "not_found" in await fails(client, "memory_get", {"id": deploy["id"]})
+
+    assert "limit" in await fails(client, "memory_search", {"query": "x", "limit": 500})
+    assert "invalid_input: content: must not be empty" in await fails(client, "memory_store", {"content": " "})
+    assert "workflow_id" in await fails(client, "checkpoint_save", {"workflow_id": "a b", "step": "s"})
+
+    workflow = f"wf-{uuid4().hex[:8]}"
+    await ok(client, "checkpoint_save", {"workflow_id": workflow, "step": "fetch", "result": {"n": 1}})
+    latest = await ok(client, "checkpoint_latest", {"workflow_id": workflow})
+    assert latest["checkpoint"] == {"workflow_id": workflow, "step": "fetch", "result": {"n": 1}}
+    assert (await ok(client, "memory_stats"))["total_memories"] >= 2
+
+
+async def test_stdio(server, tmp_path):
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "memory_spine", "mcp", "--url", server.url, "--token", SERVICE_TOKEN],
+        env={"PYTHONPATH": str(ROOT)},
+        cwd=str(ROOT),
+    )
+    with open(tmp_path / "mcp-stdio.log", "w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            assert client.server_info.name == "memory-spine"
+            await exercise(client)
+
+
+async def test_stdio_without_the_service_token_reports_it(server, tmp_path):
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "memory_spine", "mcp", "--url", server.url], env={"PYTHONPATH": str(ROOT)}
+    )
+    with open(tmp_path / "mcp-stdio.log", "w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            assert "unauthorized" in await fails(client, "memory_stats", {})
+
+
+@pytest.fixture
+def mcp_http(server, tmp_path):
+    port = free_port()
+    log = open(tmp_path / "mcp-http.log", "wb")
+    args = ["--http", "--port", str(port), "--url", server.url, "--token", SERVICE_TOKEN, "--http-token", MCP_TOKEN]
+    proc = subprocess.Popen(mcp_command(*args), stdout=log, stderr=subprocess.STDOUT, env=env(), cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError((tmp_path / "mcp-http.log").read_text())
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("mcp --http never answered /health:\n" + (tmp_path / "mcp-http.log").read_text())
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+async def test_streamable_http_with_a_bearer_token(mcp_http):
+    async with httpx.AsyncClient() as plain:
+        for headers in ({}, {"Authorization": f"Bearer {SERVICE_TOKEN}"}):
+            r = await plain.post(f"{mcp_http}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    headers = {"Authorization": f"Bearer {MCP_TOKEN}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http:
+        async with Client(streamable_http_client(f"{mcp_http}/mcp", http_client=http)) as client:
+            await exercise(client)
+
+
+def test_data_dir_held_by_serve_is_refused(server):
+    done = subprocess.run(
+        mcp_command("--data-dir", str(server.data_dir), "--embedder", "onnx"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "another memory-spine process is already serving" in done.stderr
+
+
+async def test_standalone_data_dir_owns_its_dir(tmp_path):
+    data = tmp_path / "standalone"
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "memory_spine", "mcp", "--data-dir", str(data), "--embedder", "fake"],
+        env={"PYTHONPATH": str(ROOT)},
+    )
+    with open(tmp_path / "mcp-standalone.log", "w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            stored = await ok(client, "memory_store", {"content": "kept in-process", "tags": ["solo"]})
+            found = await ok(client, "memory_search", {"query": "kept in-process", "mode": "keyword"})
+            assert [hit["id"] for hit in found["results"]] == [stored["id"]]
+            assert "limit" in await fails(client, "memory_search", {"query": "x", "limit": 0})
+            # While it runs, a `serve` on the same dir refuses to start instead of sharing it.
+            other = ServerProcess(data, embedder="fake").start(wait=False)
+            try:
+                assert other.proc.wait(timeout=120) != 0
+                assert "another memory-spine process is already serving" in other.output()
+            finally:
+                other.stop()
+            assert (await ok(client, "memory_get", {"id": stored["id"]}))["content"] == "kept in-process"
+    # Closed cleanly: the dir is free again, and the record is there for the next owner.
+    again = ServerProcess(data, embedder="fake").start()
+    try:
+        r = httpx.get(f"{again.url}/memories/{stored['id']}", timeout=10)
+        assert r.status_code == 200 and r.json()["tags"] == ["solo"]
+    finally:
+        again.stop()
