@@ -26,6 +26,7 @@ import hmac
 import ipaddress
 import json
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -82,13 +83,12 @@ def _reason(exc: Exception) -> str:
     return f"{kind}: {message}"
 
 
-def build_server(client_factory: Callable[[], MemoryClient], *, description: str = "") -> MCPServer:
+def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
     """The MCP server with Memory Spine's tools, sending every call through one lazily made MemoryClient.
 
     Args:
         client_factory: makes the MemoryClient on first use (inside the server's event loop, where its
             connection pool will live).
-        description: where the calls go, for the server's description.
     """
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
@@ -104,7 +104,7 @@ def build_server(client_factory: Callable[[], MemoryClient], *, description: str
     server: MCPServer = MCPServer(
         "memory-spine",
         title="Memory Spine",
-        description=description or "Long-term memory and workflow checkpoints for agents.",
+        description="Long-term memory and workflow checkpoints for agents.",
         instructions=INSTRUCTIONS,
         version=__version__,
     )
@@ -345,6 +345,10 @@ def _backend(args: argparse.Namespace) -> Iterator[tuple[Callable[[], MemoryClie
         service.close()
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     """`memory-spine mcp`: serve the tools over stdio, or over streamable HTTP with `--http`."""
     try:
@@ -368,9 +372,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         with _backend(args) as (factory, where):
-            server = build_server(factory, description=f"Long-term memory for agents, kept in {where}.")
+            server = build_server(factory)
             if not args.http:
                 print(f"memory-spine mcp: stdio, tools use {where}", file=sys.stderr)
+                if args.data_dir is not None:
+                    # A client stopping us with SIGTERM should still get the service closed (index saved).
+                    signal.signal(signal.SIGTERM, _interrupt)
                 anyio.run(server.run_stdio_async)
                 return 0
             import uvicorn
