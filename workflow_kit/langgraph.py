@@ -385,7 +385,7 @@ class MemorySpineSaver(BaseCheckpointSaver[int]):
             key,
             thread_id,
             {
-                "thread_id": thread_id,
+                "thread_id": str(thread_id),
                 "checkpoint_ns": ns,
                 "checkpoint_id": checkpoint_id,
                 "parent_checkpoint_id": conf.get("checkpoint_id"),
@@ -432,7 +432,7 @@ class MemorySpineSaver(BaseCheckpointSaver[int]):
                     key,
                     thread_id,
                     {
-                        "thread_id": thread_id,
+                        "thread_id": str(thread_id),
                         "checkpoint_ns": ns,
                         "checkpoint_id": checkpoint_id,
                         "task_id": task_id,

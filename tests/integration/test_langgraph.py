@@ -130,9 +130,14 @@ async def test_thread_and_namespace_prefixes_do_not_collide(server):
     run = uuid4().hex[:8]
     threads = [f"{run}-a", f"{run}-a:b", f"{run}-a%3Ab", f"{run}-" + "long/" * 60, f"{run}-a b"]
     async with MemorySpineSaver(server.url) as saver:
+        stored = []
         for tid in threads:
             for ns in ("", "child:1", "child"):
-                await saver.aput(generate_config(tid, checkpoint_ns=ns), generate_checkpoint(), generate_metadata(), {})
+                config = generate_config(tid, checkpoint_ns=ns)
+                stored.append(await saver.aput(config, generate_checkpoint(), generate_metadata(), {}))
+        for config in stored:  # by exact key: GET /keys/{key} with the encoded parts
+            got = await saver.aget_tuple(config)
+            assert got is not None and got.config == config
         for tid in threads:
             listed = [t async for t in saver.alist({"configurable": {"thread_id": tid}})]
             assert sorted(t.config["configurable"]["checkpoint_ns"] for t in listed) == ["", "child", "child:1"]
