@@ -213,7 +213,8 @@ class HttpBench:
         self.client.close()
 
     def search(self, body: dict[str, Any]) -> dict[str, Any]:
-        r = self.client.post("/search", json=body)
+        # Scenarios name their mode; the rest are semantic (the service's default is hybrid).
+        r = self.client.post("/search", json={"mode": "semantic", **body})
         r.raise_for_status()
         return r.json()
 
