@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     insecure: bool = False
     cors_origins: list[str] = []
     log_level: str = "info"
-    default_mode: Literal["semantic", "keyword", "hybrid"] = "semantic"
+    default_mode: Literal["semantic", "keyword", "hybrid"] = "hybrid"
 
     # Limits: every violation is a 4xx naming the field.
     max_body_bytes: int = 16 * 1024 * 1024

@@ -137,7 +137,7 @@ class Planner:
 
     def keyword(self, query: str, flt: Filter | None, limit: int, now: float) -> tuple[Scored, dict, Plan]:
         started = time.perf_counter()
-        ranked = self.storage.keyword(query, flt, now, limit)
+        ranked = self.storage.keyword(query, flt, now, limit, total=len(self.index))
         rows = self.storage.rows([s for s, _ in ranked], None, now)
         # BM25 is unbounded; s / (1 + s) maps it into [0, 1) keeping the order.
         hits = [(s, sc / (1.0 + sc)) for s, sc in ranked if s in rows]

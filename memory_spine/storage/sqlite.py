@@ -17,8 +17,10 @@ locked"); readers use one connection per thread, which WAL lets run beside the w
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -211,12 +213,28 @@ def filter_is_empty(flt: Filter | None) -> bool:
     )
 
 
+# Lucene's default English stop set: words too common to say anything, and costly to score (BM25 must rank
+# every record holding any query term).
+STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these"
+    " they this to was will with".split()
+)
+_WORD = re.compile(r"\w+")
+MAX_KEYWORD_TERMS = 8
+
+
+def keyword_terms(text: str) -> list[str]:
+    """Free text -> the terms FTS5's unicode61 tokenizer (tokenchars '_') would make: lowercase, no diacritics."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+    return list(dict.fromkeys(_WORD.findall(folded)))
+
+
 def fts_query(text: str) -> str | None:
-    """Free text -> an FTS5 query: every term quoted (so `-`, `:` and `*` are literal), any term may match."""
-    terms = [t for t in text.replace('"', " ").split() if t]
-    if not terms:
+    """Free text -> an FTS5 query: each whitespace-separated chunk a quoted phrase, any of which may match."""
+    phrases = [" ".join(t) for t in (keyword_terms(c) for c in text.split()) if t]
+    if not phrases:
         return None
-    return " OR ".join(f'"{t}"' for t in terms[:64])
+    return " OR ".join(f'"{p}"' for p in dict.fromkeys(phrases[:64]))
 
 
 class SQLiteStorage:
@@ -301,8 +319,11 @@ class SQLiteStorage:
                     db["meta"].create({"name": str, "value": str}, pk="name")
                     db.execute(
                         "CREATE VIRTUAL TABLE memories_fts USING fts5(content, content='memories',"
-                        " content_rowid='seq', tokenize=\"porter unicode61 remove_diacritics 2 tokenchars '_'\")"
+                        # No stemmer: keyword search is for exact words (names, codes, identifiers; snake_case
+                        # stays one token), and unstemmed terms can be looked up in the vocabulary below.
+                        " content_rowid='seq', tokenize=\"unicode61 remove_diacritics 2 tokenchars '_'\")"
                     )
+                    db.execute("CREATE VIRTUAL TABLE memories_fts_vocab USING fts5vocab('memories_fts', 'row')")
                     db.executescript(
                         """
                         CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
@@ -325,6 +346,9 @@ class SQLiteStorage:
                 except BaseException:
                     self._writer.execute("ROLLBACK")
                     raise
+        if "memories_fts_vocab" not in db.table_names():  # data dirs made before the vocabulary table
+            with self._write_lock:
+                self._writer.execute("CREATE VIRTUAL TABLE memories_fts_vocab USING fts5vocab('memories_fts', 'row')")
         stored_dim = self.meta("dim")
         if stored_dim is not None and int(stored_dim) != self.dim:
             raise StorageError(f"this data dir holds {stored_dim}-dimensional vectors; the embedder makes {self.dim}")
@@ -751,11 +775,38 @@ class SQLiteStorage:
         return seqs, vecs
 
     # -- full text -------------------------------------------------------------------------------------
-    def keyword(self, query: str, flt: Filter | None, now: float, limit: int) -> list[tuple[int, float]]:
-        match = fts_query(query)
+    def keyword_match(self, query: str, total: int) -> str | None:
+        """The FTS5 query for a free-text query: its rarest informative phrases, any of which may match.
+
+        Each whitespace-separated chunk is a phrase of its tokens (`os.path.join` must match `os path join` in
+        that order). Stop words go (unless nothing else is left), then phrases whose rarest token is held by
+        more than a fifth of the records (unless that would leave none: then the rarest stays), then all but
+        the MAX_KEYWORD_TERMS rarest. Common terms add almost nothing to a BM25 ranking but make FTS5 score
+        most of the table.
+        """
+        phrases = list(dict.fromkeys(tuple(t) for t in (keyword_terms(c) for c in query.split()) if t))
+        if not phrases:
+            return None
+        phrases = [p for p in phrases if not (len(p) == 1 and p[0] in STOPWORDS)] or phrases
+        tokens = sorted({t for p in phrases for t in p})
+        df = dict(
+            self._reader().execute(
+                f"SELECT term, doc FROM memories_fts_vocab WHERE term IN ({','.join('?' * len(tokens))})", tokens
+            )
+        )
+        rarity = {p: min(df.get(t, 0) for t in p) for p in phrases}
+        ranked = sorted(phrases, key=lambda p: rarity[p])
+        common = max(50, total // 5)
+        kept = [p for p in ranked if rarity[p] <= common][:MAX_KEYWORD_TERMS] or ranked[:1]
+        return " OR ".join('"' + " ".join(p) + '"' for p in kept)
+
+    def keyword(
+        self, query: str, flt: Filter | None, now: float, limit: int, total: int | None = None
+    ) -> list[tuple[int, float]]:
+        match = fts_query(query) if total is None else self.keyword_match(query, total)
         if match is None:
             return []
-        cond, params = compile_filter(flt, now)
+        cond, params = compile_filter(flt, now, probe=True)
         try:
             rows = (
                 self._reader()
