@@ -17,19 +17,16 @@ from typing import Annotated, Any, TypedDict
 from uuid import uuid4
 
 import pytest
-
-pytest.importorskip("langgraph.checkpoint.conformance")
-
-from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
-from langgraph.checkpoint.conformance.capabilities import BASE_CAPABILITIES  # noqa: E402
-from langgraph.checkpoint.conformance.test_utils import (  # noqa: E402
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.capabilities import BASE_CAPABILITIES
+from langgraph.checkpoint.conformance.test_utils import (
     generate_checkpoint,
     generate_config,
     generate_metadata,
 )
 
-from workflow_kit import MemoryClient  # noqa: E402
-from workflow_kit.langgraph import MemorySpineSaver  # noqa: E402
+from workflow_kit import MemoryClient
+from workflow_kit.langgraph import MemorySpineSaver
 
 pytestmark = pytest.mark.integration
 

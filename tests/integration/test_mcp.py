@@ -14,16 +14,13 @@ from typing import Any
 from uuid import uuid4
 
 import httpx
+import httpx2  # the HTTP client the mcp SDK's transports take
 import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
-pytest.importorskip("mcp")
-
-import httpx2  # noqa: E402  (the HTTP client the mcp SDK's transports take)
-from mcp import Client, StdioServerParameters  # noqa: E402
-from mcp.client.stdio import stdio_client  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
-
-from tests.conftest import ServerProcess, free_port  # noqa: E402
+from tests.conftest import ServerProcess, free_port
 
 pytestmark = pytest.mark.integration
 
