@@ -53,9 +53,9 @@ async def test_plan_counters(client):
     await client.post("/ingest/batch", json={"records": [{"content": f"w{i} word", "tags": ["t"]} for i in range(5)]})
     await client.post("/ingest", json={"content": "checkpoint:wf:step"})
     searches = [
-        ({"query": "word"}, "hnsw"),
-        ({"query": "word", "tags": ["t"]}, "exact"),
-        ({"query": "word", "tags": ["t"]}, "exact"),
+        ({"query": "word", "mode": "semantic"}, "hnsw"),
+        ({"query": "word", "tags": ["t"], "mode": "semantic"}, "exact"),
+        ({"query": "word", "tags": ["t"], "mode": "semantic"}, "exact"),
         ({"query": "word", "mode": "keyword"}, "keyword"),
         ({"query": "word", "mode": "hybrid"}, "hybrid"),
         ({"query": "checkpoint:wf"}, "exact_key"),

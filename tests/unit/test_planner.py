@@ -134,7 +134,7 @@ def test_settings_reach_the_planner(tmp_path):
     with MemoryService.open(small_settings(tmp_path, exact_max_candidates=3), embedder=FakeEmbedder(dim=DIM)) as svc:
         svc.ingest_batch([MemoryIn(content=f"w{i} w{i + 1}", tags=["t"]) for i in range(5)])
         assert svc.planner.exact_max == 3
-        out = svc.search(SearchQuery(query="w1", tags=["t"], explain=True))
+        out = svc.search(SearchQuery(query="w1", tags=["t"], explain=True, mode="semantic"))
         assert out["plan"]["plan"] == "hnsw_filter"
 
 
@@ -193,7 +193,9 @@ def test_expired_neighbours_do_not_shorten_results(tmp_path):
         svc.ingest_batch([MemoryIn(id=f"old{i}", content=f"{FAR_QUERY} {i}", expires_at=1.0) for i in range(300)])
         assert len(svc.index) == 1300
         for tag_filter in (None, ["nope"]):
-            out = svc.search(SearchQuery(query=FAR_QUERY, limit=10, tags_none=tag_filter, explain=True))
+            out = svc.search(
+                SearchQuery(query=FAR_QUERY, limit=10, tags_none=tag_filter, explain=True, mode="semantic")
+            )
             assert len(out["results"]) == 10, out["plan"]
             assert all(h["id"].startswith("live") for h in out["results"])
         vectors = {r["id"]: np.frombuffer(r["vector"], dtype=np.float32) for r in svc.dump(vectors=True)}
@@ -244,14 +246,14 @@ def test_default_mode_comes_from_settings(tmp_path):
 def test_the_plan_is_logged(service, caplog):
     service.ingest(MemoryIn(content="hello world", tags=["t"]))
     with caplog.at_level(logging.DEBUG, logger="memory_spine.service"):
-        service.search(SearchQuery(query="hello", tags=["t"]))
+        service.search(SearchQuery(query="hello", tags=["t"], mode="semantic"))
     logged = [r for r in caplog.records if getattr(r, "event", None) == "search"]
     assert logged and logged[-1].plan == "exact" and logged[-1].mode == "semantic"
 
 
 async def test_explain_over_http(client):
     await client.post("/ingest", json={"content": "hello world", "tags": ["t"]})
-    r = await client.post("/search", json={"query": "hello", "tags": ["t"], "explain": True})
+    r = await client.post("/search", json={"query": "hello", "tags": ["t"], "explain": True, "mode": "semantic"})
     assert r.json()["plan"]["plan"] == "exact" and r.json()["plan"]["candidates"] == 1
     r = await client.post("/search", json={"query": "hello"})
     assert "plan" not in r.json()
