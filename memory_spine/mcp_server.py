@@ -391,6 +391,10 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False)
+            # uvicorn re-raises the signal that stopped it once it has shut down gracefully; as in `serve`, make
+            # that a no-op, so the in-process service is closed below and a clean stop exits 0.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: None)
             uvicorn.Server(config).run()
             return 0
     except MemorySpineError as exc:  # e.g. DataDirLocked: another process owns the data dir
