@@ -144,7 +144,7 @@ def mcp_http(server, tmp_path):
         time.sleep(0.1)
     yield url
     proc.terminate()
-    proc.wait(timeout=30)
+    assert proc.wait(timeout=30) == 0  # SIGTERM: graceful stop, exit 0
     log.close()
 
 
