@@ -268,8 +268,11 @@ class BearerAuth:
         return scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self.token)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or self._allowed(scope):
+        if scope["type"] == "lifespan" or self._allowed(scope):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
             return
         body = json.dumps(
             {"error": {"type": "unauthorized", "message": "send 'Authorization: Bearer <token>'"}}
@@ -361,6 +364,9 @@ def run(args: argparse.Namespace) -> int:
     from .logs import setup_logging
 
     setup_logging(args.log_level)  # JSON lines on stderr, installed before the SDK's own logging set-up
+    if args.data_dir is not None and args.url:
+        print("memory-spine: give --url (a running service) or --data-dir (run one here), not both", file=sys.stderr)
+        return 2
     http_token = args.http_token or os.environ.get("MEMORY_SPINE_MCP_TOKEN") or args.token
     http_token = http_token or os.environ.get("MEMORY_SPINE_TOKEN") or None
     if args.http and not _is_loopback(args.host) and not http_token and not args.insecure:
