@@ -49,9 +49,13 @@ def test_patch_re_embeds_with_the_real_model(server):
         assert c.post("/search", json={"query": "a kitten resting in the sun"}).json()["results"][0]["id"] == "m"
         r = c.patch("/memories/m", json={"content": "the rocket reached orbit after a delayed launch"})
         assert r.status_code == 200
-        hits = c.post("/search", json={"query": "spaceflight and satellites", "limit": 1}).json()["results"]
+        hits = c.post("/search", json={"query": "spaceflight and satellites", "limit": 1, "mode": "semantic"}).json()[
+            "results"
+        ]
         assert hits[0]["id"] == "m" and hits[0]["score"] > 0.3
-        hits = c.post("/search", json={"query": "a kitten resting in the sun", "limit": 2}).json()["results"]
+        hits = c.post("/search", json={"query": "a kitten resting in the sun", "limit": 2, "mode": "semantic"}).json()[
+            "results"
+        ]
         assert all(h["score"] < 0.3 for h in hits)
 
 
