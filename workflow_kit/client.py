@@ -22,6 +22,7 @@ from urllib.parse import quote
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
+from . import metrics as _metrics
 from . import tracing
 from .errors import InvalidInput, ReadOnly, ServiceError, ServiceUnavailable, StorageFull, from_response
 
@@ -116,6 +117,7 @@ class MemoryClient:
         return resp
 
     async def _request(self, op: str, method: str, path: str, *, json: Any = None, params: Any = None) -> Any:
+        _metrics.current().memory_op(op)
         with tracing.memory_span(op, method, path) as span:
             kwargs: dict[str, Any] = {}
             if self._sleep is not None:
@@ -313,14 +315,8 @@ class MemoryClient:
     async def checkpoint(self, workflow_id: str, step: str, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Store a checkpoint exactly as the seed does: content `checkpoint:{workflow_id}:{step}`,
         metadata `{workflow_id, step, **data}`, tags `["checkpoint", "workflow", workflow_id]`."""
-        check_workflow_id(workflow_id)
-        check_step_name(step)
-        return await self.ingest(
-            f"checkpoint:{workflow_id}:{step}",
-            metadata={"workflow_id": workflow_id, "step": step, **(data or {})},
-            tags=["checkpoint", "workflow", workflow_id],
-            key=f"checkpoint:{workflow_id}:{step}",
-        )
+        body = checkpoint_body(workflow_id, step, data)
+        return await self.ingest(body.pop("content"), **body)
 
     async def latest_checkpoint(self, workflow_id: str, step: str | None = None) -> dict[str, Any] | None:
         """The newest checkpoint memory of the workflow (or of one step of it), or None.
@@ -334,6 +330,19 @@ class MemoryClient:
         found = await self.list_keys(f"checkpoint:{workflow_id}:", limit=1)
         results = found.get("results") or []
         return results[0] if results else None
+
+
+def checkpoint_body(workflow_id: str, step: str, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ingest body of a seed-format checkpoint, with a fresh id (a journal replays it under that id)."""
+    check_workflow_id(workflow_id)
+    check_step_name(step)
+    return {
+        "content": f"checkpoint:{workflow_id}:{step}",
+        "metadata": {"workflow_id": workflow_id, "step": step, **(data or {})},
+        "tags": ["checkpoint", "workflow", workflow_id],
+        "key": f"checkpoint:{workflow_id}:{step}",
+        "id": uuid.uuid4().hex,
+    }
 
 
 def check_workflow_id(workflow_id: str) -> None:

@@ -31,17 +31,36 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 from opentelemetry.trace import INVALID_SPAN, Status, StatusCode
 
-from . import _claims, _json, tracing
-from .client import MemoryClient, _current, check_step_name, check_workflow_id
-from .errors import InvalidInput, PayloadTooLarge, WorkflowChanged
+from . import _claims, _json, budget, limits, tracing
+from . import autonomy as _autonomy
+from . import journal as _journal
+from . import metrics as _metrics
+from .autonomy import Autonomy, Guard, Usage
+from .client import MemoryClient, _current, check_step_name, check_workflow_id, checkpoint_body
+from .errors import (
+    AutonomyError,
+    BudgetExceeded,
+    InvalidInput,
+    PayloadTooLarge,
+    ScopeViolation,
+    ServiceError,
+    WorkflowChanged,
+    WorkflowKitError,
+    WorkflowPaused,
+    WorkflowStopped,
+)
+from .journal import Journal
+from .limits import RateLimit
+from .metrics import Metrics
+from .shutdown import Shutdown
 
 log = logging.getLogger("workflow_kit.durable")
 
@@ -90,6 +109,7 @@ class WorkflowRun:
     resumed_after: str | None = None  # the checkpointed step this call resumed after
     replayed: bool = False  # the workflow had completed before: nothing ran
     trace_id: str | None = None
+    usage: dict[str, Any] | None = None  # with autonomy=: tokens, cost, steps, seconds spent so far
 
 
 def _named(steps: Sequence[StepFn | tuple[str, StepFn]]) -> list[tuple[str, StepFn]]:
@@ -164,6 +184,13 @@ async def run_workflow(
     lease_seconds: float | None = 10.0,
     wait_timeout: float = 120.0,
     holder: str | None = None,
+    timeout: float | None = None,
+    step_timeout: float | None = None,
+    autonomy: Autonomy | None = None,
+    journal: Journal | None = None,
+    shutdown: Shutdown | None = None,
+    rate_limit: RateLimit | None = None,
+    metrics: Metrics | None = None,
 ) -> WorkflowRun:
     """Run (or resume, or replay) the workflow `workflow_id` made of `steps`.
 
@@ -180,11 +207,21 @@ async def run_workflow(
         wait_timeout: how long to wait for another live run of the same id (ClaimTimeout after).
         holder: this worker's name for the claim; a stable one (e.g. "worker-1") resumes at once after its
             own crash, since re-claiming by the same holder renews. Default: host:pid:random.
+        timeout: the whole run's timeout budget in seconds (budget.py); `step_timeout` each step's.
+        autonomy: scope, budget ceiling and escalation (autonomy.py); a paused workflow raises WorkflowPaused.
+        journal: keep running when the service is out: writes go to this local journal and are flushed when
+            it is back (journal.py).
+        shutdown: a `Shutdown` (shutdown.py); once requested, the run stops after the current step.
+        rate_limit: a limit shared by every `Agent` call of this run (limits.py).
+        metrics: where the run's and its agents' metrics go (default: metrics.current()).
 
     Raises:
         WorkflowChanged: the id has checkpoints of a different step list.
         ClaimTimeout: another live run of the same id held it past `wait_timeout`.
         NotJSON: a step returned (or left in `ctx.state`) something that is not JSON; names the step.
+        DeadlineExceeded: the workflow's or a step's timeout budget ran out.
+        ScopeViolation, BudgetExceeded, WorkflowPaused: bounded autonomy stopped the run (escalated first).
+        WorkflowStopped: a shutdown request stopped it between steps.
         Whatever a step raises: no checkpoint is written for it, so a re-run starts at that step.
     """
     check_workflow_id(workflow_id)
@@ -205,28 +242,150 @@ async def run_workflow(
         else nullcontext(INVALID_SPAN)
     )
     trace_id = None
+    status = "failed"
+    started = time.monotonic()
+    opts = _Options(step_timeout, autonomy, journal, shutdown)
     try:
-        with root_cm as root:
-            trace_id = tracing.current_trace_id()
-            if lease_seconds is None:
-                run = await _run(client, workflow_id, named, names, initial)
-            else:
-                key, holder = f"workflow:{workflow_id}", holder or _claims.default_holder()
-                await _claims.acquire(client, key, holder, lease_seconds, wait_timeout)
-                try:
-                    async with _claims.kept_alive(client, key, holder, lease_seconds):
-                        run = await _run(client, workflow_id, named, names, initial)
-                finally:
-                    await _claims.release(client, key, holder)
-            run.trace_id = trace_id
-            root.set_attribute("workflow_kit.ran", run.ran)
-            root.set_attribute("workflow_kit.replayed", run.replayed)
-            tracing.record(outputs=run.result, on=root)
+        with (
+            _metrics.using(metrics) as m,
+            _metrics.tally() as spent,
+            _journal.bound(journal, workflow_id),
+            limits.workflow_limit(rate_limit),
+        ):
+            try:
+                with root_cm as root:
+                    trace_id = tracing.current_trace_id()
+                    async with budget.deadline(timeout, name=f"workflow {workflow_id}"):
+                        async with _exclusive(client, workflow_id, journal, lease_seconds, wait_timeout, holder):
+                            run = await _run(client, workflow_id, named, names, initial, opts)
+                    run.trace_id = trace_id
+                    root.set_attribute("workflow_kit.ran", run.ran)
+                    root.set_attribute("workflow_kit.replayed", run.replayed)
+                    tracing.record(outputs=run.result, on=root)
+                status = "completed"
+            except WorkflowStopped:
+                status = "stopped"
+                raise
+            except (WorkflowPaused, AutonomyError):
+                status = "paused"
+                raise
+            finally:
+                m.observe_workflow(name or workflow_id, time.monotonic() - started, status, cost=spent[1])
     finally:
         _current.reset(token)
         if trace and trace_id:
             await tracing.flush(trace_id)
     return run
+
+
+@dataclass
+class _Options:
+    step_timeout: float | None
+    autonomy: Autonomy | None
+    journal: Journal | None
+    shutdown: Shutdown | None
+
+
+@asynccontextmanager
+async def _exclusive(
+    client: MemoryClient,
+    workflow_id: str,
+    journal: Journal | None,
+    lease_seconds: float | None,
+    wait_timeout: float,
+    holder: str | None,
+) -> AsyncIterator[None]:
+    """Hold the workflow: the service claim `workflow:{id}`, plus the journal's local lock when there is one.
+
+    With a journal, a service that cannot be reached does not stop the run: the local lock alone keeps other
+    workers on this host off it (journal.py).
+    """
+    async with journal.lock(workflow_id, wait_timeout) if journal is not None else nullcontext():
+        if lease_seconds is None:
+            yield
+            return
+        key, holder = f"workflow:{workflow_id}", holder or _claims.default_holder()
+        try:
+            await _claims.acquire(client, key, holder, lease_seconds, wait_timeout)
+        except ServiceError as exc:
+            if journal is None:
+                raise
+            log.warning(
+                "memory service unavailable: running without the workflow claim (journal lock only)",
+                extra={"workflow_id": workflow_id, "error": str(exc)},
+            )
+            yield
+            return
+        try:
+            async with _claims.kept_alive(client, key, holder, lease_seconds):
+                yield
+        finally:
+            await _claims.release(client, key, holder)
+
+
+async def _read_checkpoints(client: MemoryClient, workflow_id: str, journal: Journal | None) -> list[dict[str, Any]]:
+    """The workflow's checkpoints, newest first: from the service, else (degraded) from the journal's mirror."""
+    if journal is None:
+        return await _checkpoints(client, workflow_id)
+    await journal.flush(client, workflow_id)
+    prefix = f"checkpoint:{workflow_id}:"
+    try:
+        records = await _checkpoints(client, workflow_id)
+    except (ServiceError, TimeoutError) as exc:
+        if not journal.entries(workflow_id):
+            raise  # no record here either: a fresh workflow cannot be told from one that already ran
+        log.warning(
+            "memory service unavailable: resuming from the local journal",
+            extra={"workflow_id": workflow_id, "error": str(exc)},
+        )
+        return journal.list_prefix(workflow_id, prefix)
+    seen = {r.get("id") for r in records}
+    pending = [r for r in journal.list_prefix(workflow_id, prefix) if r["pending"] and r["id"] not in seen]
+    return pending + records
+
+
+async def _write_checkpoint(
+    client: MemoryClient, workflow_id: str, step_name: str, data: dict[str, Any], journal: Journal | None
+) -> None:
+    try:
+        if journal is None:
+            await client.checkpoint(workflow_id, step_name, data)
+        else:
+            await journal.write(client, workflow_id, checkpoint_body(workflow_id, step_name, data))
+    except (InvalidInput, PayloadTooLarge) as exc:
+        raise InvalidInput(
+            f"checkpoint of step {step_name!r}", exc.problem if isinstance(exc, InvalidInput) else exc.message
+        ) from exc
+
+
+async def _guard_for(
+    client: MemoryClient, workflow_id: str, autonomy: Autonomy, journal: Journal | None, latest: dict[str, Any] | None
+) -> Guard:
+    """The run's Guard; raises WorkflowPaused while an escalation of the workflow is open."""
+    found = await _autonomy.escalations(client, workflow_id, journal)
+    metas = [r.get("metadata") or {} for r in found]
+    open_ = [m for m in metas if m.get("status") == "open"]
+    if open_:
+        raise WorkflowPaused(
+            workflow_id,
+            open_[0],
+            f"workflow {workflow_id!r} is paused for a person ({open_[0].get('kind')}: {open_[0].get('reason')}); "
+            "`workflow_kit.autonomy.resume(client, workflow_id)` lets it go on",
+        )
+    approved = {(m.get("step"), m.get("kind")) for m in metas if m.get("status") == "resolved"}
+    usage = Usage.from_dicts((latest or {}).get("usage"), *[m.get("usage") for m in metas])
+    return Guard(autonomy, client, workflow_id, usage=usage, approved=approved, journal=journal)
+
+
+async def _refused(guard: Guard | None, exc: AutonomyError) -> None:
+    """A scope or budget refusal escalates (default: an `escalation` memory; the workflow pauses)."""
+    if guard is None or exc.escalation is not None:
+        return
+    kind = "scope" if isinstance(exc, ScopeViolation) else "budget"
+    try:
+        exc.escalation = await guard.escalate(kind, str(exc), {"error": type(exc).__name__})
+    except WorkflowKitError as store_exc:  # never hide the refusal behind a failed escalation
+        log.error("could not escalate", extra={"workflow_id": guard.workflow_id, "error": str(store_exc)})
 
 
 async def _run(
@@ -235,11 +394,12 @@ async def _run(
     named: list[tuple[str, StepFn]],
     names: list[str],
     state: dict[str, Any],
+    opts: _Options,
 ) -> WorkflowRun:
     outputs: dict[str, Any] = {}
     start = 0
     resumed_after = None
-    records = await _checkpoints(client, workflow_id)
+    records = await _read_checkpoints(client, workflow_id, opts.journal)
     if records:
         start, outputs, stored_state = _restore(workflow_id, names, records)
         state = stored_state if stored_state is not None else state
@@ -252,73 +412,100 @@ async def _run(
             extra={"workflow_id": workflow_id, "after": resumed_after, "next": names[start]},
         )
 
+    guard = None
+    if opts.autonomy is not None:
+        latest = (records[0].get("metadata") or {}) if records else None
+        guard = await _guard_for(client, workflow_id, opts.autonomy, opts.journal, latest)
+    m = _metrics.current()
     ran: list[str] = []
-    for index in range(start, len(named)):
-        step_name, fn = named[index]
-        with tracing.tracer().start_as_current_span(
-            f"step {step_name}",
-            attributes={
-                tracing.KIND: "step",
-                "workflow_kit.step": step_name,
-                "workflow_kit.step_index": index,
-            },
-        ) as span:
-            ctx = StepContext(
-                client,
-                workflow_id,
-                step_name,
-                index,
-                MappingProxyType(dict(outputs)),
-                state,
-                resumed=resumed_after is not None,
-            )
-            started = time.monotonic()
-            try:
-                value = fn(ctx) if _takes_context(fn) else fn()
-                if inspect.isawaitable(value):
-                    value = await value
-            except BaseException as exc:
-                if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt: OTel leaves those unset
-                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}"))
-                log.warning(
-                    "step failed",
+    with _autonomy.guarding(guard):
+        for index in range(start, len(named)):
+            step_name, fn = named[index]
+            last_done = names[index - 1] if index else None
+            if opts.shutdown is not None and opts.shutdown.requested:
+                raise WorkflowStopped(workflow_id, last_done, step_name)
+            if guard is not None:
+                guard.step = step_name
+                try:
+                    guard.check_ceiling()
+                except BudgetExceeded as exc:
+                    await _refused(guard, exc)
+                    raise
+            with tracing.tracer().start_as_current_span(
+                f"step {step_name}",
+                attributes={
+                    tracing.KIND: "step",
+                    "workflow_kit.step": step_name,
+                    "workflow_kit.step_index": index,
+                },
+            ) as span:
+                ctx = StepContext(
+                    client,
+                    workflow_id,
+                    step_name,
+                    index,
+                    MappingProxyType(dict(outputs)),
+                    state,
+                    resumed=resumed_after is not None,
+                )
+                started = time.monotonic()
+                window = None
+                try:
+                    async with AsyncExitStack() as stack:
+                        if opts.shutdown is not None:
+                            window = await stack.enter_async_context(opts.shutdown.step_window())
+                        await stack.enter_async_context(budget.deadline(opts.step_timeout, name=f"step {step_name}"))
+                        stack.enter_context(_metrics.acting_as(f"step:{step_name}"))
+                        value = fn(ctx) if _takes_context(fn) else fn()
+                        if inspect.isawaitable(value):
+                            value = await value
+                except BaseException as exc:
+                    m.observe_agent(f"step:{step_name}", time.monotonic() - started, "error")
+                    if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt: OTel leaves those unset
+                        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}"))
+                    log.warning(
+                        "step failed",
+                        extra={
+                            "workflow_id": workflow_id,
+                            "step": step_name,
+                            "error": f"{type(exc).__name__}: {exc}",
+                        },
+                    )
+                    if window is not None and isinstance(exc, TimeoutError) and window.expired():
+                        raise WorkflowStopped(workflow_id, last_done, step_name, interrupted=step_name) from None
+                    if isinstance(exc, ScopeViolation | BudgetExceeded):
+                        await _refused(guard, exc)
+                    raise
+                value = _json.roundtrip(value, f"output of step {step_name!r}")
+                state = _json.roundtrip(ctx.state, f"state after step {step_name!r}")
+                outputs[step_name] = value
+                final = index == len(named) - 1
+                tracing.record(outputs=value, on=span)
+                data = {
+                    "result": value,
+                    "step_index": index,
+                    "steps": names,
+                    "state": state,
+                    "status": "completed" if final else "running",
+                    "trace_id": tracing.current_trace_id(),  # the run that wrote it: its trace is trace:{id}
+                    "kit": FORMAT,
+                }
+                if guard is not None:
+                    data["usage"] = guard.now_usage().to_dict()
+                with _metrics.acting_as(f"step:{step_name}"):
+                    await _write_checkpoint(client, workflow_id, step_name, data, opts.journal)
+                ran.append(step_name)
+                m.observe_agent(f"step:{step_name}", time.monotonic() - started, "ok")
+                log.info(
+                    "step done",
                     extra={
                         "workflow_id": workflow_id,
                         "step": step_name,
-                        "error": f"{type(exc).__name__}: {exc}",
+                        "duration_ms": round((time.monotonic() - started) * 1000, 3),
                     },
                 )
-                raise
-            value = _json.roundtrip(value, f"output of step {step_name!r}")
-            state = _json.roundtrip(ctx.state, f"state after step {step_name!r}")
-            outputs[step_name] = value
-            final = index == len(named) - 1
-            tracing.record(outputs=value, on=span)
-            data = {
-                "result": value,
-                "step_index": index,
-                "steps": names,
-                "state": state,
-                "status": "completed" if final else "running",
-                "trace_id": tracing.current_trace_id(),  # the run that wrote it: its trace is trace:{id}
-                "kit": FORMAT,
-            }
-            try:
-                await client.checkpoint(workflow_id, step_name, data)
-            except (InvalidInput, PayloadTooLarge) as exc:
-                raise InvalidInput(
-                    f"checkpoint of step {step_name!r}", exc.problem if isinstance(exc, InvalidInput) else exc.message
-                ) from exc
-            ran.append(step_name)
-            log.info(
-                "step done",
-                extra={
-                    "workflow_id": workflow_id,
-                    "step": step_name,
-                    "duration_ms": round((time.monotonic() - started) * 1000, 3),
-                },
-            )
-    return WorkflowRun(workflow_id, outputs[names[-1]], outputs, state, ran, resumed_after, False)
+    usage = guard.now_usage().to_dict() if guard is not None else None
+    return WorkflowRun(workflow_id, outputs[names[-1]], outputs, state, ran, resumed_after, False, usage=usage)
 
 
 class Workflow:

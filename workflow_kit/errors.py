@@ -12,7 +12,16 @@
      │    ├── StorageFull
      │    └── ReadOnly
      ├── WorkflowChanged                 a stored workflow ran with other steps than the ones given now
-     └── ClaimTimeout                    waited too long for another holder of a dedup claim
+     ├── ClaimTimeout                    waited too long for another holder of a dedup claim
+     ├── CircuitOpen(name, retry_in)     a circuit breaker refused the call (breaker.py)
+     ├── DeadlineExceeded(name, seconds) a timeout budget ran out (budget.py); also a TimeoutError
+     ├── AllFailed(attempts)             every link of a fallback chain failed (fallback.py)
+     ├── AttemptsExhausted(attempts)     self-improvement used its attempts and nobody took the escalation
+     ├── AutonomyError                   bounded autonomy said no (autonomy.py)
+     │    ├── ScopeViolation(kind, value)    an action, tool or path outside the scope
+     │    └── BudgetExceeded(resource)       tokens, cost, steps or wall clock over the ceiling
+     ├── WorkflowPaused(workflow_id)     escalated to a person: stopped until `resume()` (autonomy.py)
+     └── WorkflowStopped(workflow_id)    a shutdown request stopped the run between steps (shutdown.py)
 
 Retries (connection errors and 5xx) happen before any of these reach the caller.
 """
@@ -176,3 +185,105 @@ def from_response(status: int, body: Any, text: str = "") -> WorkflowKitError:
             message = message[len(field) + 2 :]
         return cls(field, message, status=status, body=body)
     return cls(f"HTTP {status}: {message}", status=status, body=body)
+
+
+class CircuitOpen(WorkflowKitError):
+    """A circuit breaker is open (or half-open with its one trial already out): the call was not made."""
+
+    type = "circuit_open"
+
+    def __init__(self, name: str, retry_in: float, state: str = "open") -> None:
+        super().__init__(f"circuit {name!r} is {state}: not calling it for another {retry_in:.1f}s")
+        self.name = name
+        self.retry_in = retry_in
+        self.state = state
+
+
+class DeadlineExceeded(WorkflowKitError, TimeoutError):
+    """A timeout budget (a step's, a workflow's, a branch's, an agent's) ran out."""
+
+    type = "deadline_exceeded"
+
+    def __init__(self, name: str, seconds: float | None) -> None:
+        super().__init__(f"{name}: timeout budget of {seconds:g}s ran out" if seconds is not None else name)
+        self.name = name
+        self.seconds = seconds
+
+
+class AllFailed(WorkflowKitError):
+    """Every link of a fallback chain failed; `.attempts` is `[(name, exception), ...]` in order."""
+
+    type = "all_failed"
+
+    def __init__(self, attempts: list[tuple[str, BaseException]]) -> None:
+        detail = "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in attempts)
+        super().__init__(f"every fallback failed ({detail})")
+        self.attempts = attempts
+
+
+class AttemptsExhausted(WorkflowKitError):
+    """Recursive self-improvement used all its attempts; `.attempts` lists what each one did."""
+
+    type = "attempts_exhausted"
+
+    def __init__(self, attempts: list[dict[str, Any]]) -> None:
+        super().__init__(f"no acceptable result after {len(attempts)} attempts")
+        self.attempts = attempts
+
+
+class AutonomyError(WorkflowKitError):
+    """Bounded autonomy refused something; `.escalation` is the escalation it raised, once handled."""
+
+    type = "autonomy"
+    escalation: Any = None
+
+
+class ScopeViolation(AutonomyError):
+    """An agent tried an action, tool or path its scope does not allow."""
+
+    type = "scope_violation"
+
+    def __init__(self, kind: str, value: str, allowed: Any) -> None:
+        super().__init__(f"{kind} {value!r} is outside the scope (allowed: {allowed})")
+        self.kind = kind
+        self.value = value
+        self.allowed = allowed
+
+
+class BudgetExceeded(AutonomyError):
+    """The workflow reached its ceiling of tokens, cost, steps or wall-clock seconds."""
+
+    type = "budget_exceeded"
+
+    def __init__(self, resource: str, used: float, limit: float) -> None:
+        super().__init__(f"budget ceiling reached: {resource} {used:g} of {limit:g}")
+        self.resource = resource
+        self.used = used
+        self.limit = limit
+
+
+class WorkflowPaused(WorkflowKitError):
+    """The workflow waits for a person: an escalation is open. `autonomy.resume()` lets the next run go on."""
+
+    type = "workflow_paused"
+
+    def __init__(self, workflow_id: str, escalation: Any, message: str | None = None) -> None:
+        reason = escalation.get("reason") if isinstance(escalation, dict) else getattr(escalation, "reason", None)
+        super().__init__(message or f"workflow {workflow_id!r} is paused for a person: {reason}")
+        self.workflow_id = workflow_id
+        self.escalation = escalation
+
+
+class WorkflowStopped(WorkflowKitError):
+    """A shutdown request (SIGTERM) stopped the run; `.after` is the last checkpointed step, `.next` the one
+    the next run starts with, `.interrupted` a step cut off by the shutdown deadline (it runs again)."""
+
+    type = "workflow_stopped"
+
+    def __init__(self, workflow_id: str, after: str | None, next: str | None, interrupted: str | None = None) -> None:
+        how = f"; step {interrupted!r} was cut off at the shutdown deadline" if interrupted else ""
+        super().__init__(f"workflow {workflow_id!r} stopped after {after!r}, next run starts at {next!r}{how}")
+        self.workflow_id = workflow_id
+        self.after = after
+        self.next = next
+        self.interrupted = interrupted

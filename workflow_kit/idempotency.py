@@ -27,6 +27,11 @@ One gap stays, as for any side effect outside the store: a holder that dies (or 
 action ran but before its record is written leaves a claim that expires, and the next caller runs the action
 again. Pass `current_key()` on to systems that take one (an Idempotency-Key header) to close it. Workflow steps
 are durable.py's job.
+
+**Degraded** (inside `run_workflow(journal=...)`): the journal is looked at first (a record written while the
+service was out counts), the record is written through it, and when the service cannot be reached to claim,
+the action runs under the journal's local lock: exactly once on this host, not across hosts, until the
+service is back. **Scope**: with `autonomy=`, an action the scope does not list raises ScopeViolation.
 """
 
 from __future__ import annotations
@@ -39,13 +44,17 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from . import _claims, _json, tracing
+from .autonomy import check_scope
+from .breaker import OPEN
 from .client import MemoryClient, current_client
 from .errors import ClaimTimeout as ClaimTimeout  # re-exported for `except idempotency.ClaimTimeout`
-from .errors import InvalidInput, NotJSON, PayloadTooLarge, WorkflowKitError
+from .errors import InvalidInput, NotJSON, PayloadTooLarge, ServiceError, ServiceUnavailable, WorkflowKitError
+from .journal import Journal, current_journal
 
 log = logging.getLogger("workflow_kit.idempotency")
 
@@ -112,8 +121,30 @@ async def run_idempotent(
         found = await client.find_key(record_key)
         return _claims.MISSING if found is None else _result_of(found)
 
+    check_scope(action=action)
+    bound = current_journal()
+    store = _storer(client, bound)
+
     with tracing.span(f"idempotent {action}", kind="tool", inputs=params, dedup_key=key) as span:
-        cached = await _claims.acquire(client, record_key, holder, lease_seconds, wait_timeout, probe=recorded)
+        if bound is not None:
+            local = bound[0].find_key(bound[1], record_key)  # run before, maybe not yet delivered
+            if local is not None:
+                span.set_attribute("workflow_kit.dedup", "cached")
+                return _result_of(local)
+        try:
+            if bound is not None and bound[0].breaker.state == OPEN:
+                raise ServiceUnavailable("the memory-spine breaker is open")
+            cached = await _claims.acquire(client, record_key, holder, lease_seconds, wait_timeout, probe=recorded)
+        except ServiceError as exc:
+            if bound is None:
+                raise
+            # Degraded: no claim to take. The run holds its journal's lock, so on this host it is still once.
+            log.warning(
+                "memory service unavailable: running the action under the journal's local lock",
+                extra={"action": action, "key": key, "error": str(exc)},
+            )
+            span.set_attribute("workflow_kit.dedup", "executed-degraded")
+            return await _execute(client, action, params, fn, key, holder, window_seconds, clock, store)
         if cached is not _claims.MISSING:
             span.set_attribute("workflow_kit.dedup", "cached")
             return cached
@@ -125,9 +156,17 @@ async def run_idempotent(
                 return cached
             span.set_attribute("workflow_kit.dedup", "executed")
             async with _claims.kept_alive(client, record_key, holder, lease_seconds):
-                return await _execute(client, action, params, fn, key, holder, window_seconds, clock)
+                return await _execute(client, action, params, fn, key, holder, window_seconds, clock, store)
         finally:
             await _claims.release(client, record_key, holder)
+
+
+def _storer(client: MemoryClient, bound: tuple[Journal, str] | None) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+    """How the dedup record is written: straight to the service, or through the running workflow's journal."""
+    if bound is None:
+        return lambda body: client.ingest(**body)
+    journal, workflow_id = bound
+    return lambda body: journal.write(client, workflow_id, {**body, "id": uuid.uuid4().hex})
 
 
 def _result_of(record: Mapping[str, Any]) -> Any:
@@ -143,6 +182,7 @@ async def _execute(
     holder: str,
     window_seconds: float | None,
     clock: Clock,
+    store: Callable[[dict[str, Any]], Awaitable[Any]],
 ) -> Any:
     token = _key.set(key)
     try:
@@ -171,11 +211,11 @@ async def _execute(
         "key": f"dedup:{key}",
     }
     try:
-        await client.ingest(**body)
+        await store(body)
     except (PayloadTooLarge, InvalidInput) as exc:
         # The action ran: record that much, or the next caller would run it again.
         metadata.update(result=None, result_error=f"result not stored: {exc}")
-        await client.ingest(**body)
+        await store(body)
         problem = problem or exc
     if problem is not None:
         raise problem
