@@ -46,8 +46,8 @@ OPEN_PATHS = frozenset({"/health"})
 INSTRUCTIONS = (
     "Memory Spine is a long-term memory for agents. memory_store saves a fact, decision or result (with tags and"
     " a JSON metadata object); memory_search finds memories by meaning (mode 'semantic'), by words ('keyword') or"
-    " both ('hybrid'), filtered by tags or metadata; memory_get/memory_update/memory_delete work on one memory by"
-    " id. checkpoint_save/checkpoint_latest record and resume the steps of a long workflow."
+    " both ('hybrid', the default), filtered by tags or metadata; memory_get, memory_update and memory_delete work"
+    " on one memory by id. checkpoint_save and checkpoint_latest record and resume the steps of a long workflow."
 )
 
 Importance = Literal["low", "medium", "high", "critical"]
@@ -154,7 +154,10 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         ] = None,
         mode: Annotated[
             Mode | None,
-            Field(description="semantic (by meaning, the default), keyword (BM25 on words) or hybrid (both)."),
+            Field(
+                description="semantic (by meaning), keyword (BM25 on the words) or hybrid (both, fused; the"
+                " service's default unless configured otherwise)."
+            ),
         ] = None,
         where: Annotated[
             dict[str, Any] | None,
