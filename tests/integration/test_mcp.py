@@ -83,8 +83,10 @@ async def exercise(client: Client) -> None:
         },
     )
     await ok(client, "memory_store", {"content": "The team lunch is pasta on Friday", "tags": [tag]})
-    found = await ok(client, "memory_search", {"query": "why did the release break?", "limit": 1, "tags": [tag]})
+    query = {"query": "why did the release break?", "limit": 1, "tags": [tag], "mode": "semantic"}
+    found = await ok(client, "memory_search", query)
     assert [hit["id"] for hit in found["results"]] == [deploy["id"]]  # by meaning: no word in common
+    assert [h["id"] for h in (await ok(client, "memory_search", {**query, "mode": None}))["results"]] == [deploy["id"]]
     memory = await ok(client, "memory_get", {"id": deploy["id"]})
     assert memory["metadata"] == {"service": "billing"} and memory["importance"] == "high"
     assert await ok(client, "memory_delete", {"id": deploy["id"]}) == {"deleted": 1}
