@@ -40,7 +40,7 @@ from .index import IndexParams, VectorIndex
 from .keys import derive_key, key_parent, parse_key_query
 from .models import ClaimIn, DeleteWhere, Filter, MemoryIn, MemoryPatch, MemoryRestore, SearchQuery
 from .planner import Planner
-from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord
+from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, VersionChanged
 from .storage.sqlite import SQLiteStorage, filter_is_empty, to_epoch
 
 log = logging.getLogger("memory_spine.service")
@@ -389,7 +389,7 @@ class MemoryService:
     # -- writes ---------------------------------------------------------------------------------------
     def _put(self, records: list[NewRecord]) -> list[PutResult]:
         known = self.storage.contents([r.id for r in records])
-        todo = [r for r in records if known.get(r.id) != r.content]
+        todo = [r for r in records if r.vector is None and known.get(r.id) != r.content]
         if todo:
             vectors = self._embed([r.content for r in todo])
             for rec, vec in zip(todo, vectors, strict=True):
@@ -478,33 +478,56 @@ class MemoryService:
             yield row
 
     def update(self, id: str, patch: MemoryPatch) -> dict[str, Any]:
-        """Change part of a record: content re-embeds, metadata merges (null removes a key), tags replace."""
-        now = time.time()
-        current = self.storage.get(id, now)
-        if current is None:
-            raise NotFound(f"no memory with id {id!r}")
-        metadata = dict(current["metadata"])
-        if patch.metadata is not None:
-            for k, v in patch.metadata.items():
-                if v is None:
-                    metadata.pop(k, None)
-                else:
-                    metadata[k] = v
-        expires: Any = current["expires_at"]
-        key = patch.key if patch.key is not None else current["key"]
-        if patch.key is None and patch.content is not None and key == derive_key(current["content"]):
-            key = None  # the key was derived from the old content: derive it from the new content
-        item = MemoryIn(
-            id=id,
-            content=patch.content if patch.content is not None else current["content"],
-            tags=patch.tags if patch.tags is not None else current["tags"],
-            metadata=metadata,
-            importance=patch.importance or current["importance"],
-            key=key,
-            ttl_seconds=patch.ttl_seconds,
-            expires_at=patch.expires_at if patch.expires_at is not None else expires,
-        )
-        self._put([self._record(item, now)])
+        """Change part of a record: content re-embeds, metadata merges (null removes a key), tags replace.
+
+        A read-modify-write: the write goes through only if the record is still the version read, else it is
+        read again and the patch merged into the newer state, so concurrent PATCHes never lose each other's
+        changes (nor bring back a record deleted meanwhile).
+        """
+        vector = None
+        for _attempt in range(100):
+            now = time.time()
+            # The version before the row: a write between the two reads makes the put fail, never pass stale.
+            version = self.storage.version_of(id)
+            current = self.storage.get(id, now)
+            if current is None or version is None:
+                raise NotFound(f"no memory with id {id!r}")
+            metadata = dict(current["metadata"])
+            if patch.metadata is not None:
+                for k, v in patch.metadata.items():
+                    if v is None:
+                        metadata.pop(k, None)
+                    else:
+                        metadata[k] = v
+            expires: Any = current["expires_at"]
+            key = patch.key if patch.key is not None else current["key"]
+            if patch.key is None and patch.content is not None and key == derive_key(current["content"]):
+                key = None  # the key was derived from the old content: derive it from the new content
+            item = MemoryIn(
+                id=id,
+                content=patch.content if patch.content is not None else current["content"],
+                tags=patch.tags if patch.tags is not None else current["tags"],
+                metadata=metadata,
+                importance=patch.importance or current["importance"],
+                key=key,
+                ttl_seconds=patch.ttl_seconds,
+                expires_at=patch.expires_at if patch.expires_at is not None else expires,
+            )
+            rec = self._record(item, now)
+            rec.if_version = version
+            if patch.content is not None and patch.content != current["content"]:
+                if vector is None:
+                    vector = self._embed([patch.content])[0]  # once, however many times the write is retried
+                rec.vector = vector
+            try:
+                self._put([rec])
+                break
+            except VersionChanged:
+                continue
+        else:
+            from .errors import Conflict
+
+            raise Conflict(f"memory {id!r} kept changing under concurrent writes; try the PATCH again")
         updated = self.storage.get(id, now)
         if updated is None:  # expired by the patch itself
             raise NotFound(f"memory {id!r} expired")

@@ -36,6 +36,8 @@ class NewRecord:
     vector: np.ndarray | None
     # For an upsert of an existing id: replace fields wholesale (ingest) or keep created_at.
     now: float = 0.0
+    # A read-modify-write (PATCH): write only if the stored row still has this version, else VersionChanged.
+    if_version: int | None = None
 
 
 @dataclass
@@ -67,6 +69,10 @@ class ContentChanged(Exception):
     """put() was told the content was unchanged, but it changed meanwhile: embed and retry."""
 
 
+class VersionChanged(Exception):
+    """put() of a record with `if_version`: the row was written or deleted since that version: read it again."""
+
+
 class Storage(Protocol):
     dim: int
 
@@ -76,6 +82,7 @@ class Storage(Protocol):
     def dump(self, now: float, vectors: bool, batch: int = 1000) -> Iterator[dict[str, Any]]: ...
     def contents(self, ids: Sequence[str]) -> dict[str, str]: ...
     def get(self, id: str, now: float) -> dict[str, Any] | None: ...
+    def version_of(self, id: str) -> int | None: ...
     def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]: ...
     def delete(self, ids: Sequence[str]) -> list[int]: ...
     def delete_where(self, flt: Filter, now: float, dry_run: bool) -> tuple[int, list[int]]: ...

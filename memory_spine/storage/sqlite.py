@@ -31,7 +31,7 @@ import sqlite_utils
 
 from ..errors import InvalidInput, ReadOnlyStorage, StorageError, StorageFull
 from ..models import Filter
-from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord
+from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, VersionChanged
 
 SCHEMA_VERSION = 1
 OnCommit = Callable[[Any], None]
@@ -428,8 +428,10 @@ class SQLiteStorage:
             version = self._next_version()
             for rec in records:
                 existing = conn.execute(
-                    "SELECT seq, content, created_at, expires_at FROM memories WHERE id = ?", (rec.id,)
+                    "SELECT seq, content, created_at, expires_at, version FROM memories WHERE id = ?", (rec.id,)
                 ).fetchone()
+                if rec.if_version is not None and (existing is None or existing[4] != rec.if_version):
+                    raise VersionChanged(rec.id)
                 # Whole microseconds, as iso() shows them: filtering on a returned created_at is then exact.
                 now = round(rec.now, 6)
                 tags_json = json.dumps(rec.tags, ensure_ascii=False)
@@ -460,7 +462,7 @@ class SQLiteStorage:
                     seq = cur.lastrowid
                     created, vector_changed = True, True
                 else:
-                    seq, old_content, old_created, old_expires = existing
+                    seq, old_content, old_created, old_expires, _ = existing
                     # An expired row not purged yet is gone for clients: writing its id again creates it anew.
                     revived = old_expires is not None and old_expires <= rec.now
                     if rec.vector is None and old_content != rec.content:
@@ -579,6 +581,11 @@ class SQLiteStorage:
             ).fetchall()
             out.update(rows)
         return out
+
+    def version_of(self, id: str) -> int | None:
+        """The version of the row with this id (expired or not), for a later put() with `if_version`."""
+        row = self._reader().execute("SELECT version FROM memories WHERE id = ?", (id,)).fetchone()
+        return int(row[0]) if row else None
 
     def get(self, id: str, now: float) -> dict[str, Any] | None:
         row = (
