@@ -77,6 +77,7 @@ class Router:
                 limit=self.k,
                 tags_all=["routing", f"router:{self.name}"],
                 min_score=self.min_score,
+                mode="semantic",  # min_score is a cosine similarity only in this mode
             )
             votes: dict[str, float] = {}
             evidence = []
