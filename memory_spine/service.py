@@ -144,6 +144,34 @@ def _check_filter(flt: Filter) -> None:
         _check_where(flt.where, "where")
 
 
+def _wide_int(node: Any, path: str) -> str | None:
+    """The path of the first integer beyond 64 bits in a JSON value (already depth-checked), or None."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found = _wide_int(value, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found = _wide_int(value, f"{path}[{i}]")
+            if found:
+                return found
+    elif isinstance(node, int) and not isinstance(node, bool) and not -(2**63) <= node < 2**63:
+        return path
+    return None
+
+
+# Times are rendered with datetime, which spans the years 1 to 9999: a time outside would be stored, then fail
+# every read of its record (and every search returning it) as a 500.
+_FIRST_TIME, _LAST_TIME = -62135596800.0, 253402300799.0
+
+
+def _check_time(ts: float, field: str) -> float:
+    if not _FIRST_TIME <= ts <= _LAST_TIME:
+        raise InvalidInput(field, "must give a time between the years 1 and 9999")
+    return ts
+
+
 def _depth(value: Any, limit: int, level: int = 1) -> int:
     if not isinstance(value, dict | list):
         return level - 1  # a scalar adds no level (it counted as one past the limit, so the cap was limit - 1)
@@ -349,18 +377,23 @@ class MemoryService:
             raise InvalidInput(field, f"is {len(encoded)} bytes as JSON; the limit is {s.max_metadata_bytes}")
         if "\\u0000" in encoded.decode("utf-8"):
             raise InvalidInput(field, "must not contain NUL characters")
+        wide = _wide_int(metadata, field)
+        if wide is not None:
+            # Stored fine, but no JSON response could carry it (orjson, like most clients, stops at 64 bits):
+            # the record would answer 500 on every read and break every search that returned it.
+            raise InvalidInput(wide, "integers must fit in 64 bits")
         return metadata
 
     def _expiry(self, ttl: float | None, expires_at: Any, now: float, field: str) -> float | None:
         if ttl is not None:
             if not math.isfinite(ttl) or ttl <= 0:
                 raise InvalidInput(f"{field}ttl_seconds", "must be a positive number of seconds")
-            return now + ttl
+            return _check_time(now + ttl, f"{field}ttl_seconds")
         if expires_at is not None:
             ts = to_epoch(expires_at, f"{field}expires_at")
             if ts is None or not math.isfinite(ts):
                 raise InvalidInput(f"{field}expires_at", "must be a finite time")
-            return ts
+            return _check_time(ts, f"{field}expires_at")
         return None
 
     def _record(self, item: MemoryIn, now: float, field: str = "") -> NewRecord:
@@ -452,8 +485,10 @@ class MemoryService:
                 continue
             present.add(item.id)
             created = to_epoch(item.created_at, f"{field}created_at")
-            created = now if created is None else created
+            created = now if created is None else _check_time(created, f"{field}created_at")
             updated = to_epoch(item.updated_at, f"{field}updated_at")
+            if updated is not None:
+                _check_time(updated, f"{field}updated_at")
             rec = RestoredRecord(**vars(base), created_at=created, updated_at=created if updated is None else updated)
             if vec is not None:
                 v = np.asarray(vec, dtype=np.float32).reshape(-1)
