@@ -107,6 +107,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it could not decode at all (bytes that are not UTF-8, JSON nested past
+            # Python's recursion limit): bad input like any other JSON error, so a 422 naming the body.
+            message = "is not valid JSON (not UTF-8, or nested too deeply to parse)"
+            errors = [{"field": "body", "message": message}]
+            return ORJSONResponse(
+                error_body("invalid_input", f"body: {message}", "body", errors=errors), status_code=422
+            )
         kind = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
             exc.status_code, "http_error"
         )
