@@ -98,7 +98,9 @@ class RequestMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
-            template = getattr(route, "path", None) or ("unmatched" if status_box["status"] == 404 else path)
+            # path_format drops converters: /memories/{id:path} is measured as /memories/{id}
+            template = getattr(route, "path_format", None) or getattr(route, "path", None)
+            template = template or ("unmatched" if status_box["status"] == 404 else path)
             if self.metrics is not None:
                 self.metrics.observe_request(scope.get("method", ""), template, status_box["status"], elapsed)
             log.info(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from .. import __version__
 from ..errors import NotReady
@@ -102,18 +102,18 @@ def delete_where(req: Annotated[DeleteWhere, Body()], svc: Svc) -> Response:
     return JSON(svc.delete_where(req))
 
 
-@router.get("/memories/{id}", response_model=Memory, responses={**_ERR, 404: {"description": "No such memory"}})
+@router.get("/memories/{id:path}", response_model=Memory, responses={**_ERR, 404: {"description": "No such memory"}})
 def get_memory(id: str, svc: Svc) -> Response:
     return JSON(svc.get(id))
 
 
-@router.patch("/memories/{id}", response_model=Memory, responses={**_ERR, 404: {"description": "No such memory"}})
+@router.patch("/memories/{id:path}", response_model=Memory, responses={**_ERR, 404: {"description": "No such memory"}})
 def patch_memory(id: str, patch: MemoryPatch, svc: Svc) -> Response:
     """Change part of a memory: content re-embeds, metadata merges (null removes a key), tags replace."""
     return JSON(svc.update(id, patch))
 
 
-@router.delete("/memories/{id}", responses={**_ERR, 404: {"description": "No such memory"}})
+@router.delete("/memories/{id:path}", responses={**_ERR, 404: {"description": "No such memory"}})
 def delete_memory(id: str, svc: Svc) -> Response:
     return JSON(svc.delete(id))
 
@@ -162,7 +162,7 @@ def stats(svc: Svc) -> Response:
     return JSON(svc.stats())
 
 
-@router.get("/metrics", responses=_ERR)
+@router.get("/metrics", response_class=PlainTextResponse, responses=_ERR)
 def metrics(request: Request, svc: Svc) -> Response:
     """Prometheus text format."""
     return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
