@@ -423,7 +423,7 @@ async def _run(
             step_name, fn = named[index]
             last_done = names[index - 1] if index else None
             if opts.shutdown is not None and opts.shutdown.requested:
-                raise WorkflowStopped(workflow_id, last_done, step_name)
+                raise WorkflowStopped(workflow_id, last_done, step_name, resumed_after=resumed_after)
             if guard is not None:
                 guard.step = step_name
                 try:
@@ -472,7 +472,9 @@ async def _run(
                         },
                     )
                     if window is not None and isinstance(exc, TimeoutError) and window.expired():
-                        raise WorkflowStopped(workflow_id, last_done, step_name, interrupted=step_name) from None
+                        raise WorkflowStopped(
+                            workflow_id, last_done, step_name, interrupted=step_name, resumed_after=resumed_after
+                        ) from None
                     if isinstance(exc, ScopeViolation | BudgetExceeded):
                         await _refused(guard, exc)
                     raise

@@ -280,10 +280,18 @@ class WorkflowStopped(WorkflowKitError):
 
     type = "workflow_stopped"
 
-    def __init__(self, workflow_id: str, after: str | None, next: str | None, interrupted: str | None = None) -> None:
+    def __init__(
+        self,
+        workflow_id: str,
+        after: str | None,
+        next: str | None,
+        interrupted: str | None = None,
+        resumed_after: str | None = None,
+    ) -> None:
         how = f"; step {interrupted!r} was cut off at the shutdown deadline" if interrupted else ""
         super().__init__(f"workflow {workflow_id!r} stopped after {after!r}, next run starts at {next!r}{how}")
         self.workflow_id = workflow_id
         self.after = after
         self.next = next
         self.interrupted = interrupted
+        self.resumed_after = resumed_after  # where the stopped run itself had started from

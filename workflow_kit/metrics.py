@@ -33,7 +33,7 @@ __all__ = ["Metrics", "acting", "acting_as", "current", "default", "spend", "tal
 WRITES = frozenset({"ingest", "ingest_batch", "update", "delete", "delete_where", "claim", "release"})
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 _BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-NO_AGENT = "-"
+NO_AGENT = "(runner)"  # memory calls the runner makes outside any step or agent
 
 _agent: contextvars.ContextVar[str] = contextvars.ContextVar("workflow_kit_agent", default=NO_AGENT)
 _metrics: contextvars.ContextVar[Metrics | None] = contextvars.ContextVar("workflow_kit_metrics", default=None)
