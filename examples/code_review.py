@@ -193,7 +193,7 @@ def short_summary(review: dict[str, Any]) -> str:
 # -- the workflow --------------------------------------------------------------------------------------------
 
 
-def build_steps(client: MemoryClient, api: FakeReviewAPI, delay: float, holder: str) -> list:
+def build_steps(client: MemoryClient, api: FakeReviewAPI, delay: float, holder: str, post_latency: float = 0.0) -> list:
     security = reviewer("security", client, security_check)
     style = reviewer("style", client, style_check)
     logic = reviewer("logic", client, logic_check)
@@ -221,10 +221,12 @@ def build_steps(client: MemoryClient, api: FakeReviewAPI, delay: float, holder: 
     async def post(ctx):
         await asyncio.sleep(delay / 2)
 
-        def do_post(params: dict[str, Any]) -> dict[str, Any]:
+        async def do_post(params: dict[str, Any]) -> dict[str, Any]:
             # The dedup key goes on as the API's idempotency key: a crash between this call and the dedup
             # record (the one gap no memory service closes alone) still posts once.
-            return api.post(params["pr"], ctx.outputs["summarise"], idempotency_key=current_key())
+            receipt = api.post(params["pr"], ctx.outputs["summarise"], idempotency_key=current_key())
+            await asyncio.sleep(post_latency)  # a slow answer: the post is done, its record not yet written
+            return receipt
 
         receipt = await idempotent(
             ctx.client, "post_review", {"pr": ctx.workflow_id}, do_post, holder=holder, lease_seconds=10
@@ -259,6 +261,7 @@ async def main(argv: list[str] | None = None) -> int:
         help="local journal (and the fake API's log); default: $XDG_STATE_HOME/workflow_kit/journal",
     )
     parser.add_argument("--shutdown-deadline", type=float, default=20.0)
+    parser.add_argument("--post-latency", type=float, default=0.0, help="seconds the fake API takes to answer a post")
     parser.add_argument("--quiet", action="store_true", help="no logs or metrics report on stderr")
     args = parser.parse_args(argv)
 
@@ -278,7 +281,7 @@ async def main(argv: list[str] | None = None) -> int:
                 run = await run_workflow(
                     client,
                     args.workflow_id,
-                    build_steps(client, api, args.step_delay, holder),
+                    build_steps(client, api, args.step_delay, holder, args.post_latency),
                     name="code-review",
                     holder=holder,
                     journal=journal,

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8788
     data_dir: Path = Field(default_factory=default_data_dir)
+    # None: the embedded default (SQLite + hnswlib in data_dir). `postgresql://...`: PostgreSQL + pgvector, shared
+    # by any number of replicas (see storage/postgres.py); data_dir then holds nothing.
+    database: str | None = None
+    database_pool_size: int = 8
     embedder: EmbedderKind = "onnx"
     embed_threads: int | None = None
     model_cache: Path | None = None
