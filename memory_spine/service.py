@@ -635,6 +635,23 @@ class MemoryService:
             r.pop("seq", None)
         return {"results": rows}
 
+    def key_groups(self, prefix: str, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        """The newest record of each key parent under `prefix`, newest first: one per workflow for `checkpoint:`.
+
+        Returns {"results": [records], "total": how many parents there are}.
+        """
+        _check_text(prefix, "prefix", self.settings.max_key_chars)
+        if prefix[-1] == "\U0010ffff":
+            raise InvalidInput("prefix", "must not end with U+10FFFF")
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be between 1 and 1000")
+        if offset < 0:
+            raise InvalidInput("offset", "must be >= 0")
+        rows, total = self.storage.newest_per_parent(prefix, time.time(), limit, offset)
+        for r in rows:
+            r.pop("seq", None)
+        return {"results": rows, "total": total}
+
     def search(self, q: SearchQuery) -> dict[str, Any]:
         """Search by key, meaning, keywords or both; see `planner` for how the plan is chosen."""
         if q.limit > self.settings.max_limit:

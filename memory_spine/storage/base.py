@@ -92,6 +92,9 @@ class Storage(Protocol):
     def find_key(
         self, key: str, include_children: bool, flt: Filter | None, now: float, limit: int
     ) -> list[dict[str, Any]]: ...
+    def newest_per_parent(
+        self, prefix: str, now: float, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]: ...
 
     # tags and filters
     def count(self, flt: Filter | None, now: float) -> int: ...

@@ -693,6 +693,26 @@ class SQLiteStorage:
             rows.sort(key=lambda r: r[-1], reverse=True)
         return [_row(r[:-1]) for r in rows[:limit]]
 
+    def newest_per_parent(self, prefix: str, now: float, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """The newest live record of each key parent starting with `prefix`, newest first, and how many parents.
+
+        One pass over the (key_parent, version) index range: `checkpoint:` lists each workflow once, by its
+        latest checkpoint, without reading every checkpoint record.
+        """
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        groups = (
+            "SELECT key_parent AS p, max(version) AS v FROM memories WHERE key_parent >= ? AND key_parent < ?"
+            " AND (expires_at IS NULL OR expires_at > ?) GROUP BY key_parent"
+        )
+        conn = self._reader()
+        total = conn.execute(f"SELECT count(*) FROM ({groups})", (prefix, upper, now)).fetchone()[0]
+        rows = conn.execute(
+            f"SELECT {_ROW_COLUMNS} FROM ({groups} ORDER BY v DESC LIMIT ? OFFSET ?) g"
+            " JOIN memories m ON m.key_parent = g.p AND m.version = g.v ORDER BY g.v DESC",
+            (prefix, upper, now, limit, offset),
+        ).fetchall()
+        return [_row(r) for r in rows], int(total)
+
     # -- tags and filters ------------------------------------------------------------------------------
     def count(self, flt: Filter | None, now: float) -> int:
         cond, params = compile_filter(flt, now)
