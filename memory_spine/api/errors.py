@@ -8,6 +8,7 @@ without its own entry inherits its parent's status.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -60,14 +61,25 @@ def error_body(type_: str, message: str, field: str | None = None, **extra: Any)
     return {"error": err, **extra}
 
 
+# pydantic names the member of a union that failed (`expires_at.float`, `importance.list[...]`): a type, not a field.
+_UNION_MEMBER = re.compile(r"(float|int|str|bool|datetime|date|none|(list|dict|literal|function-\w+)\[.*\])")
+
+
 def _field(loc: tuple | list) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]  # where it came from, not which field
+    parts = [p for p in parts if not _UNION_MEMBER.fullmatch(p)]
     out = ""
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
     return out or "body"
+
+
+def _where(err: dict[str, Any]) -> str:
+    if err.get("type") == "json_invalid":
+        return "body"  # its loc ends with the character offset, which is not a field
+    return _field(err.get("loc", ()))
 
 
 def _problem(err: dict[str, Any]) -> str:
@@ -98,7 +110,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> ORJSONResponse:
-        errors = [{"field": _field(e.get("loc", ())), "message": _problem(e)} for e in exc.errors()]
+        errors = [{"field": _where(e), "message": _problem(e)} for e in exc.errors()]
         first = errors[0] if errors else {"field": "body", "message": "is invalid"}
         return ORJSONResponse(
             error_body("invalid_input", f"{first['field']}: {first['message']}", first["field"], errors=errors),
