@@ -17,6 +17,7 @@ locked"); readers use one connection per thread, which WAL lets run beside the w
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -28,8 +29,9 @@ from typing import Any
 
 import numpy as np
 import sqlite_utils
+from filelock import FileLock, Timeout
 
-from ..errors import InvalidInput, ReadOnlyStorage, StorageError, StorageFull
+from ..errors import DataDirLocked, InvalidInput, ReadOnlyStorage, StorageError, StorageFull
 from ..models import Filter
 from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, VersionChanged
 
@@ -240,9 +242,12 @@ def fts_query(text: str) -> str | None:
 class SQLiteStorage:
     """The `Storage` contract over one SQLite file."""
 
+    backend = "sqlite"
+
     def __init__(self, path: Path, dim: int, *, synchronous: str = "normal") -> None:
         self.path = Path(path)
         self.dim = dim
+        self.lock: FileLock | None = None  # the data dir's, when opened by open_sqlite(); released by close()
         self._synchronous = synchronous.upper()
         self._write_lock = threading.Lock()
         self._local = threading.local()
@@ -996,6 +1001,10 @@ class SQLiteStorage:
         problems = [r[0] for r in rows if r[0] != "ok"]
         return problems
 
+    def ping(self) -> dict[str, Any]:
+        """For /health: the embedded database is a file this process holds open, so nothing to ask."""
+        return {"backend": self.backend, "status": "ok"}
+
     def close(self) -> None:
         with self._readers_lock:
             for conn in self._readers:
@@ -1010,3 +1019,48 @@ class SQLiteStorage:
             except sqlite3.Error:
                 pass
             self._writer.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+DB_FILE = "memories.db"
+LOCK_FILE = "memory-spine.lock"
+
+
+def lock_data_dir(data_dir: Path) -> FileLock:
+    """Create the data dir if needed and take its lock: one process at a time serves a data dir.
+
+    Raises:
+        DataDirLocked: another process holds it. ReadOnlyStorage: the dir cannot be created, written or locked.
+    """
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReadOnlyStorage(f"cannot create the data dir {data_dir}: {exc}") from exc
+    if not os.access(data_dir, os.W_OK):
+        raise ReadOnlyStorage(f"the data dir {data_dir} is not writable")
+    lock = FileLock(str(data_dir / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise DataDirLocked(
+            f"another memory-spine process is already serving {data_dir} (lock file {data_dir / LOCK_FILE});"
+            " stop it or choose another --data-dir"
+        ) from exc
+    except OSError as exc:
+        raise ReadOnlyStorage(f"cannot lock the data dir {data_dir}: {exc}") from exc
+    return lock
+
+
+def open_sqlite(settings: Any, dim: int) -> SQLiteStorage:
+    """The embedded default: lock `settings.data_dir`, open its SQLite file (the registry entry for "sqlite")."""
+    data_dir = Path(settings.data_dir).expanduser()
+    lock = lock_data_dir(data_dir)
+    try:
+        storage = SQLiteStorage(data_dir / DB_FILE, dim, synchronous=settings.synchronous)
+    except BaseException:
+        lock.release()
+        raise
+    storage.lock = lock
+    return storage
