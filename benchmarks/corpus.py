@@ -26,9 +26,12 @@ Labelled queries: ``sentence`` (a passage's first sentence, cut to 60 % of its w
 single sentence, occurring in no other passage) and ``identifier`` (a distinctive CamelCase, snake_case,
 CONSTANT_CASE name or error code that occurs in exactly one passage).
 
-Harvesting parses ~20k files and takes a minute or two, so the pool of unique passages is cached in
-``benchmarks/.cache/`` keyed by a fingerprint of the files (path, size, mtime). Embeddings are left to
-:mod:`benchmarks.embeddings`. Run ``python -m benchmarks.corpus --n 100000`` to build and describe a corpus.
+Harvesting parses ~20k files and takes a minute or two, so the pool of unique passages is kept as a
+snapshot in ``benchmarks/.cache/`` (keyed by the builder version, the Python version and the roots) and reused
+until ``--refresh-pool``: packages installed between two runs do not change the corpus, so results stay
+comparable and the cached embeddings stay valid. The corpus digest in every result names the exact texts.
+Embeddings are left to :mod:`benchmarks.embeddings`. ``python -m benchmarks.corpus --n 100000 [--embed]``
+builds and describes a corpus.
 """
 
 from __future__ import annotations
@@ -405,22 +408,27 @@ def build_pool(
     *,
     cache_dir: Path = DEFAULT_CACHE_DIR,
     workers: int | None = None,
+    refresh: bool = False,
     verbose: bool = False,
 ) -> list[tuple[str, str, int, str]]:
     """Every unique passage under ``roots`` as (text, source_file, line, kind), in sorted-walk order.
 
-    Cached in ``cache_dir`` under a fingerprint of the files (path, size, mtime) and of the builder.
+    The first harvest is kept as a snapshot in ``cache_dir``, keyed by the builder version and the roots, and
+    reused until ``refresh``: packages installed later do not change the corpus under a running series of
+    benchmarks (nor force its embeddings to be recomputed). A ``.json`` beside it records what was read.
     """
     roots = list(roots) if roots is not None else default_roots()
-    files = _walk(roots)
-    h = hashlib.sha256(f"v{BUILDER_VERSION}|{MIN_WORDS}|{MAX_WORDS}|{MAX_TOKENS}|{TARGET_WORDS}".encode())
-    for _path, rel, size, mtime in files:
-        h.update(f"{rel}|{size}|{mtime}\n".encode())
-    cache = Path(cache_dir) / f"pool-{h.hexdigest()[:20]}.jsonl.gz"
-    if cache.exists():
+    key = hashlib.sha256(
+        f"v{BUILDER_VERSION}|{MIN_WORDS}|{MAX_WORDS}|{MAX_TOKENS}|{TARGET_WORDS}|{sys.version_info[:2]}".encode()
+    )
+    for label, root in roots:
+        key.update(f"{label}={Path(root).resolve()}\n".encode())
+    cache = Path(cache_dir) / f"pool-v{BUILDER_VERSION}-{key.hexdigest()[:16]}.jsonl.gz"
+    if cache.exists() and not refresh:
         with gzip.open(cache, "rt", encoding="utf-8") as f:
             return [tuple(json.loads(line)) for line in f]  # type: ignore[misc]
 
+    files = _walk(roots)
     t0 = time.perf_counter()
     workers = workers or min(4, os.cpu_count() or 1)
     pairs = [(p, rel) for p, rel, _, _ in files]
@@ -447,6 +455,15 @@ def build_pool(
         for item in pool:
             f.write(json.dumps(item, ensure_ascii=False) + "\n")
     tmp.replace(cache)
+    info = {
+        "builder_version": BUILDER_VERSION,
+        "roots": [[label, str(root)] for label, root in roots],
+        "files": len(files),
+        "passages": len(pool),
+        "files_sha256": hashlib.sha256("".join(f"{r}|{s}|{m}\n" for _, r, s, m in files).encode()).hexdigest(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    cache.with_name(cache.name.removesuffix(".jsonl.gz") + ".json").write_text(json.dumps(info, indent=1) + "\n")
     return pool
 
 
@@ -519,6 +536,7 @@ def build_corpus(
     roots: Sequence[tuple[str, Path]] | None = None,
     cache_dir: Path = DEFAULT_CACHE_DIR,
     workers: int | None = None,
+    refresh: bool = False,
     verbose: bool = False,
 ) -> Corpus:
     """The first ``n`` unique passages in seeded-hash order, tagged, with labelled queries.
@@ -529,7 +547,7 @@ def build_corpus(
     Raises:
         ValueError: when fewer than ``n`` unique passages exist under ``roots``.
     """
-    pool = build_pool(roots, cache_dir=cache_dir, workers=workers, verbose=verbose)
+    pool = build_pool(roots, cache_dir=cache_dir, workers=workers, refresh=refresh, verbose=verbose)
     if len(pool) < n:
         raise ValueError(f"only {len(pool)} unique passages available, {n} asked")
     ranked = sorted(pool, key=lambda item: _seeded_rank(seed, item[0]))
@@ -561,12 +579,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--refresh-pool", action="store_true", help="harvest again instead of the cached snapshot")
     ap.add_argument("--embed", action="store_true", help="also compute (or load) the cached embeddings")
     ap.add_argument("--embedder", default="auto", help="auto, onnx or sentence-transformers")
     ap.add_argument("--sample", type=int, default=3, help="print this many passages and queries")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    corpus = build_corpus(args.n, seed=args.seed, verbose=True)
+    corpus = build_corpus(args.n, seed=args.seed, refresh=args.refresh_pool, verbose=True)
     print(f"built in {time.perf_counter() - t0:.1f} s")
     print(json.dumps(corpus.describe(), indent=2))
     for p in corpus.passages[: args.sample]:
