@@ -50,6 +50,6 @@ class Metrics:
 
     def render(self) -> bytes:
         if self._service is not None:
-            self.index_elements.set(len(self._service.index))
+            self.index_elements.set(len(self._service.planner))
             self.memories.set(self._service.storage.count(None, time.time()))
         return generate_latest(self.registry)

@@ -14,20 +14,29 @@ The planner asks storage how many records a filter matches and picks:
 - `hybrid`      semantic and keyword lists fused by reciprocal rank fusion (k=60).
 
 Every plan returns exactly `limit` hits whenever at least `limit` live records match the filter.
+
+`Planner` is the embedded default's `VectorSearch` (storage/base.py): it also keeps the derived index in step
+with storage (`added`/`removed` after each commit) and persists it now and then (`maintain`). PostgreSQL's
+`VectorSearch` runs the same plans in SQL (storage/postgres.py) and shares `fuse` for hybrid.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .index import VectorIndex
+from .index import INDEX_FILE, IndexParams, VectorIndex
 from .models import Filter
 from .storage.sqlite import filter_is_empty
+
+log = logging.getLogger("memory_spine.planner")
 
 RRF_K = 60
 
@@ -55,14 +64,50 @@ class Plan:
 Scored = list[tuple[int, float]]
 
 
+def fuse(semantic: Scored, keyword: Scored, limit: int) -> Scored:
+    """Reciprocal rank fusion (k=60) of two ranked lists; 1.0 means first in both."""
+    fused: dict[int, float] = {}
+    for ranked in (semantic, keyword):
+        for rank, (seq, _score) in enumerate(ranked):
+            fused[seq] = fused.get(seq, 0.0) + 1.0 / (RRF_K + rank + 1)
+    best = 2.0 / (RRF_K + 1)  # first in both lists
+    order = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[:limit]
+    return [(s, sc / best) for s, sc in order]
+
+
+def open_planner(settings: Any, storage: Any) -> Planner:
+    """The embedded default's search: load (or rebuild) the hnswlib index in the data dir, plan over it."""
+    index = VectorIndex(
+        Path(settings.data_dir).expanduser(),
+        IndexParams(
+            dim=storage.dim,
+            m=settings.hnsw_m,
+            ef_construction=settings.hnsw_ef_construction,
+            ef_search=settings.hnsw_ef_search,
+        ),
+    )
+    index.open(storage)
+    planner = Planner(
+        storage, index, exact_max_candidates=settings.exact_max_candidates, ef_search=settings.hnsw_ef_search
+    )
+    planner.save_seconds = settings.index_save_seconds
+    planner.save_changes = settings.index_save_changes
+    return planner
+
+
 class Planner:
     """Chooses and runs a plan over a `Storage` and a `VectorIndex`."""
+
+    save_seconds: float = 60.0  # persist the index when changes are pending this long ...
+    save_changes: int = 10_000  # ... or this many are pending
 
     def __init__(self, storage: Any, index: VectorIndex, *, exact_max_candidates: int, ef_search: int) -> None:
         self.storage = storage
         self.index = index
         self.exact_max = exact_max_candidates
         self.ef = ef_search
+        self._saved_version = index.version
+        self._last_save = time.monotonic()
 
     def semantic(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float) -> tuple[Scored, dict, Plan]:
         """Top `limit` (seq, cosine) pairs plus their hydrated rows."""
@@ -151,17 +196,70 @@ class Planner:
         depth = max(limit * 3, 30)
         sem, sem_rows, sem_plan = self.semantic(vector, flt, depth, now)
         kw, kw_rows, _ = self.keyword(query, flt, depth, now)
-        fused: dict[int, float] = {}
-        for ranked in (sem, kw):
-            for rank, (seq, _score) in enumerate(ranked):
-                fused[seq] = fused.get(seq, 0.0) + 1.0 / (RRF_K + rank + 1)
-        best = 2.0 / (RRF_K + 1)  # first in both lists
-        order = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[:limit]
         rows = {**kw_rows, **sem_rows}
-        hits = [(s, sc / best) for s, sc in order]
+        hits = fuse(sem, kw, limit)
         plan = Plan(
             "hybrid",
             ms=(time.perf_counter() - started) * 1000,
             detail={"semantic": sem_plan.as_dict(), "keyword_hits": len(kw)},
         )
         return hits, rows, plan
+
+    # -- the derived index's life (the rest of the VectorSearch contract) ----------------------------------
+    def added(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
+        """After a commit, under storage's write lock: index the changed vectors, in commit order."""
+        if len(seqs):
+            self.index.add(np.asarray(seqs, dtype=np.int64), vectors)
+        self.index.version = self.storage.max_vector_version()
+
+    def removed(self, seqs: Sequence[int]) -> None:
+        if len(seqs):
+            self.index.remove(seqs)
+        self.index.version = self.storage.max_vector_version()
+
+    def maintain(self, force: bool = False) -> dict[str, Any] | None:
+        """Persist the index when enough changes are pending (or `force`); storage then forgets its tombstones."""
+        pending = self.index.version - self._saved_version
+        due = time.monotonic() - self._last_save >= self.save_seconds
+        if not (force or pending >= self.save_changes or (pending > 0 and due)):
+            return None
+        info = self.index.save(self.storage)
+        self._saved_version = info["version"]
+        self._last_save = time.monotonic()
+        self.storage.forget_tombstones(info["version"])
+        log.info("vector index saved", extra={"event": "index_saved", **info})
+        return info
+
+    def info(self) -> dict[str, Any]:
+        index_file = self.index.dir / INDEX_FILE
+        return {
+            **self.index.info(),
+            "bytes": index_file.stat().st_size if index_file.exists() else 0,
+            "last_open": self.index.last_open,
+        }
+
+    def check(self, repair: bool) -> dict[str, Any]:
+        """Does the index hold exactly the live rows? Rebuild it from the stored vectors if not and asked."""
+        live = {int(s) for s in self.storage.live_seqs()}
+        labels = self.index.labels()
+        missing, extra = live - labels, labels - live
+        report: dict[str, Any] = {
+            "rows": len(live),
+            "index_elements": len(labels),
+            "missing_from_index": len(missing),
+            "extra_in_index": len(extra),
+        }
+        if repair and (missing or extra):
+            self.index.rebuild(self.storage)
+            self.maintain(force=True)
+            report["repaired"] = True
+        return report
+
+    def close(self) -> None:
+        try:
+            self.maintain(force=True)
+        except Exception:
+            log.exception("could not persist the index at shutdown; it will catch up on the next start")
+
+    def __len__(self) -> int:
+        return len(self.index)

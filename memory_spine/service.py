@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
 import uuid
@@ -22,31 +21,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock, Timeout
 
 from . import __version__
 from .config import Settings
 from .embedders import Embedder, create_embedder
 from .embedders.batching import CoalescingEmbedder
 from .errors import (
-    DataDirLocked,
     InvalidInput,
     MemorySpineError,
     NotFound,
-    ReadOnlyStorage,
     StorageError,
 )
-from .index import IndexParams, VectorIndex
 from .keys import derive_key, key_parent, parse_key_query
 from .models import ClaimIn, DeleteWhere, Filter, MemoryIn, MemoryPatch, MemoryRestore, SearchQuery
-from .planner import Planner
-from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, VersionChanged
-from .storage.sqlite import SQLiteStorage, filter_is_empty, to_epoch
+from .storage import open_search, open_storage, redact
+from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, Storage, VectorSearch, VersionChanged
+from .storage.sqlite import DB_FILE, LOCK_FILE, filter_is_empty, to_epoch  # noqa: F401  (names kept for importers)
 
 log = logging.getLogger("memory_spine.service")
-
-DB_FILE = "memories.db"
-LOCK_FILE = "memory-spine.lock"
 
 
 class QueryCache:
@@ -187,27 +179,17 @@ def _depth(value: Any, limit: int, level: int = 1) -> int:
 class MemoryService:
     """The memory service core. Build it with `MemoryService.open(settings)`; close it when done."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        storage: SQLiteStorage,
-        index: VectorIndex,
-        embedder: Embedder,
-        lock: FileLock | None,
-    ) -> None:
+    def __init__(self, settings: Settings, storage: Storage, planner: VectorSearch, embedder: Embedder) -> None:
         self.settings = settings
         self.storage = storage
-        self.index = index
+        # Semantic/keyword/hybrid search: the planner over hnswlib (embedded default), or SQL (PostgreSQL).
+        self.planner = planner
+        self.index = getattr(planner, "index", None)  # the embedded default's hnswlib index; None elsewhere
         self.embedder = embedder
-        self._lock = lock
-        self.planner = Planner(
-            storage, index, exact_max_candidates=settings.exact_max_candidates, ef_search=settings.hnsw_ef_search
-        )
+        self._lock = getattr(storage, "lock", None)  # the data dir's (embedded default); storage releases it
         self.query_cache = QueryCache(settings.query_cache_size)
         self.started_at = time.time()
         self.opened_in: float = 0.0
-        self._saved_version = index.version
-        self._last_save = time.monotonic()
         self._stop = threading.Event()
         self._closed = False
         self._housekeeper = threading.Thread(target=self._housekeeping, name="memory-spine-housekeeping", daemon=True)
@@ -216,79 +198,48 @@ class MemoryService:
     # -- life -----------------------------------------------------------------------------------------
     @classmethod
     def open(cls, settings: Settings, embedder: Embedder | None = None) -> MemoryService:
-        """Lock the data dir, open storage, load the embedder, load or rebuild the index.
+        """Load the embedder, open storage (`settings.database`, else SQLite in the data dir) and its search.
 
         Raises:
-            DataDirLocked: another process serves this data dir.
+            DataDirLocked: another process serves this data dir (embedded default).
             ReadOnlyStorage / StorageError: the data dir or database cannot be used.
         """
         started = time.perf_counter()
-        data_dir = Path(settings.data_dir).expanduser()
+        if embedder is None:
+            embedder = create_embedder(
+                settings.embedder, cache_dir=settings.model_cache, threads=settings.embed_threads
+            )
+        # Concurrent ingests and searches share model runs instead of queueing for them.
+        embedder = CoalescingEmbedder(embedder)
+        storage = open_storage(settings, embedder.dim)
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ReadOnlyStorage(f"cannot create the data dir {data_dir}: {exc}") from exc
-        if not os.access(data_dir, os.W_OK):
-            raise ReadOnlyStorage(f"the data dir {data_dir} is not writable")
-        lock = FileLock(str(data_dir / LOCK_FILE), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout as exc:
-            raise DataDirLocked(
-                f"another memory-spine process is already serving {data_dir} (lock file {data_dir / LOCK_FILE});"
-                " stop it or choose another --data-dir"
-            ) from exc
-        except OSError as exc:
-            raise ReadOnlyStorage(f"cannot lock the data dir {data_dir}: {exc}") from exc
-        try:
-            if embedder is None:
-                embedder = create_embedder(
-                    settings.embedder, cache_dir=settings.model_cache, threads=settings.embed_threads
-                )
-            # Concurrent ingests and searches share model runs instead of queueing for them.
-            embedder = CoalescingEmbedder(embedder)
-            storage = SQLiteStorage(data_dir / DB_FILE, embedder.dim, synchronous=settings.synchronous)
             stored_model = storage.meta("embedder_model")
             if stored_model is None:
                 storage.set_meta("embedder_model", embedder.model)
             elif stored_model != embedder.model:
-                storage.close()
+                where = redact(settings.database) or Path(settings.data_dir).expanduser()
                 raise StorageError(
-                    f"{data_dir} holds vectors of the model {stored_model!r}; this embedder makes"
-                    f" {embedder.model!r}. Use the same --embedder or another --data-dir."
+                    f"{where} holds vectors of the model {stored_model!r}; this embedder makes"
+                    f" {embedder.model!r}. Use the same --embedder or another database."
                 )
-            index = VectorIndex(
-                data_dir,
-                IndexParams(
-                    dim=embedder.dim,
-                    m=settings.hnsw_m,
-                    ef_construction=settings.hnsw_ef_construction,
-                    ef_search=settings.hnsw_ef_search,
-                ),
-            )
-            index.open(storage)
+            planner = open_search(settings, storage)
         except BaseException:
-            lock.release()
+            storage.close()
             raise
-        service = cls(settings, storage, index, embedder, lock)
+        service = cls(settings, storage, planner, embedder)
         service.opened_in = time.perf_counter() - started
         return service
 
     def close(self) -> None:
-        """Stop housekeeping, persist the index, close storage and release the data dir."""
+        """Stop housekeeping, persist the index, close storage (which releases the data dir)."""
         if self._closed:
             return
         self._closed = True
         self._stop.set()
         self._housekeeper.join(timeout=30)
-        try:
-            self.save_index()
-        except Exception:
-            log.exception("could not persist the index at shutdown; it will catch up on the next start")
+        self.planner.close()
         self.storage.close()
         self.embedder.close()
-        if self._lock is not None:
-            self._lock.release()
 
     def __enter__(self) -> MemoryService:
         return self
@@ -296,13 +247,9 @@ class MemoryService:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def save_index(self) -> dict[str, Any]:
-        info = self.index.save(self.storage)
-        self._saved_version = info["version"]
-        self._last_save = time.monotonic()
-        self.storage.forget_tombstones(info["version"])
-        log.info("vector index saved", extra={"event": "index_saved", **info})
-        return info
+    def save_index(self) -> dict[str, Any] | None:
+        """Persist the derived index now (embedded default; a no-op where the database holds the index)."""
+        return self.planner.maintain(force=True)
 
     def _housekeeping(self) -> None:
         next_purge = time.monotonic() + self.settings.purge_seconds
@@ -311,10 +258,7 @@ class MemoryService:
                 if time.monotonic() >= next_purge:
                     self.purge_expired()
                     next_purge = time.monotonic() + self.settings.purge_seconds
-                pending = self.index.version - self._saved_version
-                due = time.monotonic() - self._last_save >= self.settings.index_save_seconds
-                if pending >= self.settings.index_save_changes or (pending > 0 and due):
-                    self.save_index()
+                self.planner.maintain()
             except MemorySpineError as exc:
                 log.warning("housekeeping failed: %s", exc, extra={"event": "housekeeping_failed"})
             except Exception:
@@ -323,14 +267,12 @@ class MemoryService:
     # -- index bookkeeping, called under storage's write lock after each commit ---------------------------
     def _after_put(self, records: Sequence[NewRecord], results: list[PutResult]) -> None:
         changed = [(r.seq, rec.vector) for rec, r in zip(records, results, strict=True) if r.vector_changed]
-        if changed:
-            self.index.add(np.array([s for s, _ in changed], dtype=np.int64), np.vstack([v for _, v in changed]))
-        self.index.version = self.storage.max_vector_version()
+        seqs = np.array([s for s, _ in changed], dtype=np.int64)
+        vectors = np.vstack([v for _, v in changed]) if changed else np.empty((0, self.embedder.dim), np.float32)
+        self.planner.added(seqs, vectors)
 
     def _after_delete(self, seqs: list[int]) -> None:
-        if seqs:
-            self.index.remove(seqs)
-        self.index.version = self.storage.max_vector_version()
+        self.planner.removed(seqs)
 
     # -- embedding ------------------------------------------------------------------------------------
     observer: Any = None  # metrics hooks (observe_plan, observe_embed), bound by the HTTP layer
@@ -737,39 +679,31 @@ class MemoryService:
     def stats(self) -> dict[str, Any]:
         now = time.time()
         out = self.storage.stats(now)
-        index_file = Path(self.settings.data_dir) / "index.hnsw"
         out.update(
             {
-                "index": {
-                    **self.index.info(),
-                    "bytes": index_file.stat().st_size if index_file.exists() else 0,
-                    "last_open": self.index.last_open,
-                },
+                "index": self.planner.info(),
                 "embedder": {"name": self.embedder.name, "model": self.embedder.model, "dim": self.embedder.dim},
                 "query_cache": self.query_cache.info(),
                 "uptime_seconds": round(now - self.started_at, 3),
                 "started_in_seconds": round(self.opened_in, 3),
                 "version": __version__,
-                "data_dir": str(self.settings.data_dir),
+                "backend": self.storage.backend,
             }
         )
+        if self.settings.database:
+            out["database"] = redact(self.settings.database)
+        else:
+            out["data_dir"] = str(self.settings.data_dir)
         return out
+
+    def health(self) -> dict[str, Any]:
+        """The database's state for /health: {"backend", "status": "ok" | "error", ...}; never raises."""
+        try:
+            return self.storage.ping()
+        except MemorySpineError as exc:
+            return {"backend": self.storage.backend, "status": "error", "error": exc.message}
 
     def check(self, repair: bool = False) -> dict[str, Any]:
         """Verify the database and that the index holds exactly the live rows; rebuild it if asked."""
         problems = self.storage.check()
-        live = {int(s) for s in self.storage.live_seqs()}
-        labels = self.index.labels()
-        missing, extra = live - labels, labels - live
-        report: dict[str, Any] = {
-            "database": "ok" if not problems else problems,
-            "rows": len(live),
-            "index_elements": len(labels),
-            "missing_from_index": len(missing),
-            "extra_in_index": len(extra),
-        }
-        if repair and (missing or extra):
-            self.index.rebuild(self.storage)
-            self.save_index()
-            report["repaired"] = True
-        return report
+        return {"database": "ok" if not problems else problems, **self.planner.check(repair)}

@@ -54,7 +54,7 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
                 metrics.bind(svc)
                 app.state.service = svc
                 log.info(
-                    "ready", extra={"event": "ready", "seconds": round(svc.opened_in, 3), "memories": len(svc.index)}
+                    "ready", extra={"event": "ready", "seconds": round(svc.opened_in, 3), "memories": len(svc.planner)}
                 )
 
             loader = threading.Thread(target=load, name="memory-spine-open", daemon=True)
