@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbedderKind = Literal["onnx", "sentence-transformers", "fake"]
@@ -69,3 +69,12 @@ class Settings(BaseSettings):
     purge_seconds: float = 30.0
     synchronous: Literal["normal", "full"] = "normal"
     default_lease_seconds: float = 60.0
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: object) -> object:
+        # An empty MEMORY_SPINE_TOKEN (say, an unset variable in a compose file) means no token: it must not pass
+        # the non-loopback check as if one were set while the middleware (rightly) asks for none.
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return None if isinstance(value, str) and not value.strip() else value
