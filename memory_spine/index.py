@@ -79,6 +79,13 @@ class VectorIndex:
         reason = None
         try:
             self._load()
+            if self.version > storage.max_vector_version():
+                # Storage versions never go back, so the database lost commits the index had seen (a WAL lost
+                # with the power, a restored copy): its labels may now name other records' vectors.
+                raise ValueError(
+                    f"the index covers storage version {self.version} but the database ends at"
+                    f" {storage.max_vector_version()} (it lost writes, or was restored from an older copy)"
+                )
         except Exception as exc:  # any unreadable file is a reason to rebuild, never to refuse to start
             fresh = not (self.dir / INDEX_FILE).exists() and not (self.dir / MARKER_FILE).exists()
             reason = str(exc)
