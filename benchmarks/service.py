@@ -232,27 +232,49 @@ class HttpBench:
     def health(self, samples: int) -> dict[str, Any]:
         return self.timed(lambda _: self.client.get("/health").raise_for_status(), range(samples), warmup=10)
 
-    def semantic(self, queries: Sequence[str], *, breakdown: bool = False, **extra: Any) -> dict[str, Any]:
+    def semantic(
+        self,
+        queries: Sequence[str],
+        *,
+        breakdown: bool = False,
+        floor: Callable[[str], Any] | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
         """Latency of ``/search`` over ``queries`` (each new to the server's query cache).
 
         With ``breakdown``, the server's own view too: mean request time and embed time from ``/metrics``
         and the planner's time from ``explain``, so the client's mean splits into where it went.
+        With ``floor`` (embed one text in this process), each request is paired with the floor measured just
+        before it, so the overhead over the floor survives a noisy machine (``paired``).
         """
         self._warm += 1
         for i in range(3):  # warm up with texts of their own: a warm-up query would be a cache hit later
             self.search({"query": f"warm up {self._warm} {i}", "limit": K, **extra})
         plan_ms: list[float] = []
-
-        def call(q: str) -> None:
+        floor_ms: list[float] = []
+        ms: list[float] = []
+        before = self.metrics() if breakdown else {}
+        for q in queries:
+            if floor is not None:
+                t0 = time.perf_counter()
+                floor(q)
+                floor_ms.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
             body = self.search({"query": q, "limit": K, "explain": breakdown, **extra})
+            ms.append((time.perf_counter() - t0) * 1000)
             if breakdown and body.get("plan"):
                 plan_ms.append(float(body["plan"].get("ms", 0.0)))
-
-        before = self.metrics() if breakdown else {}
-        out = self.timed(call, queries, warmup=0)
+        out = summarize(ms)
+        if floor is not None:
+            over = np.asarray(ms) - np.asarray(floor_ms)
+            out["paired"] = {
+                "floor_p50": round(float(np.percentile(floor_ms, 50)), 4),
+                "floor_p99": round(float(np.percentile(floor_ms, 99)), 4),
+                "overhead_p50": round(float(np.percentile(over, 50)), 4),
+                "overhead_mean": round(float(over.mean()), 4),
+            }
         if breakdown:
-            after = self.metrics()
-            out["breakdown_ms"] = _breakdown(out, before, after, plan_ms)
+            out["breakdown_ms"] = _breakdown(out, before, self.metrics(), plan_ms)
         return out
 
     def metrics(self) -> dict[str, float]:
