@@ -50,3 +50,30 @@ async def test_the_timeout_budget_and_sync_functions():
     sync = Agent("sync", lambda x: charge(tokens=x) or x * 2, metrics=m)
     assert await sync(21) == 42
     assert m.snapshot()["sync"]["tokens"] == 21 and sync.__name__ == "sync"
+
+
+def test_every_part_2_module_exports_documented_names():
+    import importlib
+
+    for name in (
+        "agents",
+        "autonomy",
+        "breaker",
+        "budget",
+        "fallback",
+        "journal",
+        "limits",
+        "metrics",
+        "shutdown",
+        "patterns",
+        "patterns.parallel",
+        "patterns.routing",
+        "patterns.self_improve",
+        "patterns.sequential",
+    ):
+        module = importlib.import_module(f"workflow_kit.{name}")
+        assert module.__doc__, name
+        assert sorted(module.__all__) == sorted(set(module.__all__)), name
+        for public in module.__all__:
+            obj = getattr(module, public)
+            assert isinstance(obj, str) or obj.__doc__, f"{name}.{public}"
