@@ -394,7 +394,12 @@ class SQLiteStorage:
                     try:
                         self.s._writer.execute("COMMIT")
                     except sqlite3.Error as err:
-                        self.s._writer.execute("ROLLBACK")
+                        # A failed COMMIT (disk full, I/O error) may have rolled back already; then ROLLBACK
+                        # fails too, and that error must not replace the one that says what happened.
+                        try:
+                            self.s._writer.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
                         raise _translate(err) from err
                     # Still under the write lock: the derived index sees writes in commit order, so a
                     # snapshot taken under this lock (see exclusive()) is exactly the committed state.
