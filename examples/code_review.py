@@ -19,7 +19,8 @@ machinery around them:
 
 The last line on stdout is one JSON object:
 `{"workflow_id", "status", "resumed_from", "side_effects": {"post_review": n}}` where status is completed,
-stopped (SIGTERM; exit 0, the next run resumes), paused (escalated to a person; exit 3) or failed (exit 1),
+stopped (SIGTERM; exit 0, the next run resumes), paused (escalated to a person; exit 3, and `--approve NOTE`
+resumes it) or failed (exit 1),
 resumed_from is the checkpointed step this run went on from (null on a fresh start), and n counts the posts
 the fake API accepted for this workflow id over all runs. Logs (JSON lines) and the metrics report go to
 stderr.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import hashlib
 import json
 import os
@@ -63,6 +65,7 @@ from workflow_kit import (  # noqa: E402
     graceful_shutdown,
     idempotent,
     recall,
+    resume,
     run_workflow,
 )
 from workflow_kit.idempotency import current_key  # noqa: E402
@@ -237,7 +240,7 @@ def build_steps(client: MemoryClient, api: FakeReviewAPI, delay: float, holder: 
     return [fetch, review, summarise, post]
 
 
-def autonomy() -> Autonomy:
+def autonomy(min_confidence: float = 0.5) -> Autonomy:
     return Autonomy(
         scope=Scope(
             actions={"post_review"},
@@ -245,7 +248,7 @@ def autonomy() -> Autonomy:
             paths={"src/**", "tests/**"},
         ),
         ceiling=Ceiling(tokens=100_000, cost=1.0, steps=50, seconds=900),
-        min_confidence=0.5,
+        min_confidence=min_confidence,  # the fake reviewers are 0.9 sure: above 0.9, they escalate
     )
 
 
@@ -263,6 +266,8 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shutdown-deadline", type=float, default=20.0)
     parser.add_argument("--post-latency", type=float, default=0.0, help="seconds the fake API takes to answer a post")
     parser.add_argument("--quiet", action="store_true", help="no logs or metrics report on stderr")
+    parser.add_argument("--approve", metavar="NOTE", help="a person's go-ahead for a paused (escalated) workflow")
+    parser.add_argument("--min-confidence", type=float, default=0.5, help="reviewers less sure than this escalate")
     args = parser.parse_args(argv)
 
     if not args.quiet:
@@ -276,6 +281,8 @@ async def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"workflow_id": args.workflow_id, "status": "failed", "resumed_from": None}
     code = 1
     async with MemoryClient(args.memory_url, timeout=3.0, retries=2) as client:
+        if args.approve is not None:
+            await resume(client, args.workflow_id, note=args.approve, by=getpass.getuser())
         async with graceful_shutdown(deadline=args.shutdown_deadline) as stop:
             try:
                 run = await run_workflow(
@@ -285,7 +292,7 @@ async def main(argv: list[str] | None = None) -> int:
                     name="code-review",
                     holder=holder,
                     journal=journal,
-                    autonomy=autonomy(),
+                    autonomy=autonomy(args.min_confidence),
                     shutdown=stop,
                     rate_limit=RateLimit(30, per=1.0, name="code-review"),
                     metrics=metrics,

@@ -28,7 +28,7 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-def example(url: str, wf: str, journal: Path, *extra: str) -> tuple[dict, str]:
+def example(url: str, wf: str, journal: Path, *extra: str, code: int = 0) -> tuple[dict, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, str(EXAMPLE), "--memory-url", url, "--workflow-id", wf, "--journal-dir", str(journal), *extra],
@@ -37,7 +37,7 @@ def example(url: str, wf: str, journal: Path, *extra: str) -> tuple[dict, str]:
         timeout=120,
         env=env,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode == code, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
 
@@ -89,3 +89,27 @@ async def test_the_pipeline_runs_end_to_end_and_posts_once(server, tmp_path):
     }
     effects = (journal / "pr-101.effects.jsonl").read_text().splitlines()
     assert len(effects) == 1 and json.loads(effects[0])["executed"] is True
+
+
+async def test_a_low_confidence_review_pauses_the_workflow_until_a_person_approves(server, tmp_path):
+    journal = tmp_path / "journal"
+    paused, _ = example(server.url, "pr-102", journal, "--quiet", "--min-confidence", "0.95", code=3)
+    assert paused["status"] == "paused" and paused["side_effects"] == {"post_review": 0}
+    assert "confidence 0.90 under 0.95" in paused["reason"]
+    again, _ = example(server.url, "pr-102", journal, "--quiet", "--min-confidence", "0.95", code=3)
+    assert again["status"] == "paused" and "paused for a person" in again["reason"]  # nothing ran
+
+    async with MemoryClient(server.url) as client:
+        found = (await client.list_keys("escalation:pr-102:"))["results"]  # one per reviewer (they run at once)
+        assert sorted(e["metadata"]["detail"]["agent"] for e in found) == ["logic", "security", "style"]
+        for esc in found:
+            assert esc["tags"] == ["escalation", "low_confidence", "pr-102"] and esc["metadata"]["status"] == "open"
+            assert esc["metadata"]["step"] == "review"
+
+    done, _ = example(server.url, "pr-102", journal, "--quiet", "--min-confidence", "0.95", "--approve", "checked")
+    assert done == {
+        "workflow_id": "pr-102",
+        "status": "completed",
+        "resumed_from": "fetch",
+        "side_effects": {"post_review": 1},
+    }
