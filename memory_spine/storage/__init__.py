@@ -26,7 +26,7 @@ __all__ = ["backend_of", "open_search", "open_storage", "redact"]
 # backend -> (storage opener, search opener), as "module:function"
 _BACKENDS: dict[str, tuple[str, str]] = {
     "sqlite": ("memory_spine.storage.sqlite:open_sqlite", "memory_spine.planner:open_planner"),
-    "postgresql": ("memory_spine.storage.postgres:open_postgres", "memory_spine.storage.postgres:open_search"),
+    "postgresql": ("memory_spine.storage.postgres:open_postgres", "memory_spine.storage.pg_search:open_search"),
 }
 _SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql"}
 

@@ -1,0 +1,95 @@
+"""PostgreSQL schema, as ordered, versioned migrations recorded in `memory_spine_migrations`.
+
+`migrate(conn)` applies the ones a database lacks, each in its own transaction, under a transaction-level
+advisory lock: replicas starting at the same moment migrate once, the others wait and find it done. A
+migration is never edited once released; a change is a new entry at the end of `MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+_LOCK_ID = 0x6D656D73  # "mems": pg_advisory_xact_lock key shared by every memory-spine replica
+
+# Keyword search sees words as SQLite's FTS5 tokenizer does, near enough: ASCII punctuation other than "_"
+# separates words ("os.path.join" is the phrase "os path join"). The query side uses the same expression.
+FTS_NORMALISE = r"regexp_replace({}, '[!-/:-@\[-^`{{-~]+', ' ', 'g')"
+
+
+def _initial(conn: psycopg.Connection, params: dict[str, Any]) -> None:
+    dim, m, efc = params["dim"], params["hnsw_m"], params["hnsw_ef_construction"]
+    fts = FTS_NORMALISE.format("content")
+    statements = [
+        "CREATE EXTENSION IF NOT EXISTS vector",
+        "CREATE TABLE memory_spine_meta (name text PRIMARY KEY, value text NOT NULL)",
+        "CREATE SEQUENCE memory_versions",
+        sql.SQL(
+            """CREATE TABLE memories (
+                seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                id text COLLATE "C" NOT NULL UNIQUE,
+                content text NOT NULL,
+                tags text[] NOT NULL DEFAULT '{{}}',
+                metadata jsonb NOT NULL DEFAULT '{{}}',
+                importance text NOT NULL DEFAULT 'medium',
+                key text COLLATE "C",
+                key_parent text COLLATE "C",
+                created_at timestamptz NOT NULL,
+                updated_at timestamptz NOT NULL,
+                expires_at timestamptz,
+                version bigint NOT NULL,
+                embedding vector({dim}) NOT NULL,
+                fts tsvector GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, {fts})) STORED
+            )"""
+        ).format(dim=sql.Literal(dim), fts=sql.SQL(fts)),
+        "CREATE INDEX memories_key ON memories (key, version)",
+        "CREATE INDEX memories_key_parent ON memories (key_parent, version)",
+        "CREATE INDEX memories_created ON memories (created_at)",
+        "CREATE INDEX memories_expires ON memories (expires_at) WHERE expires_at IS NOT NULL",
+        "CREATE INDEX memories_tags ON memories USING gin (tags)",
+        "CREATE INDEX memories_metadata ON memories USING gin (metadata jsonb_path_ops)",
+        "CREATE INDEX memories_fts ON memories USING gin (fts)",
+        sql.SQL(
+            "CREATE INDEX memories_embedding ON memories USING hnsw (embedding vector_cosine_ops)"
+            " WITH (m = {m}, ef_construction = {efc})"
+        ).format(m=sql.Literal(m), efc=sql.Literal(efc)),
+        """CREATE TABLE claims (
+            key text COLLATE "C" PRIMARY KEY,
+            holder text NOT NULL,
+            acquired_at timestamptz NOT NULL,
+            expires_at timestamptz NOT NULL
+        )""",
+    ]
+    for stmt in statements:
+        conn.execute(stmt)
+    conn.execute("INSERT INTO memory_spine_meta (name, value) VALUES ('dim', %s)", (str(dim),))
+
+
+# (version, name, apply)
+MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection, dict[str, Any]], None]]] = [
+    (1, "records, tags, keys, metadata, vectors (HNSW), full text (tsvector), claims", _initial),
+]
+
+
+def migrate(conn: psycopg.Connection, **params: Any) -> list[int]:
+    """Apply the migrations this database lacks (autocommit connection). Returns the versions applied."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))  # two replicas' CREATE TABLEs would collide
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS memory_spine_migrations"
+            " (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+    applied: list[int] = []
+    for version, name, apply in MIGRATIONS:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            done = conn.execute("SELECT 1 FROM memory_spine_migrations WHERE version = %s", (version,)).fetchone()
+            if done:
+                continue
+            apply(conn, params)
+            conn.execute("INSERT INTO memory_spine_migrations (version, name) VALUES (%s, %s)", (version, name))
+            applied.append(version)
+    return applied

@@ -1,0 +1,237 @@
+"""PostgreSQL's `VectorSearch`: the planner's plans and contract, run in SQL (pgvector HNSW, tsvector).
+
+- `hnsw`         no filter: the HNSW index (`ORDER BY embedding <=> q`, `hnsw.ef_search` for recall >= 0.98);
+- `exact`        a filter matching at most `exact_cap(limit)` records: one statement finds them (stopping at
+                 cap + 1, so a broad filter is never counted to the end) and, if few enough, scores them exactly;
+- `hnsw_filter`  a broader filter: HNSW with pgvector 0.8's iterative scan (`hnsw.iterative_scan`), which keeps
+                 walking the graph until `limit` rows pass the filter; `+exact` when even that came back short
+                 while more records match (the scan gives up after `hnsw.max_scan_tuples`): scored exactly;
+- `keyword`      the generated `tsvector` column (GIN) ranked by `ts_rank`, the filter in the same SQL;
+- `hybrid`       both lists fused by reciprocal rank fusion (`planner.fuse`, as the embedded default).
+
+Exact keys never reach this module: the service answers them from the key index. Hits come back with their
+rows, so a search is one or two statements and no separate hydration.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..models import Filter
+from ..planner import Plan, fuse
+from .pg_schema import FTS_NORMALISE
+from .postgres import ROW_COLUMNS, PostgresStorage, compile_filter, row_dict
+from .sqlite import MAX_KEYWORD_TERMS, STOPWORDS, filter_is_empty
+
+Scored = list[tuple[int, float]]
+Rows = dict[int, dict[str, Any]]
+_TOKENS = re.compile(r"[^\W_]+")  # how PostgreSQL's parser splits a chunk, near enough (it splits at "_")
+_STATS_SECONDS = 60.0
+
+
+class PostgresSearch:
+    """Semantic, keyword and hybrid search over `PostgresStorage`, in SQL."""
+
+    def __init__(self, storage: PostgresStorage, *, exact_max_candidates: int = 4096, ef_search: int = 128) -> None:
+        self.storage = storage
+        self.exact_max = exact_max_candidates
+        self.ef = ef_search
+        self._size = 0
+        self._term_freq: dict[str, float] = {}
+        self._stats_at = 0.0
+        self._stats_lock = threading.Lock()
+        self._refresh()
+
+    # -- statistics: table size (for the exact bound) and common lexemes (for keyword pruning) ----------------
+    def _refresh(self) -> None:
+        with self.storage.conn() as conn:
+            size = conn.execute(
+                "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'memories'::regclass"
+            ).fetchone()[0]
+            if size < 100_000:  # cheap enough to count, and reltuples is 0 or stale on a young table
+                size = conn.execute("SELECT count(*) FROM memories").fetchone()[0]
+            row = conn.execute(
+                "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats"
+                " WHERE schemaname = current_schema() AND tablename = 'memories' AND attname = 'fts'"
+            ).fetchone()
+        self._size = int(size)
+        self._term_freq = dict(zip(row[0], row[1], strict=False)) if row and row[0] else {}
+        self._stats_at = time.monotonic()
+
+    def maintain(self, force: bool = False) -> dict[str, Any] | None:
+        """Refresh the statistics the plans use, every minute (the database keeps its own index)."""
+        if force or time.monotonic() - self._stats_at >= _STATS_SECONDS:
+            with self._stats_lock:
+                self._refresh()
+        return None
+
+    def __len__(self) -> int:
+        return self._size
+
+    def exact_cap(self, limit: int) -> int:
+        """Most candidates worth scoring exactly rather than walking HNSW with a filter (as the planner's)."""
+        return min(self.exact_max, max(256, int(1.3 * math.sqrt(limit * max(self._size, 1)))))
+
+    # -- semantic ----------------------------------------------------------------------------------------------
+    def semantic(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float) -> tuple[Scored, Rows, Plan]:
+        started = time.perf_counter()
+        cond, params = compile_filter(flt, now)
+        q = np.asarray(vector, dtype=np.float32)
+        if filter_is_empty(flt):
+            plan = Plan("hnsw", k=[limit])
+            hits, rows = self._hnsw(q, cond, params, limit)
+        else:
+            cap = self.exact_cap(limit)
+            n, hits, rows = self._exact(q, cond, params, limit, cap)
+            if n <= cap:
+                plan = Plan("exact", candidates=n)
+            else:
+                plan = Plan("hnsw_filter", k=[limit])
+                hits, rows = self._hnsw(q, cond, params, limit)
+        if len(hits) < limit and plan.name != "exact":
+            # The iterative scan stops after hnsw.max_scan_tuples; if more records match, score them exactly.
+            more = self.storage._all(
+                f"SELECT count(*) FROM (SELECT 1 FROM memories m WHERE {cond} LIMIT %s) s", [*params, limit]
+            )[0][0]
+            if more > len(hits):
+                n, hits, rows = self._exact(q, cond, params, limit, None)
+                plan.name += "+exact"
+                plan.candidates = n
+        plan.ms = (time.perf_counter() - started) * 1000
+        return hits, rows, plan
+
+    def _hnsw(self, q: np.ndarray, cond: str, params: list[Any], limit: int) -> tuple[Scored, Rows]:
+        found = self.storage._all(
+            f"SELECT {ROW_COLUMNS}, m.embedding <=> %s AS d FROM memories m WHERE {cond}"
+            " ORDER BY m.embedding <=> %s LIMIT %s",
+            [q, *params, q, limit],
+        )
+        found.sort(key=lambda r: r[10])  # relaxed_order: the scan may return near-ties slightly out of order
+        return [(r[0], 1.0 - float(r[10])) for r in found], {r[0]: row_dict(r) for r in found}
+
+    def _exact(
+        self, q: np.ndarray, cond: str, params: list[Any], limit: int, cap: int | None
+    ) -> tuple[int, Scored, Rows]:
+        """Score the filter's matches exactly, if at most `cap` (None: any number) match. Returns (matches, ...)."""
+        bound = "LIMIT %s" if cap is not None else ""
+        args: list[Any] = [*params, *([cap + 1] if cap is not None else []), q]
+        gate = ""
+        if cap is not None:
+            gate = "WHERE (SELECT n FROM n) <= %s"
+            args.append(cap)
+        args.append(limit)
+        found = self.storage._all(
+            f"WITH c AS MATERIALIZED (SELECT m.seq FROM memories m WHERE {cond} {bound}),"
+            " n AS (SELECT count(*) AS n FROM c),"
+            " top AS (SELECT m.seq, m.embedding <=> %s AS d FROM c JOIN memories m ON m.seq = c.seq"
+            f" {gate} ORDER BY d LIMIT %s)"
+            f" SELECT n.n, {ROW_COLUMNS}, top.d FROM n LEFT JOIN top ON true LEFT JOIN memories m ON m.seq = top.seq"
+            " ORDER BY top.d",
+            args,
+        )
+        n = int(found[0][0]) if found else 0
+        got = [r[1:] for r in found if r[1] is not None]
+        return n, [(r[0], 1.0 - float(r[10])) for r in got], {r[0]: row_dict(r) for r in got}
+
+    # -- keyword -----------------------------------------------------------------------------------------------
+    def _chunks(self, query: str) -> list[str]:
+        """The query's informative whitespace-separated chunks (each a phrase), rarest first, at most 8.
+
+        As the embedded default: stop words go (unless nothing else is left), then chunks whose rarest word is
+        in more than a fifth of the records (unless none would be left), by the database's own lexeme stats.
+        """
+        chunks = list(dict.fromkeys(c for c in query.split() if _TOKENS.search(c)))
+        if not chunks:
+            return []
+        words = {c: [t.lower() for t in _TOKENS.findall(c)] for c in chunks}
+        chunks = [c for c in chunks if not (len(words[c]) == 1 and words[c][0] in STOPWORDS)] or chunks
+        freq = self._term_freq
+        common = 0.2 if self._size > 250 else 1.0
+        rarity = {c: min(freq.get(t, 0.0) for t in words[c]) for c in chunks}
+        ranked = sorted(chunks, key=lambda c: rarity[c])
+        return [c for c in ranked if rarity[c] <= common][:MAX_KEYWORD_TERMS] or ranked[:1]
+
+    def _keyword(self, query: str, flt: Filter | None, limit: int, now: float) -> tuple[Scored, Rows]:
+        chunks = self._chunks(query)
+        if not chunks:
+            return [], {}
+        cond, params = compile_filter(flt, now)
+        phrase = "phraseto_tsquery('simple'::regconfig, " + FTS_NORMALISE.format("c").replace("{{", "{") + ")"
+        found = self.storage._all(
+            "WITH q AS (SELECT (SELECT string_agg('(' || p::text || ')', ' | ') FROM"
+            f" (SELECT {phrase} AS p FROM unnest(%s::text[]) c) s WHERE p::text <> '')::tsquery AS q)"
+            f" SELECT {ROW_COLUMNS}, ts_rank(m.fts, q.q) AS r FROM memories m, q"
+            f" WHERE q.q IS NOT NULL AND m.fts @@ q.q AND {cond} ORDER BY r DESC, m.seq DESC LIMIT %s",
+            [chunks, *params, limit],
+        )
+        # ts_rank is unbounded above; s * 10 / (1 + s * 10) maps it into [0, 1) keeping the order.
+        return [(r[0], float(r[10]) * 10 / (1.0 + float(r[10]) * 10)) for r in found], {
+            r[0]: row_dict(r) for r in found
+        }
+
+    def keyword(self, query: str, flt: Filter | None, limit: int, now: float) -> tuple[Scored, Rows, Plan]:
+        started = time.perf_counter()
+        hits, rows = self._keyword(query, flt, limit, now)
+        return hits, rows, Plan("keyword", ms=(time.perf_counter() - started) * 1000)
+
+    def hybrid(
+        self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float
+    ) -> tuple[Scored, Rows, Plan]:
+        started = time.perf_counter()
+        depth = max(limit * 3, 30)
+        sem, sem_rows, sem_plan = self.semantic(vector, flt, depth, now)
+        kw, kw_rows = self._keyword(query, flt, depth, now)
+        plan = Plan("hybrid", detail={"semantic": sem_plan.as_dict(), "keyword_hits": len(kw)})
+        plan.ms = (time.perf_counter() - started) * 1000
+        return fuse(sem, kw, limit), {**kw_rows, **sem_rows}, plan
+
+    # -- the rest of the contract: the database keeps the index itself ---------------------------------------------
+    def added(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
+        return None
+
+    def removed(self, seqs: Sequence[int]) -> None:
+        return None
+
+    def info(self) -> dict[str, Any]:
+        self.maintain(force=True)
+        with self.storage.conn() as conn:
+            row = conn.execute(
+                "SELECT pg_relation_size(to_regclass('memories_embedding')),"
+                " (SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass('memories_embedding'))"
+            ).fetchone()
+        return {
+            "kind": "pgvector-hnsw",
+            "elements": self._size,
+            "m": self.storage.hnsw_m,
+            "ef_construction": self.storage.hnsw_ef_construction,
+            "ef_search": self.ef,
+            "space": "cosine",
+            "bytes": int(row[0] or 0),
+            "valid": bool(row[1]) if row[1] is not None else False,
+        }
+
+    def check(self, repair: bool) -> dict[str, Any]:
+        report: dict[str, Any] = {"rows": self.storage.count(None, time.time())}
+        if repair and not self.storage.has_vector_index():
+            report["index_seconds"] = round(self.storage.build_vector_index(), 3)
+            report["repaired"] = True
+        report["missing_from_index"] = 0 if self.storage.has_vector_index() else report["rows"]
+        report["extra_in_index"] = 0
+        return report
+
+    def close(self) -> None:
+        return None
+
+
+def open_search(settings: Any, storage: PostgresStorage) -> PostgresSearch:
+    """The registry entry for postgresql://...'s search."""
+    return PostgresSearch(
+        storage, exact_max_candidates=settings.exact_max_candidates, ef_search=settings.hnsw_ef_search
+    )

@@ -1,0 +1,828 @@
+"""PostgreSQL + pgvector storage: the `Storage` contract in one database that many service replicas share.
+
+Schema (created by the versioned migrations in `pg_schema.py`, under an advisory lock so replicas starting
+together migrate once):
+
+- `memories`: one row per record; `seq` (identity) names it to search, `version` (a sequence) orders writes
+  (newest-first key lookups, PATCH's if_version); tags as `text[]` (GIN), metadata as `jsonb` (GIN
+  `jsonb_path_ops`, so `where` equalities are index lookups), the vector in a pgvector column with an HNSW
+  index (`vector_cosine_ops`), and a generated `tsvector` column (GIN) for keyword search.
+- `claims(key, holder, acquired_at, expires_at)`: leases, taken with one atomic `INSERT ... ON CONFLICT DO
+  UPDATE ... WHERE` and timed by the database clock, so replicas with skewed clocks still agree.
+- `memory_spine_meta`: the model and dimension the vectors belong to.
+
+Records keep the service's clock for created/updated/expiry times (as in SQLite), in whole microseconds.
+Searching lives in `pg_search.py`. psycopg and pool errors are translated into `memory_spine.errors` here.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import psycopg
+import psycopg_pool
+from psycopg import sql
+from psycopg.adapt import Dumper, Loader
+from psycopg.pq import Format
+from psycopg.types.json import Jsonb
+
+from ..errors import InvalidInput, MemorySpineError, ReadOnlyStorage, StorageError, StorageFull
+from ..models import Filter
+from . import redact
+from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, VersionChanged
+from .pg_schema import migrate
+from .sqlite import _json_path, _sql_value
+
+OnCommit = Callable[[Any], None]
+ROW_COLUMNS = (
+    "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at"
+)
+_RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+# -- conversions ------------------------------------------------------------------------------------------------
+def to_dt(ts: float | datetime | None) -> datetime | None:
+    """Epoch seconds (or a datetime, naive = UTC) -> an aware datetime in whole microseconds."""
+    if ts is None:
+        return None
+    if isinstance(ts, datetime):
+        return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """The API's time format, as SQLite's storage renders it: `2026-11-24T06:10:00.123456Z`."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def row_dict(r: Sequence[Any]) -> dict[str, Any]:
+    seq, id_, content, tags, metadata, importance, key, created, updated, expires = r[:10]
+    return {
+        "seq": seq,
+        "id": id_,
+        "content": content,
+        "tags": list(tags),
+        "metadata": metadata,
+        "importance": importance,
+        "key": key,
+        "created_at": iso(created),
+        "updated_at": iso(updated),
+        "expires_at": iso(expires),
+    }
+
+
+class _VectorDumper(Dumper):
+    """numpy float32 -> pgvector's binary form: dim, unused, then big-endian float32s."""
+
+    format = Format.BINARY
+
+    def dump(self, obj: Any) -> bytes:
+        v = np.asarray(obj, dtype=np.float32).reshape(-1)
+        return struct.pack(">HH", v.shape[0], 0) + v.astype(">f4").tobytes()
+
+
+class _VectorLoader(Loader):
+    format = Format.BINARY
+
+    def load(self, data: Any) -> np.ndarray:
+        dim = struct.unpack_from(">H", data)[0]
+        return np.frombuffer(bytes(data[4 : 4 + 4 * dim]), dtype=">f4").astype(np.float32)
+
+
+class _VectorTextLoader(Loader):
+    format = Format.TEXT
+
+    def load(self, data: Any) -> np.ndarray:
+        return np.array(json.loads(bytes(data).decode()), dtype=np.float32)
+
+
+def _translate(exc: Exception) -> MemorySpineError:
+    if isinstance(exc, MemorySpineError):
+        return exc
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return StorageError(f"no database connection available: {exc}")
+    if isinstance(exc, psycopg.errors.DiskFull | psycopg.errors.OutOfMemory):
+        return StorageFull(f"the database is out of space: {exc}")
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction | psycopg.errors.InsufficientPrivilege):
+        return ReadOnlyStorage(f"the database cannot be written: {exc}")
+    if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
+        return InvalidInput("content", f"is too large for the database's indexes: {exc}")
+    if isinstance(exc, psycopg.OperationalError):
+        return StorageError(f"the database is unavailable: {exc}")
+    return StorageError(f"database error: {exc}")
+
+
+# -- filters ----------------------------------------------------------------------------------------------------
+def _nest(parts: list[str], value: Any) -> dict[str, Any]:
+    doc: Any = value
+    for part in reversed(parts):
+        doc = {part: doc}
+    return doc
+
+
+def _eq(parts: list[str], value: Any, params: list[Any]) -> str:
+    """`field == value` as SQLite's json_extract sees it: true equals 1 and false 0, 1 equals 1.0.
+
+    Written as jsonb containment so the GIN index answers it; containment never unwraps nested arrays, so a
+    field holding ["x"] does not equal "x" (as in SQLite, where it is the text '["x"]').
+    """
+    if value is None:
+        params.append(parts)
+        params.append(parts)
+        return "(m.metadata #> %s IS NULL OR jsonb_typeof(m.metadata #> %s) = 'null')"
+    same: list[Any] = [value]
+    if isinstance(value, bool):
+        same.append(int(value))
+    elif isinstance(value, int | float) and value in (0, 1):
+        same.append(bool(value))
+    for v in same:
+        params.append(Jsonb(_nest(parts, v)))
+    return "(" + " OR ".join("m.metadata @> %s" for _ in same) + ")"
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        return Decimal(repr(value))  # the shortest form: 0.1 compares equal to a stored 0.1
+    return value
+
+
+def compile_where(where: Any, params: list[Any], path: str = "where") -> str:
+    """The `where` language -> SQL over `m.metadata` (jsonb), with storage/sqlite.py's semantics.
+
+    Ranges compare numbers only with numbers and strings only with strings (by code point: COLLATE "C");
+    `$ne`/`$nin` match records lacking the field; `{"f": null}` matches a missing field or an explicit null;
+    a null inside `$in` never matches, and inside `$nin` leaves only missing fields (SQL's NOT IN with NULL).
+    """
+    if not isinstance(where, dict) or not where:
+        raise InvalidInput(path, "must be a non-empty object")
+    clauses = []
+    for field, cond in where.items():
+        if field in ("$and", "$or"):
+            if not isinstance(cond, list) or not cond:
+                raise InvalidInput(f"{path}.{field}", "must be a non-empty list of conditions")
+            parts = [compile_where(c, params, f"{path}.{field}[{i}]") for i, c in enumerate(cond)]
+            clauses.append("(" + (" AND " if field == "$and" else " OR ").join(parts) + ")")
+            continue
+        if field.startswith("$"):
+            raise InvalidInput(f"{path}.{field}", "unknown operator; use $and or $or at this level")
+        _json_path(field)  # the same checks and messages as SQLite
+        keys = field.split(".")
+        ops = cond if isinstance(cond, dict) and cond and all(k.startswith("$") for k in cond) else {"$eq": cond}
+        for op, value in ops.items():
+            if op in ("$in", "$nin"):
+                if not isinstance(value, list) or not value:
+                    raise InvalidInput(f"{path}.{field}.{op}", "must be a non-empty list")
+                for v in value:
+                    _sql_value(v, field)
+                sub: list[Any] = []
+                present = [_eq(keys, v, sub) for v in value if v is not None]
+                any_eq = "(" + " OR ".join(present) + ")" if present else "FALSE"
+                if op == "$in":
+                    clauses.append(any_eq)
+                    params.extend(sub)
+                else:
+                    missing = _eq(keys, None, params)
+                    if None in value:
+                        clauses.append(missing)
+                    else:
+                        clauses.append(f"({missing} OR NOT {any_eq})")
+                        params.extend(sub)
+            elif op in ("$eq", "$ne"):
+                _sql_value(value, field)
+                eq = _eq(keys, value, params)
+                clauses.append(eq if op == "$eq" else f"(NOT {eq})")
+            elif op in _RANGE:
+                _sql_value(value, field)
+                if value is None:
+                    clauses.append("FALSE")
+                elif isinstance(value, str):
+                    params.extend([keys, keys, value])
+                    clauses.append(
+                        "(CASE WHEN jsonb_typeof(m.metadata #> %s) = 'string'"
+                        f' THEN (m.metadata #>> %s) COLLATE "C" {_RANGE[op]} %s END)'
+                    )
+                else:
+                    params.extend([keys, keys, _number(value)])
+                    clauses.append(
+                        "(CASE WHEN jsonb_typeof(m.metadata #> %s) = 'number'"
+                        f" THEN (m.metadata #> %s)::numeric {_RANGE[op]} %s::numeric END)"
+                    )
+            else:
+                raise InvalidInput(f"{path}.{field}.{op}", "unknown operator; use $eq $ne $in $nin $gt $gte $lt $lte")
+    return "(" + " AND ".join(clauses) + ")"
+
+
+def compile_filter(flt: Filter | None, now: float) -> tuple[str, list[Any]]:
+    """A `Filter` -> an SQL condition on `memories m` (expired records always excluded) and its params."""
+    clauses = ["(m.expires_at IS NULL OR m.expires_at > %s)"]
+    params: list[Any] = [to_dt(now)]
+    if flt is None:
+        return clauses[0], params
+    if flt.tags:
+        clauses.append("m.tags && %s::text[]")
+        params.append(list(flt.tags))
+    if flt.tags_all:
+        clauses.append("m.tags @> %s::text[]")
+        params.append(sorted(set(flt.tags_all)))
+    if flt.tags_none:
+        clauses.append("NOT (m.tags && %s::text[])")
+        params.append(list(flt.tags_none))
+    if flt.where:
+        clauses.append(compile_where(flt.where, params))
+    if flt.created_after is not None:
+        clauses.append("m.created_at > %s")
+        params.append(to_dt(flt.created_after))
+    if flt.created_before is not None:
+        clauses.append("m.created_at < %s")
+        params.append(to_dt(flt.created_before))
+    if flt.importance:
+        clauses.append("m.importance = ANY(%s::text[])")
+        params.append([flt.importance] if isinstance(flt.importance, str) else list(flt.importance))
+    if flt.key is not None:
+        clauses.append("m.key = %s")
+        params.append(flt.key)
+    if flt.key_prefix:
+        clauses.append("m.key >= %s AND m.key < %s")
+        params.extend([flt.key_prefix, flt.key_prefix[:-1] + chr(ord(flt.key_prefix[-1]) + 1)])
+    return " AND ".join(clauses), params
+
+
+# -- storage ----------------------------------------------------------------------------------------------------
+class PostgresStorage:
+    """The `Storage` contract over PostgreSQL + pgvector, through a psycopg connection pool."""
+
+    backend = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        dim: int,
+        *,
+        pool_size: int = 8,
+        hnsw_m: int = 16,
+        hnsw_ef_construction: int = 64,
+        ef_search: int = 128,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.dim = dim
+        self.ef_search = ef_search
+        self.hnsw_m = hnsw_m
+        self.hnsw_ef_construction = hnsw_ef_construction
+        self.lock = None  # no data dir to hold: replicas share the database
+        self._server: dict[str, Any] = {}
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=int(connect_timeout)) as conn:
+                migrate(conn, dim=dim, hnsw_m=hnsw_m, hnsw_ef_construction=hnsw_ef_construction)
+                self._vector_oid = conn.execute("SELECT 'vector'::regtype::oid").fetchone()[0]
+                self._server = {
+                    "server": conn.execute("SHOW server_version").fetchone()[0],
+                    "pgvector": conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[
+                        0
+                    ],
+                }
+                stored_dim = conn.execute("SELECT value FROM memory_spine_meta WHERE name = 'dim'").fetchone()
+        except MemorySpineError:
+            raise
+        except (psycopg.Error, OSError) as exc:
+            raise StorageError(f"cannot open the database {redact(url)}: {exc}") from exc
+        if stored_dim is not None and int(stored_dim[0]) != dim:
+            raise StorageError(f"this database holds {stored_dim[0]}-dimensional vectors; the embedder makes {dim}")
+        self.pool = psycopg_pool.ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(2, pool_size),
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            name="memory-spine",
+            timeout=connect_timeout,
+            open=False,
+        )
+        try:
+            self.pool.open(wait=True, timeout=connect_timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            self.pool.close()
+            raise StorageError(f"cannot connect to the database {redact(url)}: {exc}") from exc
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        dumper = type("VectorDumper", (_VectorDumper,), {"oid": self._vector_oid})
+        conn.adapters.register_dumper(np.ndarray, dumper)
+        conn.adapters.register_loader(self._vector_oid, _VectorLoader)
+        conn.adapters.register_loader(self._vector_oid, _VectorTextLoader)
+        # Recall >= 0.98 at limit 10; iterative scans keep a filtered HNSW search going until `limit` rows pass
+        # the filter (pgvector 0.8), so the planner's exactly-`limit` contract holds.
+        conn.execute(f"SET hnsw.ef_search = {int(self.ef_search)}")
+        conn.execute("SET hnsw.iterative_scan = relaxed_order")
+
+    @contextmanager
+    def conn(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection (autocommit); database errors come out as `memory_spine.errors`."""
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise _translate(exc) from exc
+
+    def _all(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.conn() as conn:
+            return conn.execute(query, params).fetchall()
+
+    # -- meta ------------------------------------------------------------------------------------------------
+    def meta(self, name: str) -> str | None:
+        rows = self._all("SELECT value FROM memory_spine_meta WHERE name = %s", (name,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        self._all(
+            "INSERT INTO memory_spine_meta (name, value) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value RETURNING name",
+            (name, value),
+        )
+
+    # -- records and keys ------------------------------------------------------------------------------------
+    def put(self, records: Sequence[NewRecord], on_commit: OnCommit | None = None) -> list[PutResult]:
+        for _attempt in range(10):
+            try:
+                with self.conn() as conn, conn.transaction():
+                    results = self._put(conn, records)
+                break
+            except _Raced:
+                continue  # another replica inserted one of these ids meanwhile: it is an update now
+        else:
+            raise StorageError("a write kept racing concurrent inserts of the same ids; try again")
+        if on_commit is not None:
+            on_commit(results)
+        return results
+
+    def _put(self, conn: psycopg.Connection, records: Sequence[NewRecord]) -> list[PutResult]:
+        existing = {
+            r[0]: r
+            for r in conn.execute(
+                "SELECT id, seq, content, created_at, expires_at, version FROM memories WHERE id = ANY(%s)"
+                " ORDER BY seq FOR UPDATE",
+                ([r.id for r in records],),
+            )
+        }
+        version = conn.execute("SELECT nextval('memory_versions')").fetchone()[0]
+        inserts: list[tuple] = []
+        updates: list[tuple] = []
+        vector_updates: list[tuple] = []
+        out: dict[str, PutResult] = {}
+        for rec in records:
+            row = existing.get(rec.id)
+            if rec.if_version is not None and (row is None or row[5] != rec.if_version):
+                raise VersionChanged(rec.id)
+            now = to_dt(round(rec.now, 6))
+            meta = Jsonb(rec.metadata)
+            if row is None:
+                if rec.vector is None:
+                    raise ContentChanged(rec.id)
+                inserts.append(
+                    (
+                        rec.id,
+                        rec.content,
+                        rec.tags,
+                        meta,
+                        rec.importance,
+                        rec.key,
+                        rec.key_parent,
+                        now,
+                        now,
+                        to_dt(rec.expires_at),
+                        version,
+                        np.asarray(rec.vector, dtype=np.float32),
+                    )
+                )
+                continue
+            _, seq, old_content, old_created, old_expires, _ = row
+            # An expired row not purged yet is gone for clients: writing its id again creates it anew.
+            revived = old_expires is not None and old_expires.timestamp() <= rec.now
+            if rec.vector is None and old_content != rec.content:
+                raise ContentChanged(rec.id)
+            fields = (
+                rec.content,
+                rec.tags,
+                meta,
+                rec.importance,
+                rec.key,
+                rec.key_parent,
+                now if revived else old_created,
+                now,
+                to_dt(rec.expires_at),
+                version,
+            )
+            if rec.vector is not None:
+                vector_updates.append((*fields, np.asarray(rec.vector, dtype=np.float32), seq))
+            else:
+                updates.append((*fields, seq))
+            out[rec.id] = PutResult(seq=seq, id=rec.id, created=revived, vector_changed=rec.vector is not None)
+        set_fields = (
+            "content=%s, tags=%s, metadata=%s, importance=%s, key=%s, key_parent=%s, created_at=%s, updated_at=%s,"
+            " expires_at=%s, version=%s"
+        )
+        with conn.cursor() as cur:
+            if updates:
+                cur.executemany(f"UPDATE memories SET {set_fields} WHERE seq=%s", updates)
+            if vector_updates:
+                cur.executemany(f"UPDATE memories SET {set_fields}, embedding=%s WHERE seq=%s", vector_updates)
+            if inserts:
+                cur.executemany(
+                    "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent, created_at,"
+                    " updated_at, expires_at, version, embedding) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                    " ON CONFLICT (id) DO NOTHING RETURNING seq, id",
+                    inserts,
+                    returning=True,
+                )
+                inserted = []
+                while True:
+                    got = cur.fetchone()
+                    if got is not None:
+                        inserted.append(got)
+                    if not cur.nextset():
+                        break
+                if len(inserted) != len(inserts):
+                    raise _Raced()
+                for seq, id_ in inserted:
+                    out[id_] = PutResult(seq=seq, id=id_, created=True, vector_changed=True)
+        return [out[r.id] for r in records]
+
+    def restore(self, records: Sequence[RestoredRecord], on_commit: OnCommit | None = None) -> list[PutResult]:
+        """Insert records as exported (their own timestamps and vectors), one transaction; ids present are skipped."""
+        for rec in records:
+            if rec.vector is None:
+                raise ValueError(f"restore() needs a vector for {rec.id!r}")
+        results: list[PutResult] = []
+        if records:
+            with self.conn() as conn, conn.transaction(), conn.cursor() as cur:
+                version = conn.execute("SELECT nextval('memory_versions')").fetchone()[0]
+                cur.executemany(
+                    "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent, created_at,"
+                    " updated_at, expires_at, version, embedding) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                    " ON CONFLICT (id) DO NOTHING RETURNING seq, id",
+                    [
+                        (
+                            r.id,
+                            r.content,
+                            r.tags,
+                            Jsonb(r.metadata),
+                            r.importance,
+                            r.key,
+                            r.key_parent,
+                            to_dt(r.created_at),
+                            to_dt(r.updated_at),
+                            to_dt(r.expires_at),
+                            version,
+                            np.asarray(r.vector, dtype=np.float32),
+                        )
+                        for r in records
+                    ],
+                    returning=True,
+                )
+                while True:
+                    got = cur.fetchone()
+                    if got is not None:
+                        results.append(PutResult(seq=got[0], id=got[1], created=True, vector_changed=True))
+                    if not cur.nextset():
+                        break
+        if on_commit is not None:
+            on_commit(results)
+        return results
+
+    def dump(self, now: float, vectors: bool, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every live record, oldest first, from one snapshot (export); with its float32 vector bytes if asked."""
+        columns = ROW_COLUMNS + (", m.embedding" if vectors else "")
+        with self.conn() as conn, conn.transaction():
+            with conn.cursor(name="memory_spine_dump", binary=True) as cur:
+                cur.itersize = batch
+                cur.execute(
+                    f"SELECT {columns} FROM memories m WHERE m.expires_at IS NULL OR m.expires_at > %s ORDER BY m.seq",
+                    (to_dt(now),),
+                )
+                for r in cur:
+                    out = row_dict(r)
+                    if vectors:
+                        out["vector"] = np.asarray(r[10], dtype="<f4").tobytes()
+                    yield out
+
+    def contents(self, ids: Sequence[str]) -> dict[str, str]:
+        if not ids:
+            return {}
+        return dict(self._all("SELECT id, content FROM memories WHERE id = ANY(%s)", (list(ids),)))
+
+    def version_of(self, id: str) -> int | None:
+        rows = self._all("SELECT version FROM memories WHERE id = %s", (id,))
+        return int(rows[0][0]) if rows else None
+
+    def get(self, id: str, now: float) -> dict[str, Any] | None:
+        rows = self._all(
+            f"SELECT {ROW_COLUMNS} FROM memories m WHERE m.id = %s AND (m.expires_at IS NULL OR m.expires_at > %s)",
+            (id, to_dt(now)),
+        )
+        return row_dict(rows[0]) if rows else None
+
+    def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]:
+        if not len(seqs):
+            return {}
+        cond, params = compile_filter(flt, now)
+        rows = self._all(
+            f"SELECT {ROW_COLUMNS} FROM memories m WHERE m.seq = ANY(%s) AND {cond}", [[int(s) for s in seqs], *params]
+        )
+        return {r[0]: row_dict(r) for r in rows}
+
+    def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None) -> list[int]:
+        seqs = [r[0] for r in self._all("DELETE FROM memories WHERE id = ANY(%s) RETURNING seq", (list(ids),))]
+        if on_commit is not None:
+            on_commit(seqs)
+        return seqs
+
+    def delete_where(
+        self, flt: Filter, now: float, dry_run: bool, on_commit: OnCommit | None = None
+    ) -> tuple[int, list[int]]:
+        if dry_run:
+            return self.count(flt, now), []
+        cond, params = compile_filter(flt, now)
+        seqs = [r[0] for r in self._all(f"DELETE FROM memories m WHERE {cond} RETURNING m.seq", params)]
+        if on_commit is not None:
+            on_commit(seqs)
+        return len(seqs), seqs
+
+    def list(
+        self, flt: Filter | None, now: float, limit: int, cursor: int | None, newest_first: bool
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        cond, params = compile_filter(flt, now)
+        if cursor is not None:
+            cond += " AND m.seq " + ("<" if newest_first else ">") + " %s"
+            params.append(cursor)
+        rows = self._all(
+            f"SELECT {ROW_COLUMNS} FROM memories m WHERE {cond} ORDER BY m.seq {'DESC' if newest_first else 'ASC'}"
+            " LIMIT %s",
+            [*params, limit + 1],
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [row_dict(r) for r in rows], (rows[-1][0] if more and rows else None)
+
+    def find_key(
+        self, key: str, include_children: bool, flt: Filter | None, now: float, limit: int
+    ) -> list[dict[str, Any]]:
+        cond, params = compile_filter(flt, now)
+        one = f"SELECT {ROW_COLUMNS}, m.version FROM memories m WHERE m.{{col}} = %s AND {cond} ORDER BY m.version DESC"
+        if include_children:
+            # Two index range scans, (key, version) and (key_parent, version), merged newest first.
+            query = (
+                f"SELECT * FROM (({one.format(col='key')} LIMIT %s)"
+                f" UNION ALL ({one.format(col='key_parent')} LIMIT %s)) u ORDER BY version DESC LIMIT %s"
+            )
+            args = [key, *params, limit, key, *params, limit, limit]
+        else:
+            query = one.format(col="key") + " LIMIT %s"
+            args = [key, *params, limit]
+        return [row_dict(r) for r in self._all(query, args)]
+
+    def newest_per_parent(self, prefix: str, now: float, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """The newest live record of each key parent starting with `prefix`, newest first, and how many parents."""
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        groups = (
+            "SELECT key_parent AS p, max(version) AS v FROM memories WHERE key_parent >= %s AND key_parent < %s"
+            " AND (expires_at IS NULL OR expires_at > %s) GROUP BY key_parent"
+        )
+        args = (prefix, upper, to_dt(now))
+        with self.conn() as conn:
+            total = conn.execute(f"SELECT count(*) FROM ({groups}) g", args).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {ROW_COLUMNS} FROM ({groups} ORDER BY v DESC LIMIT %s OFFSET %s) g"
+                " JOIN memories m ON m.key_parent = g.p AND m.version = g.v ORDER BY g.v DESC",
+                (*args, limit, offset),
+            ).fetchall()
+        return [row_dict(r) for r in rows], int(total)
+
+    # -- tags and filters --------------------------------------------------------------------------------------
+    def count(self, flt: Filter | None, now: float) -> int:
+        cond, params = compile_filter(flt, now)
+        return int(self._all(f"SELECT count(*) FROM memories m WHERE {cond}", params)[0][0])
+
+    def purge_expired(self, now: float, on_commit: OnCommit | None = None) -> list[int]:
+        with self.conn() as conn, conn.transaction():
+            seqs = [
+                r[0]
+                for r in conn.execute(
+                    "DELETE FROM memories WHERE expires_at IS NOT NULL AND expires_at <= %s RETURNING seq",
+                    (to_dt(now),),
+                )
+            ]
+            conn.execute("DELETE FROM claims WHERE expires_at <= now()")
+        if on_commit is not None:
+            on_commit(seqs)
+        return seqs
+
+    # -- claims: the database's clock, so every replica agrees on who holds a lease -----------------------------
+    @staticmethod
+    def _claim(row: Sequence[Any]) -> dict[str, Any]:
+        key, holder, acquired, expires = row
+        return {"key": key, "holder": holder, "acquired_at": iso(acquired), "expires_at": iso(expires)}
+
+    def claim(self, key: str, holder: str, lease: float, now: float) -> tuple[bool, dict[str, Any]]:
+        interval = f"{float(lease)} seconds"
+        with self.conn() as conn:
+            for _attempt in range(10):
+                # One statement, atomic under the row lock: take a free or expired key, or renew our own lease.
+                got = conn.execute(
+                    "INSERT INTO claims AS c (key, holder, acquired_at, expires_at)"
+                    " VALUES (%s, %s, date_trunc('microseconds', clock_timestamp()),"
+                    " date_trunc('microseconds', clock_timestamp() + %s::interval))"
+                    " ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder,"
+                    " acquired_at = CASE WHEN c.expires_at > clock_timestamp() THEN c.acquired_at"
+                    " ELSE EXCLUDED.acquired_at END, expires_at = EXCLUDED.expires_at"
+                    " WHERE c.expires_at <= clock_timestamp() OR c.holder = EXCLUDED.holder"
+                    " RETURNING key, holder, acquired_at, expires_at",
+                    (key, holder, interval),
+                ).fetchone()
+                if got is not None:
+                    return True, self._claim(got)
+                other = conn.execute(
+                    "SELECT key, holder, acquired_at, expires_at FROM claims WHERE key = %s AND expires_at > now()",
+                    (key,),
+                ).fetchone()
+                if other is not None:
+                    return False, self._claim(other)
+            raise StorageError(f"claiming {key!r} kept racing; try again")
+
+    def get_claim(self, key: str, now: float) -> dict[str, Any] | None:
+        rows = self._all(
+            "SELECT key, holder, acquired_at, expires_at FROM claims WHERE key = %s AND expires_at > now()", (key,)
+        )
+        return self._claim(rows[0]) if rows else None
+
+    def release(self, key: str, holder: str | None, now: float) -> dict[str, Any] | None:
+        """Release a live claim. Returns the claim that blocks the release, or None when released.
+
+        Raises KeyError when there is no live claim on the key.
+        """
+        with self.conn() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT key, holder, acquired_at, expires_at FROM claims WHERE key = %s AND expires_at > now()"
+                " FOR UPDATE",
+                (key,),
+            ).fetchone()
+            if row is None:
+                raise KeyError(key)
+            if holder is not None and row[1] != holder:
+                return self._claim(row)
+            conn.execute("DELETE FROM claims WHERE key = %s", (key,))
+            return None
+
+    # -- bulk loading: rows first, the HNSW index after ---------------------------------------------------------
+    def drop_vector_index(self) -> None:
+        """Drop the HNSW index before a bulk load (inserting into a built HNSW graph is ~100x slower)."""
+        self._all("DROP INDEX IF EXISTS memories_embedding")
+
+    def build_vector_index(self, progress: Callable[[str], None] | None = None) -> float:
+        """(Re)create the HNSW index if missing and refresh the planner's statistics. Returns seconds taken."""
+        started = time.perf_counter()
+        with self.conn() as conn:
+            conn.execute("SET maintenance_work_mem = '1GB'")
+            conn.execute("SET max_parallel_maintenance_workers = 2")
+            try:
+                conn.execute(
+                    sql.SQL(
+                        "CREATE INDEX IF NOT EXISTS memories_embedding ON memories"
+                        " USING hnsw (embedding vector_cosine_ops) WITH (m = {}, ef_construction = {})"
+                    ).format(sql.Literal(self.hnsw_m), sql.Literal(self.hnsw_ef_construction))
+                )
+                conn.execute("ANALYZE memories")
+            finally:
+                conn.execute("RESET maintenance_work_mem")
+                conn.execute("RESET max_parallel_maintenance_workers")
+        return time.perf_counter() - started
+
+    def has_vector_index(self) -> bool:
+        return bool(self._all("SELECT to_regclass('memories_embedding') IS NOT NULL")[0][0])
+
+    def copy_in(self, rows: Sequence[RestoredRecord]) -> int:
+        """Bulk-insert exported records with COPY (ids already present are skipped). Returns how many were new."""
+        if not rows:
+            return 0
+        with self.conn() as conn, conn.transaction():
+            version = conn.execute("SELECT nextval('memory_versions')").fetchone()[0]
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS memory_spine_load (LIKE memories INCLUDING DEFAULTS)"
+                " ON COMMIT DELETE ROWS"
+            )
+            columns = (
+                "id, content, tags, metadata, importance, key, key_parent, created_at, updated_at, expires_at,"
+                " version, embedding"
+            )
+            with conn.cursor() as cur:
+                with cur.copy(f"COPY memory_spine_load ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(
+                        [
+                            "text",
+                            "text",
+                            "text[]",
+                            "jsonb",
+                            "text",
+                            "text",
+                            "text",
+                            "timestamptz",
+                            "timestamptz",
+                            "timestamptz",
+                            "int8",
+                            self._vector_oid,
+                        ]
+                    )
+                    for r in rows:
+                        copy.write_row(
+                            (
+                                r.id,
+                                r.content,
+                                r.tags,
+                                Jsonb(r.metadata),
+                                r.importance,
+                                r.key,
+                                r.key_parent,
+                                to_dt(r.created_at),
+                                to_dt(r.updated_at),
+                                to_dt(r.expires_at),
+                                version,
+                                np.asarray(r.vector, dtype=np.float32),
+                            )
+                        )
+                cur.execute(
+                    f"INSERT INTO memories ({columns}) SELECT {columns} FROM memory_spine_load"
+                    " ON CONFLICT (id) DO NOTHING"
+                )
+                return cur.rowcount
+
+    # -- housekeeping ------------------------------------------------------------------------------------------
+    def stats(self, now: float) -> dict[str, Any]:
+        with self.conn() as conn:
+            total = conn.execute(
+                "SELECT count(*) FROM memories WHERE expires_at IS NULL OR expires_at > %s", (to_dt(now),)
+            ).fetchone()[0]
+            tags = dict(
+                conn.execute(
+                    "SELECT t, count(*) AS n FROM memories, unnest(tags) t GROUP BY t ORDER BY n DESC, t LIMIT 100"
+                ).fetchall()
+            )
+            size = conn.execute(
+                "SELECT coalesce(sum(pg_total_relation_size(c)), 0) FROM unnest(ARRAY['memories', 'claims',"
+                " 'memory_spine_meta']::regclass[]) c"
+            ).fetchone()[0]
+        return {"total_memories": int(total), "tags": tags, "database_bytes": int(size)}
+
+    def check(self) -> list[str]:
+        problems = []
+        with self.conn() as conn:
+            row = conn.execute(
+                "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass('memories_embedding')"
+            ).fetchone()
+            if row is None:
+                problems.append("the HNSW index memories_embedding is missing (searches scan every vector)")
+            elif not row[0]:
+                problems.append("the HNSW index memories_embedding is invalid (an interrupted build?)")
+        return problems
+
+    def ping(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        self._all("SELECT 1")
+        return {
+            "backend": self.backend,
+            "status": "ok",
+            "ms": round((time.perf_counter() - started) * 1000, 3),
+            **self._server,
+        }
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class _Raced(Exception):
+    """An insert met a row another replica inserted after our read: redo the write as an update."""
+
+
+_OPEN_LOCK = threading.Lock()
+
+
+def open_postgres(settings: Any, dim: int) -> PostgresStorage:
+    """The registry entry for postgresql://...: connect, migrate, pool."""
+    with _OPEN_LOCK:
+        return PostgresStorage(
+            settings.database,
+            dim,
+            pool_size=settings.database_pool_size,
+            hnsw_m=settings.hnsw_m,
+            ef_search=settings.hnsw_ef_search,
+        )
