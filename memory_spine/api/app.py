@@ -23,6 +23,7 @@ from ..service import MemoryService
 from . import errors
 from .middleware import RequestMiddleware
 from .routes import router
+from .ui import router as ui_router
 
 log = logging.getLogger("memory_spine.api")
 
@@ -88,6 +89,7 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
         metrics.bind(target)
     errors.install(app)
     app.include_router(router)
+    app.include_router(ui_router)  # the web console at /ui
     token = settings.token.get_secret_value() if settings.token else None
     app.add_middleware(RequestMiddleware, token=token, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     if settings.cors_origins:

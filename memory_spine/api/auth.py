@@ -1,4 +1,5 @@
-"""Bearer-token check: when a token is configured, every route but /health needs `Authorization: Bearer <t>`.
+"""Bearer-token check: when a token is configured, every route but /health and the console's page shells needs
+`Authorization: Bearer <t>`.
 
 The comparison is constant-time (hmac.compare_digest) and the token is never logged.
 """
@@ -10,6 +11,14 @@ import hmac
 from ..errors import Unauthorized
 
 OPEN_PATHS = frozenset({"/health"})
+
+
+def is_open(path: str) -> bool:
+    """Paths served without a token: /health, and the console's HTML shells and static files under /ui, which
+    hold no data (their data comes from /ui/api/ and the rest of the API, which need the token)."""
+    if path in OPEN_PATHS:
+        return True
+    return (path == "/ui" or path.startswith("/ui/")) and not (path == "/ui/api" or path.startswith("/ui/api/"))
 
 
 def check_bearer(header: bytes | None, token: bytes) -> None:

@@ -14,7 +14,7 @@ import orjson
 
 from ..errors import PayloadTooLarge, Unauthorized
 from ..logs import request_id
-from .auth import OPEN_PATHS, check_bearer
+from .auth import check_bearer, is_open
 from .errors import error_body, status_for
 
 log = logging.getLogger("memory_spine.http")
@@ -50,7 +50,7 @@ class RequestMiddleware:
         status_box = {"status": 500}
         path = scope.get("path", "")
         try:
-            if self.token is not None and path not in OPEN_PATHS and not path.startswith("/docs/oauth2"):
+            if self.token is not None and not is_open(path) and not path.startswith("/docs/oauth2"):
                 try:
                     check_bearer(headers.get(b"authorization"), self.token)
                 except Unauthorized as exc:

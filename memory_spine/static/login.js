@@ -1,0 +1,27 @@
+/* Sign in: check the token against the service, keep it in sessionStorage, go back where the user was. */
+"use strict";
+
+MS.page(async () => {
+  const form = MS.$("#login");
+  const error = MS.$("#login-error");
+  const next = MS.params().get("next") || "/ui";
+  // Only a console page: never an outside address (an open redirect), never a protocol-relative one.
+  const target = /^\/ui(\/|$|\?)/.test(next) && !next.startsWith("//") ? next : "/ui";
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const value = MS.$("#token").value.trim();
+    try {
+      await MS.api("/ui/api/overview", { tokenOverride: value, noRedirect: true });
+    } catch (err) {
+      error.textContent = err.status === 401 ? "The service refused this token." : err.message;
+      error.hidden = false;
+      return;
+    }
+    MS.setToken(value);
+    MS.$("#token").value = "";
+    location.assign(target);
+  });
+  MS.$("#token").focus();
+  MS.ready();
+});

@@ -1,0 +1,72 @@
+/* One memory: its fields, an edit form (PATCH: content re-embeds, tags replace, metadata merges; a key removed
+ * from the JSON is sent as null, which removes it) and delete with a confirmation. */
+"use strict";
+
+MS.page(async () => {
+  const id = document.body.dataset.memoryId;
+  const path = "/memories/" + encodeURIComponent(id);
+  let current = null;
+
+  function show(m) {
+    current = m;
+    const facts = MS.clear(MS.$("#record"));
+    const add = (k, v) => facts.append(MS.el("dt", {}, k), MS.el("dd", {}, v));
+    add("id", MS.el("code", {}, m.id));
+    add("key", m.key ? MS.el("code", {}, m.key) : "none");
+    add("tags", m.tags.length ? m.tags.map((t) => MS.el("span", { class: "chip" }, t)) : "none");
+    add("importance", m.importance);
+    add("created", MS.when(m.created_at));
+    add("updated", MS.when(m.updated_at));
+    add("expires", m.expires_at ? MS.when(m.expires_at) : "never");
+    if (m.key && m.key.startsWith("trace:")) {
+      add("trace", MS.el("a", { href: "/ui/traces/" + encodeURIComponent(m.key.slice(6)) }, "open as a waterfall"));
+    }
+    if (m.metadata && typeof m.metadata.workflow_id === "string") {
+      add("workflow", MS.el("a", { href: "/ui/workflows/" + encodeURIComponent(m.metadata.workflow_id) }, m.metadata.workflow_id));
+    }
+    MS.$("#content").textContent = m.content;
+    MS.$("#metadata").textContent = MS.json(m.metadata);
+    MS.$("#edit-content").value = m.content;
+    MS.$("#edit-tags").value = m.tags.join(", ");
+    MS.$("#edit-importance").value = m.importance;
+    MS.$("#edit-metadata").value = MS.json(m.metadata);
+  }
+
+  MS.$("#edit").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    let metadata;
+    try {
+      metadata = JSON.parse(MS.$("#edit-metadata").value || "{}");
+      if (!metadata || typeof metadata !== "object" || Array.isArray(metadata)) throw new Error("give a JSON object");
+    } catch (err) { MS.notice("Metadata: " + err.message, true); return; }
+    const patch = {};
+    const content = MS.$("#edit-content").value;
+    if (content !== current.content) patch.content = content;
+    const tags = MS.$("#edit-tags").value.split(",").map((t) => t.trim()).filter(Boolean);
+    if (JSON.stringify(tags) !== JSON.stringify(current.tags)) patch.tags = tags;
+    const importance = MS.$("#edit-importance").value;
+    if (importance !== current.importance) patch.importance = importance;
+    const merge = {};
+    for (const k of Object.keys(current.metadata)) if (!(k in metadata)) merge[k] = null;
+    for (const [k, v] of Object.entries(metadata)) if (JSON.stringify(v) !== JSON.stringify(current.metadata[k])) merge[k] = v;
+    if (Object.keys(merge).length) patch.metadata = merge;
+    if (!Object.keys(patch).length) { MS.notice("Nothing changed."); return; }
+    try {
+      show(await MS.api(path, { method: "PATCH", body: patch }));
+      MS.notice("Saved.");
+    } catch (err) { MS.notice(err.field ? `${err.field}: ${err.message}` : err.message, true); }
+  });
+
+  const confirmBox = MS.$("#confirm-delete");
+  MS.$("#delete").addEventListener("click", () => { confirmBox.hidden = false; MS.$("#delete-yes").focus(); });
+  MS.$("#delete-no").addEventListener("click", () => { confirmBox.hidden = true; });
+  MS.$("#delete-yes").addEventListener("click", async () => {
+    try {
+      await MS.api(path, { method: "DELETE" });
+      location.assign("/ui/memories?deleted=" + encodeURIComponent(id));
+    } catch (err) { MS.fail(err); }
+  });
+
+  show(await MS.api(path));
+  MS.ready();
+});
