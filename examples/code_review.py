@@ -270,8 +270,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-confidence", type=float, default=0.5, help="reviewers less sure than this escalate")
     args = parser.parse_args(argv)
 
-    if not args.quiet:
-        configure_logging("INFO")
+    configure_logging("ERROR" if args.quiet else "INFO")
     journal = Journal(args.journal_dir)
     api = FakeReviewAPI(args.journal_dir / f"{args.workflow_id}.effects.jsonl")
     # One stable holder per host and workflow: a re-run after a crash re-claims at once instead of waiting out

@@ -533,6 +533,8 @@ class Workflow:
         *,
         state: Mapping[str, Any] | None = None,
         trace: bool = True,
+        **options: Any,
     ) -> Awaitable[WorkflowRun]:
-        """`run_workflow(client, workflow_id, self.steps, state=..., name=self.name)`."""
-        return run_workflow(client, workflow_id, self.steps, state=state, name=self.name, trace=trace)
+        """`run_workflow(client, workflow_id, self.steps, state=..., name=self.name, **options)`; options are
+        run_workflow's (autonomy=, journal=, shutdown=, timeout=, ...)."""
+        return run_workflow(client, workflow_id, self.steps, state=state, name=self.name, trace=trace, **options)

@@ -42,6 +42,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import metrics as _metrics
 from .breaker import CircuitBreaker
 from .client import MemoryClient, check_workflow_id
 from .errors import CircuitOpen, ClaimTimeout, InvalidInput, PayloadTooLarge, ServiceError
@@ -241,6 +242,12 @@ class Journal:
         """
         if workflow_id is None:
             return sum([await self.flush(client, wf) for wf in self.workflows()])
+        try:
+            return await self._flush(client, workflow_id, strict)
+        finally:
+            _metrics.current().journal_pending.labels(workflow_id).set(len(self.pending(workflow_id)))
+
+    async def _flush(self, client: MemoryClient, workflow_id: str, strict: int | None) -> int:
         sent = 0
         for entry in self.pending(workflow_id):
             body = dict(entry["body"])

@@ -95,6 +95,12 @@ class Metrics:
         self.breaker_transitions = Counter(
             "workflow_kit_breaker_transitions", "Circuit breaker transitions", ["breaker", "to"], registry=r
         )
+        self.journal_pending = Gauge(
+            "workflow_kit_journal_pending",
+            "Records waiting in a local journal for the memory service (0: all delivered)",
+            ["workflow"],
+            registry=r,
+        )
         self.rate_limit_wait = Histogram(
             "workflow_kit_rate_limit_wait_seconds", "Time spent waiting for a rate limit", ["limit"], registry=r
         )

@@ -193,3 +193,18 @@ async def test_a_record_the_service_refuses_is_dropped_and_raised_to_its_writer(
         await journal.write(kit, "wf-j5", {"id": "bad", "content": "", "key": "k:bad"})
     assert await journal.write(kit, "wf-j5", {"id": "good", "content": "fine", "key": "k:good"})
     assert [e["body"]["id"] for e in Journal(journal.directory).entries("wf-j5")] == ["good"]
+
+
+async def test_pending_records_are_a_metric(kit, switch, journal):
+    from workflow_kit import Metrics
+    from workflow_kit.metrics import using
+
+    m = Metrics()
+    with using(m):
+        switch.down = True
+        await journal.write(kit, "wf-j6", {"id": "a", "content": "x", "key": "k:a"})
+        await journal.write(kit, "wf-j6", {"id": "b", "content": "y", "key": "k:b"})
+        assert m.registry.get_sample_value("workflow_kit_journal_pending", {"workflow": "wf-j6"}) == 2
+        switch.down = False
+        await journal.flush(kit, "wf-j6")
+        assert m.registry.get_sample_value("workflow_kit_journal_pending", {"workflow": "wf-j6"}) == 0
