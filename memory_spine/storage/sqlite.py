@@ -251,7 +251,7 @@ class SQLiteStorage:
         self._synchronous = synchronous.upper()
         self._write_lock = threading.Lock()
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: dict[int, sqlite3.Connection] = {}  # thread ident -> that thread's reader
         self._readers_lock = threading.Lock()
         try:
             self._writer = self._connect()
@@ -268,7 +268,9 @@ class SQLiteStorage:
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA cache_size=-65536")
+        # Page cache per connection: 8 MiB. Readers are one per worker thread (up to ~40), so a large cache
+        # each would add up to gigabytes; reads are served from the shared mmap and the OS page cache anyway.
+        conn.execute("PRAGMA cache_size=-8192")
         conn.execute("PRAGMA mmap_size=268435456")
         return conn
 
@@ -279,7 +281,12 @@ class SQLiteStorage:
             conn.execute("PRAGMA query_only=ON")
             self._local.conn = conn
             with self._readers_lock:
-                self._readers.append(conn)
+                # Worker threads come and go (anyio retires a thread idle for 10 s): close the readers of threads
+                # that are gone, or each retired thread would leave an open connection and its cache behind.
+                alive = {t.ident for t in threading.enumerate()}
+                for ident in [i for i in self._readers if i not in alive or i == threading.get_ident()]:
+                    self._readers.pop(ident).close()
+                self._readers[threading.get_ident()] = conn
         return conn
 
     def _create_schema(self) -> None:
@@ -1012,7 +1019,7 @@ class SQLiteStorage:
 
     def close(self) -> None:
         with self._readers_lock:
-            for conn in self._readers:
+            for conn in self._readers.values():
                 try:
                     conn.close()
                 except sqlite3.Error:

@@ -132,3 +132,16 @@ def test_dimension_mismatch_is_refused(tmp_path):
 def test_filter_sql_always_excludes_expired():
     sql, params = compile_filter(None, 123.0)
     assert "expires_at" in sql and params == [123.0]
+
+
+def test_readers_of_retired_threads_are_closed(store):
+    # Server worker threads are retired when idle and replaced: their connections must not pile up.
+    import threading
+
+    store.put([rec("a")])
+    for _ in range(20):
+        t = threading.Thread(target=lambda: store.get("a", 0))
+        t.start()
+        t.join()
+    store.get("a", 0)  # a reader opened after the others are gone prunes them
+    assert len(store._readers) <= 2
