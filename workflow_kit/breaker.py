@@ -15,9 +15,10 @@ What counts as a failure: any exception except the service's answers (InvalidInp
 Unauthorized, PayloadTooLarge: the dependency is up and said no) and autonomy's refusals; `is_failure=` changes
 that. Cancellation counts as nothing. The clock is injectable (`clock=`), so tests move time by hand.
 
-Why not a library: pybreaker is thread-based and its async support needs Tornado; aiobreaker and purgatory are
-thin and little maintained. The state machine is forty lines of plain asyncio code, single-threaded like the
-event loop, so it needs no lock.
+Why not a library: pybreaker is built around threads (its async path goes through Tornado), and the asyncio
+ones (aiobreaker, purgatory) would be a dependency for what is forty lines here, without our span events,
+metrics or injectable clock. The state machine is plain code, single-threaded like the event loop, so it needs
+no lock.
 """
 
 from __future__ import annotations
