@@ -42,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     settings = _settings(
-        args, ["host", "port", "data_dir", "embedder", "token", "log_level", "embed_threads", "model_cache"]
+        args, ["host", "port", "data_dir", "database", "embedder", "token", "log_level", "embed_threads", "model_cache"]
     )
     if args.insecure:
         settings.insecure = True
@@ -121,7 +121,7 @@ def _open_service(args: argparse.Namespace) -> Any:
     from .service import MemoryService
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return MemoryService.open(_settings(args, ["data_dir", "embedder", "model_cache"]))
+    return MemoryService.open(_settings(args, ["data_dir", "database", "embedder", "model_cache"]))
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -179,8 +179,43 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    import json
+
+    from .errors import MemorySpineError
+    from .migrate import migrate_data_dir
+
+    settings = _settings(args, ["data_dir", "database"])
+    if not settings.database or not settings.database.startswith(("postgresql:", "postgres:")):
+        print("memory-spine: migrate needs --database postgresql://... (or MEMORY_SPINE_DATABASE)", file=sys.stderr)
+        return 2
+    try:
+        report = migrate_data_dir(
+            settings.data_dir,
+            settings.database,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+            hnsw_m=settings.hnsw_m,
+            ef_search=settings.hnsw_ef_search,
+        )
+    except MemorySpineError as exc:
+        print(f"memory-spine: {exc.message}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _database_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--database",
+        help="postgresql://user:pass@host/db to use PostgreSQL + pgvector (env MEMORY_SPINE_DATABASE);"
+        " default: SQLite in the data dir",
+    )
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", dest="data_dir", type=Path, help="the data dir (default ~/.local/share/memory-spine)")
+    _database_arg(p)
     p.add_argument("--embedder", choices=["onnx", "sentence-transformers", "fake"], help="default onnx")
     p.add_argument("--model-cache", dest="model_cache", type=Path, help="where the exported ONNX model is cached")
 
@@ -206,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", dest="log_level", help="debug | info | warning | error")
     serve.add_argument("--embed-threads", dest="embed_threads", type=int, help="threads for the model (default 2)")
     serve.add_argument("--model-cache", dest="model_cache", type=Path, help="where the exported ONNX model is cached")
+    _database_arg(serve)
     serve.set_defaults(func=_serve)
 
     export = sub.add_parser("export-model", help="export the model to ONNX once (e.g. when building an image)")
@@ -230,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--batch-size", dest="batch_size", type=int, default=256, help="records per transaction")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
     imp.set_defaults(func=_import)
+
+    mig = sub.add_parser(
+        "migrate", help="copy a data dir into PostgreSQL (vectors included, no re-embedding; resumable)"
+    )
+    mig.add_argument("--data-dir", dest="data_dir", type=Path, help="the data dir to copy (stop its server first)")
+    _database_arg(mig)
+    mig.add_argument("--batch-size", dest="batch_size", type=int, default=2000, help="records per transaction")
+    mig.add_argument("--quiet", action="store_true", help="no progress bar")
+    mig.set_defaults(func=_migrate)
 
     from . import mcp_server  # imports the mcp SDK only when the command runs
 

@@ -151,3 +151,4 @@ class Claim(BaseModel):
 class HealthResponse(BaseModel):
     status: str
     version: str
+    database: dict[str, Any] | None = None  # {"backend": "sqlite" | "postgresql", "status": "ok" | "error"}

@@ -6,6 +6,7 @@ hnswlib or the model. No logic lives here beyond reading parameters.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -33,6 +34,7 @@ from ..service import MemoryService
 from .responses import JSON
 
 router = APIRouter()
+log = logging.getLogger("memory_spine.api")
 
 _ERR = {
     401: {"description": "Missing or wrong bearer token"},
@@ -54,14 +56,20 @@ Svc = Annotated[MemoryService, Depends(service)]
 
 @router.get("/health", response_model=HealthResponse, responses={503: {"description": "Still loading"}})
 def health(request: Request) -> Response:
-    """200 once ready to serve, 503 while the index or model is still loading."""
+    """200 once ready to serve, 503 while the index or model is still loading or the database is unreachable."""
     state = request.app.state
     if state.service is None:
         body: dict[str, Any] = {"status": "loading" if state.load_error is None else "failed", "version": __version__}
         if state.load_error is not None:
             body["error"] = state.load_error
         return JSON(body, status_code=503)
-    return JSON({"status": "ok", "version": __version__})
+    # Unauthenticated: the backend and whether it answers, never its address or the error's text (logged instead).
+    db = state.service.health()
+    database = {"backend": db["backend"], "status": db["status"]}
+    if db["status"] != "ok":
+        log.warning("database unavailable: %s", db.get("error"), extra={"event": "health_database"})
+        return JSON({"status": "unavailable", "version": __version__, "database": database}, status_code=503)
+    return JSON({"status": "ok", "version": __version__, "database": database})
 
 
 @router.post("/ingest", response_model=IngestResponse, responses=_ERR)
