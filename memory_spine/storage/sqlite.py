@@ -1009,7 +1009,11 @@ class SQLiteStorage:
         return {"total_memories": int(total), "tags": tags, "database_bytes": size}
 
     def check(self) -> list[str]:
-        rows = self._reader().execute("PRAGMA integrity_check").fetchall()
+        try:
+            rows = self._reader().execute("PRAGMA integrity_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            # Damage bad enough stops the check itself: that is its finding, not a crash of `memory-spine check`.
+            return [f"integrity_check stopped: {exc}"]
         problems = [r[0] for r in rows if r[0] != "ok"]
         return problems
 
