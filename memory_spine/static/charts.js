@@ -51,7 +51,7 @@ const Charts = (() => {
     const width = 560, height = 170, left = 44, right = 10, top = 10, bottom = 24;
     const t0 = series[0].from, t1 = series[series.length - 1].to;
     const span = Math.max(t1 - t0, 1);
-    const max = Math.max(...series.map((p) => Math.max(p.ingest, p.search)), 0.001);
+    const max = Math.max(...series.map((p) => Math.max(p.ingest, p.search)), 1);
     const x = (t) => left + ((t - t0) / span) * (width - left - right);
     const y = (v) => top + (1 - v / max) * (height - top - bottom);
     const last = series[series.length - 1];
@@ -60,7 +60,7 @@ const Charts = (() => {
     for (const f of [0, 0.5, 1]) {
       const v = max * f;
       s.append(node("line", { x1: left, x2: width - right, y1: y(v), y2: y(v), stroke: "#e3e7ec" }));
-      s.append(node("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end", class: "muted" }, v >= 10 ? v.toFixed(0) : v.toFixed(2)));
+      s.append(node("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end", class: "muted" }, v >= 10 || v === 0 ? v.toFixed(0) : v.toFixed(1)));
     }
     for (const [name, color] of [["ingest", COLORS.ingest], ["search", COLORS.search]]) {
       let d = "";
@@ -103,7 +103,7 @@ const Charts = (() => {
     rows.forEach((r, k) => {
       const y = top + k * row;
       s.append(node("text", { x: labelWidth - 8, y: y + 13, "text-anchor": "end" }, MS.short(`${r.method} ${r.route}`, 26)));
-      s.append(node("text", { x: labelWidth - 8, y: y + 25, "text-anchor": "end", class: "muted" }, `${MS.num(r.count)} requests`));
+      s.append(node("text", { x: labelWidth - 8, y: y + 25, "text-anchor": "end", class: "muted" }, `${MS.num(r.count)} request${r.count === 1 ? "" : "s"}`));
       s.append(node("line", { x1: x(r.p50), x2: x(r.p99), y1: y + 12, y2: y + 12, stroke: "#9aa7b8", "stroke-width": 2 }));
       for (const [q, color, size] of [["p50", COLORS.p50, 5], ["p95", COLORS.p95, 5], ["p99", COLORS.p99, 5]]) {
         s.append(node("circle", { cx: x(r[q]), cy: y + 12, r: size, fill: color }));

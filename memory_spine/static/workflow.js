@@ -37,7 +37,9 @@ MS.page(async () => {
     const box = MS.$("#resume");
     MS.clear(box);
     const open = w.escalations.filter((e) => e.status === "open");
-    const rerun = `python examples/code_review.py --memory-url ${location.origin} --workflow-id ${w.workflow_id}`;
+    const rerun = w.workflow === "code-review"
+      ? `python examples/code_review.py --memory-url ${location.origin} --workflow-id ${w.workflow_id}`
+      : `await run_workflow(client, ${JSON.stringify(w.workflow_id)}, steps)  # the same id and steps`;
     const resumeAfter = w.steps.filter((s) => s.state === "done").map((s) => s.name).pop();
     if (w.status === "paused") {
       const code = [
@@ -58,7 +60,7 @@ MS.page(async () => {
       box.append(
         el("h2", {}, w.status === "failed" ? "Its last run failed" : "Not running"),
         el("p", {}, "Run it again with the same workflow id: it resumes after its last checkpoint"
-          + (resumeAfter ? ` (step ${resumeAfter}), ` : ", ") + "and exactly-once actions already done are not repeated. For the code-review example:"),
+          + (resumeAfter ? ` (step ${resumeAfter}), ` : ", ") + "and exactly-once actions already done are not repeated:"),
         el("pre", {}, el("code", {}, rerun)));
       box.hidden = false;
     } else {
@@ -126,7 +128,8 @@ MS.page(async () => {
         el("td", {}, MS.badge(r.status || "neutral", r.status || "?"), r.error ? el("span", { class: "why" }, r.error) : null,
           events(r.events || [])),
         el("td", { class: "num" }, MS.ms(r.duration_ms)),
-        el("td", {}, r.replayed ? "none (replayed the stored result)" : (r.ran || []).join(", ") || "–"),
+        el("td", {}, r.replayed ? "none (replayed the stored result)"
+          : (r.steps || []).map((s) => s.status === "error" ? `${s.name} (failed)` : s.name).join(", ") || "none"),
         el("td", {}, el("a", { href: "/ui/traces/" + encodeURIComponent(r.trace_id) }, el("code", {}, r.trace_id.slice(0, 16))))));
     }
     if (!w.runs.length) runs.append(el("tr", {}, el("td", { colspan: "5" }, "No stored trace.")));

@@ -282,6 +282,11 @@ def workflow(svc: MemoryService, workflow_id: str) -> dict[str, Any]:
                 "ran": root_attrs.get("workflow_kit.ran"),
                 "replayed": root_attrs.get("workflow_kit.replayed"),
                 "span_count": len(spans),
+                "steps": [
+                    {"name": (s.get("attributes") or {}).get("workflow_kit.step"), "status": s.get("status")}
+                    for s in sorted(spans, key=lambda s: s.get("start") or 0)
+                    if s.get("kind") == "step"
+                ],
             }
         )
         in_steps: set[str | None] = set()
@@ -331,7 +336,9 @@ def workflow(svc: MemoryService, workflow_id: str) -> dict[str, Any]:
         if cp is not None:
             state = "done"
         elif tries and tries[-1]["status"] == "error":
-            state = "failed"
+            # Stopped on purpose (a pause, a bound of autonomy, a shutdown) is not a failure of the step.
+            signal = (tries[-1]["error"] or "").startswith(_SIGNALS)
+            state = ("paused" if status == "paused" else "stopped") if signal else "failed"
         elif status == "running" and index == len(newest_cp):
             state = "running"
         else:
@@ -370,12 +377,13 @@ def workflow(svc: MemoryService, workflow_id: str) -> dict[str, Any]:
         )
     latest_meta = (latest or {}).get("metadata") or {}
     return {
+        # Usage only grows: the largest figures among the checkpoints' and escalations' are the latest.
+        "usage": _usage(latest_meta.get("usage"), *[(e.get("metadata") or {}).get("usage") for e in escalations]),
         "workflow_id": workflow_id,
         "workflow": traces[0][1].get("workflow") if traces else None,
         "status": status,
         "why": why,
         "updated_at": latest["updated_at"] if latest else None,
-        "usage": latest_meta.get("usage"),
         "state": latest_meta.get("state"),
         "claim": claim,
         "steps": steps,
@@ -387,6 +395,14 @@ def workflow(svc: MemoryService, workflow_id: str) -> dict[str, Any]:
         "dedup": dedup,
         "checkpoint_count": len(checkpoints),
     }
+
+
+def _usage(*found: Any) -> dict[str, float] | None:
+    usages = [u for u in found if isinstance(u, dict)]
+    if not usages:
+        return None
+    names = ("tokens", "cost", "steps", "seconds")
+    return {n: max((u[n] for u in usages if isinstance(u.get(n), int | float)), default=0) for n in names}
 
 
 # -- traces ---------------------------------------------------------------------------------------------------
@@ -533,11 +549,12 @@ def _counter(registry: Any, family_name: str) -> list[tuple[dict[str, str], floa
 
 
 def request_counts(registry: Any) -> dict[str, float]:
-    """Requests served so far: ingests (single and batch), searches, and errors (5xx)."""
+    """API requests served so far (the console's own, /health and /metrics aside): ingests (single and batch),
+    searches, and errors (5xx)."""
     counts = {"ingest": 0.0, "search": 0.0, "errors": 0.0, "all": 0.0}
     for labels, value in _counter(registry, "memory_spine_requests"):
         route, method = labels.get("route", ""), labels.get("method", "")
-        if route.startswith("/ui"):
+        if route.startswith(_API_ROUTES_HIDDEN):
             continue
         counts["all"] += value
         if method == "POST" and route in ("/ingest", "/ingest/batch"):
