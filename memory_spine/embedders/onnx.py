@@ -66,6 +66,10 @@ class OnnxEmbedder:
         opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No CPU memory arena: the arena keeps the peak of the largest batch for the life of the process
+        # (measured: 713 MiB RSS after one 256-text batch with it, 250 MiB without), and query latency
+        # measured the same either way (interleaved A/B, 400 queries each).
+        opts.enable_cpu_mem_arena = False
         self._session: ort.InferenceSession | None = ort.InferenceSession(
             str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
