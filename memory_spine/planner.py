@@ -106,7 +106,9 @@ class Planner:
         self.index = index
         self.exact_max = exact_max_candidates
         self.ef = ef_search
-        self._saved_version = index.version
+        # A rebuilt index exists only in memory: count it as pending, so it is saved within save_seconds and a
+        # second crash before any write does not cost another rebuild.
+        self._saved_version = index.version if index.last_open.get("how") == "loaded" else -1
         self._last_save = time.monotonic()
 
     def semantic(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float) -> tuple[Scored, dict, Plan]:
