@@ -687,7 +687,8 @@ class PostgresStorage:
     # -- bulk loading: rows first, the HNSW index after ---------------------------------------------------------
     def drop_vector_index(self) -> None:
         """Drop the HNSW index before a bulk load (inserting into a built HNSW graph is ~100x slower)."""
-        self._all("DROP INDEX IF EXISTS memories_embedding")
+        with self.conn() as conn:
+            conn.execute("DROP INDEX IF EXISTS memories_embedding")
 
     def build_vector_index(self, progress: Callable[[str], None] | None = None) -> float:
         """(Re)create the HNSW index if missing and refresh the planner's statistics. Returns seconds taken."""
@@ -718,7 +719,9 @@ class PostgresStorage:
         with self.conn() as conn, conn.transaction():
             version = conn.execute("SELECT nextval('memory_versions')").fetchone()[0]
             conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS memory_spine_load (LIKE memories INCLUDING DEFAULTS)"
+                "CREATE TEMP TABLE IF NOT EXISTS memory_spine_load (id text, content text, tags text[],"
+                " metadata jsonb, importance text, key text, key_parent text, created_at timestamptz,"
+                " updated_at timestamptz, expires_at timestamptz, version bigint, embedding vector)"
                 " ON COMMIT DELETE ROWS"
             )
             columns = (
