@@ -24,7 +24,9 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
 COPY memory_spine ./memory_spine
 COPY workflow_kit ./workflow_kit
-RUN pip install . \
+# Extra packages, e.g. the PostgreSQL driver for replicas (docker-compose.yml passes it).
+ARG EXTRA_PACKAGES=""
+RUN pip install . ${EXTRA_PACKAGES} \
  && memory-spine export-model \
  && useradd --system --uid 10001 --home-dir /data memory-spine \
  && mkdir -p /data && chown memory-spine /data
