@@ -70,6 +70,23 @@ def _traces_of(svc: MemoryService, workflow_id: str, limit: int) -> list[dict[st
     return svc.list(flt, limit=limit)["results"]
 
 
+def _newest_traces(svc: MemoryService, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The newest trace of each of these workflows: one pass over the traces for the whole page, then one
+    look-up for each workflow whose runs were crowded out of it by another's many runs."""
+    if not ids:
+        return {}
+    flt = Filter(key_prefix="trace:", where={"workflow_id": {"$in": ids}})
+    newest: dict[str, dict[str, Any]] = {}
+    for r in svc.list(flt, limit=min(1000, 4 * len(ids)))["results"]:
+        newest.setdefault((r.get("metadata") or {}).get("workflow_id"), r)
+    for wf in ids:
+        if wf not in newest:
+            found = _traces_of(svc, wf, 1)
+            if found:
+                newest[wf] = found[0]
+    return newest
+
+
 def _root_error(trace_record: dict[str, Any]) -> str | None:
     try:
         doc = json.loads(trace_record["content"])
@@ -112,12 +129,13 @@ def workflow_status(
 def workflows(svc: MemoryService, prefix: str = "", limit: int = 50, offset: int = 0) -> dict[str, Any]:
     """One page of workflows known from their checkpoints, most recently updated first."""
     groups = svc.key_groups("checkpoint:" + prefix, limit=limit, offset=offset)
+    ids = [_workflow_id(r) for r in groups["results"]]
+    newest = _newest_traces(svc, ids)
     rows = []
-    for record in groups["results"]:
-        wf = _workflow_id(record)
+    for record, wf in zip(groups["results"], ids, strict=True):
         meta = record.get("metadata") or {}
         escalations = svc.list_keys(f"escalation:{wf}:", 100)["results"]
-        traces = _traces_of(svc, wf, 1)
+        traces = [newest[wf]] if wf in newest else []
         status, why = workflow_status(record, escalations, _live_claim(svc, wf), traces[0] if traces else None)
         steps = meta.get("steps") if isinstance(meta.get("steps"), list) else None
         index = meta.get("step_index")
