@@ -21,10 +21,8 @@ import numpy as np
 
 from .errors import StorageError
 from .storage.base import RestoredRecord
-from .storage.postgres import PostgresStorage, to_dt
+from .storage.postgres import BULK_ROWS, PostgresStorage, to_dt
 from .storage.sqlite import DB_FILE, lock_data_dir
-
-BULK_ROWS = 5000  # at least this many rows to copy: drop the HNSW index and build it after
 
 
 def migrate_data_dir(
@@ -97,7 +95,7 @@ def _copy(
                 if not rows:
                     break
                 records = [_record(r, dim) for r in rows]
-                copied = dest.copy_in(records)
+                copied = len(dest.copy_in(records))
                 last = int(rows[-1][0])
                 dest.set_meta(marker, str(last))
                 report["copied"] += copied

@@ -19,6 +19,7 @@ This module reads and writes files; the writes themselves are `MemoryService.res
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import sys
@@ -75,7 +76,10 @@ def import_jsonl(service: Any, path: Path, *, batch_size: int = 256, progress: b
     report = {"imported": 0, "skipped": 0, "embedded": 0, "expired": 0}
     header: dict[str, Any] | None = None
     batch: list[tuple[int, dict[str, Any]]] = []
-    with _progress(_count_lines(path), progress) as bar:
+    total = _count_lines(path)
+    # A backend that indexes vectors as it stores them (PostgreSQL) loads a large file first, indexes after.
+    bulk = getattr(service.storage, "bulk", None)
+    with bulk(total) if bulk is not None else contextlib.nullcontext(), _progress(total, progress) as bar:
         for lineno, obj in _read(path):
             if HEADER_KEY in obj:
                 header = obj

@@ -46,6 +46,7 @@ OnCommit = Callable[[Any], None]
 ROW_COLUMNS = (
     "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at"
 )
+BULK_ROWS = 5000  # loads at least this large build the HNSW index after the rows (see bulk())
 _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 
@@ -464,39 +465,8 @@ class PostgresStorage:
         for rec in records:
             if rec.vector is None:
                 raise ValueError(f"restore() needs a vector for {rec.id!r}")
-        results: list[PutResult] = []
-        if records:
-            with self.conn() as conn, conn.transaction(), conn.cursor() as cur:
-                version = conn.execute("SELECT nextval('memory_versions')").fetchone()[0]
-                cur.executemany(
-                    "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent, created_at,"
-                    " updated_at, expires_at, version, embedding) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                    " ON CONFLICT (id) DO NOTHING RETURNING seq, id",
-                    [
-                        (
-                            r.id,
-                            r.content,
-                            r.tags,
-                            Jsonb(r.metadata),
-                            r.importance,
-                            r.key,
-                            r.key_parent,
-                            to_dt(r.created_at),
-                            to_dt(r.updated_at),
-                            to_dt(r.expires_at),
-                            version,
-                            np.asarray(r.vector, dtype=np.float32),
-                        )
-                        for r in records
-                    ],
-                    returning=True,
-                )
-                while True:
-                    got = cur.fetchone()
-                    if got is not None:
-                        results.append(PutResult(seq=got[0], id=got[1], created=True, vector_changed=True))
-                    if not cur.nextset():
-                        break
+        # COPY through a staging table: a batch costs one round trip, not one per record.
+        results = [PutResult(seq=seq, id=id_, created=True, vector_changed=True) for seq, id_ in self.copy_in(records)]
         if on_commit is not None:
             on_commit(results)
         return results
@@ -709,13 +679,29 @@ class PostgresStorage:
                 conn.execute("RESET max_parallel_maintenance_workers")
         return time.perf_counter() - started
 
+    @contextmanager
+    def bulk(self, rows: int) -> Iterator[None]:
+        """Around a load of `rows` records: for a large one, drop the HNSW index first and build it once after
+        (COPY into an indexed table inserts each vector into the graph, measured ~100x slower)."""
+        if rows < BULK_ROWS or not self.has_vector_index():
+            yield
+            return
+        self.drop_vector_index()
+        try:
+            yield
+        finally:
+            self.build_vector_index()  # also after a failure: never leave the table without its index
+
     def has_vector_index(self) -> bool:
         return bool(self._all("SELECT to_regclass('memories_embedding') IS NOT NULL")[0][0])
 
-    def copy_in(self, rows: Sequence[RestoredRecord]) -> int:
-        """Bulk-insert exported records with COPY (ids already present are skipped). Returns how many were new."""
+    def copy_in(self, rows: Sequence[RestoredRecord]) -> list[tuple[int, str]]:
+        """Insert exported records with COPY in one transaction; ids already present are skipped.
+
+        Returns the (seq, id) of the records inserted.
+        """
         if not rows:
-            return 0
+            return []
         with self.conn() as conn, conn.transaction():
             version = conn.execute("SELECT nextval('memory_versions')").fetchone()[0]
             conn.execute(
@@ -765,9 +751,9 @@ class PostgresStorage:
                         )
                 cur.execute(
                     f"INSERT INTO memories ({columns}) SELECT {columns} FROM memory_spine_load"
-                    " ON CONFLICT (id) DO NOTHING"
+                    " ON CONFLICT (id) DO NOTHING RETURNING seq, id"
                 )
-                return cur.rowcount
+                return [(int(seq), id_) for seq, id_ in cur.fetchall()]
 
     # -- housekeeping ------------------------------------------------------------------------------------------
     def stats(self, now: float) -> dict[str, Any]:

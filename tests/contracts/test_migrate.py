@@ -97,3 +97,26 @@ def test_migrate_command_refuses_a_served_data_dir(source, pg_cluster):
     assert done.returncode == 0, done.stderr
     assert '"copied": 300' in done.stdout and "migrate" in done.stderr  # the progress bar
     cluster.drop_database(url)
+
+
+def test_import_into_postgres_indexes_after_a_large_load(source, pg_cluster, monkeypatch, tmp_path):
+    from memory_spine.storage import postgres
+    from memory_spine.transfer import export_jsonl, import_jsonl
+
+    cluster = postgres_or_skip(pg_cluster)
+    url = cluster.create_database("import")
+    settings, vectors = source
+    path = tmp_path / "export.jsonl"
+    with MemoryService.open(settings, embedder=FakeEmbedder(dim=DIM)) as svc, open(path, "w") as f:
+        export_jsonl(svc, f, vectors=True)
+    monkeypatch.setattr(postgres, "BULK_ROWS", 10)
+    dropped = []
+    real_drop = postgres.PostgresStorage.drop_vector_index
+    monkeypatch.setattr(postgres.PostgresStorage, "drop_vector_index", lambda s: dropped.append(1) or real_drop(s))
+    pg = Settings(database=url, embedder="fake", data_dir=tmp_path / "unused")
+    with MemoryService.open(pg, embedder=FakeEmbedder(dim=DIM)) as svc:
+        report = import_jsonl(svc, path, batch_size=64, progress=False)
+        assert report["imported"] == 300 and report["embedded"] == 0 and dropped == [1]
+        assert svc.storage.has_vector_index() and svc.check()["database"] == "ok"
+        assert import_jsonl(svc, path, progress=False)["skipped"] == 300  # a re-run skips what is there
+    cluster.drop_database(url)
