@@ -358,8 +358,6 @@ def test_trace_waterfall_nesting_and_numbers_match_the_stored_trace(page, consol
             float(r["offsetMs"]) / root["duration_ms"], abs=0.01
         )
     assert total > 0
-    screenshot(page, "trace")
-    assert_accessible(page, "trace")
 
     # A click shows the span's inputs and outputs as stored.
     security = next(s for s in trace["spans"] if s["name"] == "security" and s["kind"] == "agent")
@@ -369,6 +367,8 @@ def test_trace_waterfall_nesting_and_numbers_match_the_stored_trace(page, consol
     assert json.loads(blocks[0]) == security["inputs"]
     assert json.loads(blocks[1]) == security["outputs"]
     assert page.url.endswith("#" + security["span_id"])
+    screenshot(page, "trace")
+    assert_accessible(page, "trace")
     # Hiding memory calls hides exactly those rows.
     page.uncheck("#show-memory")
     visible = page.locator(".wf-row:not(.hidden)").count()
