@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -21,11 +22,30 @@ from ..errors import MemorySpineError
 from ..metrics import Metrics
 from ..service import MemoryService
 from . import errors
+from .auth import is_open
 from .middleware import RequestMiddleware
 from .routes import router
 from .ui import router as ui_router
 
 log = logging.getLogger("memory_spine.api")
+
+
+def _document_bearer(app: FastAPI) -> None:
+    """Say in the OpenAPI schema what the middleware enforces: a bearer token on every operation but the open ones."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+            for path, operations in schema["paths"].items():
+                if not is_open(path):
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}]
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(target: MemoryService | Settings) -> FastAPI:
@@ -92,6 +112,8 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
     app.include_router(ui_router)  # the web console at /ui
     token = settings.token.get_secret_value() if settings.token else None
     app.add_middleware(RequestMiddleware, token=token, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    if token:
+        _document_bearer(app)
     if settings.cors_origins:
         # Added last, so outermost: a browser's preflight carries no Authorization header and must be answered
         # before the token check, and a 401 must carry the CORS headers for the page to read it.
