@@ -26,6 +26,7 @@ CHECKS = [
     "content_type_conformance",
     "response_headers_conformance",
     "response_schema_conformance",
+    "ignored_auth",  # the schema declares the bearer token (when one is set): requests without it must be 401
 ]
 
 
