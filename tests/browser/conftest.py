@@ -61,9 +61,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if reason is None:
         return
     here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.fspath)).is_relative_to(here):
-            item.add_marker(pytest.mark.skip(reason=f"browser tests skipped: {reason}"))
+    mine = [item for item in items if Path(str(item.fspath)).is_relative_to(here)]
+    for item in mine:
+        item.add_marker(pytest.mark.skip(reason=f"browser tests skipped: {reason}"))
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if mine and reporter is not None:  # said out loud, not only under -rs
+        reporter.write_line(f"SKIPPING {len(mine)} browser tests: {reason}", yellow=True, bold=True)
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,8 @@ from workflow_kit import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_PATH = "/usr/bin/chromium"
+# Debian's package (apt-get install -y chromium); another build can be named with MEMORY_SPINE_CHROMIUM.
+CHROMIUM_PATH = os.environ.get("MEMORY_SPINE_CHROMIUM", "/usr/bin/chromium")
 # Debian's Chromium, headless, as root, on a machine with no network but loopback: no sandbox (root), and
 # none of the background connections it would otherwise try (and be refused) at every start.
 CHROMIUM_ARGS = [
