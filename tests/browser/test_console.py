@@ -387,6 +387,20 @@ def test_trace_errors_are_highlighted(page, console):
     page.click(".wf-row.error >> nth=-1")
     assert "RuntimeError: report store unreachable" in page.text_content("#detail")
 
+    # The first run's transform step recorded its reasoning: shown on a click, as stored.
+    rows = api(console, "GET", "/keys", params={"prefix": "trace:", "limit": 100}).json()["results"]
+    first = next(
+        doc
+        for doc in (json.loads(r["content"]) for r in rows if r["metadata"]["workflow_id"] == "ingest-0013")
+        if any(s["name"] == "step transform" for s in doc["spans"])
+    )
+    step = next(s for s in first["spans"] if s["name"] == "step transform")
+    open_page(page, f"{console.url}/ui/traces/{first['trace_id']}#{step['span_id']}")
+    assert page.text_content("#detail-title") == "step transform"
+    headings = page.locator("#detail h3").all_inner_texts()
+    assert headings[:2] == ["Outputs", "Reasoning"]
+    assert json.loads(page.locator("#detail pre.json").nth(1).inner_text()) == step["reasoning"]
+
 
 # -- auth ----------------------------------------------------------------------------------------------------
 
