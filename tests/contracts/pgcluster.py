@@ -89,7 +89,10 @@ def _readable_copy(install: Path) -> Path:
 class PgCluster:
     """One PostgreSQL server on 127.0.0.1 for the whole test session."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fast: bool = True) -> None:
+        # fast: no fsync at all (tests). Otherwise durable as the embedded default's WAL + synchronous=NORMAL:
+        # fsync on, commits acknowledged before their WAL is flushed (synchronous_commit=off), for benchmarks.
+        self.fast = fast
         self.external = os.environ.get("MEMORY_SPINE_TEST_DATABASE")
         self.port = _free_port()
         self.dir: Path | None = None
@@ -128,8 +131,9 @@ class PgCluster:
         if done.returncode != 0:
             raise Unavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
         options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c synchronous_commit=off"
-            " -c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB"
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c synchronous_commit=off"
+            " -c max_connections=200 -c shared_buffers=256MB"
+            + (" -c fsync=off -c full_page_writes=off" if self.fast else "")
         )
         done = self._run(
             self.bin / "pg_ctl", "-D", data, "-l", self.dir / "log", "-w", "-t", "60", "-o", options, "start"
