@@ -68,7 +68,7 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def run(indir: Path, samples: int, workdir: Path | None = None) -> dict[str, Any]:
+def run(indir: Path, samples: int, filter_samples: int, workdir: Path | None = None) -> dict[str, Any]:
     rss_start = _rss_mb()
     import chromadb
     from chromadb.config import Settings
@@ -107,10 +107,10 @@ def run(indir: Path, samples: int, workdir: Path | None = None) -> dict[str, Any
             r = coll.query(query_embeddings=q.reshape(1, -1), n_results=K, where=where)
             return [int(x[4:]) for x in r["ids"][0]]
 
-        reps = max(1, -(-samples // len(qvecs)))
-        order = (list(range(len(qvecs))) * reps)[: max(samples, len(qvecs))]
-
-        def measure(where: dict | None) -> tuple[dict[str, float], list[list[int]]]:
+        def measure(where: dict | None, count: int) -> tuple[dict[str, float], list[list[int]]]:
+            """``count`` timed queries (cycling), then every query once more for recall if not yet seen."""
+            reps = max(1, -(-count // len(qvecs)))
+            order = (list(range(len(qvecs))) * reps)[:count]
             for i in order[:5]:
                 query(qvecs[i], where)
             ms, found = [], {}
@@ -119,9 +119,12 @@ def run(indir: Path, samples: int, workdir: Path | None = None) -> dict[str, Any
                 res = query(qvecs[i], where)
                 ms.append((time.perf_counter() - t) * 1000)
                 found.setdefault(i, res)
+            for i in range(len(qvecs)):
+                if i not in found:
+                    found[i] = query(qvecs[i], where)
             return _summary(ms), [found[i] for i in range(len(qvecs))]
 
-        lat, found = measure(None)
+        lat, found = measure(None, samples)
         out: dict[str, Any] = {
             "chromadb": chromadb.__version__,
             "python": sys.executable,
@@ -135,7 +138,7 @@ def run(indir: Path, samples: int, workdir: Path | None = None) -> dict[str, Any
             "filters": {},
         }
         for name, spec in filters.items():
-            flat, ffound = measure(spec["where"])
+            flat, ffound = measure(spec["where"], filter_samples)
             fexact = np.load(indir / spec["exact"])
             out["filters"][name] = {**flat, "recall": _recall(ffound, fexact), "where": spec["where"]}
         end = _rss_mb()
@@ -198,11 +201,23 @@ def write_inputs(
     (outdir / "filters.json").write_text(json.dumps(spec))
 
 
-def run_subprocess(python: str, indir: Path, *, samples: int, timeout: float) -> dict[str, Any]:
+def run_subprocess(python: str, indir: Path, *, samples: int, filter_samples: int, timeout: float) -> dict[str, Any]:
     """Run :func:`run` under ``python``; its JSON result, or ``{"error": ...}``."""
     out = indir / "result.json"
     root = Path(__file__).resolve().parent.parent
-    cmd = [python, "-m", "benchmarks.chroma_peer", "--in", str(indir), "--out", str(out), "--samples", str(samples)]
+    cmd = [
+        python,
+        "-m",
+        "benchmarks.chroma_peer",
+        "--in",
+        str(indir),
+        "--out",
+        str(out),
+        "--samples",
+        str(samples),
+        "--filter-samples",
+        str(filter_samples),
+    ]
     env = {**os.environ, "ANONYMIZED_TELEMETRY": "False", "PYTHONPATH": str(root)}
     try:
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
@@ -218,8 +233,9 @@ def main() -> None:
     ap.add_argument("--in", dest="indir", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--samples", type=int, default=300)
+    ap.add_argument("--filter-samples", type=int, default=150)
     args = ap.parse_args()
-    result = run(args.indir, args.samples, workdir=args.indir)
+    result = run(args.indir, args.samples, args.filter_samples, workdir=args.indir)
     args.out.write_text(json.dumps(result, indent=2))
 
 

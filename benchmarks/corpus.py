@@ -77,6 +77,7 @@ _BOILERPLATE = re.compile(
     r"copyright|licen[cs]e|warrant|spdx|all rights reserved|permission is hereby|redistribut", re.I
 )
 _UNDERLINE = re.compile(r"[-=~^*+#`'\":._]{3,}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SECTION = re.compile(r"[A-Z][A-Za-z ]{0,30}:")
 #: "name : type" lines of numpydoc parameter lists.
 _PARAM_SPEC = re.compile(r"\*{0,2}[A-Za-z_][\w, *]*\s:\s?[^.]{0,60}")
@@ -550,7 +551,10 @@ def build_corpus(
     pool = build_pool(roots, cache_dir=cache_dir, workers=workers, refresh=refresh, verbose=verbose)
     if len(pool) < n:
         raise ValueError(f"only {len(pool)} unique passages available, {n} asked")
-    ranked = sorted(pool, key=lambda item: _seeded_rank(seed, item[0]))
+    # Control characters (a NUL quoted in a docstring) are refused by stores, as the service refuses them.
+    ranked = sorted(
+        (item for item in pool if not _CONTROL.search(item[0])), key=lambda item: _seeded_rank(seed, item[0])
+    )
     chosen = ranked[:n]
     perm = np.random.default_rng(seed).permutation(n)
     bucket = np.empty(n, dtype=np.int64)

@@ -152,7 +152,9 @@ def run_chroma(
     ]
     indir = workdir / "chroma-in"
     chroma_peer.write_inputs(indir, vectors, qvecs, exact, meta, filters, corpus.texts())
-    out = chroma_peer.run_subprocess(python, indir, samples=sz.floor_samples, timeout=3600)
+    out = chroma_peer.run_subprocess(
+        python, indir, samples=sz.floor_samples, filter_samples=sz.per_filter, timeout=3600
+    )
     shutil.rmtree(indir, ignore_errors=True)
     return out
 
@@ -535,6 +537,9 @@ def format_table(rows: list[dict[str, Any]], tgt: list[dict[str, Any]], res: dic
         f" end {m.get('loadavg_end')}",
         "",
     ]
+    if res.get("reused"):
+        r = res["reused"]
+        lines[-1:-1] = [f"REUSED from {r['from']} ({r['started_at']}): {', '.join(r['sections'])}"]
     head = f"{'section':8} {'scenario':48} {'p50':>8} {'p95':>8} {'p99':>8}  other / compare"
     lines += [head, "-" * len(head)]
 
@@ -613,6 +618,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     ap.add_argument("--keep", action="store_true", help="keep the temporary data dirs (printed)")
     ap.add_argument(
+        "--reuse",
+        type=Path,
+        help="take the floors and Chroma from this earlier result of the same corpus (digest checked) instead of"
+        " measuring them again; the output says so. For iterating on the service, not for published tables",
+    )
+    ap.add_argument(
         "--backend",
         choices=["sqlite", "postgres"],
         default="sqlite",
@@ -644,11 +655,22 @@ def main(argv: list[str] | None = None) -> int:
         probes = floors.cycle(probes, sz.probes)
     exact = exact_topk(vectors, qvecs, K)
     res["corpus"]["exact_quality"] = _exact_quality(corpus, exact)
-    res["floors"] = run_floors(corpus, vectors, qvecs, exact, sz, probes)
+    reused = json.loads(args.reuse.read_text()) if args.reuse else None
+    if reused is not None and reused.get("corpus", {}).get("digest") != corpus.digest:
+        _log(f"{args.reuse} is of another corpus: measuring everything")
+        reused = None
+    if reused is not None:
+        res["reused"] = {"from": str(args.reuse), "started_at": reused.get("started_at"), "sections": []}
+        for section in ("floors", "chroma"):
+            if section in reused:
+                res[section] = reused[section]
+                res["reused"]["sections"].append(section)
+    if "floors" not in res:
+        res["floors"] = run_floors(corpus, vectors, qvecs, exact, sz, probes)
 
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
     try:
-        if not args.skip_chroma:
+        if not args.skip_chroma and "chroma" not in res:
             res["chroma"] = run_chroma(corpus, vectors, qvecs, exact, sz, work)
         if not args.skip_service:
             try:
