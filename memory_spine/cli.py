@@ -196,6 +196,7 @@ def _migrate(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             progress=not args.quiet,
             hnsw_m=settings.hnsw_m,
+            hnsw_ef_construction=settings.hnsw_ef_construction,
             ef_search=settings.hnsw_ef_search,
         )
     except MemorySpineError as exc:

@@ -33,6 +33,7 @@ def migrate_data_dir(
     progress: bool = True,
     hnsw_m: int = 16,
     ef_search: int = 128,
+    hnsw_ef_construction: int = 200,
 ) -> dict[str, Any]:
     """Copy `data_dir`'s live records into the PostgreSQL database at `url`. Returns a report.
 
@@ -48,7 +49,7 @@ def migrate_data_dir(
     try:
         src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
-            return _copy(src, data_dir, url, batch_size, progress, hnsw_m, ef_search)
+            return _copy(src, data_dir, url, batch_size, progress, hnsw_m, ef_search, hnsw_ef_construction)
         finally:
             src.close()
     finally:
@@ -63,10 +64,11 @@ def _copy(
     progress: bool,
     hnsw_m: int,
     ef_search: int,
+    hnsw_ef_construction: int,
 ) -> dict[str, Any]:
     meta = dict(src.execute("SELECT name, value FROM meta").fetchall())
     dim, model = int(meta["dim"]), meta.get("embedder_model")
-    dest = PostgresStorage(url, dim, hnsw_m=hnsw_m, ef_search=ef_search)
+    dest = PostgresStorage(url, dim, hnsw_m=hnsw_m, hnsw_ef_construction=hnsw_ef_construction, ef_search=ef_search)
     try:
         stored = dest.meta("embedder_model")
         if stored is not None and model is not None and stored != model:

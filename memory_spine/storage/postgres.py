@@ -813,5 +813,6 @@ def open_postgres(settings: Any, dim: int) -> PostgresStorage:
             dim,
             pool_size=settings.database_pool_size,
             hnsw_m=settings.hnsw_m,
+            hnsw_ef_construction=settings.hnsw_ef_construction,
             ef_search=settings.hnsw_ef_search,
         )
