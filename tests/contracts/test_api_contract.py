@@ -280,3 +280,15 @@ async def test_exactly_limit_at_every_selectivity(client, service):
     for mode in ("keyword", "hybrid"):
         res = await search(client, query="corpus record", limit=25, mode=mode, tags=["p1"])
         assert len(res["results"]) == 20, mode
+
+
+async def test_key_groups(client, service):
+    for wf, steps in (("wf-a", ["fetch", "review"]), ("wf-b", ["fetch"]), ("wf-a2", ["post"])):
+        for step in steps:
+            await ingest(client, content=f"checkpoint:{wf}:{step}")
+    await ingest(client, content="dedup:zzz not a checkpoint")
+    groups = service.key_groups("checkpoint:", limit=2)
+    assert groups["total"] == 3
+    assert [r["key"] for r in groups["results"]] == ["checkpoint:wf-a2:post", "checkpoint:wf-b:fetch"]
+    rest = service.key_groups("checkpoint:", limit=2, offset=2)["results"]
+    assert [r["key"] for r in rest] == ["checkpoint:wf-a:review"]
