@@ -7,7 +7,8 @@ is a line) until the server is killed in one of three ways:
 - `random`: at a random instant;
 - `save`:   while the index is being persisted (saves are made constant through MEMORY_SPINE_INDEX_SAVE_*; the
             kill lands a few milliseconds after `index.hnsw.tmp` appears);
-- `batch`:  while a large `/ingest/batch` is in flight.
+- `batch`:  while a large `/ingest/batch` is in flight;
+- `term`:   (not a crash) SIGTERM under the same load: the graceful stop must exit 0 and lose nothing either.
 
 A `200` is an acknowledgement: the write's result is recorded as the record's known state. A write cut off by
 the kill is uncertain: afterwards the record must hold either its known state or exactly the state that write
@@ -228,6 +229,8 @@ def _kill(server: Any, mode: str, rng: random.Random, seconds: float) -> str:
         server.kill()
         return "during index save" if seen else "no save seen"
     time.sleep(rng.uniform(0.2, seconds))
+    if mode == "term":  # not a crash: the graceful stop, under the same load
+        return f"SIGTERM, exit {server.terminate()}"
     server.kill()
     return "random"
 
@@ -475,6 +478,7 @@ def run_cycles(
             applied=applied,
             verified=len(ledger.live()),
             index_open=last_open["how"]
+            + (f" (caught up {last_open['caught_up']})" if last_open["how"] == "loaded" else "")
             + (f": {last_open['reason'].replace(str(server.data_dir) + '/', '')}" if last_open.get("reason") else ""),
             violations=violations,
             seconds=round(time.monotonic() - started, 2),

@@ -38,3 +38,10 @@ def test_kill_9_with_the_real_model(server_factory):
     """The real ONNX model: embedding makes writes slower, so the kill lands in a different mix of moments."""
     server = server_factory(start=False, embedder="onnx", args=["--log-level", "warning"])
     _run(server, cycles=2, workers=4, seconds=3.0, modes=("batch", "random"), batch_size=48, max_live=15, seed=7)
+
+
+def test_sigterm_under_load_exits_0_saves_the_index_and_loses_nothing(server_factory):
+    server = server_factory(start=False, embedder="fake", args=["--log-level", "warning"])
+    _, reports = _run(server, cycles=1, workers=6, seconds=1.5, modes=("term",), max_live=25, seed=3)
+    assert "exit 0" in reports[0].mode, reports[0].mode
+    assert reports[0].index_open == "loaded (caught up 0)", reports[0].index_open

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.chaos
 
 
 def test_sixteen_writers_sixteen_readers_no_error_no_lost_update(server_factory):
-    server = server_factory(embedder="fake", args=["--log-level", "warning"])
+    # The index is saved every second, so saves (which hold off writes) keep meeting the writers.
+    env = {"MEMORY_SPINE_INDEX_SAVE_SECONDS": "0", "MEMORY_SPINE_INDEX_SAVE_CHANGES": "1"}
+    server = server_factory(embedder="fake", args=["--log-level", "warning"], env=env)
     rep = run_soak(server, seconds=12, writers=16, readers=16)
     print_report(rep)
     assert rep.requests > 1000
@@ -45,3 +47,38 @@ def test_rss_does_not_grow_per_query(server_factory):
         end = rss_mb(server.proc.pid)
     print(f"RSS after 600 warm-up queries {warm:.1f} MiB, after 1,200 more {end:.1f} MiB")
     assert end - warm < 8, (warm, end)
+
+
+def test_a_busy_model_never_holds_a_caller_hostage():
+    """Under a steady stream of embed calls every caller returns once its own texts are embedded: the leader of
+    a run used to drain the queue until it was empty, so under sustained load its own request never returned."""
+    import threading
+    import time
+
+    from memory_spine.embedders import FakeEmbedder
+    from memory_spine.embedders.batching import CoalescingEmbedder
+
+    class Slow(FakeEmbedder):
+        def embed(self, texts):
+            time.sleep(0.01)
+            return super().embed(texts)
+
+    emb = CoalescingEmbedder(Slow(), max_batch=2)  # more callers than a run takes: the queue never empties
+    stop = threading.Event()
+    longest: list[float] = []
+
+    def caller(k: int) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            emb.embed([f"caller {k} text"])
+            longest.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=caller, args=(k,), daemon=True) for k in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(2.5)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "a caller is still serving the others"
+    assert len(longest) > 50 and max(longest) < 1.0, (len(longest), max(longest))
