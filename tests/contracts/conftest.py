@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from .pgcluster import PgCluster, Unavailable
@@ -51,6 +50,8 @@ def postgres_or_skip(pg_cluster: PgCluster | str) -> PgCluster:
 
 
 def empty_database(url: str) -> None:
+    import psycopg
+
     with psycopg.connect(url, autocommit=True) as conn:
         exists = conn.execute("SELECT to_regclass('memories') IS NOT NULL").fetchone()[0]
         if exists:

@@ -19,14 +19,21 @@ import time
 import uuid
 import warnings
 from pathlib import Path
-
-import psycopg
+from typing import Any
 
 UNPRIVILEGED = ("postgres", "memory-spine-pg")
 
 
 class Unavailable(Exception):
     """No PostgreSQL can be started here; the message says why (it becomes the skip reason)."""
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise Unavailable("psycopg is not installed (pip install 'psycopg[binary,pool]>=3.2')") from exc
+    return psycopg
 
 
 def _free_port() -> int:
@@ -114,6 +121,7 @@ class PgCluster:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tempfile.gettempdir())
 
     def start(self) -> PgCluster:
+        _psycopg()
         if self.external:
             self._wait()
             return self
@@ -145,6 +153,7 @@ class PgCluster:
         return self
 
     def _wait(self, timeout: float = 30.0) -> None:
+        psycopg = _psycopg()
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -159,13 +168,13 @@ class PgCluster:
     def create_database(self, prefix: str = "ms") -> str:
         """A fresh, empty database; returns its URL."""
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+        with _psycopg().connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
         name = url.rsplit("/", 1)[1]
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+        with _psycopg().connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:

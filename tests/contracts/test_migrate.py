@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pytest
 
-from memory_spine import migrate as migrate_mod
 from memory_spine.config import Settings
 from memory_spine.embedders import FakeEmbedder
 from memory_spine.errors import DataDirLocked
@@ -20,6 +19,8 @@ from ..conftest import ROOT
 from .conftest import DIM, postgres_or_skip
 
 pytestmark = pytest.mark.timeout(120)
+# PostgreSQL only: without its driver these tests skip, saying so.
+migrate_mod = pytest.importorskip("memory_spine.migrate", reason="psycopg is not installed")
 
 
 @pytest.fixture
