@@ -95,11 +95,14 @@ def _content(rng: random.Random, tag: str) -> str:
 
 
 class Writer(threading.Thread):
-    def __init__(self, k: int, url: str, tally: Tally, stop: threading.Event, seed: int) -> None:
+    def __init__(self, k: int, url: str, tally: Tally, stop: threading.Event, seed: int, max_live: int) -> None:
         super().__init__(name=f"writer-{k}", daemon=True)
         self.k, self.url, self.tally, self.stop, self.rng = k, url, tally, stop, random.Random(seed)
+        self.max_live = max_live  # then it deletes as much as it creates: the data stops growing
         self.expected: dict[str, dict[str, Any] | None] = {}  # own records: last acknowledged state
+        self.maybe: dict[str, dict[str, Any] | None] = {}  # writes that failed (a timeout may still commit)
         self.hot = 0  # last acknowledged counter written to the hot record
+        self.hot_maybe: int | None = None
         self.serial = 0
 
     def _record(self) -> tuple[str, dict[str, Any]]:
@@ -114,21 +117,32 @@ class Writer(threading.Thread):
         }
         return rid, rec
 
+    def _write(self, http: httpx.Client, op: str, method: str, path: str, body: Any, after: dict) -> Any:
+        r = self.tally.call(http, op, method, path, json=body)
+        if r is None:
+            self.maybe.update(after)  # uncertain from now on: left alone, and either state is accepted
+        else:
+            self.expected.update(after)
+        return r
+
     def run(self) -> None:
         t, rng = self.tally, self.rng
         with httpx.Client(base_url=self.url, timeout=60) as http:
             while not self.stop.is_set():
-                live = [i for i, r in self.expected.items() if r is not None]
+                live = [i for i, r in self.expected.items() if r is not None and i not in self.maybe]
                 roll = rng.random()
+                if len(live) >= self.max_live and (roll < 0.25 or roll >= 0.9):
+                    roll = 0.85  # full: delete instead of creating
                 if roll < 0.25 or not live:
                     rid, rec = self._record()
-                    if t.call(http, "ingest", "POST", "/ingest", json={"id": rid, **rec}):
-                        self.expected[rid] = rec
+                    self._write(http, "ingest", "POST", "/ingest", {"id": rid, **rec}, {rid: rec})
                 elif roll < 0.55:
                     n = self.hot + 1
                     r = t.call(http, "patch_hot", "PATCH", "/memories/hot", json={"metadata": {f"w{self.k}": n}})
-                    if r:
-                        self.hot = n
+                    if r is None:
+                        self.hot_maybe = n
+                    else:
+                        self.hot, self.hot_maybe = n, None
                         if r.json()["metadata"].get(f"w{self.k}") != n:
                             t.error("patch_hot", f"PATCH hot answered {r.json()['metadata']}, without w{self.k}={n}")
                 elif roll < 0.8:
@@ -137,19 +151,16 @@ class Writer(threading.Thread):
                     assert cur is not None
                     tags = [f"w{self.k}", rng.choice(["soak", "odd", "even"])]
                     meta = {**cur["metadata"], "n": cur["metadata"]["n"] + 1}
-                    if t.call(
-                        http, "patch", "PATCH", f"/memories/{rid}", json={"metadata": {"n": meta["n"]}, "tags": tags}
-                    ):
-                        self.expected[rid] = {**cur, "tags": tags, "metadata": meta}
+                    body = {"metadata": {"n": meta["n"]}, "tags": tags}
+                    after = {rid: {**cur, "tags": tags, "metadata": meta}}
+                    self._write(http, "patch", "PATCH", f"/memories/{rid}", body, after)
                 elif roll < 0.9:
                     rid = rng.choice(live)
-                    if t.call(http, "delete", "DELETE", f"/memories/{rid}"):
-                        self.expected[rid] = None
+                    self._write(http, "delete", "DELETE", f"/memories/{rid}", None, {rid: None})
                 else:
-                    recs = [self._record() for _ in range(5)]
-                    body = {"records": [{"id": i, **r} for i, r in recs]}
-                    if t.call(http, "batch", "POST", "/ingest/batch", json=body):
-                        self.expected.update(recs)
+                    recs = dict(self._record() for _ in range(5))
+                    body = {"records": [{"id": i, **r} for i, r in recs.items()]}
+                    self._write(http, "batch", "POST", "/ingest/batch", body, recs)
 
 
 class Reader(threading.Thread):
@@ -239,12 +250,19 @@ def seed_records(url: str) -> dict[str, str]:
 
 
 def run_soak(
-    server: Any, *, seconds: float, writers: int = 16, readers: int = 16, seed: int = 0, log=print
+    server: Any,
+    *,
+    seconds: float,
+    writers: int = 16,
+    readers: int = 16,
+    max_live: int = 300,
+    seed: int = 0,
+    log=print,
 ) -> SoakReport:
     """Run the soak against a started `server` (a tests.conftest.ServerProcess: `.url`, `.proc`, `.log_path`)."""
     stable = seed_records(server.url)
     tally, stop = Tally(), threading.Event()
-    ws = [Writer(k, server.url, tally, stop, seed * 1000 + k) for k in range(writers)]
+    ws = [Writer(k, server.url, tally, stop, seed * 1000 + k, max_live) for k in range(writers)]
     rs = [Reader(k, server.url, tally, stop, seed * 1000 + 500 + k, stable) for k in range(readers)]
     pid = server.proc.pid
     rss: list[tuple[float, float]] = [(0.0, round(rss_mb(pid), 1))]
@@ -280,22 +298,25 @@ def run_soak(
 
 
 def verify(url: str, writers: list[Writer]) -> list[str]:
-    """Every writer's records hold their last acknowledged state; the hot record every writer's last counter."""
+    """Every writer's records hold their last acknowledged state (or, after a failed write, the state it would
+    have made); the hot record every writer's last counter; no record nobody wrote; index elements == rows."""
     bad: list[str] = []
+    present = 0
     with httpx.Client(base_url=url, timeout=60) as http:
         hot = http.get("/memories/hot").json()["metadata"]
         for w in writers:
-            if hot.get(f"w{w.k}", 0) != w.hot:
+            if hot.get(f"w{w.k}", 0) not in (w.hot, w.hot_maybe):
                 bad.append(f"lost update: hot record has w{w.k}={hot.get(f'w{w.k}')}, last acknowledged {w.hot}")
-            for rid, rec in w.expected.items():
+            for rid in set(w.expected) | set(w.maybe):
                 r = http.get(f"/memories/{rid}")
                 got = {k: r.json()[k] for k in FIELDS} if r.status_code == 200 else None
-                if got != rec:
-                    bad.append(f"{rid}: acknowledged {rec}, found {got}")
+                present += got is not None
+                allowed = [w.expected.get(rid)] + ([w.maybe[rid]] if rid in w.maybe else [])
+                if got not in allowed:
+                    bad.append(f"{rid}: acknowledged {w.expected.get(rid)}, found {got}")
         stats = http.get("/stats").json()
-        live = 1 + STABLE + sum(1 for w in writers for r in w.expected.values() if r is not None)
-        if stats["total_memories"] != live:
-            bad.append(f"/stats total_memories {stats['total_memories']}, expected {live}")
+        if stats["total_memories"] != 1 + STABLE + present:
+            bad.append(f"/stats total_memories {stats['total_memories']}, expected {1 + STABLE + present}")
         if stats["index"]["elements"] != stats["total_memories"]:
             bad.append(f"index holds {stats['index']['elements']} elements for {stats['total_memories']} rows")
     return bad
@@ -324,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--writers", type=int, default=16)
     p.add_argument("--readers", type=int, default=16)
     p.add_argument("--embedder", default="onnx", choices=["onnx", "fake"])
+    p.add_argument("--max-live", type=int, default=300, help="records per writer; then it deletes as it creates")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
 
@@ -334,7 +356,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data dir {data_dir}, server log {server.log_path}")
     server.start()
     try:
-        rep = run_soak(server, seconds=args.minutes * 60, writers=args.writers, readers=args.readers, seed=args.seed)
+        rep = run_soak(
+            server,
+            seconds=args.minutes * 60,
+            writers=args.writers,
+            readers=args.readers,
+            max_live=args.max_live,
+            seed=args.seed,
+        )
         code = server.terminate()
     finally:
         server.stop()
