@@ -357,11 +357,15 @@ class PostgresStorage:
     def put(self, records: Sequence[NewRecord], on_commit: OnCommit | None = None) -> list[PutResult]:
         for _attempt in range(10):
             try:
-                with self.conn() as conn, conn.transaction():
-                    results = self._put(conn, records)
+                with self.conn() as conn:
+                    try:
+                        with conn.transaction():
+                            results = self._put(conn, records)
+                    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                        raise _Raced() from None
                 break
             except _Raced:
-                continue  # another replica inserted one of these ids meanwhile: it is an update now
+                continue  # another replica inserted one of these ids meanwhile (it is an update now), or deadlocked
         else:
             raise StorageError("a write kept racing concurrent inserts of the same ids; try again")
         if on_commit is not None:
@@ -440,6 +444,7 @@ class PostgresStorage:
             if vector_updates:
                 cur.executemany(f"UPDATE memories SET {set_fields}, embedding=%s WHERE seq=%s", vector_updates)
             if inserts:
+                inserts.sort(key=lambda row: row[0])  # one order for every writer: no deadlock on the id index
                 cur.executemany(
                     "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent, created_at,"
                     " updated_at, expires_at, version, embedding) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"

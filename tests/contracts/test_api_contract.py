@@ -292,3 +292,22 @@ async def test_key_groups(client, service):
     assert [r["key"] for r in groups["results"]] == ["checkpoint:wf-a2:post", "checkpoint:wf-b:fetch"]
     rest = service.key_groups("checkpoint:", limit=2, offset=2)["results"]
     assert [r["key"] for r in rest] == ["checkpoint:wf-a:review"]
+
+
+def test_concurrent_batches_over_the_same_ids(service):
+    """Writers upserting the same ids in opposite orders at once: every write lands, none deadlocks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from memory_spine.models import MemoryIn
+
+    ids = [f"x{i}" for i in range(40)]
+
+    def write(k: int) -> None:
+        for round_ in range(4):
+            order = ids if (k + round_) % 2 == 0 else ids[::-1]
+            service.ingest_batch([MemoryIn(id=i, content=f"writer {k} round {round_} value {i}") for i in order])
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+    assert service.stats()["total_memories"] == 40
+    assert all(service.get(i)["content"].endswith(f"value {i}") for i in ids)
