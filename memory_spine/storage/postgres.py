@@ -309,7 +309,7 @@ class PostgresStorage:
             kwargs={"autocommit": True},
             configure=self._configure,
             name="memory-spine",
-            timeout=connect_timeout,
+            timeout=5.0,  # a request waits this long for a free connection, then answers 503
             open=False,
         )
         try:
@@ -329,10 +329,10 @@ class PostgresStorage:
         conn.execute("SET hnsw.iterative_scan = relaxed_order")
 
     @contextmanager
-    def conn(self) -> Iterator[psycopg.Connection]:
+    def conn(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
         """A pooled connection (autocommit); database errors come out as `memory_spine.errors`."""
         try:
-            with self.pool.connection() as conn:
+            with self.pool.connection(timeout=timeout) as conn:
                 yield conn
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise _translate(exc) from exc
@@ -791,7 +791,8 @@ class PostgresStorage:
 
     def ping(self) -> dict[str, Any]:
         started = time.perf_counter()
-        self._all("SELECT 1")
+        with self.conn(timeout=2.0) as conn:  # a health check must answer before its prober gives up
+            conn.execute("SELECT 1")
         return {
             "backend": self.backend,
             "status": "ok",
