@@ -1,10 +1,13 @@
 """MemoryService: the core, usable in-process without HTTP. Ingest, search, records, keys, claims, stats.
 
-It owns one data directory (locked against a second process), one storage backend, one derived vector index
-and one embedder. Writes go storage-first: a call returns only after SQLite committed, and the index is updated
-in commit order right after (see `SQLiteStorage._Tx`). A background thread persists the index now and then and
-purges expired records. Every method is synchronous and thread-safe; the HTTP layer runs them in a thread pool
-so the event loop never blocks on SQLite, numpy or the model.
+It owns one `Storage` and one `VectorSearch` (storage/base.py), opened from the settings by
+`storage.open_storage` / `open_search`, and one embedder. The embedded default is SQLite in a data directory
+(locked against a second process) searched through the planner over a derived hnswlib index; PostgreSQL
+(`--database postgresql://...`) holds the vectors itself and lets any number of replicas share it. Writes go
+storage-first: a call returns only after the database committed, and a derived index is updated in commit order
+right after (see `SQLiteStorage._Tx`). A background thread purges expired records and lets the search maintain
+itself (persisting the hnswlib index now and then). Every method is synchronous and thread-safe; the HTTP layer
+runs them in a thread pool so the event loop never blocks on the database, numpy or the model.
 """
 
 from __future__ import annotations
