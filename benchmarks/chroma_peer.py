@@ -46,6 +46,21 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _smaps_mb() -> dict[str, float]:
+    """Pss, RssAnon (private heap) and RssFile of this process, MiB (as benchmarks.service reads the server)."""
+    out: dict[str, float] = {}
+    wanted = {"Pss": "pss", "RssAnon": "anon", "RssFile": "file"}
+    try:
+        for name in ("status", "smaps_rollup"):
+            for line in Path(f"/proc/self/{name}").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in wanted and wanted[key] not in out and value.split():
+                    out[wanted[key]] = round(int(value.split()[0]) / 1024, 1)
+    except OSError:
+        pass
+    return out
+
+
 def _summary(ms: list[float]) -> dict[str, float]:
     a = np.asarray(ms)
     p50, p95, p99 = np.percentile(a, [50, 95, 99])
@@ -151,6 +166,7 @@ def run(indir: Path, samples: int, filter_samples: int, workdir: Path | None = N
             # Peak includes our inputs (vectors, texts) while they were held.
             "peak": round(_peak_rss_mb(), 1),
             "chroma_delta": round(end - rss_imported, 1),
+            **_smaps_mb(),
         }
         out["disk_bytes"] = _dir_bytes(tmp)
         return out

@@ -371,7 +371,8 @@ def build_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "section": "index",
                 "scenario": "Chroma RSS / disk",
-                "other": f"end {rss.get('end')} MiB (delta {rss.get('chroma_delta')}), "
+                "other": f"RSS {rss.get('end')} MiB (PSS {rss.get('pss')}, anon {rss.get('anon')}, "
+                f"file {rss.get('file')}; {rss.get('chroma_delta')} over its imports), "
                 f"{(ch.get('disk_bytes') or 0) / 2**20:.0f} MiB on disk",
             }
         )
@@ -442,9 +443,11 @@ def build_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "section": "http",
                 "scenario": f"server RSS / disk ({corpus_n} memories, searched)",
-                "other": f"{rss.get('rss')} MiB (peak {rss.get('peak')}), "
+                "other": f"RSS {rss.get('rss')} MiB (PSS {rss.get('pss')}, anon {rss.get('anon')}, "
+                f"file {rss.get('file')}, peak {rss.get('peak')}), "
                 f"{(sv.get('disk_bytes_searched') or 0) / 2**20:.0f} MiB on disk; after ingest "
-                f"{rss_end.get('rss')} MiB, {(sv.get('disk_bytes') or 0) / 2**20:.0f} MiB",
+                f"RSS {rss_end.get('rss')} MiB (anon {rss_end.get('anon')}), "
+                f"{(sv.get('disk_bytes') or 0) / 2**20:.0f} MiB",
             }
         )
         for mode, q in sv.get("quality", {}).items():
@@ -526,6 +529,15 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         None if cold[0] is None else max(cold) <= 2,
     )
     t("RSS vs Chroma", f"{rss} MiB vs {ch_rss} MiB", "below", None if not (rss and ch_rss) else rss < ch_rss)
+    # RSS counts SQLite's mmap once per reader connection; the private heap is the fairer second look.
+    anon = sv.get("rss_mb_searched", {}).get("anon")
+    ch_anon = (ch.get("rss_mb") or {}).get("anon") if isinstance(ch, dict) else None
+    t(
+        "private memory (RssAnon) vs Chroma",
+        f"{anon} MiB vs {ch_anon} MiB",
+        "below",
+        None if not (anon and ch_anon) else anon < ch_anon,
+    )
     return out
 
 

@@ -107,18 +107,8 @@ class Server:
             return ""
 
     def memory_mb(self) -> dict[str, float]:
-        """VmRSS (now) and VmHWM (peak) of the server process, MiB."""
-        out: dict[str, float] = {}
-        if self.proc is None:
-            return out
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith(("VmRSS:", "VmHWM:")):
-                    name, value = line.split(":", 1)
-                    out["rss" if name == "VmRSS" else "peak"] = round(int(value.split()[0]) / 1024, 1)
-        except OSError:
-            pass
-        return out
+        """Memory of the server process, MiB: see :func:`process_memory_mb`."""
+        return process_memory_mb(self.proc.pid) if self.proc is not None else {}
 
     def stop(self, timeout: float = 60.0) -> int | None:
         if self.proc is None:
@@ -133,6 +123,25 @@ class Server:
         code = self.proc.returncode
         self.proc = None
         return code
+
+
+def process_memory_mb(pid: int | str = "self") -> dict[str, float]:
+    """``rss`` and ``peak`` (VmRSS, VmHWM), and from smaps_rollup ``pss``, ``anon`` (private heap: what the
+    process really costs) and ``file`` (mapped files). RSS alone misleads for SQLite with ``mmap_size``: each
+    reader connection maps the database again and each mapping's resident pages count once more in RSS,
+    though they are the same page-cache pages."""
+    out: dict[str, float] = {}
+    wanted = {"VmRSS": "rss", "VmHWM": "peak", "Pss": "pss", "RssAnon": "anon", "RssFile": "file"}
+    for name in ("status", "smaps_rollup"):
+        try:
+            text = Path(f"/proc/{pid}/{name}").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key in wanted and wanted[key] not in out and value.split():
+                out[wanted[key]] = round(int(value.split()[0]) / 1024, 1)
+    return out
 
 
 # -------------------------------------------------------------------------------------------- loading
