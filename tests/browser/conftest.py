@@ -69,7 +69,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reporter.write_line(f"SKIPPING {len(mine)} browser tests: {reason}", yellow=True, bold=True)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API runs an event loop in this thread while it is open, and
+# pytest-asyncio cannot start the async tests of later modules under it ("Runner.run() cannot be called from
+# a running event loop").
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
