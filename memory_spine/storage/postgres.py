@@ -18,6 +18,7 @@ Searching lives in `pg_search.py`. psycopg and pool errors are translated into `
 from __future__ import annotations
 
 import json
+import re
 import struct
 import threading
 import time
@@ -300,6 +301,13 @@ class PostgresStorage:
             raise
         except (psycopg.Error, OSError) as exc:
             raise StorageError(f"cannot open the database {redact(url)}: {exc}") from exc
+        found = tuple(int(x) for x in re.findall(r"\d+", str(self._server.get("pgvector", "0")))[:2])
+        if found < (0, 8):
+            # Iterative index scans (0.8) are what keep a filtered search at exactly `limit` results.
+            raise StorageError(
+                f"pgvector {self._server.get('pgvector')} is too old: 0.8 or newer is needed"
+                " (ALTER EXTENSION vector UPDATE after installing it)"
+            )
         if stored_dim is not None and int(stored_dim[0]) != dim:
             raise StorageError(f"this database holds {stored_dim[0]}-dimensional vectors; the embedder makes {dim}")
         self.pool = psycopg_pool.ConnectionPool(

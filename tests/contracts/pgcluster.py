@@ -9,6 +9,7 @@ the tests at a server of your own instead (each module still gets a fresh databa
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
@@ -149,6 +150,7 @@ class PgCluster:
         if done.returncode != 0:
             log = (self.dir / "log").read_text(errors="replace")[-1500:] if (self.dir / "log").exists() else ""
             raise Unavailable(f"pg_ctl start failed: {done.stderr.strip()[-500:]} {log}")
+        atexit.register(self.stop)  # a session that dies in between still leaves no server behind
         self._wait()
         return self
 
