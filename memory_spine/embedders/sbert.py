@@ -17,9 +17,7 @@ from .base import MODEL_DIM, MODEL_NAME, check_texts, empty, model_dir
 class SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 on torch (CPU)."""
 
-    def __init__(
-        self, cache_dir: Path | None = None, threads: int | None = None, batch_size: int = 32
-    ) -> None:
+    def __init__(self, cache_dir: Path | None = None, threads: int | None = None, batch_size: int = 32) -> None:
         # cache_dir is accepted for a uniform create_embedder() signature; the model is read in place.
         del cache_dir
         # Lazy: importing this module must stay cheap, and torch only loads when this backend is chosen.
