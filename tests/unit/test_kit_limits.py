@@ -22,7 +22,7 @@ async def test_a_burst_over_the_rate_waits_for_the_bucket():
     started = time.perf_counter()
     for _ in range(4):  # the bucket holds 4
         await limit.acquire()
-    assert time.perf_counter() - started < 0.05
+    assert limit.waited == 0  # none of the four waited (no wall-clock bound: the machine may be busy)
     assert not limit.has_capacity()
     await limit.acquire()  # the 5th waits for one to leak out: 0.2 / 4 = 0.05 s
     waited = time.perf_counter() - started
@@ -36,7 +36,8 @@ async def test_per_agent_limit_slows_that_agent_only():
     free = Agent("free", lambda x: x, metrics=metrics)
     started = time.perf_counter()
     await asyncio.gather(*(free(i) for i in range(20)))
-    assert time.perf_counter() - started < 0.1
+    # No upper bound on wall time (a busy machine makes any such bound flaky): the free agent never waited.
+    assert metrics.registry.get_sample_value("workflow_kit_rate_limit_wait_seconds_count", {"limit": "free"}) is None
     await asyncio.gather(*(limited(i) for i in range(4)))  # 2 at once, then one per 0.1 s
     assert time.perf_counter() - started >= 0.15
     assert metrics.registry.get_sample_value("workflow_kit_rate_limit_wait_seconds_count", {"limit": "limited"}) >= 1
