@@ -1,4 +1,4 @@
-"""The seed's own snippets (scripts/seed_snippets.py, verbatim; only MEMORY_URL rebound) and the kit on the same
+"""The seed's own snippets (seed_snippets.py, verbatim; only MEMORY_URL rebound) and the kit on the same
 records of a real memory-spine process: checkpoints, dedup records, traces."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-SEED = Path(__file__).parent / "scripts" / "seed_snippets.py"
+SEED = Path(__file__).parent / "seed_snippets.py"  # loaded as a module of its own, so rebinding is local
 
 
 def load_seed(url: str) -> types.ModuleType:
