@@ -14,7 +14,7 @@ import pytest
 from workflow_kit import MemoryClient, NotJSON, Workflow, WorkflowChanged, run_workflow, step
 from workflow_kit.errors import ClaimTimeout, InvalidInput, NotFound
 
-SEED = pathlib.Path(__file__).parents[1] / "integration" / "scripts" / "seed_snippets.py"
+SEED = pathlib.Path(__file__).parents[1] / "integration" / "seed_snippets.py"
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from workflow_kit import ClaimTimeout, MemoryClient, NotJSON, WorkflowKitError, 
 from workflow_kit.errors import NotFound
 from workflow_kit.idempotency import current_key
 
-SEED = pathlib.Path(__file__).parents[1] / "integration" / "scripts" / "seed_snippets.py"
+SEED = pathlib.Path(__file__).parents[1] / "integration" / "seed_snippets.py"
 
 
 @pytest.fixture
