@@ -37,6 +37,7 @@ from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord,
 
 SCHEMA_VERSION = 1
 OnCommit = Callable[[Any], None]
+_IN_CHUNK = 900  # values per IN list, under SQLite's default limit of 999 bound variables
 _ROW_COLUMNS = (
     "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at"
 )
@@ -587,18 +588,16 @@ class SQLiteStorage:
         finally:
             conn.close()
 
-    def contents(self, ids: Sequence[str]) -> dict[str, str]:
-        if not ids:
-            return {}
-        out: dict[str, str] = {}
+    def _select_in(self, sql: str, values: Sequence[Any], params: Sequence[Any] = ()) -> Iterator[tuple]:
+        """Rows of `sql` (whose `{in}` is an IN list) for `values`, chunked under SQLite's variable limit."""
         conn = self._reader()
-        for start in range(0, len(ids), 500):
-            chunk = list(ids[start : start + 500])
-            rows = conn.execute(
-                f"SELECT id, content FROM memories WHERE id IN ({','.join('?' * len(chunk))})", chunk
-            ).fetchall()
-            out.update(rows)
-        return out
+        values = list(values)
+        for start in range(0, len(values), _IN_CHUNK):
+            chunk = values[start : start + _IN_CHUNK]
+            yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), [*chunk, *params])
+
+    def contents(self, ids: Sequence[str]) -> dict[str, str]:
+        return dict(self._select_in("SELECT id, content FROM memories WHERE id IN ({marks})", ids))
 
     def version_of(self, id: str) -> int | None:
         """The version of the row with this id (expired or not), for a later put() with `if_version`."""
@@ -620,18 +619,8 @@ class SQLiteStorage:
         if not len(seqs):
             return {}
         cond, params = compile_filter(flt, now, probe=True)
-        out: dict[int, dict[str, Any]] = {}
-        conn = self._reader()
-        seqs = [int(s) for s in seqs]
-        for start in range(0, len(seqs), 900):
-            chunk = seqs[start : start + 900]
-            rows = conn.execute(
-                f"SELECT {_ROW_COLUMNS} FROM memories m WHERE m.seq IN ({','.join('?' * len(chunk))}) AND {cond}",
-                [*chunk, *params],
-            ).fetchall()
-            for r in rows:
-                out[r[0]] = _row(r)
-        return out
+        sql = f"SELECT {_ROW_COLUMNS} FROM memories m WHERE m.seq IN ({{marks}}) AND {cond}"
+        return {r[0]: _row(r) for r in self._select_in(sql, [int(s) for s in seqs], params)}
 
     def _delete_seqs(self, conn: sqlite3.Connection, seqs: list[int]) -> None:
         version = self._next_version()
@@ -780,31 +769,18 @@ class SQLiteStorage:
         if not len(seqs):
             return set()
         cond, params = compile_filter(flt, now, probe=True)
-        out: set[int] = set()
-        conn = self._reader()
-        seqs = [int(s) for s in seqs]
-        for start in range(0, len(seqs), 900):
-            chunk = seqs[start : start + 900]
-            rows = conn.execute(
-                f"SELECT m.seq FROM memories m WHERE m.seq IN ({','.join('?' * len(chunk))}) AND {cond}",
-                [*chunk, *params],
-            ).fetchall()
-            out.update(r[0] for r in rows)
-        return out
+        sql = f"SELECT m.seq FROM memories m WHERE m.seq IN ({{marks}}) AND {cond}"
+        return {r[0] for r in self._select_in(sql, [int(s) for s in seqs], params)}
 
     def vectors(self, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The stored vectors of these seqs (those still present), as (seqs, matrix)."""
-        conn = self._reader()
         out_seqs: list[int] = []
         blobs: list[bytes] = []
-        seqs = [int(s) for s in seqs]
-        for start in range(0, len(seqs), 900):
-            chunk = seqs[start : start + 900]
-            for seq, blob in conn.execute(
-                f"SELECT seq, vector FROM memories WHERE seq IN ({','.join('?' * len(chunk))})", chunk
-            ):
-                out_seqs.append(seq)
-                blobs.append(blob)
+        for seq, blob in self._select_in(
+            "SELECT seq, vector FROM memories WHERE seq IN ({marks})", [int(s) for s in seqs]
+        ):
+            out_seqs.append(seq)
+            blobs.append(blob)
         if not out_seqs:
             return np.empty(0, dtype=np.int64), np.empty((0, self.dim), dtype=np.float32)
         matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(out_seqs), self.dim)
