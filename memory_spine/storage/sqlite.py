@@ -631,21 +631,27 @@ class SQLiteStorage:
             conn.execute(f"DELETE FROM memory_tags WHERE seq IN ({marks})", chunk)
         conn.executemany("INSERT OR REPLACE INTO tombstones (seq, version) VALUES (?, ?)", [(s, version) for s in seqs])
 
-    def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None) -> list[int]:
+    def _delete_selected(
+        self, sql: str, params: Sequence[Any], on_commit: OnCommit | None, *also: tuple[str, Sequence[Any]]
+    ) -> list[int]:
+        """In one transaction: delete the records whose seqs `sql` selects (plus the `also` statements), then
+        hand the seqs to `on_commit` after the commit, still under the write lock."""
         seqs: list[int] = []
         tx = self._tx()
         if on_commit is not None:
             tx.after.append(lambda: on_commit(seqs))
         with tx as conn:
-            seqs[:] = [
-                r[0]
-                for r in conn.execute(
-                    f"SELECT seq FROM memories WHERE id IN ({','.join('?' * len(ids))})", list(ids)
-                ).fetchall()
-            ]
+            seqs[:] = [r[0] for r in conn.execute(sql, list(params)).fetchall()]
             if seqs:
                 self._delete_seqs(conn, seqs)
+            for stmt, args in also:
+                conn.execute(stmt, args)
         return seqs
+
+    def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None) -> list[int]:
+        return self._delete_selected(
+            f"SELECT seq FROM memories WHERE id IN ({','.join('?' * len(ids))})", ids, on_commit
+        )
 
     def delete_where(
         self, flt: Filter, now: float, dry_run: bool, on_commit: OnCommit | None = None
@@ -653,14 +659,7 @@ class SQLiteStorage:
         cond, params = compile_filter(flt, now)
         if dry_run:
             return self.count(flt, now), []
-        seqs: list[int] = []
-        tx = self._tx()
-        if on_commit is not None:
-            tx.after.append(lambda: on_commit(seqs))
-        with tx as conn:
-            seqs[:] = [r[0] for r in conn.execute(f"SELECT m.seq FROM memories m WHERE {cond}", params).fetchall()]
-            if seqs:
-                self._delete_seqs(conn, seqs)
+        seqs = self._delete_selected(f"SELECT m.seq FROM memories m WHERE {cond}", params, on_commit)
         return len(seqs), seqs
 
     def list(
@@ -897,21 +896,12 @@ class SQLiteStorage:
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def purge_expired(self, now: float, on_commit: OnCommit | None = None) -> list[int]:
-        seqs: list[int] = []
-        tx = self._tx()
-        if on_commit is not None:
-            tx.after.append(lambda: on_commit(seqs))
-        with tx as conn:
-            seqs[:] = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT seq FROM memories WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
-                ).fetchall()
-            ]
-            if seqs:
-                self._delete_seqs(conn, seqs)
-            conn.execute("DELETE FROM claims WHERE expires_at <= ?", (now,))
-        return seqs
+        return self._delete_selected(
+            "SELECT seq FROM memories WHERE expires_at IS NOT NULL AND expires_at <= ?",
+            (now,),
+            on_commit,
+            ("DELETE FROM claims WHERE expires_at <= ?", (now,)),
+        )
 
     def forget_tombstones(self, upto_version: int) -> None:
         """Tombstones the persisted index already reflects are no longer needed."""
