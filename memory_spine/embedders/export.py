@@ -2,6 +2,11 @@
 
 The ONNX graph computes the whole sentence-transformers pipeline after tokenisation (BERT, mean pooling
 over the attention mask, L2 normalisation), so the runtime needs only onnxruntime and tokenizers.
+
+The weights are cached as ONNX external data (``<model>.onnx.data`` beside ``<model>.onnx``), which ONNX
+Runtime memory-maps instead of copying: the 47 MB word-embedding table then costs only the pages of the
+tokens actually seen, and no second copy of the weights outlives session creation (measured: 120 MiB RSS
+for a loaded session against 182 MiB with the weights inside the .onnx file; same outputs, same latency).
 torch and transformers are imported inside :func:`_export_to` only: a start with a warm cache never
 loads them.
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +26,7 @@ from .base import MODEL_NAME, model_dir
 log = logging.getLogger(__name__)
 
 #: Bump when the exported graph changes (wrapper, opset, output), so old cache files are not reused.
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: weights as external data (mmapped)
 OPSET = 17
 OUTPUT_NAME = "embedding"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -60,44 +66,54 @@ def onnx_path(cache_dir: Path | None = None) -> Path:
     return d / f"{MODEL_NAME}-{_model_fingerprint()}.onnx"
 
 
+def data_path(path: Path) -> Path:
+    """The external-data file holding the weights of the ONNX file at ``path``."""
+    return path.with_name(path.name + ".data")
+
+
+def _cached(path: Path) -> bool:
+    return path.exists() and data_path(path).exists()
+
+
 def export_onnx(cache_dir: Path | None = None, *, force: bool = False) -> Path:
     """Return the path of the cached ONNX model, exporting it first if it is not there.
 
     Safe to call from several processes at once: a file lock serialises exporters, and whoever gets the
-    lock second finds the file already there. The file is written under a temporary name and renamed
-    into place, so a reader never sees a half-written model even if an exporter is killed.
+    lock second finds the files already there. Both files are written in a temporary directory and renamed
+    into place, weights first, so a reader never sees a half-written model even if an exporter is killed.
     """
     path = onnx_path(cache_dir)
     # Fast path without the lock: the cache dir may be read-only (a file baked into an image).
-    if path.exists() and not force:
+    if _cached(path) and not force:
         return path
 
     from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        if path.exists() and not force:
+        if _cached(path) and not force:
             log.info("ONNX model exported by another process: %s", path)
             return path
-        fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
+        tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent))
         try:
             started = time.perf_counter()
             log.info("exporting %s to ONNX at %s (one time; imports torch)", MODEL_NAME, path)
-            _export_to(tmp)
-            # mkstemp makes the file 0600; a file baked by root into an image must stay readable by
-            # the unprivileged user that runs the service.
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+            _export_to(tmp / path.name)
+            # A file baked by root into an image must stay readable by the unprivileged user that runs
+            # the service (mkdtemp's directory is 0700, and files follow the umask).
+            for name in (path.name, data_path(path).name):
+                os.chmod(tmp / name, 0o644)
+            # Weights first: the .onnx file is what says the cache is complete.
+            os.replace(tmp / data_path(path).name, data_path(path))
+            os.replace(tmp / path.name, path)
             log.info("ONNX export done in %.1f s", time.perf_counter() - started)
         finally:
-            tmp.unlink(missing_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
 def _export_to(target: Path) -> None:
-    """Trace the model with torch and write a self-contained ONNX file to ``target``, then verify it."""
+    """Trace the model with torch, write ``target`` and its external-data file beside it, then verify them."""
     try:
         import torch
         from transformers import AutoModel
@@ -143,12 +159,13 @@ def _export_to(target: Path) -> None:
         "token_type_ids": {0: "batch", 1: "seq"},
         OUTPUT_NAME: {0: "batch"},
     }
+    single = target.with_name(target.name + ".single")
     with torch.inference_mode():
         expected = wrapper(ids, mask, types).numpy()
         torch.onnx.export(
             wrapper,
             (ids, mask, types),
-            str(target),
+            str(single),
             input_names=list(INPUT_NAMES),
             output_names=[OUTPUT_NAME],
             dynamic_axes=dyn,
@@ -157,6 +174,20 @@ def _export_to(target: Path) -> None:
             dynamo=False,
             do_constant_folding=True,
         )
+
+    # Move every large tensor into one external-data file beside the graph (ONNX Runtime maps it).
+    import onnx
+
+    model = onnx.load(str(single))
+    onnx.save_model(
+        model,
+        str(target),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data_path(target).name,
+        size_threshold=1 << 20,  # the big tensors; small ones stay inline
+    )
+    single.unlink()
 
     # Refuse to cache a graph that does not reproduce torch: a bad file would poison every later start.
     import numpy as np

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from memory_spine.embedders import Embedder, create_embedder, export_onnx, onnx_path
+from memory_spine.embedders.export import data_path
 
 pytestmark = pytest.mark.integration
 
@@ -214,8 +215,11 @@ def test_concurrent_first_start_exports_once(fresh_export: tuple[Path, list]) ->
     assert exports == 1, [p.stderr for p in procs]
     # The temp file was renamed into place, none is left behind.
     assert not list(cache_dir.glob("*.tmp"))
-    # Readable by other users (mkstemp's default would be 0600).
+    # Readable by other users (mkstemp's default would be 0600), the weights beside the graph too.
     assert path.stat().st_mode & 0o044 == 0o044
+    weights = data_path(path)
+    assert weights.exists() and weights.stat().st_mode & 0o044 == 0o044
+    assert weights.stat().st_size > 4 * path.stat().st_size  # the big weights live outside the graph
 
 
 def test_fresh_export_is_reused_and_matches(fresh_export: tuple[Path, list], onnx_embedder: Embedder) -> None:
