@@ -51,6 +51,10 @@ class Plan:
     ms: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
 
+    def add_ms(self, name: str, seconds: float) -> None:
+        """Add to a timing in `detail` (milliseconds), e.g. the index's share of the plan."""
+        self.detail[name] = round(self.detail.get(name, 0.0) + seconds * 1000, 3)
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"plan": self.name, "ms": round(self.ms, 3)}
         if self.candidates is not None:
@@ -166,12 +170,21 @@ class Planner:
         for _round in range(4):
             k = max(1, min(k, size))
             plan.k.append(k)
+            t0 = time.perf_counter()
             labels, sims = self.index.query(vector, k, ef=max(self.ef, k))
-            passing = self.storage.matching(labels.tolist(), flt, now)
+            t1 = time.perf_counter()
+            if filtered:
+                passing: Any = self.storage.matching(labels.tolist(), flt, now)
+            else:
+                # No filter: hydrating the k neighbours is the liveness check too (one query, not two).
+                passing = rows = self.storage.rows(labels.tolist(), None, now)
+            plan.add_ms("index_ms", t1 - t0)
+            plan.add_ms("sql_ms", time.perf_counter() - t1)
             hits = [(int(s), float(sc)) for s, sc in zip(labels, sims, strict=True) if int(s) in passing]
             if len(hits) >= limit or k >= size:
-                # Hydrate only what is returned (a record deleted since the check simply drops out).
-                rows = self.storage.rows([s for s, _ in hits[:limit]], None, now)
+                if filtered:
+                    # Hydrate only what is returned (a record deleted since the check simply drops out).
+                    rows = self.storage.rows([s for s, _ in hits[:limit]], None, now)
                 return [(s, sc) for s, sc in hits[:limit] if s in rows], rows, plan
             rate = max(len(hits) / k, floor_rate, 1e-6)
             # Widen to what the pass rate says is needed, at least double, at most 8x a round.

@@ -44,7 +44,8 @@ _ERR = {
 }
 
 
-def service(request: Request) -> MemoryService:
+async def service(request: Request) -> MemoryService:
+    # async: a plain-def dependency would cost every request one more trip through the thread pool.
     svc = request.app.state.service
     if svc is None:
         raise NotReady("the service is still loading")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import sqlite_utils
 from filelock import FileLock, Timeout
 
@@ -45,10 +46,19 @@ _OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "
 
 
 def iso(ts: float | None) -> str | None:
-    """Epoch seconds -> ISO 8601 UTC with a trailing Z."""
+    """Epoch seconds -> ISO 8601 UTC with microseconds and a trailing Z."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: the same text in a third of the time (three per returned record).
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def _loads(text: str) -> Any:
+    # orjson reads what json.dumps stored (no NaN, ints of 64 bits: refused at write) several times faster.
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def to_epoch(value: float | datetime | None, field: str) -> float | None:
@@ -79,8 +89,8 @@ def _row(r: sqlite3.Row | tuple) -> dict[str, Any]:
         "seq": seq,
         "id": id_,
         "content": content,
-        "tags": json.loads(tags),
-        "metadata": json.loads(metadata),
+        "tags": _loads(tags),
+        "metadata": _loads(metadata),
         "importance": importance,
         "key": key,
         "created_at": iso(created),
