@@ -20,9 +20,14 @@ from tokenizers import Tokenizer
 from .base import MODEL_DIM, MODEL_NAME, check_texts, empty, model_dir
 from .export import INPUT_NAMES, OUTPUT_NAME, export_onnx
 
-#: Texts per session.run. Texts are sorted by token length first, so a chunk pads only to its own
-#: longest member; small chunks keep that waste low without losing batching's speed-up.
-DEFAULT_BATCH_SIZE = 32
+#: Most texts per session.run.
+DEFAULT_BATCH_SIZE = 64
+#: Most token slots (texts x the longest one's tokens) per session.run. Texts are sorted by length first and
+#: cut into runs under this budget, so many short texts share a run while long ones run in small groups that
+#: pad little. Measured on 2 cores: 512 slots embedded 256 passages (~200 tokens) at 123 texts/s against
+#: 110/s in runs of 32 texts, and 256 queries (~28 tokens) at 272/s against 226/s; 4096 slots did worse on
+#: both (106/s, 194/s), as did one text per run (94/s, 176/s).
+DEFAULT_TOKEN_BUDGET = 512
 
 
 def _max_seq_length(mdir: Path) -> int:
@@ -44,11 +49,13 @@ class OnnxEmbedder:
         cache_dir: Path | None = None,
         threads: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        token_budget: int = DEFAULT_TOKEN_BUDGET,
     ) -> None:
         self.name = f"onnx:{MODEL_NAME}"
         self.model = MODEL_NAME
         self.dim = MODEL_DIM
         self.batch_size = max(1, batch_size)
+        self.token_budget = max(1, token_budget)
         self.path = export_onnx(cache_dir)
 
         mdir = model_dir()
@@ -94,10 +101,29 @@ class OnnxEmbedder:
         # but it keeps runs reproducible).
         order = np.argsort(lengths, kind="stable")
         out = np.empty((len(items), self.dim), dtype=np.float32)
-        for start in range(0, len(items), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in self._runs(lengths, order):
             out[idx] = self._run_chunk(session, [encodings[i] for i in idx])
         return out
+
+    def _runs(self, lengths: np.ndarray, order: np.ndarray) -> list[np.ndarray]:
+        """Cut texts sorted by length into runs of at most `batch_size` texts and `token_budget` slots.
+
+        A run pads to its longest (last) member, so it takes texts while (texts + 1) x the next length
+        stays within the budget; a text longer than the budget runs alone.
+        """
+        runs = []
+        start, n = 0, len(order)
+        while start < n:
+            end = start + 1
+            while (
+                end < n
+                and end - start < self.batch_size
+                and (end - start + 1) * int(lengths[order[end]]) <= self.token_budget
+            ):
+                end += 1
+            runs.append(order[start:end])
+            start = end
+        return runs
 
     def _run_chunk(self, session: ort.InferenceSession, encodings: list) -> np.ndarray:
         width = max(len(e.ids) for e in encodings)

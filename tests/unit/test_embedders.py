@@ -129,3 +129,20 @@ def test_importing_the_package_does_not_import_torch() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_onnx_runs_respect_the_token_budget_and_cover_every_text() -> None:
+    from memory_spine.embedders.onnx import OnnxEmbedder
+
+    e = OnnxEmbedder.__new__(OnnxEmbedder)  # the run planner needs no model
+    e.batch_size, e.token_budget = 8, 100
+    lengths = np.array([5, 300, 12, 12, 40, 7, 7, 7, 7, 7, 7, 7, 7, 7, 60, 30])
+    order = np.argsort(lengths, kind="stable")
+    runs = e._runs(lengths, order)
+    assert sorted(int(i) for run in runs for i in run) == list(range(len(lengths)))  # each text once
+    for run in runs:
+        assert len(run) <= 8
+        # Padded to its longest member: within budget unless a single text is longer than the budget.
+        assert len(run) * int(lengths[run].max()) <= 100 or len(run) == 1
+    assert [int(i) for i in runs[-1]] == [1]  # the 300-token text runs alone
+    assert len(runs[0]) == 8  # short texts share a run, up to batch_size
