@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, allocator
 from .config import Settings
 from .embedders import Embedder, create_embedder
 from .embedders.batching import CoalescingEmbedder
@@ -42,6 +42,8 @@ from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, 
 from .storage.sqlite import DB_FILE, LOCK_FILE, filter_is_empty, to_epoch  # noqa: F401  (names kept for importers)
 
 log = logging.getLogger("memory_spine.service")
+
+TRIM_SECONDS = 10.0  # how often housekeeping returns freed heap memory to the OS
 
 
 class QueryCache:
@@ -256,12 +258,17 @@ class MemoryService:
 
     def _housekeeping(self) -> None:
         next_purge = time.monotonic() + self.settings.purge_seconds
+        next_trim = time.monotonic() + TRIM_SECONDS
         while not self._stop.wait(1.0):
             try:
                 if time.monotonic() >= next_purge:
                     self.purge_expired()
                     next_purge = time.monotonic() + self.settings.purge_seconds
                 self.planner.maintain()
+                if time.monotonic() >= next_trim:
+                    # Hand what bursts of work freed back to the OS (a few ms; see allocator).
+                    allocator.trim()
+                    next_trim = time.monotonic() + TRIM_SECONDS
             except MemorySpineError as exc:
                 log.warning("housekeeping failed: %s", exc, extra={"event": "housekeeping_failed"})
             except Exception:
