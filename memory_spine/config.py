@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     # Planner: filters matching at most this many records are scored exactly (numpy).
     exact_max_candidates: int = 4096
 
-    query_cache_size: int = 4096
+    query_cache_size: int = 4096  # query text -> vector, LRU
+    result_cache_size: int = 256  # identical searches between writes are answered from memory; 0: off
     purge_seconds: float = 30.0
     synchronous: Literal["normal", "full"] = "normal"
     default_lease_seconds: float = 60.0

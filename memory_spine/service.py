@@ -181,6 +181,52 @@ def _depth(value: Any, limit: int, level: int = 1) -> int:
     return level - 1
 
 
+class ResultCache:
+    """A bounded LRU of search request -> answer, valid while storage's commit count is unchanged.
+
+    Agents and routers repeat whole searches, not only query texts. An answer is kept with the commit count
+    read before it was computed, so any write since (ingest, update, delete, purge, claim) makes it stale;
+    answers holding a record that expires are not kept at all. Only for storage with a `commits` counter and
+    a single writer (the embedded default); elsewhere another process may write unseen.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, tuple[int, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str, commits: int) -> dict[str, Any] | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or item[0] != commits:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return item[1]
+
+    def put(self, key: str, commits: int, answer: dict[str, Any]) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = (commits, answer)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def info(self) -> dict[str, Any]:
+        total = self.hits + self.misses
+        return {
+            "entries": len(self._items),
+            "capacity": self.size,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": round(self.hits / total, 4) if total else 0.0,
+        }
+
+
 class MemoryService:
     """The memory service core. Build it with `MemoryService.open(settings)`; close it when done."""
 
@@ -193,6 +239,8 @@ class MemoryService:
         self.embedder = embedder
         self._lock = getattr(storage, "lock", None)  # the data dir's (embedded default); storage releases it
         self.query_cache = QueryCache(settings.query_cache_size)
+        # Answers repeated searches between writes; None where storage cannot say whether anything changed.
+        self.result_cache = ResultCache(settings.result_cache_size) if hasattr(storage, "commits") else None
         self.started_at = time.time()
         self.opened_in: float = 0.0
         self._stop = threading.Event()
@@ -604,8 +652,45 @@ class MemoryService:
             r.pop("seq", None)
         return {"results": rows, "total": total}
 
+    @property
+    def reads_are_local(self) -> bool:
+        """True when a point read is a lookup in a local file (SQLite), cheap enough for the event loop."""
+        return self.storage.backend == "sqlite"
+
+    def _result_key(self, q: SearchQuery) -> str | None:
+        if self.result_cache is None or q.explain:
+            return None
+        try:
+            return q.model_dump_json()
+        except ValueError:  # not encodable (a lone surrogate): not cached; search() says what is wrong
+            return None
+
+    def cached_search(self, q: SearchQuery) -> dict[str, Any] | None:
+        """The answer to `q` if the same search ran since the last write, else None (then call `search`)."""
+        key = self._result_key(q)
+        if key is None:
+            return None
+        cached = self.result_cache.get(key, self.storage.commits)  # type: ignore[union-attr]
+        if cached is not None and self.observer is not None:
+            self.observer.observe_plan("result_cache")
+        return cached
+
     def search(self, q: SearchQuery) -> dict[str, Any]:
         """Search by key, meaning, keywords or both; see `planner` for how the plan is chosen."""
+        key = self._result_key(q)
+        if key is not None:
+            commits = self.storage.commits  # read before searching: a write during the search makes it stale
+            cached = self.result_cache.get(key, commits)  # type: ignore[union-attr]
+            if cached is not None:
+                if self.observer is not None:
+                    self.observer.observe_plan("result_cache")
+                return cached
+        out = self._search(q)
+        if key is not None and not any(hit.get("expires_at") for hit in out["results"]):
+            self.result_cache.put(key, commits, out)  # type: ignore[union-attr]
+        return out
+
+    def _search(self, q: SearchQuery) -> dict[str, Any]:
         if q.limit > self.settings.max_limit:
             raise InvalidInput("limit", f"must be at most {self.settings.max_limit}")
         if len(q.query) > self.settings.max_content_chars:
@@ -694,6 +779,7 @@ class MemoryService:
                 "index": self.planner.info(),
                 "embedder": {"name": self.embedder.name, "model": self.embedder.model, "dim": self.embedder.dim},
                 "query_cache": self.query_cache.info(),
+                "result_cache": self.result_cache.info() if self.result_cache is not None else None,
                 "uptime_seconds": round(now - self.started_at, 3),
                 "started_in_seconds": round(self.opened_in, 3),
                 "version": __version__,

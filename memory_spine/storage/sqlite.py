@@ -265,6 +265,9 @@ class SQLiteStorage:
         self._local = threading.local()
         self._readers: dict[int, sqlite3.Connection] = {}  # thread ident -> that thread's reader
         self._readers_lock = threading.Lock()
+        # Committed write transactions since open; this process is the only writer (the data dir is locked), so
+        # an unchanged count means unchanged data: what the search result cache keys on.
+        self.commits = 0
         try:
             self._writer = self._connect()
             self.db = sqlite_utils.Database(self._writer)
@@ -424,6 +427,8 @@ class SQLiteStorage:
                         except sqlite3.Error:
                             pass
                         raise _translate(err) from err
+                    # Counted after the commit: a reader that saw `commits` unchanged saw no newer write.
+                    self.s.commits += 1
                     # Still under the write lock: the derived index sees writes in commit order, so a
                     # snapshot taken under this lock (see exclusive()) is exactly the committed state.
                     for fn in self.after:

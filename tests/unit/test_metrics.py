@@ -55,7 +55,8 @@ async def test_plan_counters(client):
     searches = [
         ({"query": "word", "mode": "semantic"}, "hnsw"),
         ({"query": "word", "tags": ["t"], "mode": "semantic"}, "exact"),
-        ({"query": "word", "tags": ["t"], "mode": "semantic"}, "exact"),
+        # The same search again, nothing written since: answered from the result cache.
+        ({"query": "word", "tags": ["t"], "mode": "semantic"}, "result_cache"),
         ({"query": "word", "mode": "keyword"}, "keyword"),
         ({"query": "word", "mode": "hybrid"}, "hybrid"),
         ({"query": "checkpoint:wf"}, "exact_key"),
