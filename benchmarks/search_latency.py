@@ -341,6 +341,8 @@ def build_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
     hn = fl.get("hnsw", {})
     for label in ("chosen", "service_ef"):
         d = hn.get(label, {})
+        if label == "service_ef" and d.get("ef") == hn.get("chosen", {}).get("ef"):
+            continue  # the service's ef is the one the sweep chose: one row says it
         row(
             "floor",
             f"hnswlib M={hn.get('m')} ef={d.get('ef')}",
