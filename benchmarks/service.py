@@ -368,13 +368,25 @@ class HttpBench:
         r.raise_for_status()
         return r.json()
 
-    def repeated(self, query: str, samples: int) -> dict[str, Any]:
-        before = self.stats().get("query_cache", {})
-        self.search({"query": query, "limit": K})
-        out = self.timed(lambda _: self.search({"query": query, "limit": K}), range(samples), warmup=0)
-        after = self.stats().get("query_cache", {})
-        out["cache"] = {k: after.get(k) for k in ("capacity", "entries", "hit_rate")}
-        out["cache"]["hits_during"] = (after.get("hits", 0) or 0) - (before.get("hits", 0) or 0)
+    def repeated(self, query: str, samples: int, *, whole: bool = True) -> dict[str, Any]:
+        """A repeated query. ``whole``: the same search every time (the result cache answers it); else the
+        same text in searches the result cache has not seen (``min_score`` varies, below any score), so only
+        the query (embedding) cache helps. Both caches' hits during the scenario are reported."""
+
+        def body(i: int) -> dict[str, Any]:
+            return {"query": query, "limit": K} if whole else {"query": query, "limit": K, "min_score": -2.0 - i}
+
+        before = self.stats()
+        self.search(body(-1))
+        out = self.timed(lambda i: self.search(body(i)), range(samples), warmup=0)
+        after = self.stats()
+        for cache in ("query_cache", "result_cache"):
+            a, b = after.get(cache) or {}, before.get(cache) or {}
+            out[cache] = {
+                "capacity": a.get("capacity"),
+                "hits_during": (a.get("hits", 0) or 0) - (b.get("hits", 0) or 0),
+                "misses_during": (a.get("misses", 0) or 0) - (b.get("misses", 0) or 0),
+            }
         return out
 
     def key_get(self, keys: Sequence[str]) -> dict[str, Any]:
