@@ -930,7 +930,9 @@ class SQLiteStorage:
             conn.close()
 
     def live_seqs(self) -> np.ndarray:
-        rows = self._reader().execute("SELECT seq FROM memories").fetchall()
+        # From the table itself (the truth), never from whichever small index SQLite would rather scan: `check`
+        # asks this of databases whose indexes may be the damaged part.
+        rows = self._reader().execute("SELECT seq FROM memories NOT INDEXED").fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def purge_expired(self, now: float, on_commit: OnCommit | None = None) -> list[int]:
