@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,32 +46,33 @@ log = logging.getLogger("memory_spine.service")
 TRIM_SECONDS = 10.0  # how often housekeeping returns freed heap memory to the OS
 
 
-class QueryCache:
-    """A bounded LRU of query text -> vector: agents and routers repeat their queries."""
+class BoundedLRU:
+    """A thread-safe LRU of at most `size` entries that counts its hits and misses (for /stats)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._items: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, text: str) -> np.ndarray | None:
+    def get(self, key: str, valid: Callable[[Any], bool] | None = None) -> Any:
+        """The entry for `key` (None if absent, or if `valid` says it no longer holds: a miss either way)."""
         with self._lock:
-            vec = self._items.get(text)
-            if vec is None:
+            item = self._items.get(key)
+            if item is None or (valid is not None and not valid(item)):
                 self.misses += 1
                 return None
-            self._items.move_to_end(text)
+            self._items.move_to_end(key)
             self.hits += 1
-            return vec
+            return item
 
-    def put(self, text: str, vec: np.ndarray) -> None:
+    def put(self, key: str, value: Any) -> None:
         if self.size <= 0:
             return
         with self._lock:
-            self._items[text] = vec
-            self._items.move_to_end(text)
+            self._items[key] = value
+            self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
@@ -84,6 +85,10 @@ class QueryCache:
             "misses": self.misses,
             "hit_rate": round(self.hits / total, 4) if total else 0.0,
         }
+
+
+class QueryCache(BoundedLRU):
+    """Query text -> vector: agents and routers repeat their queries."""
 
 
 def _check_text(value: str, field: str, max_chars: int | None = None, allow_empty: bool = False) -> None:
@@ -181,8 +186,8 @@ def _depth(value: Any, limit: int, level: int = 1) -> int:
     return level - 1
 
 
-class ResultCache:
-    """A bounded LRU of search request -> answer, valid while storage's commit count is unchanged.
+class ResultCache(BoundedLRU):
+    """Search request -> answer, valid while storage's commit count is unchanged.
 
     Agents and routers repeat whole searches, not only query texts. An answer is kept with the commit count
     read before it was computed, so any write since (ingest, update, delete, purge, claim) makes it stale;
@@ -190,41 +195,12 @@ class ResultCache:
     a single writer (the embedded default); elsewhere another process may write unseen.
     """
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[str, tuple[int, dict[str, Any]]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
+    def get(self, key: str, commits: int) -> dict[str, Any] | None:  # type: ignore[override]
+        item = super().get(key, lambda it: it[0] == commits)
+        return None if item is None else item[1]
 
-    def get(self, key: str, commits: int) -> dict[str, Any] | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None or item[0] != commits:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return item[1]
-
-    def put(self, key: str, commits: int, answer: dict[str, Any]) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._items[key] = (commits, answer)
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def info(self) -> dict[str, Any]:
-        total = self.hits + self.misses
-        return {
-            "entries": len(self._items),
-            "capacity": self.size,
-            "hits": self.hits,
-            "misses": self.misses,
-            "hit_rate": round(self.hits / total, 4) if total else 0.0,
-        }
+    def put(self, key: str, commits: int, answer: dict[str, Any]) -> None:  # type: ignore[override]
+        super().put(key, (commits, answer))
 
 
 class MemoryService:
