@@ -56,12 +56,14 @@ class BoundedLRU:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str, valid: Callable[[Any], bool] | None = None) -> Any:
-        """The entry for `key` (None if absent, or if `valid` says it no longer holds: a miss either way)."""
+    def get(self, key: str, valid: Callable[[Any], bool] | None = None, *, count_miss: bool = True) -> Any:
+        """The entry for `key` (None if absent, or if `valid` says it no longer holds: a miss either way).
+
+        `count_miss=False` for a peek whose miss the caller's next lookup will count."""
         with self._lock:
             item = self._items.get(key)
             if item is None or (valid is not None and not valid(item)):
-                self.misses += 1
+                self.misses += count_miss
                 return None
             self._items.move_to_end(key)
             self.hits += 1
@@ -195,8 +197,8 @@ class ResultCache(BoundedLRU):
     a single writer (the embedded default); elsewhere another process may write unseen.
     """
 
-    def get(self, key: str, commits: int) -> dict[str, Any] | None:  # type: ignore[override]
-        item = super().get(key, lambda it: it[0] == commits)
+    def get(self, key: str, commits: int, *, count_miss: bool = True) -> dict[str, Any] | None:  # type: ignore[override]
+        item = super().get(key, lambda it: it[0] == commits, count_miss=count_miss)
         return None if item is None else item[1]
 
     def put(self, key: str, commits: int, answer: dict[str, Any]) -> None:  # type: ignore[override]
@@ -646,7 +648,8 @@ class MemoryService:
         key = self._result_key(q)
         if key is None:
             return None
-        cached = self.result_cache.get(key, self.storage.commits)  # type: ignore[union-attr]
+        # A miss here is counted by search(), which the caller runs next.
+        cached = self.result_cache.get(key, self.storage.commits, count_miss=False)  # type: ignore[union-attr]
         if cached is not None and self.observer is not None:
             self.observer.observe_plan("result_cache")
         return cached

@@ -24,6 +24,7 @@ async def test_a_repeated_search_is_served_from_the_cache(client, service) -> No
     await client.post("/ingest/batch", json={"records": [{"id": f"r{i}", "content": f"note {i}"} for i in range(5)]})
     body = {"query": "note 3", "mode": "semantic", "limit": 3}
     first = (await client.post("/search", json=body)).json()
+    assert service.stats()["result_cache"]["misses"] == 1  # one search over HTTP, one miss
     before = _hits(service)
     again = (await client.post("/search", json=body)).json()
     assert again == first
