@@ -20,12 +20,12 @@ exact numpy search over all n vectors, server RSS and bytes on disk. Prints a ta
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from .corpus import build_corpus
 from .embeddings import embed_corpus, embed_texts
 from .floors import K, exact_topk
 from .search_latency import Sizes, machine
-from .service import HttpBench, Server, dir_bytes
+from .service import HttpBench, Server, dir_bytes, run_import, write_import_file
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BASE_N = 100_000
@@ -60,33 +60,22 @@ def synth_vectors(base: np.ndarray, n: int, noise: float, seed: int = 0) -> np.n
     return out
 
 
-def write_import(path: Path, corpus: Any, vectors: np.ndarray) -> None:
-    """The n records as a ``memory-spine import`` file with their vectors."""
-    from memory_spine.embedders import MODEL_NAME
-
+def variant_records(corpus: Any, n: int) -> Iterator[dict[str, Any]]:
+    """``n`` import records: passage ``i mod len(corpus)``, its id, key and text marked with the variant number."""
     passages = corpus.passages
-    with open(path, "w", encoding="utf-8") as f:
-        header = {"memory_spine_export": 1, "model": MODEL_NAME, "dim": int(vectors.shape[1]), "vectors": True}
-        f.write(json.dumps(header) + "\n")
-        for i in range(len(vectors)):
-            p = passages[i % len(passages)]
-            rec = p.record()
-            variant = i // len(passages)
-            if variant:
-                rec["id"] = f"{p.id}-v{variant}"
-                rec["content"] = f"{p.text} (variant {variant})"
-                if p.key is not None:
-                    rec["key"] = f"{p.key}-v{variant}"
-            rec["vector"] = base64.b64encode(np.ascontiguousarray(vectors[i], dtype="<f4").tobytes()).decode()
-            f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
+    for i in range(n):
+        p = passages[i % len(passages)]
+        rec = p.record()
+        variant = i // len(passages)
+        if variant:
+            rec["id"] = f"{p.id}-v{variant}"
+            rec["content"] = f"{p.text} (variant {variant})"
+            if p.key is not None:
+                rec["key"] = f"{p.key}-v{variant}"
+        yield rec
 
 
 def run(n: int, noise: float, queries: int, keep: bool) -> dict[str, Any]:
-    import subprocess
-    import sys
-
-    from .service import ROOT, _env
-
     res: dict[str, Any] = {"benchmark": "scale", "n": n, "noise": noise, "machine": machine()}
     sz = Sizes.for_n(BASE_N, False)
     corpus = build_corpus(BASE_N, seed=0, queries=sz.queries, holdout=sz.holdout)
@@ -104,20 +93,15 @@ def run(n: int, noise: float, queries: int, keep: bool) -> dict[str, Any]:
         path = work / "import.jsonl"
         _log(f"writing {n} records with their vectors")
         t0 = time.perf_counter()
-        write_import(path, corpus, vectors)
+        write_import_file(path, variant_records(corpus, n), vectors)
         res["import_file_bytes"] = path.stat().st_size
         res["write_s"] = round(time.perf_counter() - t0, 1)
         del vectors
         _log("memory-spine import")
-        cmd = [sys.executable, "-m", "memory_spine", "import", str(path), "--data-dir", str(data_dir)]
-        cmd += ["--embedder", "onnx", "--quiet", "--batch-size", "1000"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True)
-        res["import_s"] = round(time.perf_counter() - t0, 1)
-        res["import_per_s"] = round(n / res["import_s"], 1)
+        import_s, _ = run_import(path, data_dir)
+        res["import_s"] = round(import_s, 1)
+        res["import_per_s"] = round(n / import_s, 1)
         path.unlink()
-        if proc.returncode != 0:
-            raise RuntimeError(f"import failed: {proc.stderr[-2000:]}")
         res["disk_bytes"] = dir_bytes(data_dir)
 
         from memory_spine.embedders import create_embedder

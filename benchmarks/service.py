@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,8 +151,9 @@ def process_memory_mb(pid: int | str = "self") -> dict[str, float]:
 # -------------------------------------------------------------------------------------------- loading
 
 
-def write_import_file(path: Path, corpus: Corpus, vectors: np.ndarray) -> None:
-    """The corpus as a ``memory-spine import`` file with the precomputed vectors (base64 float32)."""
+def write_import_file(path: Path, records: Iterable[dict[str, Any]], vectors: np.ndarray) -> None:
+    """Records (``POST /ingest`` bodies) as a ``memory-spine import`` file with their precomputed vectors
+    (base64 float32), one vector per record in order."""
     from memory_spine.embedders import MODEL_NAME
 
     with open(path, "w", encoding="utf-8") as f:
@@ -160,45 +161,39 @@ def write_import_file(path: Path, corpus: Corpus, vectors: np.ndarray) -> None:
             json.dumps({"memory_spine_export": 1, "model": MODEL_NAME, "dim": int(vectors.shape[1]), "vectors": True})
             + "\n"
         )
-        vecs = np.ascontiguousarray(vectors, dtype="<f4")
-        for p, v in zip(corpus.passages, vecs, strict=True):
-            rec = p.record()
-            rec["vector"] = base64.b64encode(v.tobytes()).decode("ascii")
+        for rec, v in zip(records, vectors, strict=True):
+            rec["vector"] = base64.b64encode(np.ascontiguousarray(v, dtype="<f4").tobytes()).decode("ascii")
             f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def run_import(path: Path, data_dir: Path) -> tuple[float, str]:
+    """``memory-spine import`` of ``path`` into ``data_dir`` (no server running): seconds and its last line."""
+    cmd = [sys.executable, "-m", "memory_spine", "import", str(path), "--data-dir", str(data_dir)]
+    cmd += ["--embedder", "onnx", "--quiet", "--batch-size", "1000"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory-spine import failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    return seconds, proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
 
 
 def load_corpus(data_dir: Path, corpus: Corpus, vectors: np.ndarray, workdir: Path) -> dict[str, Any]:
     """Import the corpus with its vectors into ``data_dir`` (no server running); seconds and records/s."""
     path = workdir / "corpus-import.jsonl"
     t0 = time.perf_counter()
-    write_import_file(path, corpus, vectors)
+    write_import_file(path, (p.record() for p in corpus.passages), vectors)
     write_s = time.perf_counter() - t0
-    cmd = [
-        sys.executable,
-        "-m",
-        "memory_spine",
-        "import",
-        str(path),
-        "--data-dir",
-        str(data_dir),
-        "--embedder",
-        "onnx",
-        "--quiet",
-        "--batch-size",
-        "1000",
-    ]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True)
-    import_s = time.perf_counter() - t0
-    path.unlink(missing_ok=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory-spine import failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    try:
+        import_s, report = run_import(path, data_dir)
+    finally:
+        path.unlink(missing_ok=True)
     return {
         "method": "memory-spine import (precomputed vectors)",
         "write_file_s": round(write_s, 2),
         "import_s": round(import_s, 2),
         "records_per_s": round(corpus.n / import_s, 1),
-        "report": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "",
+        "report": report,
     }
 
 
