@@ -56,14 +56,12 @@ class BoundedLRU:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str, valid: Callable[[Any], bool] | None = None, *, count_miss: bool = True) -> Any:
-        """The entry for `key` (None if absent, or if `valid` says it no longer holds: a miss either way).
-
-        `count_miss=False` for a peek whose miss the caller's next lookup will count."""
+    def get(self, key: str, valid: Callable[[Any], bool] | None = None) -> Any:
+        """The entry for `key` (None if absent, or if `valid` says it no longer holds: a miss either way)."""
         with self._lock:
             item = self._items.get(key)
             if item is None or (valid is not None and not valid(item)):
-                self.misses += count_miss
+                self.misses += 1
                 return None
             self._items.move_to_end(key)
             self.hits += 1
@@ -197,8 +195,8 @@ class ResultCache(BoundedLRU):
     a single writer (the embedded default); elsewhere another process may write unseen.
     """
 
-    def get(self, key: str, commits: int, *, count_miss: bool = True) -> dict[str, Any] | None:  # type: ignore[override]
-        item = super().get(key, lambda it: it[0] == commits, count_miss=count_miss)
+    def get(self, key: str, commits: int) -> dict[str, Any] | None:  # type: ignore[override]
+        item = super().get(key, lambda it: it[0] == commits)
         return None if item is None else item[1]
 
     def put(self, key: str, commits: int, answer: dict[str, Any]) -> None:  # type: ignore[override]
@@ -644,26 +642,24 @@ class MemoryService:
             return None
 
     def cached_search(self, q: SearchQuery) -> dict[str, Any] | None:
-        """The answer to `q` if the same search ran since the last write, else None (then call `search`)."""
+        """The answer to `q` if the same search ran since the last write, else None (then `search_uncached`)."""
         key = self._result_key(q)
         if key is None:
             return None
-        # A miss here is counted by search(), which the caller runs next.
-        cached = self.result_cache.get(key, self.storage.commits, count_miss=False)  # type: ignore[union-attr]
+        cached = self.result_cache.get(key, self.storage.commits)  # type: ignore[union-attr]
         if cached is not None and self.observer is not None:
             self.observer.observe_plan("result_cache")
         return cached
 
     def search(self, q: SearchQuery) -> dict[str, Any]:
         """Search by key, meaning, keywords or both; see `planner` for how the plan is chosen."""
+        cached = self.cached_search(q)
+        return cached if cached is not None else self.search_uncached(q)
+
+    def search_uncached(self, q: SearchQuery) -> dict[str, Any]:
+        """Run the search (after `cached_search` missed) and keep the answer for the next identical search."""
         key = self._result_key(q)
-        if key is not None:
-            commits = self.storage.commits  # read before searching: a write during the search makes it stale
-            cached = self.result_cache.get(key, commits)  # type: ignore[union-attr]
-            if cached is not None:
-                if self.observer is not None:
-                    self.observer.observe_plan("result_cache")
-                return cached
+        commits = getattr(self.storage, "commits", None)  # read before searching: a write during it makes it stale
         out = self._search(q)
         if key is not None and not any(hit.get("expires_at") for hit in out["results"]):
             self.result_cache.put(key, commits, out)  # type: ignore[union-attr]

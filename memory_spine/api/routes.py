@@ -102,7 +102,7 @@ def ingest_batch(batch: BatchIn, svc: Svc) -> Response:
 async def search(q: SearchQuery, svc: Svc) -> Response:
     """Search by exact key, meaning, keywords or both, with filters. See the README for the rules."""
     cached = svc.cached_search(q)  # the same search since the last write: no thread, no model, no index
-    return JSON(cached if cached is not None else await run_in_threadpool(svc.search, q))
+    return JSON(cached if cached is not None else await run_in_threadpool(svc.search_uncached, q))
 
 
 @router.get("/memories", response_model=ListResponse, responses=_ERR)
