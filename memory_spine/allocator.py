@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
-
-log = logging.getLogger("memory_spine.allocator")
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 

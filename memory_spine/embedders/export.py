@@ -2,13 +2,13 @@
 
 The ONNX graph computes the whole sentence-transformers pipeline after tokenisation (BERT, mean pooling
 over the attention mask, L2 normalisation), so the runtime needs only onnxruntime and tokenizers.
+torch and transformers are imported inside :func:`_export_to` only: a start with a warm cache never
+loads them.
 
 The weights are cached as ONNX external data (``<model>.onnx.data`` beside ``<model>.onnx``), which ONNX
 Runtime memory-maps instead of copying: the 47 MB word-embedding table then costs only the pages of the
 tokens actually seen, and no second copy of the weights outlives session creation (measured: 120 MiB RSS
 for a loaded session against 182 MiB with the weights inside the .onnx file; same outputs, same latency).
-torch and transformers are imported inside :func:`_export_to` only: a start with a warm cache never
-loads them.
 """
 
 from __future__ import annotations
