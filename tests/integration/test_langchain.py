@@ -199,3 +199,12 @@ def test_kv_namespaces_and_prefixes_do_not_leak(server):
         b.clear()
         a.close()
         b.close()
+
+
+def test_readme_examples_run_as_pasted(server):
+    from tests.integration.readme_examples import run_block, section_blocks
+
+    blocks = [b for b in section_blocks("## LangChain and LangGraph store adapters") if "langgraph" not in b]
+    assert len(blocks) == 2  # the VectorStore's and the ByteStore's
+    for code in blocks:
+        assert run_block(code, server.url)

@@ -613,3 +613,10 @@ async def test_a_graph_remembers_across_threads_through_the_store(store) -> None
     assert out["recalled"] == ["I like tea"]
     out = await graph.ainvoke({"user": "u1", "said": "My favourite colour is green", "recalled": []})
     assert out["recalled"][0] == "I have a cat named Miso" and len(out["recalled"]) == 3
+
+
+def test_readme_example_runs_as_pasted(server):
+    from tests.integration.readme_examples import run_block, section_blocks
+
+    (code,) = [b for b in section_blocks("## LangChain and LangGraph store adapters") if "langgraph_store" in b]
+    assert run_block(code, server.url)[-1] == "prefers dark mode"
