@@ -23,8 +23,9 @@ One item is one record (`_Layout` below is the only place that knows how):
 
 The service has no namespaces yet, so a namespace is a key prefix: `search(("users", "42"))` lists keys starting
 with `{prefix}:users/42/`, which never matches namespace ("users", "420"). Filters follow LangGraph's meaning
-(equality, `$eq $ne $gt $gte $lt $lte` on top-level fields); in a query search the simple ones are also sent to
-the service as `where` (`value.{field}`), so the service ranks only matching items. Listing without a query and
+(equality, `$eq $ne $gt $gte $lt $lte` on top-level fields; a range compares numbers with numbers and strings with
+strings, as the service's `where` does); in a query search the simple ones are also sent to the service as `where`
+(`value.{field}`), so the service ranks only matching items. Listing without a query and
 `list_namespaces` page through the namespace's records (cost grows with the namespace, not the service).
 """
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import operator
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
@@ -68,7 +70,8 @@ _BATCH = 100  # items per /ingest/batch
 _PAGE = 200  # records per listing page
 _MAX_CONTENT = 10_000  # characters of index text sent to be embedded (the model reads far fewer)
 _MAX_RANKED = 100  # the service's largest search limit: offset + limit of a query search
-_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+_RANGES = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
+_OPS = ("$eq", "$ne", *_RANGES)
 
 
 class _Layout:
@@ -141,17 +144,44 @@ def _scalar(v: Any) -> bool:
     return isinstance(v, str | int | float | bool) and not (isinstance(v, float) and v != v)
 
 
+def _check_filter(filter: dict[str, Any] | None) -> None:
+    """Refuse an operator LangGraph's filters do not have, before anything is asked of the service."""
+    for field, cond in (filter or {}).items():
+        if isinstance(cond, dict) and any(k.startswith("$") for k in cond):
+            for op in cond:
+                if op not in _OPS:
+                    raise ValueError(f"filter {field!r}: unsupported operator {op!r}; use one of {', '.join(_OPS)}")
+
+
 def _matches(filter: dict[str, Any] | None, value: dict[str, Any]) -> bool:
-    # LangGraph's own matcher (InMemoryStore's), so a filter means here what it means there; except that a range
-    # it cannot compare (a missing field, a word against a number) is no match rather than a TypeError, as in
-    # the service's `where`.
-    for k, v in (filter or {}).items():
-        try:
-            if not _compare_values(value.get(k), v):
+    """Whether an item's value passes a LangGraph filter, with the service's `where` rules where they differ from
+    InMemoryStore's: a range compares numbers only with numbers and strings only with strings (InMemoryStore
+    calls float() on both sides, so "5" > 3 holds there and a missing field raises TypeError). So a filter sent
+    to the service as `where` and the same filter checked here always agree."""
+    for field, cond in (filter or {}).items():
+        actual = value.get(field)
+        if isinstance(cond, dict) and any(k.startswith("$") for k in cond):
+            if not all(_holds(actual, op, v) for op, v in cond.items()):
                 return False
-        except (TypeError, ValueError):
+        elif not _compare_values(actual, cond):  # LangGraph's equality: nested dicts as subsets, lists exactly
             return False
     return True
+
+
+def _holds(actual: Any, op: str, expected: Any) -> bool:
+    if op == "$eq":
+        return _compare_values(actual, expected)
+    if op == "$ne":
+        return not _compare_values(actual, expected)
+    if isinstance(expected, str):
+        comparable = isinstance(actual, str)
+    else:
+        comparable = _number(actual) and (_number(expected) or isinstance(expected, bool))
+    return comparable and _RANGES[op](actual, expected)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 class MemorySpineStore(BaseStore):
@@ -292,6 +322,7 @@ class MemorySpineStore(BaseStore):
     async def _search(
         self, client: MemoryClient, i: int, op: SearchOp, results: list[Result], refresh: dict[str, float]
     ) -> None:
+        _check_filter(op.filter)
         if op.limit <= 0:
             results[i] = []
             return
