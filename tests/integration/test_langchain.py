@@ -22,20 +22,10 @@ from workflow_kit.langchain_vectorstore import MemorySpineVectorStore
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One real service (real model) for the module: every test gets its own collection or namespace."""
-    from tests.conftest import ServerProcess
-
-    srv = ServerProcess(tmp_path_factory.mktemp("langchain") / "data").start()
-    yield srv
-    srv.stop()
-
-
 class TestVectorStoreSuite(VectorStoreIntegrationTests):
     @pytest.fixture
-    def vectorstore(self, server) -> Iterator[MemorySpineVectorStore]:
-        store = MemorySpineVectorStore(server.url, collection=f"suite-{uuid.uuid4().hex[:12]}")
+    def vectorstore(self, module_server) -> Iterator[MemorySpineVectorStore]:
+        store = MemorySpineVectorStore(module_server.url, collection=f"suite-{uuid.uuid4().hex[:12]}")
         try:
             yield store
         finally:
@@ -45,8 +35,8 @@ class TestVectorStoreSuite(VectorStoreIntegrationTests):
 
 class TestByteStoreSyncSuite(BaseStoreSyncTests[bytes]):
     @pytest.fixture
-    def kv_store(self, server) -> Iterator[MemorySpineByteStore]:
-        store = MemorySpineByteStore(server.url, namespace=f"kv-{uuid.uuid4().hex[:12]}")
+    def kv_store(self, module_server) -> Iterator[MemorySpineByteStore]:
+        store = MemorySpineByteStore(module_server.url, namespace=f"kv-{uuid.uuid4().hex[:12]}")
         try:
             yield store
         finally:
@@ -60,8 +50,8 @@ class TestByteStoreSyncSuite(BaseStoreSyncTests[bytes]):
 
 class TestByteStoreAsyncSuite(BaseStoreAsyncTests[bytes]):
     @pytest.fixture
-    async def kv_store(self, server) -> AsyncIterator[MemorySpineByteStore]:
-        store = MemorySpineByteStore(server.url, namespace=f"akv-{uuid.uuid4().hex[:12]}")
+    async def kv_store(self, module_server) -> AsyncIterator[MemorySpineByteStore]:
+        store = MemorySpineByteStore(module_server.url, namespace=f"akv-{uuid.uuid4().hex[:12]}")
         try:
             yield store
         finally:
@@ -77,8 +67,8 @@ class TestByteStoreAsyncSuite(BaseStoreAsyncTests[bytes]):
 
 
 @pytest.fixture
-def vs(server) -> Iterator[MemorySpineVectorStore]:
-    store = MemorySpineVectorStore(server.url, collection=f"t-{uuid.uuid4().hex[:12]}")
+def vs(module_server) -> Iterator[MemorySpineVectorStore]:
+    store = MemorySpineVectorStore(module_server.url, collection=f"t-{uuid.uuid4().hex[:12]}")
     yield store
     store.delete()
     store.close()
@@ -136,8 +126,8 @@ def test_ranking_is_by_meaning_with_the_services_model(vs):
     assert scores == sorted(scores, reverse=True) and 0 < scores[0] <= 1
 
 
-def test_collections_keep_their_own_id_spaces(server, vs):
-    other = MemorySpineVectorStore(server.url, collection=vs.collection + "-b")
+def test_collections_keep_their_own_id_spaces(module_server, vs):
+    other = MemorySpineVectorStore(module_server.url, collection=vs.collection + "-b")
     try:
         vs.add_texts(["alpha in a"], ids=["same"])
         other.add_texts(["beta in b"], ids=["same"])
@@ -155,25 +145,25 @@ def test_a_text_shaped_like_a_key_stays_an_ordinary_document(vs):
     assert [d.id for d in vs.get_by_ids(["k1", "k2"])] == ["k1", "k2"]
 
 
-def test_a_callers_embedding_model_is_refused_not_ignored(server):
+def test_a_callers_embedding_model_is_refused_not_ignored(module_server):
     from langchain_core.embeddings import DeterministicFakeEmbedding
 
     with pytest.raises(ValueError, match="its own model"):
-        MemorySpineVectorStore.from_texts(["x"], DeterministicFakeEmbedding(size=6), base_url=server.url)
+        MemorySpineVectorStore.from_texts(["x"], DeterministicFakeEmbedding(size=6), base_url=module_server.url)
 
 
-def test_bad_input_is_named(vs, server):
+def test_bad_input_is_named(vs, module_server):
     from workflow_kit import InvalidInput
 
     with pytest.raises(InvalidInput) as err:
         vs.add_texts(["   "], ids=["blank"])
     assert "content" in str(err.value)
     with pytest.raises(ValueError, match="collection"):
-        MemorySpineVectorStore(server.url, collection="has:colon")
+        MemorySpineVectorStore(module_server.url, collection="has:colon")
 
 
-def test_kv_values_over_the_cap_are_refused_before_writing(server):
-    kv = MemorySpineByteStore(server.url, namespace=f"cap-{uuid.uuid4().hex[:8]}", max_value_bytes=10)
+def test_kv_values_over_the_cap_are_refused_before_writing(module_server):
+    kv = MemorySpineByteStore(module_server.url, namespace=f"cap-{uuid.uuid4().hex[:8]}", max_value_bytes=10)
     try:
         with pytest.raises(ValueError, match="limit is 10"):
             kv.mset([("ok", b"small"), ("big", b"x" * 11)])
@@ -185,9 +175,9 @@ def test_kv_values_over_the_cap_are_refused_before_writing(server):
         kv.close()
 
 
-def test_kv_namespaces_and_prefixes_do_not_leak(server):
-    a = MemorySpineByteStore(server.url, namespace=f"ns-{uuid.uuid4().hex[:8]}")
-    b = MemorySpineByteStore(server.url, namespace=a.namespace + "x")
+def test_kv_namespaces_and_prefixes_do_not_leak(module_server):
+    a = MemorySpineByteStore(module_server.url, namespace=f"ns-{uuid.uuid4().hex[:8]}")
+    b = MemorySpineByteStore(module_server.url, namespace=a.namespace + "x")
     try:
         a.mset([("user:1", b"1"), ("user:10", b"10"), ("users", b"s")])
         b.mset([("user:1", b"other")])
@@ -201,10 +191,10 @@ def test_kv_namespaces_and_prefixes_do_not_leak(server):
         b.close()
 
 
-def test_readme_examples_run_as_pasted(server):
+def test_readme_examples_run_as_pasted(module_server):
     from tests.integration.readme_examples import run_block, section_blocks
 
     blocks = [b for b in section_blocks("## LangChain and LangGraph store adapters") if "langgraph" not in b]
     assert len(blocks) == 2  # the VectorStore's and the ByteStore's
     for code in blocks:
-        assert run_block(code, server.url)
+        assert run_block(code, module_server.url)

@@ -36,31 +36,21 @@ from workflow_kit.langgraph_store import MemorySpineStore
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One real service (real model) for the module: every store gets its own key prefix."""
-    from tests.conftest import ServerProcess
-
-    srv = ServerProcess(tmp_path_factory.mktemp("lgstore") / "data").start()
-    yield srv
-    srv.stop()
+def make_store(module_server, **kw: Any) -> MemorySpineStore:
+    return MemorySpineStore(module_server.url, prefix=f"t{uuid.uuid4().hex[:12]}", **kw)
 
 
-def make_store(server, **kw: Any) -> MemorySpineStore:
-    return MemorySpineStore(server.url, prefix=f"t{uuid.uuid4().hex[:12]}", **kw)
-
-
-def wipe(server, store: MemorySpineStore) -> None:
+def wipe(module_server, store: MemorySpineStore) -> None:
     """Delete every record of the store (a plain sync request: callable with or without a running loop)."""
-    resp = httpx.request("DELETE", f"{server.url}/memories", json={"key_prefix": f"{store._layout.prefix}:"})
+    resp = httpx.request("DELETE", f"{module_server.url}/memories", json={"key_prefix": f"{store._layout.prefix}:"})
     resp.raise_for_status()
 
 
 @pytest.fixture
-def store(server) -> Iterator[MemorySpineStore]:
-    s = make_store(server)
+def store(module_server) -> Iterator[MemorySpineStore]:
+    s = make_store(module_server)
     yield s
-    wipe(server, s)
+    wipe(module_server, s)
     s.close()
 
 
@@ -306,10 +296,10 @@ async def test_vector_search_pagination(store) -> None:
     assert len(store.search(("test",), limit=2, offset=4)) == 1  # listing pages too
 
 
-def test_index_fields_decide_what_is_searched(server) -> None:
+def test_index_fields_decide_what_is_searched(module_server) -> None:
     """LangGraph's test_embed_with_path, with the service's one vector per item: the index fields' texts are
     embedded together, so the port checks which fields count, not LangGraph's per-field max-pooled scores."""
-    store = make_store(server, index={"fields": ["key0", "key1", "key3"]})
+    store = make_store(module_server, index={"fields": ["key0", "key1", "key3"]})
     try:
         store.put(("test",), "doc1", {"key1": "the ocean is deep and blue", "key2": "a recipe for bread"})
         store.put(("test",), "doc2", {"key0": "mountain hiking trails", "key2": "volcanic eruption lava"})
@@ -327,7 +317,7 @@ def test_index_fields_decide_what_is_searched(server) -> None:
         found = store.search(("test",), query="volcanic eruption lava", limit=10)
         assert found[-1].key == "doc4" and found[-1].score is None
     finally:
-        wipe(server, store)
+        wipe(module_server, store)
         store.close()
 
 
@@ -523,9 +513,9 @@ def test_bad_values_are_refused_before_writing(store) -> None:
 # -- TTL ----------------------------------------------------------------------------------------------------------
 
 
-async def record_of(server, store: MemorySpineStore, namespace: tuple[str, ...], key: str) -> dict[str, Any]:
+async def record_of(module_server, store: MemorySpineStore, namespace: tuple[str, ...], key: str) -> dict[str, Any]:
     layout = store._layout
-    async with MemoryClient(server.url) as client:
+    async with MemoryClient(module_server.url) as client:
         return await client.get(layout.record_id(layout.item_key(namespace, key)))
 
 
@@ -541,27 +531,27 @@ async def test_ttl_expires_items(store) -> None:
     assert [i.key for i in await store.asearch(("ttl",), query="gone soon")] == ["kept"]
 
 
-async def test_ttl_refresh_on_read(server) -> None:
-    store = make_store(server, ttl={"default_ttl": 10, "refresh_on_read": True})
+async def test_ttl_refresh_on_read(module_server) -> None:
+    store = make_store(module_server, ttl={"default_ttl": 10, "refresh_on_read": True})
     try:
         await store.aput(("ttl",), "a", {"text": "alpha"})
         await store.aput(("ttl",), "forever", {"text": "beta"}, ttl=None)
-        first = (await record_of(server, store, ("ttl",), "a"))["expires_at"]
+        first = (await record_of(module_server, store, ("ttl",), "a"))["expires_at"]
         assert first is not None
-        assert (await record_of(server, store, ("ttl",), "forever"))["expires_at"] is None
+        assert (await record_of(module_server, store, ("ttl",), "forever"))["expires_at"] is None
 
         await asyncio.sleep(0.05)
         await store.aget(("ttl",), "a", refresh_ttl=False)
-        assert (await record_of(server, store, ("ttl",), "a"))["expires_at"] == first
+        assert (await record_of(module_server, store, ("ttl",), "a"))["expires_at"] == first
         await store.aget(("ttl",), "a")  # refresh_on_read
-        second = (await record_of(server, store, ("ttl",), "a"))["expires_at"]
+        second = (await record_of(module_server, store, ("ttl",), "a"))["expires_at"]
         assert second > first
         await asyncio.sleep(0.05)
         await store.asearch(("ttl",), query="alpha")
-        assert (await record_of(server, store, ("ttl",), "a"))["expires_at"] > second
-        assert (await record_of(server, store, ("ttl",), "forever"))["expires_at"] is None
+        assert (await record_of(module_server, store, ("ttl",), "a"))["expires_at"] > second
+        assert (await record_of(module_server, store, ("ttl",), "forever"))["expires_at"] is None
     finally:
-        wipe(server, store)
+        wipe(module_server, store)
         await store.aclose()
 
 
@@ -615,8 +605,8 @@ async def test_a_graph_remembers_across_threads_through_the_store(store) -> None
     assert out["recalled"][0] == "I have a cat named Miso" and len(out["recalled"]) == 3
 
 
-def test_readme_example_runs_as_pasted(server):
+def test_readme_example_runs_as_pasted(module_server):
     from tests.integration.readme_examples import run_block, section_blocks
 
     (code,) = [b for b in section_blocks("## LangChain and LangGraph store adapters") if "langgraph_store" in b]
-    assert run_block(code, server.url)[-1] == "prefers dark mode"
+    assert run_block(code, module_server.url)[-1] == "prefers dark mode"
