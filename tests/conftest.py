@@ -184,3 +184,12 @@ def app(service):
 async def client(app):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://memory-spine") as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory) -> Iterator[ServerProcess]:
+    """One real memory-spine process (real model) for a whole test module; its tests keep apart by their own
+    keys, collections or prefixes, so the module pays for one start."""
+    srv = ServerProcess(tmp_path_factory.mktemp("module") / "data").start()
+    yield srv
+    srv.stop()

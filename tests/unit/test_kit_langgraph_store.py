@@ -1,0 +1,85 @@
+"""MemorySpineStore's two mappings, as properties: namespaces onto key prefixes (a prefix reaches exactly the
+namespaces below it, whatever the labels hold), and LangGraph filters onto the service's `where` (a query search,
+whose filter the service applies, returns exactly the items the store's own check passes: the two never
+disagree). In-process app, fake embedder."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from langgraph.store.base import PutOp
+
+from workflow_kit.langgraph_store import MemorySpineStore, _Layout, _matches
+
+# short labels full of separators and metacharacters, and long ones (hashed past 120 encoded characters)
+LABEL = st.one_of(
+    st.text(alphabet="ab:/%*_.\n Zé", min_size=1, max_size=3), st.sampled_from(["x" * 130, "x" * 131, "é" * 50])
+)
+NAMESPACE = st.lists(LABEL, min_size=0, max_size=4).map(tuple)
+
+
+@given(a=NAMESPACE, b=NAMESPACE.filter(bool), key=LABEL)
+def test_a_namespace_prefix_reaches_exactly_the_namespaces_below_it(a, b, key) -> None:
+    layout = _Layout("p")
+    below = b[: len(a)] == a
+    assert layout.item_key(b, key).startswith(layout.prefix_key(a)) == below
+
+
+@given(a=NAMESPACE.filter(bool), b=NAMESPACE.filter(bool), k1=LABEL, k2=LABEL)
+def test_item_keys_are_distinct(a, b, k1, k2) -> None:
+    layout = _Layout("p")
+    assert (layout.item_key(a, k1) == layout.item_key(b, k2)) == ((a, k1) == (b, k2))
+
+
+SCALAR = st.one_of(st.none(), st.booleans(), st.sampled_from([-1, 0, 2, 3, 2.5]), st.sampled_from(["3", "a"]))
+VALUE = st.dictionaries(st.sampled_from(["x", "y"]), SCALAR, max_size=2)
+CONDITION = st.one_of(
+    SCALAR,
+    st.dictionaries(
+        st.sampled_from(["$eq", "$ne", "$gt", "$gte", "$lt", "$lte"]),
+        SCALAR.filter(lambda v: v is not None),
+        min_size=1,
+        max_size=2,
+    ),
+)
+FILTER = st.dictionaries(st.sampled_from(["x", "y"]), CONDITION, min_size=1, max_size=2)
+
+
+@pytest.fixture
+def store(app) -> MemorySpineStore:
+    s = MemorySpineStore("http://memory-spine", transport=httpx.ASGITransport(app=app))
+    yield s
+    s.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(VALUE, min_size=1, max_size=6), flt=FILTER)
+def test_the_service_where_and_the_stores_check_agree(store, values: list[dict[str, Any]], flt) -> None:
+    ns = ("prop", uuid.uuid4().hex)
+    store.batch([PutOp(ns, f"k{i}", {"text": f"item {i}", **value}) for i, value in enumerate(values)])
+    expected = {f"k{i}" for i, v in enumerate(values) if _matches(flt, {"text": "", **v})}
+    ranked = store.search(ns, query="item", filter=flt, limit=10)
+    listed = store.search(ns, filter=flt, limit=10)
+    assert {r.key for r in ranked} == expected
+    assert {r.key for r in listed} == expected
+    assert all(r.score is not None for r in ranked)
+
+
+def test_an_unknown_operator_is_refused(store) -> None:
+    with pytest.raises(ValueError, match="unsupported operator '\\$regex'"):
+        store.search(("a",), query="q", filter={"x": {"$regex": "."}})
+    with pytest.raises(ValueError, match="unsupported operator"):
+        store.search(("a",), filter={"x": {"$in": [1]}})
+
+
+def test_a_range_compares_like_with_like(store) -> None:
+    for key, n in [("int", 5), ("text", "5"), ("flag", True), ("missing", None)]:
+        store.put(("r",), key, {"n": n} if n is not None else {})
+    assert [i.key for i in store.search(("r",), filter={"n": {"$gt": 3}})] == ["int"]
+    assert [i.key for i in store.search(("r",), query="q", filter={"n": {"$gt": 3}})] == ["int"]
+    assert [i.key for i in store.search(("r",), filter={"n": {"$gt": "4"}})] == ["text"]
