@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -36,6 +37,11 @@ TOOLS = {
     "memory_stats",
     "checkpoint_save",
     "checkpoint_latest",
+    "key_get",
+    "key_list",
+    "claim_acquire",
+    "claim_get",
+    "claim_release",
 }
 
 
@@ -101,6 +107,16 @@ async def exercise(client: Client) -> None:
     latest = await ok(client, "checkpoint_latest", {"workflow_id": workflow})
     assert latest["checkpoint"] == {"workflow_id": workflow, "step": "fetch", "result": {"n": 1}}
     assert (await ok(client, "memory_stats"))["total_memories"] >= 2
+
+    key = f"{tag}:decision"
+    noted = await ok(client, "memory_store", {"content": "We chose PostgreSQL", "key": key})
+    assert str(uuid.UUID(noted["id"])) == noted["id"]  # the same id shape as the HTTP API's
+    assert (await ok(client, "key_get", {"key": key}))["memory"]["id"] == noted["id"]
+    assert [m["key"] for m in (await ok(client, "key_list", {"prefix": f"{tag}:"}))["results"]] == [key]
+    claim = await ok(client, "claim_acquire", {"key": f"{tag}:job", "holder": "agent-a"})
+    proof = {"lease_token": claim["lease_token"]} if claim.get("lease_token") else {"holder": claim["holder"]}
+    await ok(client, "claim_release", {"key": f"{tag}:job", **proof})
+    assert (await ok(client, "claim_get", {"key": f"{tag}:job"}))["claimed"] is False
 
 
 async def test_stdio(server, tmp_path):
