@@ -80,6 +80,11 @@ WorkflowId = Annotated[str, Field(description="The workflow's id: no whitespace 
 StepName = Annotated[str, Field(description="The step's name: no whitespace and no ':'.")]
 
 
+def _given(**fields: Any) -> dict[str, Any]:
+    """The arguments the caller gave (not None), to pass on as keywords: the service's defaults fill the rest."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def _reason(exc: Exception) -> str:
     """The text of a tool error: the service's error type and message (which names the field)."""
     from workflow_kit.errors import ServiceUnavailable
@@ -201,10 +206,8 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         ] = None,
     ) -> dict[str, Any]:
         """Store a memory (a fact, decision, result or note) for later recall. Returns {id, key, created}."""
-        fields = {"id": id, "tags": tags, "importance": importance, "metadata": metadata, "key": key}
-        return await call(
-            ctx, "memory_store", lambda c: c.ingest(content, **{k: v for k, v in fields.items() if v is not None})
-        )
+        fields = _given(id=id, tags=tags, importance=importance, metadata=metadata, key=key)
+        return await call(ctx, "memory_store", lambda c: c.ingest(content, **fields))
 
     @server.tool(annotations=read_only)
     async def memory_search(
@@ -261,8 +264,7 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         ] = None,
     ) -> dict[str, Any]:
         """Change part of a memory; fields left out stay as they are. Returns the updated memory."""
-        fields = {"content": content, "tags": tags, "importance": importance, "metadata": metadata}
-        given = {k: v for k, v in fields.items() if v is not None}
+        given = _given(content=content, tags=tags, importance=importance, metadata=metadata)
         return await call(ctx, "memory_update", lambda c: c.update(id, **given))
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False))
@@ -372,10 +374,8 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         them, a lease_token: keep it, claim_release needs it). Fails with a `conflict` error naming the current
         holder while someone else holds the claim: then do something else or try again later.
         """
-        given = {"holder": holder, "lease_seconds": lease_seconds, "lease_token": lease_token}
-        return await call(
-            ctx, "claim_acquire", lambda c: c.claim(key, **{k: v for k, v in given.items() if v is not None})
-        )
+        given = _given(holder=holder, lease_seconds=lease_seconds, lease_token=lease_token)
+        return await call(ctx, "claim_acquire", lambda c: c.claim(key, **given))
 
     @server.tool(annotations=read_only)
     async def claim_get(ctx: Context, key: Key) -> dict[str, Any]:
@@ -407,10 +407,8 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         Pass what claim_acquire returned: its lease_token (or, if it returned none, its holder). Fails with a
         `conflict` error if the claim is someone else's, `not_found` if nobody holds it.
         """
-        given = {"lease_token": lease_token, "holder": holder}
-        return await call(
-            ctx, "claim_release", lambda c: c.release(key, **{k: v for k, v in given.items() if v is not None})
-        )
+        given = _given(lease_token=lease_token, holder=holder)
+        return await call(ctx, "claim_release", lambda c: c.release(key, **given))
 
     @server.resource(
         KEY_TEMPLATE,

@@ -141,29 +141,37 @@ async def test_stdio_without_the_service_token_reports_it(server, tmp_path):
             assert "unauthorized" in await fails(client, "memory_stats", {})
 
 
-@pytest.fixture
-def mcp_http(server, tmp_path):
+def start_mcp_http(log_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """`memory-spine mcp --http` on a free port with `args`, once it answers /health: (process, base URL)."""
     port = free_port()
-    log = open(tmp_path / "mcp-http.log", "wb")
-    args = ["--http", "--port", str(port), "--url", server.url, "--token", SERVICE_TOKEN, "--http-token", MCP_TOKEN]
-    proc = subprocess.Popen(mcp_command(*args), stdout=log, stderr=subprocess.STDOUT, env=env(), cwd=ROOT)
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        mcp_command("--http", "--port", str(port), *args), stdout=log, stderr=subprocess.STDOUT, env=env(), cwd=ROOT
+    )
+    log.close()  # the child holds its own copy
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            raise RuntimeError((tmp_path / "mcp-http.log").read_text())
+            raise RuntimeError(log_path.read_text())
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
+                return proc, url
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError("mcp --http never answered /health:\n" + (tmp_path / "mcp-http.log").read_text())
+            proc.kill()
+            raise RuntimeError("mcp --http never answered /health:\n" + log_path.read_text())
         time.sleep(0.1)
+
+
+@pytest.fixture
+def mcp_http(server, tmp_path):
+    args = ["--url", server.url, "--token", SERVICE_TOKEN, "--http-token", MCP_TOKEN]
+    proc, url = start_mcp_http(tmp_path / "mcp-http.log", *args)
     yield url
     proc.terminate()
     assert proc.wait(timeout=30) == 0  # SIGTERM: graceful stop, exit 0
-    log.close()
 
 
 async def test_streamable_http_with_a_bearer_token(mcp_http):

@@ -10,14 +10,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import ServerProcess, free_port
+from tests.conftest import ServerProcess
+from tests.integration.test_mcp import start_mcp_http
 
 pytestmark = pytest.mark.integration
 
@@ -38,34 +36,14 @@ def mcp_http(tmp_path):
     if not installed():
         pytest.skip(f"the MCP conformance suite is not installed in {PREFIX}: run {SCRIPT} install (needs npm)")
     service = ServerProcess(tmp_path / "data", embedder="fake").start()
-    port = free_port()
-    log = open(tmp_path / "mcp-http.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "memory_spine", "mcp", "--http", "--port", str(port), "--url", service.url],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError((tmp_path / "mcp-http.log").read_text())
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("mcp --http never answered /health:\n" + (tmp_path / "mcp-http.log").read_text())
-            time.sleep(0.1)
-        yield url + "/mcp"
+        proc, url = start_mcp_http(tmp_path / "mcp-http.log", "--url", service.url)  # no token: the suite sends none
+        try:
+            yield url + "/mcp"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
         service.stop()
 
 
