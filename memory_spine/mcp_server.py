@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from pydantic import Field
 
 if TYPE_CHECKING:
-    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver import Context, MCPServer
 
     from workflow_kit.client import MemoryClient
 
@@ -44,11 +44,15 @@ DEFAULT_HTTP_PORT = 8789
 OPEN_PATHS = frozenset({"/health"})
 
 INSTRUCTIONS = (
-    "Memory Spine is a long-term memory for agents. memory_store saves a fact, decision or result (with tags and"
-    " a JSON metadata object); memory_search finds memories by meaning (mode 'semantic'), by words ('keyword') or"
-    " both ('hybrid', the default), filtered by tags or metadata; memory_get, memory_update and memory_delete work"
-    " on one memory by id. checkpoint_save and checkpoint_latest record and resume the steps of a long workflow."
+    "Memory Spine is a long-term memory for agents. memory_store saves a fact, decision or result (with tags, a"
+    " JSON metadata object and optionally an exact key); memory_search finds memories by meaning (mode"
+    " 'semantic'), by words ('keyword') or both ('hybrid', the default), filtered by tags or metadata; memory_get,"
+    " memory_update and memory_delete work on one memory by id; key_get and key_list read memories by exact key"
+    " or key prefix. claim_acquire, claim_get and claim_release keep two agents from doing the same work at once."
+    " checkpoint_save and checkpoint_latest record and resume the steps of a long workflow."
 )
+KEY_TEMPLATE = "memory://keys/{key}"
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 Importance = Literal["low", "medium", "high", "critical"]
 Mode = Literal["semantic", "keyword", "hybrid"]
@@ -68,8 +72,17 @@ Metadata = Annotated[
     dict[str, Any] | None,
     Field(description="A JSON object stored with the memory (up to 64 KiB), filterable with `where` in search."),
 ]
+Key = Annotated[
+    str,
+    Field(description="An exact key, e.g. 'project:acme:decision:db' (case-sensitive; ':' separates its parts)."),
+]
 WorkflowId = Annotated[str, Field(description="The workflow's id: no whitespace and no ':'.")]
 StepName = Annotated[str, Field(description="The step's name: no whitespace and no ':'.")]
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The arguments the caller gave (not None), to pass on as keywords: the service's defaults fill the rest."""
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _reason(exc: Exception) -> str:
@@ -90,9 +103,23 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         client_factory: makes the MemoryClient on first use (inside the server's event loop, where its
             connection pool will live).
     """
-    from mcp.server.mcpserver import MCPServer
+    import warnings
+    import weakref
+
+    from mcp.server.mcpserver import Context, MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
-    from mcp.types import ToolAnnotations
+    from mcp.shared.exceptions import MCPDeprecationWarning
+    from mcp.types import (
+        Completion,
+        CompletionArgument,
+        CompletionContext,
+        EmptyResult,
+        LoggingLevel,
+        PromptReference,
+        ResourceTemplateReference,
+        SetLevelRequestParams,
+        ToolAnnotations,
+    )
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
 
@@ -100,6 +127,10 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
     from workflow_kit.errors import WorkflowKitError
 
     from . import __version__
+
+    # The SDK reads the tools' signatures with `inspect.signature(eval_str=True)`, which resolves `ctx: Context`
+    # in this module's globals; the SDK is imported here, lazily, so the name is published here too.
+    globals()["Context"] = Context
 
     server: MCPServer = MCPServer(
         "memory-spine",
@@ -115,18 +146,50 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
             holder.append(client_factory())
         return holder[0]
 
-    async def call(op: Callable[[MemoryClient], Awaitable[T]]) -> T:
-        # The one place service errors become tool errors; anything else is a bug the SDK reports as one.
+    # logging/setLevel: the lowest level each client session wants as `notifications/message` (until it sets one,
+    # it gets warnings and worse). Keyed weakly, so a closed session's entry goes with it.
+    levels: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+    def connection(session: Any) -> Any:
+        # A ServerSession is made per request; the connection under it is what lives as long as the client's
+        # session (the SDK keeps it private, so fall back to the per-request object if it ever moves).
+        return getattr(session, "_connection", session)
+
+    async def set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
+        levels[connection(ctx.session)] = params.level
+        return EmptyResult()
+
+    # MCPServer has no decorator for logging/setLevel; its low-level server takes the handler (and then
+    # advertises the `logging` capability).
+    server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+
+    async def log(ctx: Context, level: LoggingLevel, data: dict[str, Any]) -> None:
+        session = ctx.request_context.session
+        if LOG_LEVELS.index(level) < LOG_LEVELS.index(levels.get(connection(session), "warning")):
+            return
+        with warnings.catch_warnings():  # deprecated for the 2026 protocol revision only; clients use it today
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await session.send_log_message(
+                level=level, data=data, logger="memory-spine", related_request_id=ctx.request_id
+            )
+
+    async def call(ctx: Context, tool: str, op: Callable[[MemoryClient], Awaitable[T]]) -> T:
+        # The one place service errors become tool errors (and `error` log messages for the sessions that want
+        # them); anything else is a bug the SDK reports as one.
         try:
-            return await op(client())
+            result = await op(client())
         except WorkflowKitError as exc:
+            await log(ctx, "error", {"tool": tool, "error": _reason(exc)})
             raise ToolError(_reason(exc)) from exc
+        await log(ctx, "debug", {"tool": tool, "done": True})
+        return result
 
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     writes = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
     async def memory_store(
+        ctx: Context,
         content: Content,
         id: Annotated[
             str | None, Field(description="Your id for the memory; storing the same id again replaces it.")
@@ -134,12 +197,21 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         tags: Tags = None,
         importance: ImportanceArg = None,
         metadata: Metadata = None,
+        key: Annotated[
+            str | None,
+            Field(
+                description="An exact key to find this memory by later with key_get / key_list, e.g."
+                " 'user:ana:preferred-language'. Without one, the key is derived from the content."
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """Store a memory (a fact, decision, result or note) for later recall. Returns {id, key, created}."""
-        return await call(lambda c: c.ingest(content, id=id, tags=tags, importance=importance, metadata=metadata))
+        fields = _given(id=id, tags=tags, importance=importance, metadata=metadata, key=key)
+        return await call(ctx, "memory_store", lambda c: c.ingest(content, **fields))
 
     @server.tool(annotations=read_only)
     async def memory_search(
+        ctx: Context,
         query: Annotated[
             str,
             Field(
@@ -169,16 +241,19 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
     ) -> dict[str, Any]:
         """Search memories by meaning, words or both, best first. Returns {results: [memory + score]}."""
         return await call(
-            lambda c: c.search(query, limit=limit, tags=tags, min_score=min_score, mode=mode, where=where)
+            ctx,
+            "memory_search",
+            lambda c: c.search(query, limit=limit, tags=tags, min_score=min_score, mode=mode, where=where),
         )
 
     @server.tool(annotations=read_only)
-    async def memory_get(id: MemoryId) -> dict[str, Any]:
+    async def memory_get(ctx: Context, id: MemoryId) -> dict[str, Any]:
         """Fetch one memory by id: {id, content, tags, metadata, importance, key, created_at, updated_at}."""
-        return await call(lambda c: c.get(id))
+        return await call(ctx, "memory_get", lambda c: c.get(id))
 
     @server.tool(annotations=writes)
     async def memory_update(
+        ctx: Context,
         id: MemoryId,
         content: Annotated[str | None, Field(description="New text (re-embedded).")] = None,
         tags: Annotated[list[str] | None, Field(description="New tags; they replace the old ones.")] = None,
@@ -189,22 +264,22 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         ] = None,
     ) -> dict[str, Any]:
         """Change part of a memory; fields left out stay as they are. Returns the updated memory."""
-        fields = {"content": content, "tags": tags, "importance": importance, "metadata": metadata}
-        given = {k: v for k, v in fields.items() if v is not None}
-        return await call(lambda c: c.update(id, **given))
+        given = _given(content=content, tags=tags, importance=importance, metadata=metadata)
+        return await call(ctx, "memory_update", lambda c: c.update(id, **given))
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False))
-    async def memory_delete(id: MemoryId) -> dict[str, Any]:
+    async def memory_delete(ctx: Context, id: MemoryId) -> dict[str, Any]:
         """Delete one memory by id, for good. Returns {deleted: 1}."""
-        return await call(lambda c: c.delete(id))
+        return await call(ctx, "memory_delete", lambda c: c.delete(id))
 
     @server.tool(annotations=read_only)
-    async def memory_stats() -> dict[str, Any]:
+    async def memory_stats(ctx: Context) -> dict[str, Any]:
         """How many memories there are, per tag, and the state of the index and embedding model."""
-        return await call(lambda c: c.stats())
+        return await call(ctx, "memory_stats", lambda c: c.stats())
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
     async def checkpoint_save(
+        ctx: Context,
         workflow_id: WorkflowId,
         step: StepName,
         result: Annotated[Any, Field(description="The step's result (any JSON value).")] = None,
@@ -223,10 +298,10 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
             check_step_name(step)
             return await c.checkpoint(workflow_id, step, {**(data or {}), "result": result})
 
-        return await call(save)
+        return await call(ctx, "checkpoint_save", save)
 
     @server.tool(annotations=read_only)
-    async def checkpoint_latest(workflow_id: WorkflowId) -> dict[str, Any]:
+    async def checkpoint_latest(ctx: Context, workflow_id: WorkflowId) -> dict[str, Any]:
         """The newest checkpoint of a workflow, to resume after its step.
 
         Returns {found: true, checkpoint: {workflow_id, step, result, ...}, id, saved_at}, or {found: false}.
@@ -244,7 +319,129 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
                 "saved_at": hits[0]["updated_at"],
             }
 
-        return await call(latest)
+        return await call(ctx, "checkpoint_latest", latest)
+
+    @server.tool(annotations=read_only)
+    async def key_get(ctx: Context, key: Key) -> dict[str, Any]:
+        """Fetch the memory stored under exactly this key (the newest, if several share it).
+
+        Returns {found: true, memory: {id, content, tags, metadata, key, ...}} or {found: false} when no memory
+        holds the key. Use key_list to find keys you only know the start of.
+        """
+
+        async def get(c: MemoryClient) -> dict[str, Any]:
+            memory = await c.find_key(key)
+            return {"found": memory is not None, "memory": memory}
+
+        return await call(ctx, "key_get", get)
+
+    @server.tool(annotations=read_only)
+    async def key_list(
+        ctx: Context,
+        prefix: Annotated[
+            str,
+            Field(
+                min_length=1,
+                description="The start of the keys, e.g. 'project:acme:' for every key under project:acme.",
+            ),
+        ],
+        limit: Annotated[int, Field(ge=1, le=1000, description="How many memories at most (1-1000).")] = 50,
+    ) -> dict[str, Any]:
+        """List the memories whose key starts with `prefix`, newest first. Returns {results: [memory]}."""
+        return await call(ctx, "key_list", lambda c: c.list_keys(prefix, limit=limit))
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
+    async def claim_acquire(
+        ctx: Context,
+        key: Annotated[
+            str, Field(description="What to claim: a key naming the work, e.g. 'task:issue-42' or 'file:src/app.py'.")
+        ],
+        holder: Annotated[
+            str | None, Field(description="Who claims it (e.g. your agent's name); generated when left out.")
+        ] = None,
+        lease_seconds: Annotated[
+            float | None,
+            Field(gt=0, le=86_400, description="How long the claim lasts unless renewed (the service's default)."),
+        ] = None,
+        lease_token: Annotated[
+            str | None,
+            Field(description="To renew your own claim: the lease_token the claim returned. Leave out to claim."),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Claim a piece of work so no other agent does it at the same time; the claim expires after its lease.
+
+        Returns the claim exactly as the service grants it (its key, holder, expiry and, where the service issues
+        them, a lease_token: keep it, claim_release needs it). Fails with a `conflict` error naming the current
+        holder while someone else holds the claim: then do something else or try again later.
+        """
+        given = _given(holder=holder, lease_seconds=lease_seconds, lease_token=lease_token)
+        return await call(ctx, "claim_acquire", lambda c: c.claim(key, **given))
+
+    @server.tool(annotations=read_only)
+    async def claim_get(ctx: Context, key: Key) -> dict[str, Any]:
+        """Who holds the claim on `key` right now: {claimed: true, claim: {...}} or {claimed: false}."""
+        from workflow_kit.errors import NotFound
+
+        async def get(c: MemoryClient) -> dict[str, Any]:
+            try:
+                return {"claimed": True, "claim": await c.get_claim(key)}
+            except NotFound:
+                return {"claimed": False, "claim": None}
+
+        return await call(ctx, "claim_get", get)
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False))
+    async def claim_release(
+        ctx: Context,
+        key: Key,
+        lease_token: Annotated[
+            str | None, Field(description="The lease_token that claim_acquire returned for this claim.")
+        ] = None,
+        holder: Annotated[
+            str | None,
+            Field(description="The holder that claimed it; only for services whose claims carry no lease_token."),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Give up a claim when the work is done (or abandoned), so others may take it at once.
+
+        Pass what claim_acquire returned: its lease_token (or, if it returned none, its holder). Fails with a
+        `conflict` error if the claim is someone else's, `not_found` if nobody holds it.
+        """
+        given = _given(lease_token=lease_token, holder=holder)
+        return await call(ctx, "claim_release", lambda c: c.release(key, **given))
+
+    @server.resource(
+        KEY_TEMPLATE,
+        name="memory-by-key",
+        description="The memory stored under an exact key, as JSON (its `key` argument completes by prefix).",
+        mime_type="application/json",
+    )
+    async def key_resource(key: str) -> str:
+        from workflow_kit.errors import NotFound
+
+        try:
+            return json.dumps(await client().get_key(key))
+        except NotFound as exc:
+            raise ValueError(f"no memory holds the key {key!r}") from exc
+
+    @server.completion()
+    async def complete(
+        ref: PromptReference | ResourceTemplateReference,
+        argument: CompletionArgument,
+        context: CompletionContext | None,
+    ) -> Completion:
+        """completion/complete: the `key` of memory://keys/{key} completes to stored keys starting with the
+        typed text (at least one character); anything else has no suggestions (an empty list, as the spec allows)."""
+        if not (isinstance(ref, ResourceTemplateReference) and ref.uri == KEY_TEMPLATE and argument.name == "key"):
+            return Completion(values=[], total=0, has_more=False)
+        if not argument.value:  # the service lists keys by a prefix of at least one character
+            return Completion(values=[], total=0, has_more=False)
+        try:
+            found = (await client().list_keys(argument.value, limit=101)).get("results") or []
+        except WorkflowKitError:
+            return Completion(values=[], total=0, has_more=False)
+        keys = list(dict.fromkeys(m["key"] for m in found if m.get("key")))
+        return Completion(values=keys[:100], has_more=len(keys) > 100)
 
     @server.custom_route("/health", methods=["GET"])
     async def health(request: Request) -> Response:

@@ -148,7 +148,7 @@ class MemoryClient:
 
     def _ingest_body(self, content: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         body = _clean({"content": content, **fields})
-        body.setdefault("id", uuid.uuid4().hex)  # a retried write upserts this id instead of adding a twin
+        body.setdefault("id", new_id())  # a retried write upserts this id instead of adding a twin
         return body
 
     async def ingest(
@@ -332,6 +332,11 @@ class MemoryClient:
         return results[0] if results else None
 
 
+def new_id() -> str:
+    """A fresh record id, shaped like the ones the service generates (a dashed UUID4), whoever writes the record."""
+    return str(uuid.uuid4())
+
+
 def checkpoint_body(workflow_id: str, step: str, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ingest body of a seed-format checkpoint, with a fresh id (a journal replays it under that id)."""
     check_workflow_id(workflow_id)
@@ -341,7 +346,7 @@ def checkpoint_body(workflow_id: str, step: str, data: Mapping[str, Any] | None 
         "metadata": {"workflow_id": workflow_id, "step": step, **(data or {})},
         "tags": ["checkpoint", "workflow", workflow_id],
         "key": f"checkpoint:{workflow_id}:{step}",
-        "id": uuid.uuid4().hex,
+        "id": new_id(),
     }
 
 

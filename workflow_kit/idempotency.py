@@ -44,14 +44,13 @@ import json
 import logging
 import math
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from . import _claims, _json, tracing
 from .autonomy import check_scope
 from .breaker import OPEN
-from .client import MemoryClient, current_client
+from .client import MemoryClient, current_client, new_id
 from .errors import ClaimTimeout as ClaimTimeout  # re-exported for `except idempotency.ClaimTimeout`
 from .errors import InvalidInput, NotJSON, PayloadTooLarge, ServiceError, ServiceUnavailable, WorkflowKitError
 from .journal import Journal, current_journal
@@ -166,7 +165,7 @@ def _storer(client: MemoryClient, bound: tuple[Journal, str] | None) -> Callable
     if bound is None:
         return lambda body: client.ingest(**body)
     journal, workflow_id = bound
-    return lambda body: journal.write(client, workflow_id, {**body, "id": uuid.uuid4().hex})
+    return lambda body: journal.write(client, workflow_id, {**body, "id": new_id()})
 
 
 def _result_of(record: Mapping[str, Any]) -> Any:

@@ -20,6 +20,10 @@ all of its parts are. Record ids are derived from keys, so a retried put rewrite
 adding twins, and re-putting an unchanged record costs no embedding. Records carry the tag `langgraph` (leave
 them out of searches with `tags_none: ["langgraph"]`) and short content, since the service embeds every write.
 
+Every record also carries the thread, namespace and checkpoint id it belongs to, so the extended capabilities
+(`adelete_for_runs`, `aprune`) delete a checkpoint with its writes and parts in one filtered request per namespace,
+and `acopy_thread` rewrites a thread's records under the target's keys.
+
 Order: LangGraph orders checkpoints by id, and its ids (uuid6) grow with time; the saver lists them in the order
 they were first written, which is the same order for checkpoints LangGraph writes, and filters `before` by id.
 
@@ -232,7 +236,9 @@ class MemorySpineSaver(BaseCheckpointSaver[int]):
             "metadata": metadata,
         }
 
-    def _pack(self, value: Any, owner_key: str, thread_id: Any, ns: str) -> tuple[dict[str, Any], list[dict]]:
+    def _pack(
+        self, value: Any, owner_key: str, thread_id: Any, ns: str, checkpoint_id: str
+    ) -> tuple[dict[str, Any], list[dict]]:
         """`value` as {type, data} (inline), or {type, parts, parts_prefix} plus the part records to store first."""
         type_, data = self.serde.dumps_typed(value)
         text = base64.b64encode(data).decode("ascii")
@@ -241,8 +247,9 @@ class MemorySpineSaver(BaseCheckpointSaver[int]):
         digest = hashlib.sha256(owner_key.encode()).hexdigest()[:32]
         parts_prefix = f"{self._ns_prefix(thread_id, ns)}p:{digest}:"
         chunks = [text[i : i + self.max_inline] for i in range(0, len(text), self.max_inline)]
+        owner = {"thread_id": str(thread_id), "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}
         parts = [
-            self._record("p", f"{parts_prefix}{n:06d}", thread_id, {"part": n, "data": chunk})
+            self._record("p", f"{parts_prefix}{n:06d}", thread_id, {**owner, "part": n, "data": chunk})
             for n, chunk in enumerate(chunks)
         ]
         return {"type": type_, "parts": len(chunks), "parts_prefix": parts_prefix}, parts
@@ -378,8 +385,8 @@ class MemorySpineSaver(BaseCheckpointSaver[int]):
         checkpoint_id = checkpoint["id"]
         key = self._checkpoint_key(thread_id, ns, checkpoint_id)
         full_metadata = get_checkpoint_metadata(config, metadata)
-        packed_checkpoint, parts = self._pack(checkpoint, key, thread_id, ns)
-        packed_metadata, more_parts = self._pack(full_metadata, key + ":metadata", thread_id, ns)
+        packed_checkpoint, parts = self._pack(checkpoint, key, thread_id, ns, checkpoint_id)
+        packed_metadata, more_parts = self._pack(full_metadata, key + ":metadata", thread_id, ns, checkpoint_id)
         record = self._record(
             "c",
             key,
@@ -424,7 +431,7 @@ class MemorySpineSaver(BaseCheckpointSaver[int]):
             if idx >= 0 and idx in stored:
                 continue
             key = f"{task_prefix}{idx}"
-            packed, parts = self._pack(value, key, thread_id, ns)
+            packed, parts = self._pack(value, key, thread_id, ns, checkpoint_id)
             records += parts
             records.append(
                 self._record(
@@ -449,6 +456,103 @@ class MemorySpineSaver(BaseCheckpointSaver[int]):
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint, write and part of a thread (all namespaces), in one request."""
         await self._client().delete_where(key_prefix=self._thread_prefix(thread_id))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints written by any of `run_ids` (in every thread), with their writes and parts.
+
+        Reads every checkpoint record under the saver's prefix to find the runs' ones (the service cannot filter
+        a listing by metadata), then deletes them per namespace, each namespace in one request. A checkpoint
+        whose parent was deleted keeps its `parent_config`, which then names no stored checkpoint.
+        """
+        wanted = {str(run_id) for run_id in run_ids}
+        if not wanted:
+            return
+        client = self._client()
+        doomed: dict[tuple[str, str], list[str]] = {}
+        async for rec in self._scan(client, f"{self.prefix}:", tag=_KIND_TAGS["c"]):
+            m = rec["metadata"]
+            if m.get("run_id") is not None and str(m["run_id"]) in wanted:
+                doomed.setdefault((m["thread_id"], m["checkpoint_ns"]), []).append(m["checkpoint_id"])
+        for (thread_id, ns), checkpoint_ids in doomed.items():
+            await self._delete_checkpoints(client, thread_id, ns, checkpoint_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint (all namespaces, the whole parent chain), write and part of a thread to another.
+
+        Records are rewritten under the target's keys in the order they were first written, so the target lists
+        its checkpoints in the source's order; checkpoint ids and metadata are kept. Not atomic: a copy cut short
+        leaves part of the thread copied, and running it again completes it (the target's record ids derive from
+        their keys, so nothing is doubled). A missing source copies nothing.
+        """
+        client = self._client()
+        source, target = self._thread_prefix(source_thread_id), self._thread_prefix(target_thread_id)
+        if source == target:
+            return
+        by_kind: dict[str, list[dict[str, Any]]] = {"p": [], "w": [], "c": []}
+        async for rec in self._scan(client, source, order="oldest"):
+            kind = next((k for k, tag in _KIND_TAGS.items() if tag in rec.get("tags", ())), None)
+            if kind is None:
+                continue
+            metadata = {**rec["metadata"], "thread_id": str(target_thread_id)}
+            for field in ("checkpoint", "metadata", "value"):
+                packed = metadata.get(field)
+                if isinstance(packed, dict) and "parts_prefix" in packed:
+                    metadata[field] = {**packed, "parts_prefix": target + packed["parts_prefix"][len(source) :]}
+            key = target + rec["key"][len(source) :]
+            by_kind[kind].append(self._record(kind, key, target_thread_id, metadata))
+        # Parts before the writes and checkpoints that name them, so whatever is visible is whole.
+        await self._store(client, [*by_kind["p"], *by_kind["w"], *by_kind["c"]])
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Prune threads: `keep_latest` keeps each namespace's newest checkpoint, `delete` deletes the threads.
+
+        `keep_latest` also keeps the ancestors the newest checkpoint's delta channels are rebuilt from (LangGraph's
+        `DeltaChannel` stores only what changed since its last snapshot): walking up the parent chain, every
+        checkpoint until each channel counted in the newest one's `counters_since_delta_snapshot` has a stored
+        value. The deleted checkpoints go with their writes and parts, each namespace in one request.
+
+        Raises:
+            ValueError: an unknown strategy.
+        """
+        if strategy not in ("keep_latest", "delete"):
+            raise ValueError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
+        if strategy == "delete":
+            for thread_id in dict.fromkeys(thread_ids):
+                await self.adelete_thread(thread_id)
+            return
+        client = self._client()
+        for thread_id in dict.fromkeys(thread_ids):
+            namespaces: dict[str, list[dict[str, Any]]] = {}  # newest checkpoint first
+            async for rec in self._scan(client, self._thread_prefix(thread_id), tag=_KIND_TAGS["c"]):
+                namespaces.setdefault(rec["metadata"]["checkpoint_ns"], []).append(rec)
+            for ns, records in namespaces.items():
+                keep = await self._needed_chain(client, records)
+                doomed = [r["metadata"]["checkpoint_id"] for r in records if r["metadata"]["checkpoint_id"] not in keep]
+                await self._delete_checkpoints(client, thread_id, ns, doomed)
+
+    async def _needed_chain(self, client: MemoryClient, records: list[dict[str, Any]]) -> set[str]:
+        """The ids of the newest checkpoint and of the ancestors its delta channels are rebuilt from."""
+        by_id = {r["metadata"]["checkpoint_id"]: r for r in records}
+        newest = records[0]["metadata"]
+        keep = {newest["checkpoint_id"]}
+        counters = (await self._unpack(client, newest["metadata"])).get("counters_since_delta_snapshot") or {}
+        missing = set(counters)
+        current = newest
+        while missing:
+            missing -= set((await self._unpack(client, current["checkpoint"]))["channel_values"])
+            parent = by_id.get(current.get("parent_checkpoint_id") or "")
+            if not missing or parent is None:
+                break
+            current = parent["metadata"]
+            keep.add(current["checkpoint_id"])
+        return keep
+
+    async def _delete_checkpoints(self, client: MemoryClient, thread_id: Any, ns: str, ids: list[str]) -> None:
+        # Every record of a checkpoint (itself, its writes, their parts) carries its checkpoint_id.
+        for i in range(0, len(ids), _PAGE):
+            await client.delete_where(
+                key_prefix=self._ns_prefix(thread_id, ns), where={"checkpoint_id": {"$in": ids[i : i + _PAGE]}}
+            )
 
     # -- BaseCheckpointSaver, sync: the async methods on the private loop ---------------------------------------
 
@@ -506,3 +610,15 @@ class MemorySpineSaver(BaseCheckpointSaver[int]):
     def delete_thread(self, thread_id: str) -> None:
         """Sync `adelete_thread`."""
         self._sync(self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Sync `adelete_for_runs`."""
+        self._sync(self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Sync `acopy_thread`."""
+        self._sync(self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Sync `aprune`."""
+        self._sync(self.aprune(thread_ids, strategy=strategy))

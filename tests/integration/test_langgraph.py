@@ -1,7 +1,8 @@
 """MemorySpineSaver against a real `memory-spine serve` process with the real ONNX model: LangGraph's own
-conformance suite (`langgraph-checkpoint-conformance`, base capabilities), the sync methods from threads with and
-without a running loop, values over the service's metadata cap, key prefixes that must not collide, a graph run
-with `ainvoke` that resumes in a new saver, and examples/langgraph_resume.py resuming across processes."""
+conformance suite (`langgraph-checkpoint-conformance`, base and extended capabilities: 81 tests), the sync methods
+from threads with and without a running loop, values over the service's metadata cap (copied, pruned and deleted
+with their parts), key prefixes that must not collide, prune keeping what a DeltaChannel is rebuilt from, a graph
+run with `ainvoke` that resumes in a new saver, and examples/langgraph_resume.py resuming across processes."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from typing import Annotated, Any, TypedDict
 from uuid import uuid4
 
 import pytest
+from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.conformance import checkpointer_test, validate
-from langgraph.checkpoint.conformance.capabilities import BASE_CAPABILITIES
+from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 from langgraph.checkpoint.conformance.test_utils import (
     generate_checkpoint,
     generate_config,
@@ -49,7 +51,7 @@ async def count_records(url: str, prefix: str) -> int:
         return len((await client.list(key_prefix=prefix, limit=1000))["results"])
 
 
-async def test_conformance_base_capabilities(server):
+async def test_conformance_all_capabilities(server):
     @checkpointer_test(name="MemorySpineSaver")
     async def memory_spine_saver():
         async with MemorySpineSaver(server.url) as saver:
@@ -58,10 +60,12 @@ async def test_conformance_base_capabilities(server):
     report = await validate(memory_spine_saver)
     report.print_report()
     failures = {name: r.failures for name, r in report.results.items() if r.failures}
-    assert report.passed_all_base(), failures
-    for cap in BASE_CAPABILITIES:
+    assert report.passed_all_base() and not failures, failures
+    for cap in ALL_CAPABILITIES:  # base and extended (delete_for_runs, copy_thread, prune): none skipped
         result = report.results[cap.value]
         assert result.detected and result.tests_failed == 0 and result.tests_passed > 0, (cap, result)
+    passed = sum(r.tests_passed for r in report.results.values())
+    print(f"langgraph-checkpoint-conformance: {passed} passed")
 
 
 def test_sync_methods_from_a_thread_without_a_loop(server):
@@ -149,6 +153,98 @@ async def test_thread_and_namespace_prefixes_do_not_collide(server):
         assert set(threads[1:]) <= all_threads and threads[0] not in all_threads
         for tid in threads[1:]:
             await saver.adelete_thread(tid)
+
+
+def test_extended_methods_sync_with_values_in_parts(server):
+    # copy_thread, prune and delete_for_runs from a plain thread (what a sync graph calls), on checkpoints and
+    # writes too big for one record: every part is copied, and every part of a deleted checkpoint goes with it.
+    big = "y" * 120_000
+    src, dst = f"ext-src-{uuid4()}", f"ext-dst-{uuid4()}"
+    runs = [str(uuid4()), str(uuid4()), str(uuid4())]
+    saver = MemorySpineSaver(server.url, max_inline=20_000)
+    seen: dict[str, Any] = {}
+
+    def work() -> None:
+        parent = generate_config(src)
+        for n, run in enumerate(runs):
+            cp = generate_checkpoint(channel_values={"doc": big + str(n)}, channel_versions={"doc": n + 1})
+            parent = saver.put(parent, cp, generate_metadata(step=n, run_id=run), {"doc": n + 1})
+            saver.put_writes(parent, [("doc", big + f"w{n}")], f"task-{n}")
+        seen["src_records"] = asyncio.run(count_records(server.url, saver._thread_prefix(src)))
+        saver.copy_thread(src, dst)
+        seen["copied"] = [
+            (t.checkpoint["channel_values"]["doc"][-1], t.pending_writes) for t in saver.list(generate_config(dst))
+        ]
+        seen["dst_records"] = asyncio.run(count_records(server.url, saver._thread_prefix(dst)))
+        saver.delete_for_runs([runs[0]])
+        seen["after_runs"] = [t.metadata["run_id"] for t in saver.list(generate_config(dst))]
+        saver.prune([dst])
+        seen["after_prune"] = [t.metadata["run_id"] for t in saver.list(generate_config(dst))]
+        seen["pruned_records"] = asyncio.run(count_records(server.url, saver._thread_prefix(dst)))
+        seen["source"] = [t.metadata["run_id"] for t in saver.list(generate_config(src))]
+        saver.prune([src, dst], strategy="delete")
+        seen["left"] = [asyncio.run(count_records(server.url, saver._thread_prefix(t))) for t in (src, dst)]
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join(120)
+    saver.close()
+    assert seen["copied"] == [
+        (str(n), [(f"task-{n}", "doc", big + f"w{n}")]) for n in (2, 1, 0)
+    ]  # newest first, as in the source
+    assert seen["dst_records"] == seen["src_records"] > 6 * 3  # each checkpoint and write is in several parts
+    assert seen["after_runs"] == [runs[2], runs[1]]
+    assert seen["after_prune"] == [runs[2]]
+    assert seen["pruned_records"] == seen["src_records"] // 3  # the other checkpoints' writes and parts are gone
+    assert seen["source"] == [runs[2], runs[1]]  # runs are deleted in every thread; prune left the source alone
+    assert seen["left"] == [0, 0]
+
+
+async def test_prune_unknown_strategy_is_refused(server):
+    async with MemorySpineSaver(server.url) as saver:
+        with pytest.raises(ValueError, match="keep_latest"):
+            await saver.aprune(["t"], strategy="keep_oldest")
+
+
+def _append(state: list[str], writes: list[list[str]]) -> list[str]:
+    return [*state, *(item for write in writes for item in write)]
+
+
+class Logged(TypedDict, total=False):
+    log: Annotated[list[str], DeltaChannel(_append, snapshot_frequency=5)]
+
+
+async def test_prune_keeps_the_ancestors_a_delta_channel_is_rebuilt_from(server):
+    # A DeltaChannel stores only a sentinel in most checkpoints; its value is rebuilt from ancestors' writes back
+    # to the last snapshot. keep_latest must keep that chain, or the state silently comes back short.
+    from langgraph.graph import END, START, StateGraph
+
+    graph_builder = StateGraph(Logged)
+    graph_builder.add_node("a", lambda state: {"log": ["a"]})
+    graph_builder.add_node("b", lambda state: {"log": ["b"]})
+    graph_builder.add_edge(START, "a")
+    graph_builder.add_edge("a", "b")
+    graph_builder.add_edge("b", END)
+    thread = f"delta-{uuid4()}"
+    config = {"configurable": {"thread_id": thread}}
+    async with MemorySpineSaver(server.url) as saver:
+        graph = graph_builder.compile(checkpointer=saver)
+        for n in range(4):
+            await graph.ainvoke({"log": [f"in{n}"]}, config)
+        expected = [item for n in range(4) for item in (f"in{n}", "a", "b")]
+        assert (await graph.aget_state(config)).values["log"] == expected
+        before = [t async for t in saver.alist(config)]
+        assert before[0].metadata["counters_since_delta_snapshot"]  # the newest checkpoint is not a snapshot
+
+        await saver.aprune([thread])
+        kept = [t async for t in saver.alist(config)]
+        assert 1 < len(kept) < len(before)
+        assert kept[0].checkpoint["id"] == before[0].checkpoint["id"]
+        assert (await graph.aget_state(config)).values["log"] == expected
+        # What a naive keep_latest would have done: the value is rebuilt from nothing.
+        await saver._delete_checkpoints(saver._client(), thread, "", [t.checkpoint["id"] for t in kept[1:]])
+        assert (await graph.aget_state(config)).values["log"] != expected
+        await saver.adelete_thread(thread)
 
 
 class Counted(TypedDict, total=False):

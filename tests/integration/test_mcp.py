@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -36,6 +37,11 @@ TOOLS = {
     "memory_stats",
     "checkpoint_save",
     "checkpoint_latest",
+    "key_get",
+    "key_list",
+    "claim_acquire",
+    "claim_get",
+    "claim_release",
 }
 
 
@@ -102,6 +108,16 @@ async def exercise(client: Client) -> None:
     assert latest["checkpoint"] == {"workflow_id": workflow, "step": "fetch", "result": {"n": 1}}
     assert (await ok(client, "memory_stats"))["total_memories"] >= 2
 
+    key = f"{tag}:decision"
+    noted = await ok(client, "memory_store", {"content": "We chose PostgreSQL", "key": key})
+    assert str(uuid.UUID(noted["id"])) == noted["id"]  # the same id shape as the HTTP API's
+    assert (await ok(client, "key_get", {"key": key}))["memory"]["id"] == noted["id"]
+    assert [m["key"] for m in (await ok(client, "key_list", {"prefix": f"{tag}:"}))["results"]] == [key]
+    claim = await ok(client, "claim_acquire", {"key": f"{tag}:job", "holder": "agent-a"})
+    proof = {"lease_token": claim["lease_token"]} if claim.get("lease_token") else {"holder": claim["holder"]}
+    await ok(client, "claim_release", {"key": f"{tag}:job", **proof})
+    assert (await ok(client, "claim_get", {"key": f"{tag}:job"}))["claimed"] is False
+
 
 async def test_stdio(server, tmp_path):
     params = StdioServerParameters(
@@ -125,29 +141,37 @@ async def test_stdio_without_the_service_token_reports_it(server, tmp_path):
             assert "unauthorized" in await fails(client, "memory_stats", {})
 
 
-@pytest.fixture
-def mcp_http(server, tmp_path):
+def start_mcp_http(log_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """`memory-spine mcp --http` on a free port with `args`, once it answers /health: (process, base URL)."""
     port = free_port()
-    log = open(tmp_path / "mcp-http.log", "wb")
-    args = ["--http", "--port", str(port), "--url", server.url, "--token", SERVICE_TOKEN, "--http-token", MCP_TOKEN]
-    proc = subprocess.Popen(mcp_command(*args), stdout=log, stderr=subprocess.STDOUT, env=env(), cwd=ROOT)
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        mcp_command("--http", "--port", str(port), *args), stdout=log, stderr=subprocess.STDOUT, env=env(), cwd=ROOT
+    )
+    log.close()  # the child holds its own copy
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            raise RuntimeError((tmp_path / "mcp-http.log").read_text())
+            raise RuntimeError(log_path.read_text())
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
+                return proc, url
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError("mcp --http never answered /health:\n" + (tmp_path / "mcp-http.log").read_text())
+            proc.kill()
+            raise RuntimeError("mcp --http never answered /health:\n" + log_path.read_text())
         time.sleep(0.1)
+
+
+@pytest.fixture
+def mcp_http(server, tmp_path):
+    args = ["--url", server.url, "--token", SERVICE_TOKEN, "--http-token", MCP_TOKEN]
+    proc, url = start_mcp_http(tmp_path / "mcp-http.log", *args)
     yield url
     proc.terminate()
     assert proc.wait(timeout=30) == 0  # SIGTERM: graceful stop, exit 0
-    log.close()
 
 
 async def test_streamable_http_with_a_bearer_token(mcp_http):

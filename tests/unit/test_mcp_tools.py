@@ -1,14 +1,19 @@
 """The MCP tools in-process: the `mcp` SDK's own client against `build_server`, whose MemoryClient reaches the
-app over ASGI (fake embedder). Tool names and schemas, every tool's answer, seed-compatible checkpoint records,
-and every failure coming back as a tool error that names the reason while the server keeps serving."""
+app over ASGI (fake embedder). Tool names and schemas, every tool's answer (keys and claims included),
+seed-compatible checkpoint records, logging/setLevel filtering the log messages, completion/complete of keys, ids
+shaped like the HTTP API's, and every failure coming back as a tool error that names the reason while the server
+keeps serving."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 from mcp import Client
+from mcp.types import LoggingMessageNotificationParams, PromptReference, ResourceTemplateReference
 
 from memory_spine.mcp_server import BearerAuth, build_server
 from workflow_kit import MemoryClient
@@ -22,6 +27,11 @@ TOOLS = {
     "memory_stats",
     "checkpoint_save",
     "checkpoint_latest",
+    "key_get",
+    "key_list",
+    "claim_acquire",
+    "claim_get",
+    "claim_release",
 }
 
 
@@ -66,7 +76,7 @@ async def test_tools_have_descriptions_and_schemas(server):
         assert modes == ["semantic", "keyword", "hybrid"]
         store = tools["memory_store"].input_schema
         assert store["required"] == ["content"]
-        assert set(store["properties"]) == {"id", "content", "tags", "importance", "metadata"}
+        assert set(store["properties"]) == {"id", "content", "tags", "importance", "metadata", "key"}
         assert tools["memory_get"].annotations.read_only_hint is True
         assert tools["memory_delete"].annotations.destructive_hint is True
 
@@ -167,3 +177,101 @@ async def test_bearer_auth_guards_everything_but_health():
             r = await http.post("/mcp", json={}, headers=headers)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
             assert r.json()["error"]["type"] == "unauthorized"
+
+
+async def test_keys_by_exact_key_and_prefix(server):
+    async with Client(server) as mcp:
+        assert await call(mcp, "key_get", {"key": "user:ana:lang"}) == {"found": False, "memory": None}
+        first = await call(mcp, "memory_store", {"content": "Ana writes Portuguese", "key": "user:ana:lang"})
+        await call(mcp, "memory_store", {"content": "Ana is in Lisbon", "key": "user:ana:city"})
+        await call(mcp, "memory_store", {"content": "Bo is in Oslo", "key": "user:bo:city"})
+        got = await call(mcp, "key_get", {"key": "user:ana:lang"})
+        assert got["found"] is True and got["memory"]["id"] == first["id"]
+        assert got["memory"]["content"] == "Ana writes Portuguese"
+        listed = await call(mcp, "key_list", {"prefix": "user:ana:"})
+        assert [m["key"] for m in listed["results"]] == ["user:ana:city", "user:ana:lang"]  # newest first
+        assert [m["key"] for m in (await call(mcp, "key_list", {"prefix": "user:", "limit": 1}))["results"]] == [
+            "user:bo:city"
+        ]
+        assert "limit" in await error(mcp, "key_list", {"prefix": "user:", "limit": 0})
+        assert "prefix" in await error(mcp, "key_list", {"prefix": ""})
+
+
+async def test_claims_acquire_get_release_with_what_the_claim_returned(server):
+    async with Client(server) as mcp:
+        assert await call(mcp, "claim_get", {"key": "task:42"}) == {"claimed": False, "claim": None}
+        mine = await call(mcp, "claim_acquire", {"key": "task:42", "holder": "agent-a", "lease_seconds": 60})
+        assert mine["holder"] == "agent-a"
+        assert (await call(mcp, "claim_get", {"key": "task:42"}))["claim"]["holder"] == "agent-a"
+        assert "conflict" in await error(mcp, "claim_acquire", {"key": "task:42", "holder": "agent-b"})
+        # Release with whatever proves the claim is ours: the lease token where the service issues one.
+        proof = {"lease_token": mine["lease_token"]} if mine.get("lease_token") else {"holder": mine["holder"]}
+        assert "conflict" in await error(
+            mcp, "claim_release", {"key": "task:42", **{k: v + "-not-mine" for k, v in proof.items()}}
+        )
+        await call(mcp, "claim_release", {"key": "task:42", **proof})
+        assert (await call(mcp, "claim_get", {"key": "task:42"}))["claimed"] is False
+        assert "not_found" in await error(mcp, "claim_release", {"key": "task:42", **proof})
+        assert (await call(mcp, "claim_acquire", {"key": "task:42", "holder": "agent-b"}))["holder"] == "agent-b"
+
+
+async def test_set_level_filters_the_log_messages(server):
+    received: list[LoggingMessageNotificationParams] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        received.append(params)
+
+    # logging/setLevel belongs to the handshake protocol versions (2025-06-18, 2025-11-25: what desktop clients and
+    # the conformance suite speak); from 2026-07-28 a client opts in per request instead, which the SDK handles.
+    async with Client(server, logging_callback=on_log, mode="legacy") as mcp:
+        assert mcp.server_capabilities.logging is not None
+        await error(mcp, "memory_get", {"id": "missing-1"})  # default level: warning, so the error is sent
+        await call(mcp, "memory_stats")  # a debug message: filtered
+        assert [(m.level, m.data["tool"]) for m in received] == [("error", "memory_get")]
+        assert "not_found" in received[0].data["error"]
+
+        await mcp.set_logging_level("debug")
+        await call(mcp, "memory_stats")
+        assert [(m.level, m.data["tool"]) for m in received[1:]] == [("debug", "memory_stats")]
+
+        await mcp.set_logging_level("critical")
+        await error(mcp, "memory_get", {"id": "missing-2"})
+        await call(mcp, "memory_stats")
+        assert len(received) == 2
+
+
+async def test_completion_of_keys_and_the_key_resource(server):
+    async with Client(server) as mcp:
+        assert mcp.server_capabilities.completions is not None
+        for key in ("project:acme:db", "project:acme:cache", "project:zeta:db"):
+            await call(mcp, "memory_store", {"content": f"decision on {key}", "key": key})
+        template = ResourceTemplateReference(uri="memory://keys/{key}")
+        done = await mcp.complete(template, {"name": "key", "value": "project:acme:"})
+        assert sorted(done.completion.values) == ["project:acme:cache", "project:acme:db"]
+        assert done.completion.has_more is False
+        every = await mcp.complete(template, {"name": "key", "value": "p"})
+        assert len(every.completion.values) == 3
+        assert (await mcp.complete(template, {"name": "key", "value": ""})).completion.values == []
+        # Anything else completes to nothing, without an error.
+        nothing = await mcp.complete(PromptReference(name="no_such_prompt"), {"name": "arg1", "value": "x"})
+        assert nothing.completion.values == []
+
+        templates = (await mcp.list_resource_templates()).resource_templates
+        assert [t.uri_template for t in templates] == ["memory://keys/{key}"]
+        read = await mcp.read_resource("memory://keys/project:acme:db")
+        assert json.loads(read.contents[0].text)["content"] == "decision on project:acme:db"
+
+
+async def test_generated_ids_look_like_the_http_apis(server, kit, client):
+    # One id shape whatever path created the record: the service's own (HTTP without an id), the kit's client,
+    # the kit's checkpoints, and MCP's memory_store / checkpoint_save.
+    async with Client(server) as mcp:
+        ids = [
+            (await client.post("/ingest", json={"content": "over http"})).json()["id"],
+            (await kit.ingest("through the kit"))["id"],
+            (await kit.checkpoint("wf-ids", "step-a", {"n": 1}))["id"],
+            (await call(mcp, "memory_store", {"content": "through mcp"}))["id"],
+            (await call(mcp, "checkpoint_save", {"workflow_id": "wf-ids", "step": "step-b"}))["id"],
+        ]
+    for memory_id in ids:
+        assert str(uuid.UUID(memory_id)) == memory_id, ids  # canonical: lower-case hex with dashes
