@@ -5,6 +5,7 @@ MemorySpineError
  │    └── PayloadTooLarge
  ├── NotFound
  ├── Conflict(detail)
+ │    └── PreconditionFailed(field, current_version)
  ├── Unauthorized
  ├── NotReady
  ├── StorageError
@@ -59,6 +60,17 @@ class Conflict(MemorySpineError):
     def __init__(self, message: str, *, detail: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.detail = detail or {}
+
+
+class PreconditionFailed(Conflict):
+    """A conditional write (`If-Match` / `if_version`) named a version the record no longer has."""
+
+    type = "precondition_failed"
+
+    def __init__(self, message: str, *, field: str, current_version: int) -> None:
+        super().__init__(message, detail={"current_version": current_version})
+        self.field = field
+        self.current_version = current_version
 
 
 class Unauthorized(MemorySpineError):

@@ -68,6 +68,13 @@ Tags = Annotated[
 ImportanceArg = Annotated[
     Importance | None, Field(description="How much this memory matters: low, medium (the default), high, critical.")
 ]
+IfVersionArg = Annotated[
+    int | None,
+    Field(
+        description="The `version` memory_get returned: change it only if nobody wrote it since (else a"
+        " precondition_failed error naming the current version: read it again and redo the change)."
+    ),
+]
 Metadata = Annotated[
     dict[str, Any] | None,
     Field(description="A JSON object stored with the memory (up to 64 KiB), filterable with `where` in search."),
@@ -248,7 +255,7 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
 
     @server.tool(annotations=read_only)
     async def memory_get(ctx: Context, id: MemoryId) -> dict[str, Any]:
-        """Fetch one memory by id: {id, content, tags, metadata, importance, key, created_at, updated_at}."""
+        """Fetch one memory by id: {id, content, tags, metadata, importance, key, created_at, updated_at, version}."""
         return await call(ctx, "memory_get", lambda c: c.get(id))
 
     @server.tool(annotations=writes)
@@ -262,15 +269,16 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
             dict[str, Any] | None,
             Field(description="Keys to merge into the metadata; a null value removes that key."),
         ] = None,
+        if_version: IfVersionArg = None,
     ) -> dict[str, Any]:
         """Change part of a memory; fields left out stay as they are. Returns the updated memory."""
-        given = _given(content=content, tags=tags, importance=importance, metadata=metadata)
+        given = _given(content=content, tags=tags, importance=importance, metadata=metadata, if_version=if_version)
         return await call(ctx, "memory_update", lambda c: c.update(id, **given))
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False))
-    async def memory_delete(ctx: Context, id: MemoryId) -> dict[str, Any]:
+    async def memory_delete(ctx: Context, id: MemoryId, if_version: IfVersionArg = None) -> dict[str, Any]:
         """Delete one memory by id, for good. Returns {deleted: 1}."""
-        return await call(ctx, "memory_delete", lambda c: c.delete(id))
+        return await call(ctx, "memory_delete", lambda c: c.delete(id, if_version=if_version))
 
     @server.tool(annotations=read_only)
     async def memory_stats(ctx: Context) -> dict[str, Any]:

@@ -58,6 +58,12 @@ class MemoryPatch(_Strict):
     key: str | None = None
     ttl_seconds: float | None = None
     expires_at: Timestamp | None = None
+    if_version: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        description="Write only if the memory is still at this `version` (as read); else 412. Same as If-Match.",
+    )
 
 
 class Filter(_Strict):
@@ -114,6 +120,11 @@ class Memory(BaseModel):
     created_at: str
     updated_at: str
     expires_at: str | None = None
+    version: int | None = Field(
+        default=None,
+        description="Changes with every write of the record (GET and PATCH answers; also the ETag):"
+        " send it back as `if_version` or `If-Match` to write only if nobody wrote in between.",
+    )
 
 
 class SearchHit(Memory):

@@ -33,6 +33,7 @@ from .errors import (
     InvalidInput,
     MemorySpineError,
     NotFound,
+    PreconditionFailed,
     StorageError,
 )
 from .keys import derive_key, key_parent, parse_key_query
@@ -184,6 +185,14 @@ def _depth(value: Any, limit: int, level: int = 1) -> int:
     if isinstance(value, list):
         return max([level, *(_depth(v, limit, level + 1) for v in value)])
     return level - 1
+
+
+def _precondition(id: str, field: str, current: int) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"{field}: memory {id!r} is now at version {current}, not the one given; read it again and redo the change",
+        field=field,
+        current_version=current,
+    )
 
 
 class ResultCache(BoundedLRU):
@@ -488,21 +497,27 @@ class MemoryService:
             row.pop("seq", None)
             yield row
 
-    def update(self, id: str, patch: MemoryPatch) -> dict[str, Any]:
+    def update(
+        self, id: str, patch: MemoryPatch, if_version: int | None = None, *, field: str = "if_version"
+    ) -> dict[str, Any]:
         """Change part of a record: content re-embeds, metadata merges (null removes a key), tags replace.
 
         A read-modify-write: the write goes through only if the record is still the version read, else it is
         read again and the patch merged into the newer state, so concurrent PATCHes never lose each other's
-        changes (nor bring back a record deleted meanwhile).
+        changes (nor bring back a record deleted meanwhile). With `if_version` (or `patch.if_version`) the
+        caller's own read counts: if the record is no longer at that version, PreconditionFailed (naming
+        `field` and the current version), and nothing is written. NotFound if there is no live record.
         """
+        want = if_version if if_version is not None else patch.if_version
         vector = None
         for _attempt in range(100):
             now = time.time()
-            # The version before the row: a write between the two reads makes the put fail, never pass stale.
-            version = self.storage.version_of(id)
-            current = self.storage.get(id, now)
-            if current is None or version is None:
+            current = self.storage.get(id, now)  # the row and its version, from one statement
+            if current is None:
                 raise NotFound(f"no memory with id {id!r}")
+            version = current.pop("version")
+            if want is not None and version != want:
+                raise _precondition(id, field, version)
             metadata = dict(current["metadata"])
             if patch.metadata is not None:
                 for k, v in patch.metadata.items():
@@ -545,9 +560,13 @@ class MemoryService:
         updated.pop("seq", None)
         return updated
 
-    def delete(self, id: str) -> dict[str, Any]:
-        seqs = self.storage.delete([id], on_commit=self._after_delete)
+    def delete(self, id: str, if_version: int | None = None, *, field: str = "if_version") -> dict[str, Any]:
+        """Delete one record; with `if_version`, only if it is still at that version (else PreconditionFailed)."""
+        seqs = self.storage.delete([id], on_commit=self._after_delete, if_version=if_version)
         if not seqs:
+            current = self.storage.get(id, time.time()) if if_version is not None else None
+            if current is not None:
+                raise _precondition(id, field, current["version"])
             raise NotFound(f"no memory with id {id!r}")
         return {"deleted": len(seqs)}
 

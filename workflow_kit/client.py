@@ -223,17 +223,23 @@ class MemoryClient:
         return await self._request("search", "POST", "/search", json=body)
 
     async def get(self, memory_id: str) -> dict[str, Any]:
-        """One memory by id; raises NotFound."""
+        """One memory by id, with its `version` (for `if_version`); raises NotFound."""
         return await self._request("get", "GET", f"/memories/{quote(memory_id, safe='')}")
 
-    async def update(self, memory_id: str, **fields: Any) -> dict[str, Any]:
+    async def update(self, memory_id: str, *, if_version: int | None = None, **fields: Any) -> dict[str, Any]:
         """PATCH a memory: content, tags (replace), metadata (merge; None removes a key), importance, key,
-        ttl_seconds, expires_at. Returns the updated memory."""
-        return await self._request("update", "PATCH", f"/memories/{quote(memory_id, safe='')}", json=fields)
+        ttl_seconds, expires_at. Returns the updated memory (with its new `version`).
 
-    async def delete(self, memory_id: str) -> dict[str, Any]:
-        """Delete one memory; returns `{"deleted": 1}`, raises NotFound."""
-        return await self._request("delete", "DELETE", f"/memories/{quote(memory_id, safe='')}")
+        With `if_version` (the `version` of a `get`), only if nobody wrote it since: else PreconditionFailed,
+        whose `.current_version` is the version now; read again and redo the change."""
+        body = {**fields, **({"if_version": if_version} if if_version is not None else {})}
+        return await self._request("update", "PATCH", f"/memories/{quote(memory_id, safe='')}", json=body)
+
+    async def delete(self, memory_id: str, *, if_version: int | None = None) -> dict[str, Any]:
+        """Delete one memory; returns `{"deleted": 1}`, raises NotFound. With `if_version`, only if it is still
+        at that version: else PreconditionFailed."""
+        params = _clean({"if_version": if_version})
+        return await self._request("delete", "DELETE", f"/memories/{quote(memory_id, safe='')}", params=params or None)
 
     async def list(
         self,

@@ -6,6 +6,7 @@
      ├── Unauthorized                    401/403: token missing or wrong
      ├── NotFound                        404
      ├── Conflict                        409; .claim holds the live claim when a claim is taken
+ │    └── PreconditionFailed         412: if_version named a version the memory no longer has
      ├── PayloadTooLarge                 413
      ├── ServiceError                    5xx answers
      │    ├── ServiceUnavailable         503 / not ready, or no answer at all (connection error, timeout)
@@ -86,6 +87,18 @@ class Conflict(WorkflowKitError):
         return None
 
 
+class PreconditionFailed(Conflict):
+    """An `if_version` update or delete found the memory at another version; `.current_version` says which."""
+
+    type = "precondition_failed"
+
+    @property
+    def current_version(self) -> int | None:
+        if isinstance(self.body, dict) and isinstance(self.body.get("current_version"), int):
+            return self.body["current_version"]
+        return None
+
+
 class PayloadTooLarge(WorkflowKitError):
     """The request, or one field of it, is over the service's size cap."""
 
@@ -148,6 +161,7 @@ _BY_TYPE: dict[str, type[WorkflowKitError]] = {
     "invalid_input": InvalidInput,
     "not_found": NotFound,
     "conflict": Conflict,
+    "precondition_failed": PreconditionFailed,
     "unauthorized": Unauthorized,
     "payload_too_large": PayloadTooLarge,
     "not_ready": ServiceUnavailable,
@@ -161,6 +175,7 @@ _BY_STATUS: dict[int, type[WorkflowKitError]] = {
     403: Unauthorized,
     404: NotFound,
     409: Conflict,
+    412: PreconditionFailed,
     413: PayloadTooLarge,
     422: InvalidInput,
     503: ServiceUnavailable,

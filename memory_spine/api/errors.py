@@ -1,8 +1,9 @@
 """The one table from error class to HTTP status, and the one JSON error body.
 
 Body: `{"error": {"type", "message", "field"?}}`, plus `"errors": [{"field", "message"}]` for validation
-failures and `"claim"` for a lost claim. Statuses are looked up along the exception's MRO, so a subclass
-without its own entry inherits its parent's status.
+failures, `"claim"` for a lost claim and `"current_version"` (with an `ETag` header) for a failed `If-Match` /
+`if_version` (412). Statuses are looked up along the exception's MRO, so a subclass without its own entry
+inherits its parent's status.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..errors import (
     NotFound,
     NotReady,
     PayloadTooLarge,
+    PreconditionFailed,
     ReadOnlyStorage,
     StorageError,
     StorageFull,
@@ -37,6 +39,7 @@ STATUS: dict[type[MemorySpineError], int] = {
     PayloadTooLarge: 413,
     NotFound: 404,
     Conflict: 409,
+    PreconditionFailed: 412,
     Unauthorized: 401,
     NotReady: 503,
     StorageError: 503,
@@ -45,6 +48,11 @@ STATUS: dict[type[MemorySpineError], int] = {
     DataDirLocked: 503,
     MemorySpineError: 500,
 }
+
+
+def etag(version: int) -> str:
+    """A record's version as a strong entity tag (RFC 9110), the form `If-Match` sends back."""
+    return f'"{version}"'
 
 
 def status_for(exc: MemorySpineError) -> int:
@@ -104,6 +112,8 @@ def install(app: FastAPI) -> None:
         if status >= 500:
             log.warning("request failed: %s", exc.message, extra={"event": "error", "error_type": exc.type})
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        if isinstance(exc, PreconditionFailed):
+            headers = {"ETag": etag(exc.current_version)}
         return ORJSONResponse(
             error_body(exc.type, exc.message, exc.field, **extra), status_code=status, headers=headers
         )

@@ -14,12 +14,12 @@ import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response
 
 from .. import __version__
-from ..errors import NotReady
+from ..errors import InvalidInput, NotReady
 from ..models import (
     BatchIn,
     BatchResponse,
@@ -37,6 +37,7 @@ from ..models import (
     SearchResponse,
 )
 from ..service import MemoryService
+from .errors import etag
 from .responses import JSON
 
 router = APIRouter()
@@ -125,20 +126,69 @@ def delete_where(req: Annotated[DeleteWhere, Body()], svc: Svc) -> Response:
     return JSON(svc.delete_where(req))
 
 
+_412 = {412: {"description": "If-Match / if_version names a version the memory no longer has"}}
+IfMatch = Annotated[
+    str | None, Header(description='The ETag of a GET ("<version>") to write only if unchanged since; * = exists.')
+]
+IfVersion = Annotated[
+    int | None, Query(ge=0, le=2**63 - 1, description="The `version` of a GET; as If-Match. 412 when it changed.")
+]
+
+
+def _with_etag(record: dict[str, Any]) -> Response:
+    return JSON(record, headers={"ETag": etag(record["version"])})
+
+
+def _precondition(if_match: str | None, *given: int | None) -> tuple[int | None, str]:
+    """The version a write is conditional on (None: unconditional) and the field to name if it fails.
+
+    `If-Match` is one strong entity tag or `*` (the record must exist: true of every PATCH and DELETE of an id
+    anyway). A tag this service never issued (a weak one, or not a version) matches no version: 412.
+    """
+    versions = {v for v in given if v is not None}
+    if len(versions) > 1:
+        raise InvalidInput("if_version", "is given twice with different values")
+    version = versions.pop() if versions else None
+    if if_match is None or if_match.strip() == "*":
+        return version, "if_version"
+    tag = if_match.strip()
+    if len(tag) < 2 or tag[-1] != '"' or not tag.removeprefix("W/").startswith('"'):
+        raise InvalidInput("If-Match", 'must be an entity tag as the ETag header gives it ("<version>"), or *')
+    inner = tag.removeprefix("W/")[1:-1]
+    if '"' in inner:
+        raise InvalidInput("If-Match", "must be one entity tag (this service compares one version)")
+    # Strong comparison (RFC 9110 13.1.1): a weak tag, or one that is not a version of ours, matches nothing.
+    strong = not tag.startswith("W/") and inner.isascii() and inner.isdigit() and len(inner) <= 18
+    tagged = int(inner) if strong else 0
+    if version is not None and version != tagged:
+        raise InvalidInput("if_version", "disagrees with the If-Match header")
+    return tagged, "If-Match"
+
+
 @router.get("/memories/{id:path}", response_model=Memory, responses={**_ERR, 404: {"description": "No such memory"}})
 async def get_memory(id: str, svc: Svc) -> Response:
-    return JSON(await _read(svc, svc.get, id))
+    """One memory, with its `version` in the body and as the `ETag` header (for If-Match / if_version)."""
+    return _with_etag(await _read(svc, svc.get, id))
 
 
-@router.patch("/memories/{id:path}", response_model=Memory, responses={**_ERR, 404: {"description": "No such memory"}})
-def patch_memory(id: str, patch: MemoryPatch, svc: Svc) -> Response:
-    """Change part of a memory: content re-embeds, metadata merges (null removes a key), tags replace."""
-    return JSON(svc.update(id, patch))
+@router.patch(
+    "/memories/{id:path}", response_model=Memory, responses={**_ERR, **_412, 404: {"description": "No such memory"}}
+)
+def patch_memory(
+    id: str, patch: MemoryPatch, svc: Svc, if_match: IfMatch = None, if_version: IfVersion = None
+) -> Response:
+    """Change part of a memory: content re-embeds, metadata merges (null removes a key), tags replace.
+
+    With `If-Match` or `if_version` (body or query), only if the memory is still at that version: else 412."""
+    version, field = _precondition(if_match, if_version, patch.if_version)
+    return _with_etag(svc.update(id, patch, version, field=field))
 
 
-@router.delete("/memories/{id:path}", responses={**_ERR, 404: {"description": "No such memory"}})
-def delete_memory(id: str, svc: Svc) -> Response:
-    return JSON(svc.delete(id))
+@router.delete("/memories/{id:path}", responses={**_ERR, **_412, 404: {"description": "No such memory"}})
+def delete_memory(id: str, svc: Svc, if_match: IfMatch = None, if_version: IfVersion = None) -> Response:
+    """Delete one memory; with `If-Match` or `?if_version=`, only if it is still at that version: else 412."""
+    version, field = _precondition(if_match, if_version)
+    return JSON(svc.delete(id, version, field=field))
 
 
 @router.get("/keys", responses=_ERR)

@@ -420,7 +420,7 @@ class PostgresStorage:
                     )
                 )
                 continue
-            _, seq, old_content, old_created, old_expires, _ = row
+            _, seq, old_content, old_created, old_expires, old_version = row
             # An expired row not purged yet is gone for clients: writing its id again creates it anew.
             revived = old_expires is not None and old_expires.timestamp() <= rec.now
             if rec.vector is None and old_content != rec.content:
@@ -438,19 +438,26 @@ class PostgresStorage:
                 version,
             )
             if rec.vector is not None:
-                vector_updates.append((*fields, np.asarray(rec.vector, dtype=np.float32), seq))
+                vector_updates.append((*fields, np.asarray(rec.vector, dtype=np.float32), seq, old_version))
             else:
-                updates.append((*fields, seq))
+                updates.append((*fields, seq, old_version))
             out[rec.id] = PutResult(seq=seq, id=rec.id, created=revived, vector_changed=rec.vector is not None)
         set_fields = (
             "content=%s, tags=%s, metadata=%s, importance=%s, key=%s, key_parent=%s, created_at=%s, updated_at=%s,"
             " expires_at=%s, version=%s"
         )
         with conn.cursor() as cur:
+            # Conditional on the version read (and locked) above: `if_version` is checked by the write itself.
             if updates:
-                cur.executemany(f"UPDATE memories SET {set_fields} WHERE seq=%s", updates)
+                cur.executemany(f"UPDATE memories SET {set_fields} WHERE seq=%s AND version=%s", updates)
+                if cur.rowcount != len(updates):
+                    raise _Raced()
             if vector_updates:
-                cur.executemany(f"UPDATE memories SET {set_fields}, embedding=%s WHERE seq=%s", vector_updates)
+                cur.executemany(
+                    f"UPDATE memories SET {set_fields}, embedding=%s WHERE seq=%s AND version=%s", vector_updates
+                )
+                if cur.rowcount != len(vector_updates):
+                    raise _Raced()
             if inserts:
                 inserts.sort(key=lambda row: row[0])  # one order for every writer: no deadlock on the id index
                 cur.executemany(
@@ -510,11 +517,13 @@ class PostgresStorage:
         return int(rows[0][0]) if rows else None
 
     def get(self, id: str, now: float) -> dict[str, Any] | None:
+        """The live record with this id, with its `version` (what `if_version` / an ETag names), or None."""
         rows = self._all(
-            f"SELECT {ROW_COLUMNS} FROM memories m WHERE m.id = %s AND (m.expires_at IS NULL OR m.expires_at > %s)",
+            f"SELECT {ROW_COLUMNS}, m.version FROM memories m"
+            " WHERE m.id = %s AND (m.expires_at IS NULL OR m.expires_at > %s)",
             (id, to_dt(now)),
         )
-        return row_dict(rows[0]) if rows else None
+        return {**row_dict(rows[0]), "version": int(rows[0][10])} if rows else None
 
     def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]:
         if not len(seqs):
@@ -525,8 +534,10 @@ class PostgresStorage:
         )
         return {r[0]: row_dict(r) for r in rows}
 
-    def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None) -> list[int]:
-        seqs = [r[0] for r in self._all("DELETE FROM memories WHERE id = ANY(%s) RETURNING seq", (list(ids),))]
+    def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None, if_version: int | None = None) -> list[int]:
+        # With `if_version`, one conditional statement: only rows still at that version go.
+        cond, args = ("", [list(ids)]) if if_version is None else (" AND version = %s", [list(ids), if_version])
+        seqs = [r[0] for r in self._all(f"DELETE FROM memories WHERE id = ANY(%s){cond} RETURNING seq", args)]
         if on_commit is not None:
             on_commit(seqs)
         return seqs

@@ -519,17 +519,17 @@ class SQLiteStorage:
                     seq = cur.lastrowid
                     created, vector_changed = True, True
                 else:
-                    seq, old_content, old_created, old_expires, _ = existing
+                    seq, old_content, old_created, old_expires, old_version = existing
                     # An expired row not purged yet is gone for clients: writing its id again creates it anew.
                     revived = old_expires is not None and old_expires <= rec.now
                     if rec.vector is None and old_content != rec.content:
                         raise ContentChanged(rec.id)
                     vector_changed = rec.vector is not None
-                    conn.execute(
+                    cur = conn.execute(
                         "UPDATE memories SET content=?, tags=?, metadata=?, importance=?, key=?, key_parent=?,"
                         " created_at=?, updated_at=?, expires_at=?, version=?"
                         + (", vector_version=?, vector=?" if vector_changed else "")
-                        + " WHERE seq=?",
+                        + " WHERE seq=? AND version=?",
                         (
                             rec.content,
                             tags_json,
@@ -543,8 +543,11 @@ class SQLiteStorage:
                             version,
                             *((version, rec.vector.astype(np.float32).tobytes()) if vector_changed else ()),
                             seq,
+                            old_version,
                         ),
                     )
+                    if cur.rowcount != 1:  # the conditional write: the row is no longer the version read
+                        raise VersionChanged(rec.id)
                     conn.execute("DELETE FROM memory_tags WHERE seq = ?", (seq,))
                     created = revived
                 if rec.tags:
@@ -643,15 +646,17 @@ class SQLiteStorage:
         return int(row[0]) if row else None
 
     def get(self, id: str, now: float) -> dict[str, Any] | None:
+        """The live record with this id, with its `version` (what `if_version` / an ETag names), or None."""
         row = (
             self._reader()
             .execute(
-                f"SELECT {_ROW_COLUMNS} FROM memories m WHERE m.id = ? AND (m.expires_at IS NULL OR m.expires_at > ?)",
+                f"SELECT {_ROW_COLUMNS}, m.version FROM memories m"
+                " WHERE m.id = ? AND (m.expires_at IS NULL OR m.expires_at > ?)",
                 (id, now),
             )
             .fetchone()
         )
-        return _row(row) if row else None
+        return {**_row(row[:10]), "version": int(row[10])} if row else None
 
     def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]:
         if not len(seqs):
@@ -686,9 +691,11 @@ class SQLiteStorage:
                 conn.execute(stmt, args)
         return seqs
 
-    def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None) -> list[int]:
+    def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None, if_version: int | None = None) -> list[int]:
+        # With `if_version`, only rows still at that version are selected, in the same write transaction.
+        cond, args = ("", list(ids)) if if_version is None else (" AND version = ?", [*ids, if_version])
         return self._delete_selected(
-            f"SELECT seq FROM memories WHERE id IN ({','.join('?' * len(ids))})", ids, on_commit
+            f"SELECT seq FROM memories WHERE id IN ({','.join('?' * len(ids))}){cond}", args, on_commit
         )
 
     def delete_where(
