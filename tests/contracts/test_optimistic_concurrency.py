@@ -184,3 +184,26 @@ async def test_the_kit_client_passes_if_version(service):
         assert await kit.delete("k", if_version=done["version"]) == {"deleted": 1}
         with pytest.raises(NotFound):
             await kit.delete("k", if_version=done["version"])
+
+
+async def test_the_mcp_tools_pass_if_version(service):
+    import httpx
+    from mcp import Client
+
+    from memory_spine.api import create_app
+    from memory_spine.mcp_server import build_server
+
+    app = create_app(service)
+    server = build_server(lambda: MemoryClient("http://memory-spine", transport=httpx.ASGITransport(app=app)))
+    async with Client(server) as mcp:
+        stored = (await mcp.call_tool("memory_store", {"content": "an mcp record", "id": "m"})).structured_content
+        got = (await mcp.call_tool("memory_get", {"id": stored["id"]})).structured_content
+        v = got["version"]
+        done = await mcp.call_tool("memory_update", {"id": "m", "tags": ["a"], "if_version": v})
+        assert not done.is_error and done.structured_content["version"] > v
+        for name, args in (("memory_update", {"id": "m", "tags": ["b"]}), ("memory_delete", {"id": "m"})):
+            stale = await mcp.call_tool(name, {**args, "if_version": v})
+            assert stale.is_error and "precondition_failed" in stale.content[0].text, name
+        assert (await mcp.call_tool("memory_get", {"id": "m"})).structured_content["tags"] == ["a"]
+        gone = await mcp.call_tool("memory_delete", {"id": "m", "if_version": done.structured_content["version"]})
+        assert gone.structured_content == {"deleted": 1}

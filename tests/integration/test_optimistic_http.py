@@ -18,14 +18,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 WRITERS = 40
 
 
-def _race(url: str, id_: str, conditional: bool) -> tuple[int, int, float]:
-    """Run WRITERS read-then-PATCH increments at once; returns (final count, 412s seen, seconds)."""
+def race(urls: list[str], id_: str, conditional: bool) -> tuple[int, int, float]:
+    """Run WRITERS read-then-PATCH increments at once, writer i through urls[i % len(urls)] (replicas of one
+    database, or one server); returns (final count, 412s seen, seconds)."""
     barrier = threading.Barrier(WRITERS)
     conflicts = [0] * WRITERS
     errors: list[str] = []
 
     def increment(i: int) -> None:
-        with httpx.Client(base_url=url, timeout=30) as c:
+        with httpx.Client(base_url=urls[i % len(urls)], timeout=30) as c:
             barrier.wait()
             for _attempt in range(500):
                 got = c.get(f"/memories/{id_}")
@@ -40,7 +41,7 @@ def _race(url: str, id_: str, conditional: bool) -> tuple[int, int, float]:
                 conflicts[i] += 1
             errors.append("an increment never got through")
 
-    with httpx.Client(base_url=url, timeout=30) as c:
+    with httpx.Client(base_url=urls[0], timeout=30) as c:
         assert (
             c.post("/ingest", json={"id": id_, "content": f"a counter {id_}", "metadata": {"n": 0}}).status_code == 200
         )
@@ -56,12 +57,12 @@ def _race(url: str, id_: str, conditional: bool) -> tuple[int, int, float]:
 
 
 def test_concurrent_increments_with_if_match_all_count(server):
-    final, conflicts, seconds = _race(server.url, "counter", conditional=True)
+    final, conflicts, seconds = race([server.url], "counter", conditional=True)
     print(f"\nwith If-Match: {final}/{WRITERS} increments, {conflicts} retried 412s, {seconds:.2f}s")
     assert final == WRITERS
     assert conflicts > 0, "no write ever raced: the test did not exercise the precondition"
 
-    loose, _, seconds = _race(server.url, "loose", conditional=False)
+    loose, _, seconds = race([server.url], "loose", conditional=False)
     print(f"without a precondition: {loose}/{WRITERS} increments kept, {seconds:.2f}s")
     assert loose < WRITERS, "unconditional read-then-PATCH lost no update: the race did not happen"
 
