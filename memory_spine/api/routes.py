@@ -139,7 +139,7 @@ def _with_etag(record: dict[str, Any]) -> Response:
     return JSON(record, headers={"ETag": etag(record["version"])})
 
 
-def _precondition(if_match: str | None, *given: int | None) -> tuple[int | None, str]:
+def _condition(if_match: str | None, *given: int | None) -> tuple[int | None, str]:
     """The version a write is conditional on (None: unconditional) and the field to name if it fails.
 
     `If-Match` is one strong entity tag or `*` (the record must exist: true of every PATCH and DELETE of an id
@@ -180,14 +180,14 @@ def patch_memory(
     """Change part of a memory: content re-embeds, metadata merges (null removes a key), tags replace.
 
     With `If-Match` or `if_version` (body or query), only if the memory is still at that version: else 412."""
-    version, field = _precondition(if_match, if_version, patch.if_version)
+    version, field = _condition(if_match, if_version, patch.if_version)
     return _with_etag(svc.update(id, patch, version, field=field))
 
 
 @router.delete("/memories/{id:path}", responses={**_ERR, **_412, 404: {"description": "No such memory"}})
 def delete_memory(id: str, svc: Svc, if_match: IfMatch = None, if_version: IfVersion = None) -> Response:
     """Delete one memory; with `If-Match` or `?if_version=`, only if it is still at that version: else 412."""
-    version, field = _precondition(if_match, if_version)
+    version, field = _condition(if_match, if_version)
     return JSON(svc.delete(id, version, field=field))
 
 
