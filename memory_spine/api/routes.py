@@ -126,7 +126,11 @@ def delete_where(req: Annotated[DeleteWhere, Body()], svc: Svc) -> Response:
     return JSON(svc.delete_where(req))
 
 
-_412 = {412: {"description": "If-Match / if_version names a version the memory no longer has"}}
+_ETAG = {
+    "ETag": {"description": 'The memory\'s version as a strong entity tag: "<version>"', "schema": {"type": "string"}}
+}
+_412 = {412: {"description": "If-Match / if_version names a version the memory no longer has", "headers": _ETAG}}
+_200 = {200: {"description": "The memory, with its version", "headers": _ETAG}}
 IfMatch = Annotated[
     str | None, Header(description='The ETag of a GET ("<version>") to write only if unchanged since; * = exists.')
 ]
@@ -165,14 +169,18 @@ def _condition(if_match: str | None, *given: int | None) -> tuple[int | None, st
     return tagged, "If-Match"
 
 
-@router.get("/memories/{id:path}", response_model=Memory, responses={**_ERR, 404: {"description": "No such memory"}})
+@router.get(
+    "/memories/{id:path}", response_model=Memory, responses={**_ERR, **_200, 404: {"description": "No such memory"}}
+)
 async def get_memory(id: str, svc: Svc) -> Response:
     """One memory, with its `version` in the body and as the `ETag` header (for If-Match / if_version)."""
     return _with_etag(await _read(svc, svc.get, id))
 
 
 @router.patch(
-    "/memories/{id:path}", response_model=Memory, responses={**_ERR, **_412, 404: {"description": "No such memory"}}
+    "/memories/{id:path}",
+    response_model=Memory,
+    responses={**_ERR, **_200, **_412, 404: {"description": "No such memory"}},
 )
 def patch_memory(
     id: str, patch: MemoryPatch, svc: Svc, if_match: IfMatch = None, if_version: IfVersion = None
