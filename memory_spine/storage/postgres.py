@@ -421,6 +421,8 @@ class PostgresStorage:
                 )
                 continue
             _, seq, old_content, old_created, old_expires, old_version = row
+            # The UPDATE below writes only the version the caller read (if_version), else the one locked here.
+            expected = rec.if_version if rec.if_version is not None else old_version
             # An expired row not purged yet is gone for clients: writing its id again creates it anew.
             revived = old_expires is not None and old_expires.timestamp() <= rec.now
             if rec.vector is None and old_content != rec.content:
@@ -438,26 +440,26 @@ class PostgresStorage:
                 version,
             )
             if rec.vector is not None:
-                vector_updates.append((*fields, np.asarray(rec.vector, dtype=np.float32), seq, old_version))
+                vector_updates.append((*fields, np.asarray(rec.vector, dtype=np.float32), seq, expected))
             else:
-                updates.append((*fields, seq, old_version))
+                updates.append((*fields, seq, expected))
             out[rec.id] = PutResult(seq=seq, id=rec.id, created=revived, vector_changed=rec.vector is not None)
         set_fields = (
             "content=%s, tags=%s, metadata=%s, importance=%s, key=%s, key_parent=%s, created_at=%s, updated_at=%s,"
             " expires_at=%s, version=%s"
         )
         with conn.cursor() as cur:
-            # Conditional on the version read (and locked) above: `if_version` is checked by the write itself.
+            # Conditional on the expected version: `if_version` is checked by the write itself, not only above.
             if updates:
                 cur.executemany(f"UPDATE memories SET {set_fields} WHERE seq=%s AND version=%s", updates)
-                if cur.rowcount != len(updates):
-                    raise _Raced()
+                if cur.rowcount != len(updates):  # rows are locked: only a stale if_version misses
+                    raise VersionChanged(records[0].id if len(records) == 1 else "a record of the batch")
             if vector_updates:
                 cur.executemany(
                     f"UPDATE memories SET {set_fields}, embedding=%s WHERE seq=%s AND version=%s", vector_updates
                 )
                 if cur.rowcount != len(vector_updates):
-                    raise _Raced()
+                    raise VersionChanged(records[0].id if len(records) == 1 else "a record of the batch")
             if inserts:
                 inserts.sort(key=lambda row: row[0])  # one order for every writer: no deadlock on the id index
                 cur.executemany(

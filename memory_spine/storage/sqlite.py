@@ -520,6 +520,8 @@ class SQLiteStorage:
                     created, vector_changed = True, True
                 else:
                     seq, old_content, old_created, old_expires, old_version = existing
+                    # The UPDATE below writes only the version the caller read (if_version), else the one read here.
+                    expected = rec.if_version if rec.if_version is not None else old_version
                     # An expired row not purged yet is gone for clients: writing its id again creates it anew.
                     revived = old_expires is not None and old_expires <= rec.now
                     if rec.vector is None and old_content != rec.content:
@@ -543,7 +545,7 @@ class SQLiteStorage:
                             version,
                             *((version, rec.vector.astype(np.float32).tobytes()) if vector_changed else ()),
                             seq,
-                            old_version,
+                            expected,
                         ),
                     )
                     if cur.rowcount != 1:  # the conditional write: the row is no longer the version read

@@ -12,6 +12,7 @@ import asyncio
 
 import pytest
 
+from memory_spine.models import MemoryPatch
 from workflow_kit import MemoryClient, NotFound, PreconditionFailed
 
 pytestmark = pytest.mark.timeout(60)
@@ -207,3 +208,26 @@ async def test_the_mcp_tools_pass_if_version(service):
         assert (await mcp.call_tool("memory_get", {"id": "m"})).structured_content["tags"] == ["a"]
         gone = await mcp.call_tool("memory_delete", {"id": "m", "if_version": done.structured_content["version"]})
         assert gone.structured_content == {"deleted": 1}
+
+
+def test_storage_writes_only_the_version_named(service):
+    """The storage contract itself: a put or delete with a stale `if_version` changes nothing."""
+    import time
+
+    from memory_spine.models import MemoryIn
+    from memory_spine.storage.base import VersionChanged
+
+    service.ingest(MemoryIn(id="s", content="storage level", metadata={"n": 0}))
+    storage = service.storage
+    v0 = storage.get("s", time.time())["version"]
+    service.update("s", MemoryPatch(metadata={"n": 1}))
+    v1 = storage.get("s", time.time())["version"]
+    assert v1 != v0
+    rec = service._record(MemoryIn(id="s", content="storage level", metadata={"n": 99}), time.time())
+    rec.if_version = v0
+    with pytest.raises(VersionChanged):
+        storage.put([rec])
+    assert storage.delete(["s"], if_version=v0) == []
+    assert storage.get("s", time.time())["metadata"] == {"n": 1}
+    assert len(storage.delete(["s"], if_version=v1)) == 1
+    assert storage.get("s", time.time()) is None
