@@ -15,7 +15,7 @@ import pytest
 from memory_spine.models import MemoryPatch
 from workflow_kit import MemoryClient, NotFound, PreconditionFailed
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
 WRITERS = 40
 

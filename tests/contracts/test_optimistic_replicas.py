@@ -14,7 +14,7 @@ from ..conftest import ServerProcess
 from ..integration.test_optimistic_http import WRITERS, race
 from .conftest import postgres_or_skip
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
 
 def test_increments_through_two_replicas_all_count(pg_cluster, tmp_path: Path):

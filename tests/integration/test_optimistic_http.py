@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 WRITERS = 40
 
