@@ -23,6 +23,7 @@ from ..metrics import Metrics
 from ..service import MemoryService
 from . import errors
 from .auth import is_open
+from .hosts import HostCheck
 from .middleware import RequestMiddleware
 from .routes import router
 from .ui import router as ui_router
@@ -111,7 +112,18 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
     app.include_router(router)
     app.include_router(ui_router)  # the web console at /ui
     token = settings.token.get_secret_value() if settings.token else None
-    app.add_middleware(RequestMiddleware, token=token, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        RequestMiddleware,
+        token=token,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+        # The table refused requests are matched against for their metrics label. FastAPI keeps included routers
+        # behind wrappers whose matches() leave no route in the scope, so the routers' own routes are listed.
+        routes=[*router.routes, *ui_router.routes, *(r for r in app.router.routes if hasattr(r, "path_format"))],
+        # The Host check guards a listening socket against DNS rebinding, so it comes with `serve` (an app built
+        # from settings); an app around an open service is called in-process (ASGITransport, any base URL).
+        hosts=HostCheck(settings.allowed_hosts, bind_host=settings.host) if owned else None,
+    )
     if token:
         _document_bearer(app)
     if settings.cors_origins:
