@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--body-timeout",
         dest="body_timeout",
         type=float,
-        help="seconds a client may take to send a request's body after its headers, else 408 (default 60; 0: none)",
+        help="seconds a client may take to send a request's body after its headers, else 408 (default 30; 0: none)",
     )
     serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without a token")
     serve.add_argument("--log-level", dest="log_level", help="debug | info | warning | error")

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     # connection opening), its body within body_timeout seconds of the headers; else 408 and the connection
     # is closed. 0 turns a timeout off.
     header_timeout: float = Field(default=10.0, ge=0)
-    body_timeout: float = Field(default=60.0, ge=0)
+    body_timeout: float = Field(default=30.0, ge=0)
     log_level: str = "info"
     default_mode: Literal["semantic", "keyword", "hybrid"] = "hybrid"
 

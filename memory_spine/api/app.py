@@ -49,6 +49,21 @@ def _document_bearer(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _route_table(routes: list[Any]) -> list[Any]:
+    """The app's routes, flat: what requests refused before routing are matched against for their metrics label.
+
+    FastAPI (0.16x) keeps an included router as one entry whose matches() leaves no route in the scope, so the
+    routers are walked for their own routes.
+    """
+    out: list[Any] = []
+    for route in routes:
+        if hasattr(route, "original_router"):
+            out += _route_table(route.original_router.routes)
+        elif hasattr(route, "path_format"):
+            out.append(route)
+    return out
+
+
 def create_app(target: MemoryService | Settings) -> FastAPI:
     """Build the ASGI app for a service, or for settings from which the service will be opened."""
     owned = isinstance(target, Settings)
@@ -117,9 +132,7 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
         token=token,
         max_body_bytes=settings.max_body_bytes,
         metrics=metrics,
-        # The table refused requests are matched against for their metrics label. FastAPI keeps included routers
-        # behind wrappers whose matches() leave no route in the scope, so the routers' own routes are listed.
-        routes=[*router.routes, *ui_router.routes, *(r for r in app.router.routes if hasattr(r, "path_format"))],
+        routes=_route_table(app.router.routes),
         # The Host check guards a listening socket against DNS rebinding, so it comes with `serve` (an app built
         # from settings); an app around an open service is called in-process (ASGITransport, any base URL).
         hosts=HostCheck(settings.allowed_hosts, bind_host=settings.host) if owned else None,

@@ -46,7 +46,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol plus a header and a body timeout (class attributes, 0: off)."""
 
     header_timeout: float = 10.0
-    body_timeout: float = 60.0
+    body_timeout: float = 30.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
