@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             env={**os.environ, "PYTHONPATH": str(code)},
             capture_output=True,
             text=True,
+            cwd=code,  # `-m` puts the working directory first on sys.path
         ).stdout
         token_args = ["--token-file", str(token_file)] if "--token-file" in probe else ["--token", TOKEN]
         print(f"code: {code}  ({' '.join(token_args[:1])}); load: {os.getloadavg()}", flush=True)
