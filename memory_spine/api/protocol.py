@@ -51,6 +51,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._begun = False  # a byte of the current request has arrived
 
     def _arm(self, seconds: float, handler: Any) -> None:
         self._disarm()
@@ -73,6 +74,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._begun = True
         if self._deadline is None:  # a later request on a kept-alive connection
             self._arm(self.header_timeout, self._headers_too_slow)
 
@@ -82,6 +84,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._disarm()
+        self._begun = False
         super().on_message_complete()
 
     def handle_websocket_upgrade(self) -> None:
@@ -96,6 +99,11 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             # A pipelined request's headers trickle in while we still answer the one before: not judged yet.
             self._arm(self.header_timeout, self._headers_too_slow)
+            return
+        if not self._begun:
+            # Opened and never used (a pre-opened pool connection): close quietly, as for an idle keep-alive;
+            # a 408 there could be read as the answer to a request the client is sending right now.
+            self.transport.close()
             return
         self._give_up("headers", self.header_timeout)
 

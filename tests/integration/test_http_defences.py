@@ -148,6 +148,14 @@ def test_slow_headers_and_bodies_are_cut_with_408_while_others_are_served(srv, a
     assert api.post("/search", json={"query": "b" * 40, "mode": "keyword"}).json()["results"] == []
 
 
+def test_a_connection_that_never_sends_is_closed_quietly(srv):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", srv.port)) as s:
+        s.settimeout(5)
+        assert s.recv(4096) == b""  # closed, no 408 a client could take for the answer to its next request
+    assert 0.9 < time.monotonic() - started < 3.0
+
+
 def test_a_batch_of_long_texts_is_not_tokenized_whole(srv, api):
     rng = random.Random(6)
     words = ["memory", "agent", "checkpoint", "workflow", "claim", "vector", "index", "search"]
