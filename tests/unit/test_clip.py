@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import random
 
 import pytest
@@ -22,6 +23,7 @@ def tok() -> Tokenizer:
     return t
 
 
+@functools.cache
 def _texts() -> dict[str, str]:
     rng = random.Random(15)
     words = "the of memory agent checkpoint idempotent résumé naïve internationalization 東京 data".split()
@@ -54,3 +56,19 @@ def test_prose_is_cut_to_a_few_thousand_characters(tok):
     assert len(clipper.clip(_texts()["prose"])) <= clipper.window
     short = "a short text"
     assert clipper([short]) == [short]
+
+
+def test_onnx_embeddings_of_long_texts_are_the_same_as_without_clipping():
+    import numpy as np
+
+    from memory_spine.embedders.onnx import OnnxEmbedder
+
+    texts = [t[:40_000] for name, t in _texts().items() if name in ("prose", "spaces", "controls", "mix0")]
+    emb = OnnxEmbedder()
+    try:
+        clipped = emb.embed(texts)
+        emb._clip = list  # as before: the whole text to the tokenizer
+        whole = emb.embed(texts)
+    finally:
+        emb.close()
+    assert np.array_equal(clipped, whole)
