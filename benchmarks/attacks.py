@@ -152,8 +152,12 @@ def attack_cache(t: Target, records: int = 100, searches: int = 80) -> str:
 
 def attack_batch(t: Target, n: int = 160, chars: int = 100_000) -> str:
     rng = random.Random(3)
-    words = ["memory", "agent", "checkpoint", "workflow", "claim", "vector", "index", "search", "token", "model"]
-    records = [{"content": (" ".join(rng.choices(words, k=chars // 5)))[:chars]} for _ in range(n)]
+    # Random letter strings: ~3 characters a token, as dense as text gets (the most tokens to hold).
+    letters = string.ascii_lowercase
+    records = [
+        {"content": " ".join("".join(rng.choices(letters, k=rng.randint(3, 9))) for _ in range(chars // 6))[:chars]}
+        for _ in range(n)
+    ]
     before = t.rss()
 
     def run() -> tuple[int, float]:
