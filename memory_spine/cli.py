@@ -41,9 +41,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    settings = _settings(
-        args, ["host", "port", "data_dir", "database", "embedder", "token", "log_level", "embed_threads", "model_cache"]
-    )
+    from pydantic import ValidationError
+
+    names = ["host", "port", "data_dir", "database", "embedder", "token", "token_file", "log_level", "embed_threads"]
+    names += ["model_cache", "allowed_hosts", "header_timeout", "body_timeout"]
+    try:
+        settings = _settings(args, names)
+    except ValidationError as exc:
+        # One line naming the setting; never the whole input (it would print the token).
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        print(f"memory-spine: {problems}", file=sys.stderr)
+        return 2
     if args.insecure:
         settings.insecure = True
     if not _is_loopback(settings.host) and settings.token is None and not settings.insecure:
@@ -59,6 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from . import allocator
     from .api.app import create_app
+    from .api.protocol import timed_protocol
     from .logs import setup_logging
 
     # Before any worker thread exists: two malloc arenas instead of one per contending thread (see allocator).
@@ -77,6 +86,9 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=30,
         backlog=2048,
     )
+    # uvicorn times out idle keep-alive connections only: headers or a body sent a byte at a time would hold a
+    # connection (and its request) forever. This protocol adds the two timeouts (see api/protocol.py).
+    config.http = timed_protocol(settings.header_timeout, settings.body_timeout)
     server = uvicorn.Server(config)
 
     def watch_loader() -> None:
@@ -240,7 +252,34 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--embedder", choices=["onnx", "sentence-transformers", "fake"], help="embedding backend (default onnx)"
     )
-    serve.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (env MEMORY_SPINE_TOKEN)")
+    serve.add_argument(
+        "--token",
+        help="require 'Authorization: Bearer TOKEN' (env MEMORY_SPINE_TOKEN; shown by ps: prefer --token-file)",
+    )
+    serve.add_argument(
+        "--token-file",
+        dest="token_file",
+        type=Path,
+        help="read the token from this file's first line (env MEMORY_SPINE_TOKEN_FILE); it stays out of ps",
+    )
+    serve.add_argument(
+        "--allowed-hosts",
+        dest="allowed_hosts",
+        help="comma-separated Host names to answer besides loopback names and IP addresses, e.g."
+        " 'memory.example.com,.corp.example'; '*' turns the DNS-rebinding check off (env MEMORY_SPINE_ALLOWED_HOSTS)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        dest="header_timeout",
+        type=float,
+        help="seconds a client may take to send a request's headers, else 408 (default 10; 0: none)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        dest="body_timeout",
+        type=float,
+        help="seconds a client may take to send a request's body after its headers, else 408 (default 30; 0: none)",
+    )
     serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without a token")
     serve.add_argument("--log-level", dest="log_level", help="debug | info | warning | error")
     serve.add_argument("--embed-threads", dest="embed_threads", type=int, help="threads for the model (default 2)")

@@ -6,12 +6,13 @@ files or sockets.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 EmbedderKind = Literal["onnx", "sentence-transformers", "fake"]
 
@@ -38,8 +39,18 @@ class Settings(BaseSettings):
     embed_threads: int | None = None
     model_cache: Path | None = None
     token: SecretStr | None = None
+    # A file holding the token (its first line), so the token is not on the command line for `ps` to show.
+    token_file: Path | None = None
     insecure: bool = False
     cors_origins: list[str] = []
+    # Host names (beyond loopback names and IP literals) the service answers for; see api/hosts.py. Comma-separated
+    # in MEMORY_SPINE_ALLOWED_HOSTS; "*" turns the DNS-rebinding check off.
+    allowed_hosts: Annotated[list[str], NoDecode] = []
+    # Slow clients: a request's headers must arrive within header_timeout seconds of its first byte (or of the
+    # connection opening), its body within body_timeout seconds of the headers; else 408 and the connection
+    # is closed. 0 turns a timeout off.
+    header_timeout: float = Field(default=10.0, ge=0)
+    body_timeout: float = Field(default=30.0, ge=0)
     log_level: str = "info"
     default_mode: Literal["semantic", "keyword", "hybrid"] = "hybrid"
 
@@ -66,8 +77,12 @@ class Settings(BaseSettings):
     # Planner: filters matching at most this many records are scored exactly (numpy).
     exact_max_candidates: int = 4096
 
+    # Caches are bounded by entries and by bytes (whichever is reached first; the bytes are an estimate of
+    # what the entries hold, see cache.py): a few searches returning 100 large records must not pin GBs.
     query_cache_size: int = 4096  # query text -> vector, LRU
+    query_cache_bytes: int = 16 * 1024 * 1024
     result_cache_size: int = 256  # identical searches between writes are answered from memory; 0: off
+    result_cache_bytes: int = 64 * 1024 * 1024
     purge_seconds: float = 30.0
     synchronous: Literal["normal", "full"] = "normal"
     default_lease_seconds: float = 60.0
@@ -80,3 +95,30 @@ class Settings(BaseSettings):
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        # From the environment or the flag: "a.example,b.example" (a JSON list is read as well).
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [h.strip() for h in text.split(",") if h.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> Settings:
+        if self.token_file is None:
+            return self
+        if self.token is not None:
+            raise ValueError("give the token or a token file, not both")
+        try:
+            lines = self.token_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read the token file {self.token_file}: {exc}") from exc
+        token = lines[0].strip() if lines else ""
+        if not token:
+            raise ValueError(f"the token file {self.token_file} is empty")
+        self.token = SecretStr(token)
+        return self

@@ -79,6 +79,18 @@ class Unauthorized(MemorySpineError):
     type = "unauthorized"
 
 
+class MisdirectedRequest(MemorySpineError):
+    """The request's Host header names a host this service does not answer for (a DNS-rebinding guard)."""
+
+    type = "misdirected_request"
+
+
+class RequestTimeout(MemorySpineError):
+    """The client took too long to send the request's headers or body."""
+
+    type = "request_timeout"
+
+
 class NotReady(MemorySpineError):
     """The service is still loading its index or model."""
 

@@ -18,14 +18,14 @@ import math
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import __version__, allocator
+from .cache import LRU
 from .config import Settings
 from .embedders import Embedder, create_embedder
 from .embedders.batching import CoalescingEmbedder
@@ -47,48 +47,7 @@ log = logging.getLogger("memory_spine.service")
 TRIM_SECONDS = 10.0  # how often housekeeping returns freed heap memory to the OS
 
 
-class BoundedLRU:
-    """A thread-safe LRU of at most `size` entries that counts its hits and misses (for /stats)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: str, valid: Callable[[Any], bool] | None = None) -> Any:
-        """The entry for `key` (None if absent, or if `valid` says it no longer holds: a miss either way)."""
-        with self._lock:
-            item = self._items.get(key)
-            if item is None or (valid is not None and not valid(item)):
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return item
-
-    def put(self, key: str, value: Any) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def info(self) -> dict[str, Any]:
-        total = self.hits + self.misses
-        return {
-            "entries": len(self._items),
-            "capacity": self.size,
-            "hits": self.hits,
-            "misses": self.misses,
-            "hit_rate": round(self.hits / total, 4) if total else 0.0,
-        }
-
-
-class QueryCache(BoundedLRU):
+class QueryCache(LRU):
     """Query text -> vector: agents and routers repeat their queries."""
 
 
@@ -195,7 +154,7 @@ def _precondition(id: str, field: str, current: int) -> PreconditionFailed:
     )
 
 
-class ResultCache(BoundedLRU):
+class ResultCache(LRU):
     """Search request -> answer, valid while storage's commit count is unchanged.
 
     Agents and routers repeat whole searches, not only query texts. An answer is kept with the commit count
@@ -223,9 +182,13 @@ class MemoryService:
         self.index = getattr(planner, "index", None)  # the embedded default's hnswlib index; None elsewhere
         self.embedder = embedder
         self._lock = getattr(storage, "lock", None)  # the data dir's (embedded default); storage releases it
-        self.query_cache = QueryCache(settings.query_cache_size)
+        self.query_cache = QueryCache(settings.query_cache_size, settings.query_cache_bytes)
         # Answers repeated searches between writes; None where storage cannot say whether anything changed.
-        self.result_cache = ResultCache(settings.result_cache_size) if hasattr(storage, "commits") else None
+        self.result_cache = (
+            ResultCache(settings.result_cache_size, settings.result_cache_bytes)
+            if hasattr(storage, "commits")
+            else None
+        )
         self.started_at = time.time()
         self.opened_in: float = 0.0
         self._stop = threading.Event()

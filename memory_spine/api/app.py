@@ -23,6 +23,7 @@ from ..metrics import Metrics
 from ..service import MemoryService
 from . import errors
 from .auth import is_open
+from .hosts import HostCheck
 from .middleware import RequestMiddleware
 from .routes import router
 from .ui import router as ui_router
@@ -46,6 +47,21 @@ def _document_bearer(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _route_table(routes: list[Any]) -> list[Any]:
+    """The app's routes, flat: what requests refused before routing are matched against for their metrics label.
+
+    FastAPI (0.16x) keeps an included router as one entry whose matches() leaves no route in the scope, so the
+    routers are walked for their own routes.
+    """
+    out: list[Any] = []
+    for route in routes:
+        if hasattr(route, "original_router"):
+            out += _route_table(route.original_router.routes)
+        elif hasattr(route, "path_format"):
+            out.append(route)
+    return out
 
 
 def create_app(target: MemoryService | Settings) -> FastAPI:
@@ -111,7 +127,16 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
     app.include_router(router)
     app.include_router(ui_router)  # the web console at /ui
     token = settings.token.get_secret_value() if settings.token else None
-    app.add_middleware(RequestMiddleware, token=token, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        RequestMiddleware,
+        token=token,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+        routes=_route_table(app.router.routes),
+        # The Host check guards a listening socket against DNS rebinding, so it comes with `serve` (an app built
+        # from settings); an app around an open service is called in-process (ASGITransport, any base URL).
+        hosts=HostCheck(settings.allowed_hosts, bind_host=settings.host) if owned else None,
+    )
     if token:
         _document_bearer(app)
     if settings.cors_origins:

@@ -1,4 +1,4 @@
-"""One pure-ASGI middleware for every request: request id, auth, body-size cap, a JSON log line, metrics.
+"""One pure-ASGI middleware for every request: request id, Host check, auth, body-size cap, a JSON log line, metrics.
 
 Pure ASGI (not BaseHTTPMiddleware) so it adds microseconds, not a task per request, to the hot path.
 """
@@ -8,26 +8,61 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from starlette.routing import Match
 
-from ..errors import PayloadTooLarge, Unauthorized
+from ..errors import MisdirectedRequest, PayloadTooLarge, Unauthorized
 from ..logs import request_id
 from .auth import check_bearer, is_open
 from .errors import error_body, status_for
+from .hosts import HostCheck
 
 log = logging.getLogger("memory_spine.http")
+
+UNMATCHED = "unmatched"  # the one metrics/log route label of every path no route matches
 
 
 class RequestMiddleware:
     """Wraps the app: assigns `X-Request-ID`, enforces auth and the body cap, logs and measures."""
 
-    def __init__(self, app: Any, *, token: str | None, max_body_bytes: int, metrics: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        token: str | None,
+        max_body_bytes: int,
+        metrics: Any,
+        routes: Sequence[Any] = (),
+        hosts: HostCheck | None = None,
+    ) -> None:
         self.app = app
         self.token = token.encode() if token else None
         self.max_body = max_body_bytes
         self.metrics = metrics
+        self.routes = routes
+        self.hosts = hosts
+
+    def _template(self, scope: dict) -> str:
+        """The route template a request is measured and logged under: from the app's route table only.
+
+        A request the router saw carries its route. One refused before routing (401, 413, 421) is matched
+        against the table here, so `/memories` without a token still counts as `/memories`. Anything else is
+        `unmatched`: a raw path must never become a label, or every random path would be a new time series
+        (10k of them made one scrape 467 MB).
+        """
+        route = scope.get("route")
+        if route is None:
+            for candidate in self.routes:
+                match, _ = candidate.matches(scope)
+                if match != Match.NONE:
+                    route = candidate
+                    break
+        # path_format drops converters: /memories/{id:path} is measured as /memories/{id}
+        template = getattr(route, "path_format", None) or getattr(route, "path", None)
+        return template or UNMATCHED
 
     async def _reject(self, send: Any, exc: Any, rid: str) -> int:
         status = status_for(exc)
@@ -50,6 +85,16 @@ class RequestMiddleware:
         status_box = {"status": 500}
         path = scope.get("path", "")
         try:
+            if self.hosts is not None and path != "/health" and not self.hosts.allows(headers.get(b"host")):
+                host = headers.get(b"host", b"").decode("latin-1")[:256]
+                exc = MisdirectedRequest(
+                    f"this service does not answer for the host {host!r}: a page on another site reaching it by"
+                    " DNS rebinding is refused; if that name is yours, add it to --allowed-hosts"
+                    " (MEMORY_SPINE_ALLOWED_HOSTS)",
+                    field="Host",
+                )
+                status_box["status"] = await self._reject(send, exc, rid)
+                return
             if self.token is not None and not is_open(path) and not path.startswith("/docs/oauth2"):
                 try:
                     check_bearer(headers.get(b"authorization"), self.token)
@@ -69,7 +114,9 @@ class RequestMiddleware:
                 while True:
                     message = await receive()
                     if message["type"] != "http.request":
-                        break
+                        # The client left (or timed out) mid-body: a part of a body is no request to act on.
+                        status_box["status"] = 499
+                        return
                     chunks.append(message.get("body", b""))
                     received += len(chunks[-1])
                     if received > self.max_body:
@@ -97,10 +144,7 @@ class RequestMiddleware:
             await self.app(scope, app_receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            # path_format drops converters: /memories/{id:path} is measured as /memories/{id}
-            template = getattr(route, "path_format", None) or getattr(route, "path", None)
-            template = template or ("unmatched" if status_box["status"] == 404 else path)
+            template = self._template(scope)
             if self.metrics is not None:
                 self.metrics.observe_request(scope.get("method", ""), template, status_box["status"], elapsed)
             log.info(

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
+from ..cache import LRU
 from .base import check_texts, empty
 
 _WORD = re.compile(r"\w+")
@@ -22,13 +22,21 @@ _WORD = re.compile(r"\w+")
 _EMPTY_KEY = "\x00<empty>"
 
 
-@lru_cache(maxsize=65536)
+# Word -> vector, shared by every FakeEmbedder in the process. Bounded by bytes too: at 384 dimensions a vector
+# is 3 KB, and a word may be 100k characters long.
+_WORDS = LRU(65536, 64 * 1024 * 1024)
+
+
 def _word_vector(word: str, dim: int) -> np.ndarray:
+    vec = _WORDS.get((word, dim))
+    if vec is not None:
+        return vec
     seed = int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
     vec = np.random.default_rng(seed).standard_normal(dim)
     vec /= np.linalg.norm(vec)
     # Shared via the cache, so make accidental in-place edits impossible.
     vec.flags.writeable = False
+    _WORDS.put((word, dim), vec)
     return vec
 
 

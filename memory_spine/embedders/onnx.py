@@ -18,6 +18,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from .base import MODEL_DIM, MODEL_NAME, check_texts, empty, model_dir
+from .clip import Clipper
 from .export import INPUT_NAMES, OUTPUT_NAME, export_onnx
 
 #: Most texts per session.run.
@@ -66,6 +67,9 @@ class OnnxEmbedder:
         tok.enable_truncation(max_length=_max_seq_length(mdir))
         tok.no_padding()
         self._tok = tok
+        # Long texts are cut to what the model reads before tokenizing them (tokenizing all of 100k characters
+        # to keep 256 tokens cost GBs in a batch); the tokens kept are the same (see clip.py).
+        self._clip = Clipper(tok, _max_seq_length(mdir))
 
         opts = ort.SessionOptions()
         # Default 2 threads: the service shares the machine with its callers, and beyond 2 threads a
@@ -95,7 +99,7 @@ class OnnxEmbedder:
             raise RuntimeError("OnnxEmbedder is closed")
         if not items:
             return empty(self.dim)
-        encodings = self._tok.encode_batch(items)
+        encodings = self._tok.encode_batch(self._clip(items))
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         # Stable sort, so equal-length texts keep their relative order (results do not depend on it,
         # but it keeps runs reproducible).

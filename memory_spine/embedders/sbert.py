@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import MODEL_DIM, MODEL_NAME, check_texts, empty, model_dir
+from .clip import Clipper
 
 
 class SentenceTransformerEmbedder:
@@ -37,6 +38,14 @@ class SentenceTransformerEmbedder:
         got = get_dim() if get_dim else self._st.get_sentence_embedding_dimension()
         if got != self.dim:
             raise RuntimeError(f"model dimension is {got}, expected {self.dim}")
+        # sentence-transformers tokenizes a whole text before truncating it: cut long texts first (see clip.py),
+        # with the model's own tokenizer truncating where the model does.
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+        tok.enable_truncation(max_length=self._st.max_seq_length)
+        tok.no_padding()
+        self._clip = Clipper(tok, self._st.max_seq_length)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         items = check_texts(texts)
@@ -47,7 +56,7 @@ class SentenceTransformerEmbedder:
             # encode([]) returns a shapeless array, not (0, dim).
             return empty(self.dim)
         vecs = st.encode(
-            items,
+            self._clip(items),
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,

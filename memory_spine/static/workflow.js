@@ -33,12 +33,17 @@ MS.page(async () => {
         el("a", { href: `/ui/traces/${encodeURIComponent(e.trace_id)}#${e.span_id}`, class: "sub" }, `in ${e.span}`))));
   }
 
+  // The page's origin as one shell word ([::1] would be a glob pattern unquoted); it holds no single quote.
+  function shellWord(text) {
+    return /^[\w@%+=:,.\/-]+$/.test(text) ? text : `'${text}'`;
+  }
+
   function resumeBox(w) {
     const box = MS.$("#resume");
     MS.clear(box);
     const open = w.escalations.filter((e) => e.status === "open");
     const rerun = w.workflow === "code-review"
-      ? `python examples/code_review.py --memory-url ${location.origin} --workflow-id ${w.workflow_id}`
+      ? `python examples/code_review.py --memory-url ${shellWord(location.origin)} --workflow-id ${w.workflow_id_shell}`
       : `await run_workflow(client, ${JSON.stringify(w.workflow_id)}, steps)  # the same id and steps`;
     const resumeAfter = w.steps.filter((s) => s.state === "done").map((s) => s.name).pop();
     if (w.status === "paused") {

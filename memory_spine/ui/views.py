@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import threading
 import time
 from collections import defaultdict, deque
@@ -398,6 +399,9 @@ def workflow(svc: MemoryService, workflow_id: str) -> dict[str, Any]:
         # Usage only grows: the largest figures among the checkpoints' and escalations' are the latest.
         "usage": _usage(latest_meta.get("usage"), *[(e.get("metadata") or {}).get("usage") for e in escalations]),
         "workflow_id": workflow_id,
+        # For the console's "run it again" shell command: a stored id is anyone's text, so it is quoted for a
+        # POSIX shell (a crafted id must stay one argument, never become a command the operator pastes).
+        "workflow_id_shell": shlex.quote(workflow_id),
         "workflow": traces[0][1].get("workflow") if traces else None,
         "status": status,
         "why": why,

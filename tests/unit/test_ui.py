@@ -261,3 +261,14 @@ async def test_a_failing_workflow_page_shows_its_steps_events_and_attempts(app, 
     assert wf["steps"][0]["output"] == {"rows": 3}
     with pytest.raises(NotFound):
         views.workflow(service, "nope")
+
+
+@pytest.mark.parametrize(
+    ("workflow_id", "shell"),
+    [("nightly-0007", "nightly-0007"), ("x; rm -rf ~", "'x; rm -rf ~'"), ("a'$(id)`b`", "'a'\"'\"'$(id)`b`'")],
+)
+def test_the_rerun_snippet_gets_the_workflow_id_quoted_for_a_shell(service, workflow_id, shell):
+    # A stored workflow id is anyone's text; the console pastes it into a shell command.
+    key = f"checkpoint:{workflow_id}:load"
+    service.ingest(MemoryIn(content="step load done", key=key, metadata={"workflow_id": workflow_id}))
+    assert views.workflow(service, workflow_id)["workflow_id_shell"] == shell
