@@ -5,6 +5,9 @@ MemorySpineError
  │    └── PayloadTooLarge
  ├── NotFound
  ├── Conflict(detail)
+ │    ├── LeaseLost         the lease_token is not the key's current claim's (renew, release)
+ │    └── StaleFence        a write under a claim whose fence token is no longer the key's current one
+ ├── Forbidden             a claim released without its lease_token
  ├── Unauthorized
  ├── NotReady
  ├── StorageError
@@ -59,6 +62,24 @@ class Conflict(MemorySpineError):
     def __init__(self, message: str, *, detail: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.detail = detail or {}
+
+
+class LeaseLost(Conflict):
+    """A renew or release presented a lease_token that is not the key's current claim's: the lease is gone."""
+
+    type = "lease_lost"
+
+
+class StaleFence(Conflict):
+    """A write carried a fence token that is no longer the current claim's on that key (a newer holder took it)."""
+
+    type = "stale_fence"
+
+
+class Forbidden(MemorySpineError):
+    """The request lacks the credential the action needs (e.g. a claim's lease_token)."""
+
+    type = "forbidden"
 
 
 class Unauthorized(MemorySpineError):

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import (
     Conflict,
     DataDirLocked,
+    Forbidden,
     InvalidInput,
     MemorySpineError,
     NotFound,
@@ -38,6 +39,7 @@ STATUS: dict[type[MemorySpineError], int] = {
     NotFound: 404,
     Conflict: 409,
     Unauthorized: 401,
+    Forbidden: 403,
     NotReady: 503,
     StorageError: 503,
     StorageFull: 507,

@@ -127,11 +127,13 @@ async def test_unknown_route_is_json_404(client):
 async def test_claims_over_http(client):
     r = await client.post("/claims", json={"key": "dedup:x", "holder": "w1", "lease_seconds": 30})
     assert r.status_code == 201
+    token = {"X-Lease-Token": r.json()["lease_token"]}
     r = await client.post("/claims", json={"key": "dedup:x", "holder": "w2"})
     assert r.status_code == 409 and r.json()["claim"]["holder"] == "w1"
     assert (await client.get("/claims/dedup:x")).json()["holder"] == "w1"
-    assert (await client.delete("/claims/dedup:x", params={"holder": "w2"})).status_code == 409
-    assert (await client.delete("/claims/dedup:x", params={"holder": "w1"})).json() == {"released": True}
+    assert (await client.delete("/claims/dedup:x", params={"holder": "w1"})).status_code == 403
+    assert (await client.delete("/claims/dedup:x", headers={"X-Lease-Token": "nope"})).status_code == 409
+    assert (await client.delete("/claims/dedup:x", headers=token)).json() == {"released": True}
     assert (await client.get("/claims/dedup:x")).status_code == 404
 
 
