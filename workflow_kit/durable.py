@@ -21,9 +21,12 @@ Each record holds one output, so one step's output is bounded by the service's m
 default), not the whole workflow's; a bigger one is an InvalidInput naming the step. At most 1000 steps.
 
 A run holds the claim `workflow:{workflow_id}` (a lease, renewed while it runs): a second worker given the
-same id waits for it, then replays the result. The runner is at-least-once per step: a step killed midway
-runs again. Wrap its side effects in
-`idempotent()` (idempotency.py) to make them exactly-once. Spans come from tracing.py.
+same id waits for it, then replays the result. Sync steps run in a worker thread (asyncio.to_thread), so a
+blocking call never starves the renewal. Every checkpoint carries the claim's fencing token: once another
+worker has taken the claim over (this one froze or lost the service for longer than the lease), the service
+refuses this one's writes (409 stale_fence) and the run stops with LeaseLost before its next step. The runner
+is at-least-once per step: a step killed midway (or cut off by a lost lease) runs again. Wrap its side effects
+in `idempotent()` (idempotency.py) to make them exactly-once. Spans come from tracing.py.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from .errors import (
     PayloadTooLarge,
     ScopeViolation,
     ServiceError,
+    StaleFence,
     WorkflowChanged,
     WorkflowKitError,
     WorkflowPaused,
@@ -205,8 +209,8 @@ async def run_workflow(
             second worker running the same id waits, then replays the stored result instead of running
             steps twice. After a crash, a new holder waits out the lease; None runs without a claim.
         wait_timeout: how long to wait for another live run of the same id (ClaimTimeout after).
-        holder: this worker's name for the claim; a stable one (e.g. "worker-1") resumes at once after its
-            own crash, since re-claiming by the same holder renews. Default: host:pid:random.
+        holder: this worker's name for the claim, shown in the console and in 409s (not a credential: the
+            secret lease token is). Default: host:pid:random.
         timeout: the whole run's timeout budget in seconds (budget.py); `step_timeout` each step's.
         autonomy: scope, budget ceiling and escalation (autonomy.py); a paused workflow raises WorkflowPaused.
         journal: keep running when the service is out: writes go to this local journal and are flushed when
@@ -256,7 +260,10 @@ async def run_workflow(
                 with root_cm as root:
                     trace_id = tracing.current_trace_id()
                     async with budget.deadline(timeout, name=f"workflow {workflow_id}"):
-                        async with _exclusive(client, workflow_id, journal, lease_seconds, wait_timeout, holder):
+                        async with _exclusive(
+                            client, workflow_id, journal, lease_seconds, wait_timeout, holder
+                        ) as lease:
+                            opts.lease = lease
                             run = await _run(client, workflow_id, named, names, initial, opts)
                     run.trace_id = trace_id
                     root.set_attribute("workflow_kit.ran", run.ran)
@@ -284,6 +291,7 @@ class _Options:
     autonomy: Autonomy | None
     journal: Journal | None
     shutdown: Shutdown | None
+    lease: _claims.Lease | None = None
 
 
 @asynccontextmanager
@@ -294,7 +302,7 @@ async def _exclusive(
     lease_seconds: float | None,
     wait_timeout: float,
     holder: str | None,
-) -> AsyncIterator[None]:
+) -> AsyncIterator[_claims.Lease | None]:
     """Hold the workflow: the service claim `workflow:{id}`, plus the journal's local lock when there is one.
 
     With a journal, a service that cannot be reached does not stop the run: the local lock alone keeps other
@@ -302,11 +310,11 @@ async def _exclusive(
     """
     async with journal.lock(workflow_id, wait_timeout) if journal is not None else nullcontext():
         if lease_seconds is None:
-            yield
+            yield None
             return
         key, holder = f"workflow:{workflow_id}", holder or _claims.default_holder()
         try:
-            await _claims.acquire(client, key, holder, lease_seconds, wait_timeout)
+            lease = await _claims.acquire(client, key, holder, lease_seconds, wait_timeout)
         except ServiceError as exc:
             if journal is None:
                 raise
@@ -314,13 +322,13 @@ async def _exclusive(
                 "memory service unavailable: running without the workflow claim (journal lock only)",
                 extra={"workflow_id": workflow_id, "error": str(exc)},
             )
-            yield
+            yield None
             return
         try:
-            async with _claims.kept_alive(client, key, holder, lease_seconds):
-                yield
+            async with _claims.kept_alive(client, lease):
+                yield lease
         finally:
-            await _claims.release(client, key, holder)
+            await _claims.release(client, lease)
 
 
 async def _read_checkpoints(client: MemoryClient, workflow_id: str, journal: Journal | None) -> list[dict[str, Any]]:
@@ -345,13 +353,23 @@ async def _read_checkpoints(client: MemoryClient, workflow_id: str, journal: Jou
 
 
 async def _write_checkpoint(
-    client: MemoryClient, workflow_id: str, step_name: str, data: dict[str, Any], journal: Journal | None
+    client: MemoryClient,
+    workflow_id: str,
+    step_name: str,
+    data: dict[str, Any],
+    journal: Journal | None,
+    lease: _claims.Lease | None,
 ) -> None:
+    fence = lease.fence_ref() if lease is not None else None
     try:
         if journal is None:
-            await client.checkpoint(workflow_id, step_name, data)
+            await client.checkpoint(workflow_id, step_name, data, fence=fence)
         else:
-            await journal.write(client, workflow_id, checkpoint_body(workflow_id, step_name, data))
+            await journal.write(client, workflow_id, checkpoint_body(workflow_id, step_name, data, fence=fence))
+    except StaleFence as exc:
+        if lease is None:
+            raise
+        raise lease.fenced_out(exc) from None
     except (InvalidInput, PayloadTooLarge) as exc:
         raise InvalidInput(
             f"checkpoint of step {step_name!r}", exc.problem if isinstance(exc, InvalidInput) else exc.message
@@ -424,6 +442,8 @@ async def _run(
             last_done = names[index - 1] if index else None
             if opts.shutdown is not None and opts.shutdown.requested:
                 raise WorkflowStopped(workflow_id, last_done, step_name, resumed_after=resumed_after)
+            if opts.lease is not None:
+                opts.lease.check()  # a lost claim: another worker may be running this workflow now
             if guard is not None:
                 guard.step = step_name
                 try:
@@ -456,9 +476,7 @@ async def _run(
                             window = await stack.enter_async_context(opts.shutdown.step_window())
                         await stack.enter_async_context(budget.deadline(opts.step_timeout, name=f"step {step_name}"))
                         stack.enter_context(_metrics.acting_as(f"step:{step_name}"))
-                        value = fn(ctx) if _takes_context(fn) else fn()
-                        if inspect.isawaitable(value):
-                            value = await value
+                        value = await (_claims.call(fn, ctx) if _takes_context(fn) else _claims.call(fn))
                 except BaseException as exc:
                     m.observe_agent(f"step:{step_name}", time.monotonic() - started, "error")
                     if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt: OTel leaves those unset
@@ -495,7 +513,7 @@ async def _run(
                 if guard is not None:
                     data["usage"] = guard.now_usage().to_dict()
                 with _metrics.acting_as(f"step:{step_name}"):
-                    await _write_checkpoint(client, workflow_id, step_name, data, opts.journal)
+                    await _write_checkpoint(client, workflow_id, step_name, data, opts.journal, opts.lease)
                 ran.append(step_name)
                 m.observe_agent(f"step:{step_name}", time.monotonic() - started, "ok")
                 log.info(

@@ -13,8 +13,8 @@ The next write or `flush()` after the service is back delivers what is pending, 
 sent while something older waits) and **idempotently** (each record carries its id, and the service upserts
 by id, so a record delivered twice, say by a flush that timed out after the service had stored it, is one
 record). `{workflow_id}.flushed` holds the sequence number of the last delivered record. A record the service
-refuses outright (422/413) is marked rejected and skipped, and its error raised to the writer if it is the
-record being written.
+refuses outright (422/413, or 409 stale_fence: written under a claim another worker has taken since) is marked
+rejected and skipped, and its error raised to the writer if it is the record being written.
 
 The file also mirrors what was delivered, so a run started while the service is down resumes from it. A run
 with neither the service nor any journal line for its workflow refuses to start: it cannot tell a fresh
@@ -45,7 +45,7 @@ from typing import Any
 from . import metrics as _metrics
 from .breaker import CircuitBreaker
 from .client import MemoryClient, check_workflow_id
-from .errors import CircuitOpen, ClaimTimeout, InvalidInput, PayloadTooLarge, ServiceError
+from .errors import CircuitOpen, ClaimTimeout, InvalidInput, PayloadTooLarge, ServiceError, StaleFence
 
 __all__ = ["Journal", "current_journal", "recall"]
 
@@ -260,7 +260,8 @@ class Journal:
                     self.breaker.settle(exc)
                     raise
                 self.breaker.settle(None)
-            except (InvalidInput, PayloadTooLarge) as exc:
+            except (InvalidInput, PayloadTooLarge, StaleFence) as exc:
+                # Refused for good; a stale fence too: written under a claim another worker has since taken.
                 self._append_line(workflow_id, {"seq": entry["seq"], "rejected": True, "error": str(exc)[:500]})
                 self._entries[workflow_id] = [e for e in self._entries[workflow_id] if e["seq"] != entry["seq"]]
                 if entry["seq"] == strict:
