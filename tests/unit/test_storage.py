@@ -139,6 +139,7 @@ def test_fenced_put(store):
         store.put([rec("c"), stale])
     assert store.get("b", 201) is None and store.get("c", 201) is None  # all or nothing
 
+
 def test_dimension_mismatch_is_refused(tmp_path):
     SQLiteStorage(tmp_path / "m.db", DIM).close()
     with pytest.raises(StorageError, match="dimensional"):

@@ -27,7 +27,6 @@ from ..errors import AllFailed, CircuitOpen
 __all__ = ["BranchFailure", "FanOut", "fan_out"]
 
 
-
 @dataclass
 class BranchFailure:
     """Why a branch gave no result: kind is timeout | error | rejected."""
