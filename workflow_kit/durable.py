@@ -47,11 +47,12 @@ from . import autonomy as _autonomy
 from . import journal as _journal
 from . import metrics as _metrics
 from .autonomy import Autonomy, Guard, Usage
-from .client import MemoryClient, _current, check_step_name, check_workflow_id, checkpoint_body
+from .client import MemoryClient, _current, check_step_name, check_workflow_id, checkpoint_body, new_id
 from .errors import (
     AutonomyError,
     BudgetExceeded,
     InvalidInput,
+    LeaseLost,
     PayloadTooLarge,
     ScopeViolation,
     ServiceError,
@@ -114,6 +115,11 @@ class WorkflowRun:
     replayed: bool = False  # the workflow had completed before: nothing ran
     trace_id: str | None = None
     usage: dict[str, Any] | None = None  # with autonomy=: tokens, cost, steps, seconds spent so far
+    resumed_from: str | None = None  # the step this call resumed at (None: a fresh start, or a replay)
+    status: str = "completed"  # or, on the `.run` of an exception: failed, stopped, paused, lease_lost
+    error: str | None = None  # "Type: message" of what ended a run that did not complete
+    run_id: str | None = None  # this call's run record: run:{workflow_id}:{run_id}
+    holder: str | None = None
 
 
 def _named(steps: Sequence[StepFn | tuple[str, StepFn]]) -> list[tuple[str, StepFn]]:
@@ -232,6 +238,8 @@ async def run_workflow(
     named = _named(steps)
     names = [n for n, _ in named]
     initial = _json.roundtrip(dict(state or {}), "state")
+    holder = holder or _claims.default_holder()
+    record = _RunRecord(client, journal, workflow_id, name or workflow_id, holder)
     if trace:
         tracing.install()
     token = _current.set(client)
@@ -248,7 +256,8 @@ async def run_workflow(
     trace_id = None
     status = "failed"
     started = time.monotonic()
-    opts = _Options(step_timeout, autonomy, journal, shutdown)
+    opts = _Options(step_timeout, autonomy, journal, shutdown, run=record)
+    run: WorkflowRun | None = None
     try:
         with (
             _metrics.using(metrics) as m,
@@ -258,23 +267,46 @@ async def run_workflow(
         ):
             try:
                 with root_cm as root:
-                    trace_id = tracing.current_trace_id()
+                    trace_id = record.trace_id = tracing.current_trace_id()
                     async with budget.deadline(timeout, name=f"workflow {workflow_id}"):
                         async with _exclusive(
                             client, workflow_id, journal, lease_seconds, wait_timeout, holder
                         ) as lease:
                             opts.lease = lease
                             run = await _run(client, workflow_id, named, names, initial, opts)
-                    run.trace_id = trace_id
+                            run.trace_id, run.run_id, run.holder = trace_id, record.run_id, holder
+                            await record.end(run)
                     root.set_attribute("workflow_kit.ran", run.ran)
                     root.set_attribute("workflow_kit.replayed", run.replayed)
                     tracing.record(outputs=run.result, on=root)
                 status = "completed"
-            except WorkflowStopped:
-                status = "stopped"
-                raise
-            except (WorkflowPaused, AutonomyError):
-                status = "paused"
+            except BaseException as exc:
+                status = _ended_as(exc)
+                # What the run did goes with the exception: `exc.run` (status, error, trace id, ...) and
+                # `exc.trace_id`, so a failure can be looked up in the console as trace:{trace_id}.
+                failed = WorkflowRun(
+                    workflow_id,
+                    None,
+                    dict(record.outputs),
+                    {},
+                    list(record.ran),
+                    record.resumed_after,
+                    trace_id=trace_id,
+                    usage=record.usage,
+                    resumed_from=record.resumed_from,
+                    status=status,
+                    error=f"{type(exc).__name__}: {exc}"[:2000],
+                    run_id=record.run_id if record.started else None,
+                    holder=holder,
+                )
+                await record.end(failed)
+                try:
+                    exc.run = failed  # type: ignore[attr-defined]
+                    exc.trace_id = trace_id  # type: ignore[attr-defined]
+                    if trace_id and isinstance(exc, Exception):
+                        exc.add_note(f"workflow {workflow_id!r} run {record.run_id}: trace {trace_id}")
+                except AttributeError:  # an exception type with __slots__: it goes as it is
+                    pass
                 raise
             finally:
                 m.observe_workflow(name or workflow_id, time.monotonic() - started, status, cost=spent[1])
@@ -282,7 +314,88 @@ async def run_workflow(
         _current.reset(token)
         if trace and trace_id:
             await tracing.flush(trace_id)
+    assert run is not None
     return run
+
+
+def _ended_as(exc: BaseException) -> str:
+    if isinstance(exc, WorkflowStopped):
+        return "stopped"
+    if isinstance(exc, WorkflowPaused | AutonomyError):
+        return "paused"
+    if isinstance(exc, LeaseLost):
+        return "lease_lost"
+    return "failed"
+
+
+class _RunRecord:
+    """This call's run record, `run:{workflow_id}:{run_id}` (content and key; tags run, workflow, the id):
+    written when the run starts (status running, holder, trace id) and updated when it ends (completed, failed,
+    stopped, paused or lease_lost; error, steps ran, usage). A run killed in between keeps saying running while
+    nobody holds its claim: the console shows it as died. Never fails the run (a lost record is logged)."""
+
+    def __init__(
+        self, client: MemoryClient, journal: Journal | None, workflow_id: str, workflow: str, holder: str
+    ) -> None:
+        self.client, self.journal = client, journal
+        self.workflow_id, self.workflow, self.holder = workflow_id, workflow, holder
+        self.run_id = new_id()
+        self.trace_id: str | None = None
+        self.started_at = time.time()
+        self.started = False
+        self.outputs: dict[str, Any] = {}
+        self.ran: list[str] = []
+        self.resumed_after: str | None = None
+        self.resumed_from: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def _body(self, **meta: Any) -> dict[str, Any]:
+        key = f"run:{self.workflow_id}:{self.run_id}"
+        return {
+            "content": key,
+            "key": key,
+            "id": self.run_id,
+            "tags": ["run", "workflow", self.workflow_id],
+            "metadata": {
+                "workflow_id": self.workflow_id,
+                "workflow": self.workflow,
+                "run_id": self.run_id,
+                "holder": self.holder,
+                "trace_id": self.trace_id,
+                "started_at": self.started_at,
+                "kit": FORMAT,
+                **meta,
+            },
+        }
+
+    async def _write(self, body: dict[str, Any]) -> None:
+        try:
+            if self.journal is not None:
+                await self.journal.write(self.client, self.workflow_id, body)
+            else:
+                await self.client.ingest(body.pop("content"), **body)
+        except (WorkflowKitError, TimeoutError) as exc:
+            log.warning("run record not stored", extra={"workflow_id": self.workflow_id, "error": str(exc)})
+
+    async def start(self) -> None:
+        self.started = True
+        await self._write(self._body(status="running"))
+
+    async def end(self, run: WorkflowRun) -> None:
+        if not self.started or getattr(self, "_ended", False):
+            return
+        self._ended = True
+        await self._write(
+            self._body(
+                status=run.status,
+                error=run.error,
+                ended_at=time.time(),
+                ran=list(run.ran),
+                resumed_from=run.resumed_from,
+                replayed=run.replayed,
+                usage=run.usage,
+            )
+        )
 
 
 @dataclass
@@ -292,6 +405,7 @@ class _Options:
     journal: Journal | None
     shutdown: Shutdown | None
     lease: _claims.Lease | None = None
+    run: _RunRecord | None = None
 
 
 @asynccontextmanager
@@ -391,8 +505,23 @@ async def _guard_for(
             "`workflow_kit.autonomy.resume(client, workflow_id)` lets it go on",
         )
     approved = {(m.get("step"), m.get("kind")) for m in metas if m.get("status") == "resolved"}
-    usage = Usage.from_dicts((latest or {}).get("usage"), *[m.get("usage") for m in metas])
+    # Usage only grows: the largest figures among checkpoints, escalations and run records (a failed run's
+    # record keeps what its failed step spent) are the workflow's total over all its runs.
+    runs = await _run_records(client, workflow_id)
+    usage = Usage.from_dicts(
+        (latest or {}).get("usage"),
+        *[m.get("usage") for m in metas],
+        *[(r.get("metadata") or {}).get("usage") for r in runs],
+    )
     return Guard(autonomy, client, workflow_id, usage=usage, approved=approved, journal=journal)
+
+
+async def _run_records(client: MemoryClient, workflow_id: str) -> list[dict[str, Any]]:
+    """The workflow's run records, newest first (at most 1000)."""
+    try:
+        return (await client.list_keys(f"run:{workflow_id}:", limit=1000)).get("results") or []
+    except (ServiceError, TimeoutError):
+        return []  # degraded: the checkpoints' usage is what there is
 
 
 async def _refused(guard: Guard | None, exc: AutonomyError) -> None:
@@ -418,6 +547,8 @@ async def _run(
     start = 0
     resumed_after = None
     records = await _read_checkpoints(client, workflow_id, opts.journal)
+    if opts.run is not None:  # after the read: a journaled run record must not pass for a journaled checkpoint
+        await opts.run.start()
     if records:
         start, outputs, stored_state = _restore(workflow_id, names, records)
         state = stored_state if stored_state is not None else state
@@ -429,13 +560,17 @@ async def _run(
             "resuming workflow",
             extra={"workflow_id": workflow_id, "after": resumed_after, "next": names[start]},
         )
+    resumed_from = names[start] if resumed_after is not None else None
+    ran: list[str] = []
+    if opts.run is not None:  # what the run record (and a failure's `exc.run`) reports
+        opts.run.resumed_after, opts.run.resumed_from = resumed_after, resumed_from
+        opts.run.outputs, opts.run.ran = outputs, ran
 
     guard = None
     if opts.autonomy is not None:
         latest = (records[0].get("metadata") or {}) if records else None
         guard = await _guard_for(client, workflow_id, opts.autonomy, opts.journal, latest)
     m = _metrics.current()
-    ran: list[str] = []
     with _autonomy.guarding(guard):
         for index in range(start, len(named)):
             step_name, fn = named[index]
@@ -495,6 +630,8 @@ async def _run(
                         ) from None
                     if isinstance(exc, ScopeViolation | BudgetExceeded):
                         await _refused(guard, exc)
+                    if guard is not None and opts.run is not None:
+                        opts.run.usage = guard.now_usage().to_dict()  # spent, though the step failed
                     raise
                 value = _json.roundtrip(value, f"output of step {step_name!r}")
                 state = _json.roundtrip(ctx.state, f"state after step {step_name!r}")
@@ -525,7 +662,17 @@ async def _run(
                     },
                 )
     usage = guard.now_usage().to_dict() if guard is not None else None
-    return WorkflowRun(workflow_id, outputs[names[-1]], outputs, state, ran, resumed_after, False, usage=usage)
+    return WorkflowRun(
+        workflow_id,
+        outputs[names[-1]],
+        outputs,
+        state,
+        ran,
+        resumed_after,
+        False,
+        usage=usage,
+        resumed_from=resumed_from,
+    )
 
 
 class Workflow:

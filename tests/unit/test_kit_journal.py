@@ -89,12 +89,13 @@ async def test_the_workflow_finishes_on_the_journal_and_flushes_in_order_once(ki
         "checkpoint:wf-j1",  # review
         "dedup",
         "checkpoint:wf-j1",  # post
+        "run:wf-j1",  # the run record's end (its start went out before)
         "trace",
     ]
     switch.down = False
     assert await keys(kit, "checkpoint:wf-j1:") == ["checkpoint:wf-j1:fetch"]  # only what went out before
 
-    assert await journal.flush(kit) == 4
+    assert await journal.flush(kit) == 5
     assert journal.pending("wf-j1") == []
     # In order: the newest write is the last step.
     assert await keys(kit, "checkpoint:wf-j1:") == [
