@@ -1,5 +1,6 @@
-"""What durability costs per step over HTTP against a real memory-spine (ONNX model): p50/p95 of a checkpoint,
-a claim, a whole idempotent() call, and a resume read. Printed (`pytest -s`) and bounded loosely."""
+"""What durability costs per step over HTTP against a real memory-spine (ONNX model): p50/p95 of a checkpoint
+(plain, and fenced: written under a claim, its fence checked in the write's transaction), a claim, a release,
+a whole idempotent() call, and a resume read. Printed (`pytest -s`) and bounded loosely."""
 
 from __future__ import annotations
 
@@ -39,10 +40,20 @@ async def timed(n, call):
 async def test_checkpoint_and_claim_overhead(server):
     async with MemoryClient(server.url) as client:
         await timed(20, lambda i: client.checkpoint("warm", f"s{i}", {"result": i}))  # warm up pool and model
+        tokens: dict[int, str] = {}
+
+        async def take(i: int) -> None:
+            tokens[i] = (await client.claim(f"dedup:bench{i}", holder="bench", lease_seconds=60))["lease_token"]
+
+        held = await client.claim("workflow:bench-fenced", lease_seconds=600)
+        fence = {"key": "workflow:bench-fenced", "token": held["fence"]}
         results = {
             "checkpoint": await timed(N, lambda i: client.checkpoint("bench", f"step{i}", {"result": {"i": i}})),
-            "claim": await timed(N, lambda i: client.claim(f"dedup:bench{i}", holder="bench", lease_seconds=60)),
-            "release": await timed(N, lambda i: client.release(f"dedup:bench{i}", holder="bench")),
+            "checkpoint (fenced)": await timed(
+                N, lambda i: client.checkpoint("bench-fenced", f"step{i}", {"result": {"i": i}}, fence=fence)
+            ),
+            "claim": await timed(N, take),
+            "release": await timed(N, lambda i: client.release(f"dedup:bench{i}", lease_token=tokens[i])),
             "latest_checkpoint": await timed(N, lambda i: client.latest_checkpoint("bench")),
             "idempotent (new key)": await timed(N // 2, lambda i: idempotent(client, "bench", {"i": i}, _noop)),
             "idempotent (cached)": await timed(N // 2, lambda i: idempotent(client, "bench", {"i": i}, _noop)),
@@ -51,6 +62,7 @@ async def test_checkpoint_and_claim_overhead(server):
         print(f"{name:>22}: p50 {r['p50']:7.2f} ms   p95 {r['p95']:7.2f} ms")
     # Loose bounds: a regression by an order of magnitude fails, CI noise does not.
     assert results["checkpoint"]["p50"] < 100
+    assert results["checkpoint (fenced)"]["p50"] < 100
     assert results["claim"]["p50"] < 50
 
 
