@@ -661,6 +661,9 @@ async def _run(
                         "duration_ms": round((time.monotonic() - started) * 1000, 3),
                     },
                 )
+            if index < len(named) - 1 and opts.run is not None:
+                # The step's span has ended: store the trace so far, so a run killed later leaves it behind.
+                await tracing.save_partial(opts.run.trace_id, opts.run.workflow, workflow_id)
     usage = guard.now_usage().to_dict() if guard is not None else None
     return WorkflowRun(
         workflow_id,

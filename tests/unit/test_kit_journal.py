@@ -87,6 +87,7 @@ async def test_the_workflow_finishes_on_the_journal_and_flushes_in_order_once(ki
     pending = journal.pending("wf-j1")
     assert [e["body"]["key"].rsplit(":", 1)[0] for e in pending] == [
         "checkpoint:wf-j1",  # review
+        "trace",  # the trace so far, stored after each step but the last
         "dedup",
         "checkpoint:wf-j1",  # post
         "run:wf-j1",  # the run record's end (its start went out before)
@@ -95,7 +96,7 @@ async def test_the_workflow_finishes_on_the_journal_and_flushes_in_order_once(ki
     switch.down = False
     assert await keys(kit, "checkpoint:wf-j1:") == ["checkpoint:wf-j1:fetch"]  # only what went out before
 
-    assert await journal.flush(kit) == 5
+    assert await journal.flush(kit) == 6
     assert journal.pending("wf-j1") == []
     # In order: the newest write is the last step.
     assert await keys(kit, "checkpoint:wf-j1:") == [
