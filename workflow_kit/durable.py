@@ -576,7 +576,9 @@ async def _run(
             step_name, fn = named[index]
             last_done = names[index - 1] if index else None
             if opts.shutdown is not None and opts.shutdown.requested:
-                raise WorkflowStopped(workflow_id, last_done, step_name, resumed_after=resumed_after)
+                raise WorkflowStopped(
+                    workflow_id, last_done, step_name, resumed_after=resumed_after, resumed_from=resumed_from
+                )
             if opts.lease is not None:
                 opts.lease.check()  # a lost claim: another worker may be running this workflow now
             if guard is not None:
@@ -626,7 +628,12 @@ async def _run(
                     )
                     if window is not None and isinstance(exc, TimeoutError) and window.expired():
                         raise WorkflowStopped(
-                            workflow_id, last_done, step_name, interrupted=step_name, resumed_after=resumed_after
+                            workflow_id,
+                            last_done,
+                            step_name,
+                            interrupted=step_name,
+                            resumed_after=resumed_after,
+                            resumed_from=resumed_from,
                         ) from None
                     if isinstance(exc, ScopeViolation | BudgetExceeded):
                         await _refused(guard, exc)

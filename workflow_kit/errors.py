@@ -335,6 +335,7 @@ class WorkflowStopped(WorkflowSignal):
         next: str | None,
         interrupted: str | None = None,
         resumed_after: str | None = None,
+        resumed_from: str | None = None,
     ) -> None:
         how = f"; step {interrupted!r} was cut off at the shutdown deadline" if interrupted else ""
         super().__init__(f"workflow {workflow_id!r} stopped after {after!r}, next run starts at {next!r}{how}")
@@ -342,4 +343,5 @@ class WorkflowStopped(WorkflowSignal):
         self.after = after
         self.next = next
         self.interrupted = interrupted
-        self.resumed_after = resumed_after  # where the stopped run itself had started from
+        self.resumed_after = resumed_after  # the checkpointed step the stopped run itself had started after
+        self.resumed_from = resumed_from  # the step it had resumed at (None: it started fresh)
