@@ -21,19 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.test_kit_durable import lines, wait_for
+
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).parent / "scripts" / "kit_fencing.py"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from tests.conftest import ServerProcess
-
-    srv = ServerProcess(tmp_path_factory.mktemp("fencing-server") / "data").start()
-    yield srv
-    srv.stop()
 
 
 def start(url: str, wf: str, work: Path, *args: str) -> subprocess.Popen:
@@ -47,28 +40,15 @@ def start(url: str, wf: str, work: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"worker exited early ({proc.returncode}): {proc.stderr.read()}")
-        assert time.monotonic() < deadline, f"{path.name} never appeared"
-        time.sleep(0.01)
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
 def effects(work: Path) -> list[str]:
     return [line.split()[0] for line in lines(work / "effects")]
 
 
-def test_a_sync_step_blocking_three_leases_runs_once(server, tmp_path):
+def test_a_sync_step_blocking_three_leases_runs_once(module_server, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     flags = ("--mode", "slow", "--lease", "1", "--block", "3")
-    workers = [start(server.url, "fence-slow", work, *flags) for _ in range(2)]
+    workers = [start(module_server.url, "fence-slow", work, *flags) for _ in range(2)]
     outs = []
     for w in workers:
         out, err = w.communicate(timeout=60)
@@ -79,15 +59,15 @@ def test_a_sync_step_blocking_three_leases_runs_once(server, tmp_path):
     assert all(o["result"] == "after done" for o in outs)
 
 
-def test_a_stopped_worker_that_lost_its_lease_cannot_write_and_stops(server, tmp_path):
+def test_a_stopped_worker_that_lost_its_lease_cannot_write_and_stops(module_server, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     flags = ("--mode", "hang", "--lease", "1", "--hang", "2")
-    frozen = start(server.url, "fence-stop", work, *flags)
+    frozen = start(module_server.url, "fence-stop", work, *flags)
     wait_for(work / "hanging", frozen)
     frozen.send_signal(signal.SIGSTOP)  # a GC pause, a swapped-out VM: alive, but not renewing
     try:
-        taker = start(server.url, "fence-stop", work, *flags[:-2], "--hang", "0")
+        taker = start(module_server.url, "fence-stop", work, *flags[:-2], "--hang", "0")
         out, err = taker.communicate(timeout=60)
         assert taker.returncode == 0, err
         assert json.loads(out.strip().splitlines()[-1])["ran"] == ["one", "two", "three"]
@@ -98,22 +78,22 @@ def test_a_stopped_worker_that_lost_its_lease_cannot_write_and_stops(server, tmp
     starts = lines(work / "starts")
     assert not any(s.startswith(("two", "three")) and s.endswith(f" {frozen.pid}") for s in starts), starts
     assert effects(work) == ["one", "two", "three"], lines(work / "effects")  # each once, in order
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=module_server.url) as http:
         cps = http.get("/keys", params={"prefix": "checkpoint:fence-stop:"}).json()["results"]
         assert sorted(c["key"] for c in cps) == [f"checkpoint:fence-stop:{s}" for s in ("one", "three", "two")]
         runs = http.get("/keys", params={"prefix": "run:fence-stop:"}).json()["results"]
         assert sorted(r["metadata"]["status"] for r in runs) == ["completed", "lease_lost"]
 
 
-def test_a_killed_run_shows_as_died_in_the_console(server, tmp_path):
+def test_a_killed_run_shows_as_died_in_the_console(module_server, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    doomed = start(server.url, "fence-kill", work, "--mode", "hang", "--lease", "1", "--hang", "30")
+    doomed = start(module_server.url, "fence-kill", work, "--mode", "hang", "--lease", "1", "--hang", "30")
     wait_for(work / "hanging", doomed)
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=10)
     time.sleep(1.2)  # its lease runs out
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=module_server.url) as http:
         page = http.get("/ui/api/workflows/fence-kill")
         assert page.status_code == 200, page.text
         doc = page.json()
@@ -122,7 +102,7 @@ def test_a_killed_run_shows_as_died_in_the_console(server, tmp_path):
         listed = {r["workflow_id"]: r for r in http.get("/ui/api/workflows").json()["results"]}
         assert listed["fence-kill"]["status"] == "failed" and "died" in listed["fence-kill"]["why"]
         # Run again: it finishes; the console then lists both runs, the dead one still as died.
-        rerun = start(server.url, "fence-kill", work, "--mode", "hang", "--lease", "1", "--hang", "0")
+        rerun = start(module_server.url, "fence-kill", work, "--mode", "hang", "--lease", "1", "--hang", "0")
         out, err = rerun.communicate(timeout=60)
         assert rerun.returncode == 0, err
         doc = http.get("/ui/api/workflows/fence-kill").json()

@@ -45,11 +45,6 @@ def main() -> None:
         append("effects", "slow")
         return "slow done"
 
-    async def after() -> str:
-        append("starts", "after")
-        append("effects", "after")
-        return "after done"
-
     async def one(ctx) -> dict:
         append("starts", "one")
 
@@ -62,17 +57,15 @@ def main() -> None:
         await asyncio.sleep(args.hang)  # SIGSTOP (or SIGKILL) lands here
         return got
 
-    async def two() -> str:
-        append("starts", "two")
-        append("effects", "two")
-        return "two done"
+    def plain(name: str):  # a step whose effect is not idempotent: at-least-once, unless the run is fenced out
+        async def run() -> str:
+            append("starts", name)
+            append("effects", name)
+            return f"{name} done"
 
-    async def three() -> str:
-        append("starts", "three")
-        append("effects", "three")
-        return "three done"
+        return (name, run)
 
-    steps = [slow, after] if args.mode == "slow" else [one, two, three]
+    steps = [slow, plain("after")] if args.mode == "slow" else [one, plain("two"), plain("three")]
 
     async def run() -> int:
         async with MemoryClient(args.url) as client:
