@@ -137,6 +137,29 @@ async def test_claims_over_http(client):
     assert (await client.get("/claims/dedup:x")).status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/claims", {"key": "k", "lease_token": "a\x00b"}, "lease_token"),
+        ("POST", "/claims", {"key": "k", "lease_token": "x" * 300}, "lease_token"),
+        ("POST", "/ingest", {"content": "c", "fence": {"key": "k\x00", "token": 1}}, "fence.key"),
+        ("POST", "/ingest", {"content": "c", "fence": {"key": "k", "token": 2**63}}, "fence.token"),
+        ("POST", "/ingest", {"content": "c", "fence": {"key": "k", "token": -1}}, "fence.token"),
+        ("POST", "/ingest", {"content": "c", "fence": {"key": "k"}}, "fence.token"),
+        ("POST", "/ingest", {"content": "c", "fence": {"key": "k", "token": 1, "x": 1}}, "fence.x"),
+    ],
+)
+async def test_bad_lease_tokens_and_fences_are_422_naming_the_field(client, method, path, body, field):
+    r = await client.request(method, path, json=body)
+    assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+
+
+async def test_a_bad_lease_token_header_is_refused_not_a_500(client):
+    await client.post("/claims", json={"key": "hdr"})
+    r = await client.delete("/claims/hdr", headers={"X-Lease-Token": "\x7f" * 300})
+    assert r.status_code in (409, 422), r.text
+
+
 def test_second_open_of_a_data_dir_is_refused(service, settings):
     with pytest.raises(DataDirLocked):
         MemoryService.open(settings)
