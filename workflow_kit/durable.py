@@ -26,7 +26,12 @@ blocking call never starves the renewal. Every checkpoint carries the claim's fe
 worker has taken the claim over (this one froze or lost the service for longer than the lease), the service
 refuses this one's writes (409 stale_fence) and the run stops with LeaseLost before its next step. The runner
 is at-least-once per step: a step killed midway (or cut off by a lost lease) runs again. Wrap its side effects
-in `idempotent()` (idempotency.py) to make them exactly-once. Spans come from tracing.py.
+in `idempotent()` (idempotency.py) to make them exactly-once. Spans come from tracing.py; the trace so far is
+stored after each step, the whole one at the end.
+
+Each call writes a run record `run:{workflow_id}:{run_id}` (status running, holder, trace id) once it has read
+the checkpoints, and updates it at the end (completed, failed, stopped, paused or lease_lost; error, steps ran,
+usage). A killed run's record keeps saying running with nobody holding the claim: the console shows it died.
 """
 
 from __future__ import annotations
