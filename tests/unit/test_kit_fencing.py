@@ -184,3 +184,29 @@ async def test_signals_get_past_except_exception(client):
 
     with pytest.raises(WorkflowSignal):
         await run_workflow(client, "wf-sig", [swallower], trace=False)
+
+
+async def test_a_dedup_record_cannot_be_written_once_the_claim_was_taken_over(client):
+    from workflow_kit import dedup_key
+
+    key = f"dedup:{dedup_key('charge', {'order': 7})}"
+    tokens: list[str] = []
+    original = client.claim
+
+    async def spy(k, **kw):
+        got = await original(k, **kw)
+        if k == key and "lease_token" in got:
+            tokens.append(got["lease_token"])
+        return got
+
+    client.claim = spy  # type: ignore[method-assign]
+
+    async def charge_card(params):
+        # While the action runs, its lease is lost and another worker takes the key (a frozen holder's fate).
+        await client.release(key, lease_token=tokens[0])
+        await original(key, holder="other", lease_seconds=60)
+        return {"charged": params["order"]}
+
+    with pytest.raises(LeaseLost):
+        await idempotent(client, "charge", {"order": 7}, charge_card)
+    assert await client.find_key(key) is None  # the stale holder's result was not recorded
