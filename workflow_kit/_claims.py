@@ -41,6 +41,9 @@ class Lease:
     token: str | None  # the secret lease token (None from a service without them)
     fence: int | None
     lost: str | None = None  # why the lease is gone, once a renewal found out
+    # With a journal, an unreachable service is no reason to stop (the run goes on degraded; its journaled
+    # writes carry the fence and are refused on delivery if another worker took the claim meanwhile).
+    tolerate_outage: bool = False
 
     def fence_ref(self) -> dict[str, Any] | None:
         """The `fence` field of a write made under this claim."""
@@ -137,7 +140,7 @@ async def _renew(client: MemoryClient, lease: Lease) -> None:
             return
         except WorkflowKitError as exc:
             log.warning("could not renew a claim", extra={"key": lease.key, "error": str(exc)})
-            if time.monotonic() - renewed >= lease.lease_seconds:
+            if not lease.tolerate_outage and time.monotonic() - renewed >= lease.lease_seconds:
                 # Not renewed for a whole lease: another worker may hold the key by now. Stop before the next
                 # step; if nobody took it over, the next run (or this holder's next call) takes it again.
                 lease.lost = f"not renewed for {lease.lease_seconds:g}s ({exc.message})"

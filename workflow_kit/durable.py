@@ -36,6 +36,7 @@ usage). A killed run's record keeps saying running with nobody holding the claim
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -432,6 +433,15 @@ async def _exclusive(
             yield None
             return
         key, holder = f"workflow:{workflow_id}", holder or _claims.default_holder()
+        if journal is not None:
+            # Deliver what an earlier run on this host journaled while its claim (and fence) may still stand:
+            # after our own claim it would be fenced out. Never raises for an unreachable service.
+            await journal.flush(client, workflow_id)
+        kept = journal.kept_lease(workflow_id) if journal is not None else None
+        if kept is not None and kept.get("key") == key:
+            # A run on this host crashed holding the claim (we hold the flock: it is gone). Give its lease back
+            # with its own token rather than wait it out; the claim taken next has a new fence.
+            await _claims.release(client, _claims.Lease(key, "", 0, kept["lease_token"], None))
         try:
             lease = await _claims.acquire(client, key, holder, lease_seconds, wait_timeout)
         except ServiceError as exc:
@@ -443,11 +453,16 @@ async def _exclusive(
             )
             yield None
             return
+        if journal is not None and lease.token is not None:
+            journal.keep_lease(workflow_id, key, lease.token)
+            lease.tolerate_outage = True
         try:
             async with _claims.kept_alive(client, lease):
                 yield lease
         finally:
             await _claims.release(client, lease)
+            if journal is not None:
+                journal.drop_lease(workflow_id)
 
 
 async def _read_checkpoints(client: MemoryClient, workflow_id: str, journal: Journal | None) -> list[dict[str, Any]]:
@@ -576,106 +591,118 @@ async def _run(
         latest = (records[0].get("metadata") or {}) if records else None
         guard = await _guard_for(client, workflow_id, opts.autonomy, opts.journal, latest)
     m = _metrics.current()
-    with _autonomy.guarding(guard):
-        for index in range(start, len(named)):
-            step_name, fn = named[index]
-            last_done = names[index - 1] if index else None
-            if opts.shutdown is not None and opts.shutdown.requested:
-                raise WorkflowStopped(
-                    workflow_id, last_done, step_name, resumed_after=resumed_after, resumed_from=resumed_from
-                )
-            if opts.lease is not None:
-                opts.lease.check()  # a lost claim: another worker may be running this workflow now
-            if guard is not None:
-                guard.step = step_name
-                try:
-                    guard.check_ceiling()
-                except BudgetExceeded as exc:
-                    await _refused(guard, exc)
-                    raise
-            with tracing.tracer().start_as_current_span(
-                f"step {step_name}",
-                attributes={
-                    tracing.KIND: "step",
-                    "workflow_kit.step": step_name,
-                    "workflow_kit.step_index": index,
-                },
-            ) as span:
-                ctx = StepContext(
-                    client,
-                    workflow_id,
-                    step_name,
-                    index,
-                    MappingProxyType(dict(outputs)),
-                    state,
-                    resumed=resumed_after is not None,
-                )
-                started = time.monotonic()
-                window = None
-                try:
-                    async with AsyncExitStack() as stack:
-                        if opts.shutdown is not None:
-                            window = await stack.enter_async_context(opts.shutdown.step_window())
-                        await stack.enter_async_context(budget.deadline(opts.step_timeout, name=f"step {step_name}"))
-                        stack.enter_context(_metrics.acting_as(f"step:{step_name}"))
-                        value = await (_claims.call(fn, ctx) if _takes_context(fn) else _claims.call(fn))
-                except BaseException as exc:
-                    m.observe_agent(f"step:{step_name}", time.monotonic() - started, "error")
-                    if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt: OTel leaves those unset
-                        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}"))
-                    log.warning(
-                        "step failed",
+    partial: asyncio.Task[str | None] | None = None
+    try:
+        with _autonomy.guarding(guard):
+            for index in range(start, len(named)):
+                step_name, fn = named[index]
+                last_done = names[index - 1] if index else None
+                if opts.shutdown is not None and opts.shutdown.requested:
+                    raise WorkflowStopped(
+                        workflow_id, last_done, step_name, resumed_after=resumed_after, resumed_from=resumed_from
+                    )
+                if opts.lease is not None:
+                    opts.lease.check()  # a lost claim: another worker may be running this workflow now
+                if guard is not None:
+                    guard.step = step_name
+                    try:
+                        guard.check_ceiling()
+                    except BudgetExceeded as exc:
+                        await _refused(guard, exc)
+                        raise
+                with tracing.tracer().start_as_current_span(
+                    f"step {step_name}",
+                    attributes={
+                        tracing.KIND: "step",
+                        "workflow_kit.step": step_name,
+                        "workflow_kit.step_index": index,
+                    },
+                ) as span:
+                    ctx = StepContext(
+                        client,
+                        workflow_id,
+                        step_name,
+                        index,
+                        MappingProxyType(dict(outputs)),
+                        state,
+                        resumed=resumed_after is not None,
+                    )
+                    started = time.monotonic()
+                    window = None
+                    try:
+                        async with AsyncExitStack() as stack:
+                            if opts.shutdown is not None:
+                                window = await stack.enter_async_context(opts.shutdown.step_window())
+                            await stack.enter_async_context(
+                                budget.deadline(opts.step_timeout, name=f"step {step_name}")
+                            )
+                            stack.enter_context(_metrics.acting_as(f"step:{step_name}"))
+                            value = await (_claims.call(fn, ctx) if _takes_context(fn) else _claims.call(fn))
+                    except BaseException as exc:
+                        m.observe_agent(f"step:{step_name}", time.monotonic() - started, "error")
+                        if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt: OTel leaves those unset
+                            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}"))
+                        log.warning(
+                            "step failed",
+                            extra={
+                                "workflow_id": workflow_id,
+                                "step": step_name,
+                                "error": f"{type(exc).__name__}: {exc}",
+                            },
+                        )
+                        if window is not None and isinstance(exc, TimeoutError) and window.expired():
+                            raise WorkflowStopped(
+                                workflow_id,
+                                last_done,
+                                step_name,
+                                interrupted=step_name,
+                                resumed_after=resumed_after,
+                                resumed_from=resumed_from,
+                            ) from None
+                        if isinstance(exc, ScopeViolation | BudgetExceeded):
+                            await _refused(guard, exc)
+                        if guard is not None and opts.run is not None:
+                            opts.run.usage = guard.now_usage().to_dict()  # spent, though the step failed
+                        raise
+                    value = _json.roundtrip(value, f"output of step {step_name!r}")
+                    state = _json.roundtrip(ctx.state, f"state after step {step_name!r}")
+                    outputs[step_name] = value
+                    final = index == len(named) - 1
+                    tracing.record(outputs=value, on=span)
+                    data = {
+                        "result": value,
+                        "step_index": index,
+                        "steps": names,
+                        "state": state,
+                        "status": "completed" if final else "running",
+                        "trace_id": tracing.current_trace_id(),  # the run that wrote it: its trace is trace:{id}
+                        "kit": FORMAT,
+                    }
+                    if guard is not None:
+                        data["usage"] = guard.now_usage().to_dict()
+                    with _metrics.acting_as(f"step:{step_name}"):
+                        await _write_checkpoint(client, workflow_id, step_name, data, opts.journal, opts.lease)
+                    ran.append(step_name)
+                    m.observe_agent(f"step:{step_name}", time.monotonic() - started, "ok")
+                    log.info(
+                        "step done",
                         extra={
                             "workflow_id": workflow_id,
                             "step": step_name,
-                            "error": f"{type(exc).__name__}: {exc}",
+                            "duration_ms": round((time.monotonic() - started) * 1000, 3),
                         },
                     )
-                    if window is not None and isinstance(exc, TimeoutError) and window.expired():
-                        raise WorkflowStopped(
-                            workflow_id,
-                            last_done,
-                            step_name,
-                            interrupted=step_name,
-                            resumed_after=resumed_after,
-                            resumed_from=resumed_from,
-                        ) from None
-                    if isinstance(exc, ScopeViolation | BudgetExceeded):
-                        await _refused(guard, exc)
-                    if guard is not None and opts.run is not None:
-                        opts.run.usage = guard.now_usage().to_dict()  # spent, though the step failed
-                    raise
-                value = _json.roundtrip(value, f"output of step {step_name!r}")
-                state = _json.roundtrip(ctx.state, f"state after step {step_name!r}")
-                outputs[step_name] = value
-                final = index == len(named) - 1
-                tracing.record(outputs=value, on=span)
-                data = {
-                    "result": value,
-                    "step_index": index,
-                    "steps": names,
-                    "state": state,
-                    "status": "completed" if final else "running",
-                    "trace_id": tracing.current_trace_id(),  # the run that wrote it: its trace is trace:{id}
-                    "kit": FORMAT,
-                }
-                if guard is not None:
-                    data["usage"] = guard.now_usage().to_dict()
-                with _metrics.acting_as(f"step:{step_name}"):
-                    await _write_checkpoint(client, workflow_id, step_name, data, opts.journal, opts.lease)
-                ran.append(step_name)
-                m.observe_agent(f"step:{step_name}", time.monotonic() - started, "ok")
-                log.info(
-                    "step done",
-                    extra={
-                        "workflow_id": workflow_id,
-                        "step": step_name,
-                        "duration_ms": round((time.monotonic() - started) * 1000, 3),
-                    },
-                )
-            if index < len(named) - 1 and opts.run is not None:
-                # The step's span has ended: store the trace so far, so a run killed later leaves it behind.
-                await tracing.save_partial(opts.run.trace_id, opts.run.workflow, workflow_id)
+                if index < len(named) - 1 and opts.run is not None:
+                    # The step's span has ended: store the trace so far (beside the next step, one at a time),
+                    # so a run killed later leaves it behind.
+                    if partial is not None:
+                        await partial
+                    partial = asyncio.create_task(
+                        tracing.save_partial(opts.run.trace_id, opts.run.workflow, workflow_id)
+                    )
+    finally:
+        if partial is not None:
+            await partial  # before the run's span ends: the whole trace, stored then, must land last
     usage = guard.now_usage().to_dict() if guard is not None else None
     return WorkflowRun(
         workflow_id,

@@ -201,7 +201,12 @@ class Journal:
 
     def forget(self, workflow_id: str) -> None:
         """Delete the workflow's journal files (after it finished and everything was delivered)."""
-        for p in (self.path(workflow_id), self._mark_path(workflow_id), self.directory / f"{workflow_id}.lock"):
+        for p in (
+            self.path(workflow_id),
+            self._mark_path(workflow_id),
+            self.directory / f"{workflow_id}.lock",
+            self._lease_path(workflow_id),
+        ):
             p.unlink(missing_ok=True)
         self._entries.pop(workflow_id, None)
 
@@ -291,6 +296,32 @@ class Journal:
     def degraded(self, workflow_id: str) -> bool:
         """Whether the workflow has records waiting for the service."""
         return bool(self.pending(workflow_id))
+
+    # -- the run's lease token ------------------------------------------------------------------------------
+    # Kept next to the journal while a run holds its workflow's claim, so that after a crash the next run on this
+    # host (which holds the flock, so the old run is gone: a frozen one would still hold it) can release the dead
+    # run's claim at once instead of waiting out its lease. Re-claiming gets a new fence.
+
+    def _lease_path(self, workflow_id: str) -> Path:
+        return self.directory / f"{workflow_id}.lease"
+
+    def keep_lease(self, workflow_id: str, key: str, token: str) -> None:
+        """Remember the lease token of the claim a run of this workflow holds (file mode 0600)."""
+        path = self._lease_path(workflow_id)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"key": key, "lease_token": token}, f)
+
+    def kept_lease(self, workflow_id: str) -> dict[str, str] | None:
+        """The lease a run of this workflow held and did not give back (it crashed), or None."""
+        try:
+            got = json.loads(self._lease_path(workflow_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return got if isinstance(got, dict) and isinstance(got.get("lease_token"), str) else None
+
+    def drop_lease(self, workflow_id: str) -> None:
+        self._lease_path(workflow_id).unlink(missing_ok=True)
 
     # -- local exclusion -----------------------------------------------------------------------------------
 

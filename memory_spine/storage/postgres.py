@@ -612,7 +612,8 @@ class PostgresStorage:
                     (to_dt(now),),
                 )
             ]
-            conn.execute("DELETE FROM claims WHERE expires_at <= now()")
+            # Lapsed claims stay a day (as on SQLite): their fence still admits late journal deliveries.
+            conn.execute("DELETE FROM claims WHERE expires_at <= now() - interval '1 day'")
         if on_commit is not None:
             on_commit(seqs)
         return seqs

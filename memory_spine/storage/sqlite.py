@@ -41,6 +41,7 @@ from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord,
 log = logging.getLogger("memory_spine.storage")
 
 SCHEMA_VERSION = 1
+CLAIM_GRACE_SECONDS = 86_400  # how long a lapsed claim (and its fence) is kept before purge_expired drops it
 OnCommit = Callable[[Any], None]
 # Every query excludes expired records with `expires_at IS NULL OR expires_at > now`; with the metadata in the same
 # index, a `where` filter on metadata is answered from the index alone instead of reading every row (vectors
@@ -959,7 +960,8 @@ class SQLiteStorage:
             "SELECT seq FROM memories WHERE expires_at IS NOT NULL AND expires_at <= ?",
             (now,),
             on_commit,
-            ("DELETE FROM claims WHERE expires_at <= ?", (now,)),
+            # Lapsed claims stay a day: their fence still admits writes a journal delivers late, until taken over.
+            ("DELETE FROM claims WHERE expires_at <= ?", (now - CLAIM_GRACE_SECONDS,)),
         )
 
     def forget_tombstones(self, upto_version: int) -> None:

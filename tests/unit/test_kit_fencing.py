@@ -210,3 +210,25 @@ async def test_a_dedup_record_cannot_be_written_once_the_claim_was_taken_over(cl
     with pytest.raises(LeaseLost):
         await idempotent(client, "charge", {"order": 7}, charge_card)
     assert await client.find_key(key) is None  # the stale holder's result was not recorded
+
+
+async def test_a_crashed_runs_lease_kept_in_its_journal_is_given_back_at_once(client, tmp_path):
+    from workflow_kit import Journal
+
+    journal = Journal(tmp_path / "journal")
+    dead = await client.claim("workflow:wf-kept", holder="crashed", lease_seconds=60)  # the crashed run's claim
+    journal.keep_lease("wf-kept", "workflow:wf-kept", dead["lease_token"])
+
+    async def work():
+        return (await client.get_claim("workflow:wf-kept"))["fence"]
+
+    started = time.monotonic()
+    run = await run_workflow(client, "wf-kept", [work], journal=journal, trace=False)
+    assert time.monotonic() - started < 5  # not the 60 s lease
+    assert run.result > dead["fence"]  # the new run claimed anew: a new fence
+    assert journal.kept_lease("wf-kept") is None  # given back at the end
+    # Without the token (another host's crash) the lease is waited out: the name alone proves nothing.
+    await client.claim("workflow:wf-other", holder="crashed", lease_seconds=0.5)
+    started = time.monotonic()
+    await run_workflow(client, "wf-other", [("other", lambda: 1)], journal=journal, holder="crashed", trace=False)
+    assert time.monotonic() - started >= 0.4
