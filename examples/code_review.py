@@ -273,9 +273,9 @@ async def main(argv: list[str] | None = None) -> int:
     configure_logging("ERROR" if args.quiet else "INFO")
     journal = Journal(args.journal_dir)
     api = FakeReviewAPI(args.journal_dir / f"{args.workflow_id}.effects.jsonl")
-    # One holder name per host and workflow, shown in the console. A re-run after a crash waits out the dead run's
-    # lease (the name is no credential; the lease token is). Two runs on this host are also kept apart by the
-    # journal's lock.
+    # One holder name per host and workflow, shown in the console (it is no credential). A re-run after a crash
+    # gives the dead run's claim back at once with the lease token kept next to the journal; two runs on this host
+    # are kept apart by the journal's lock.
     holder = f"code-review:{socket.gethostname()}:{args.workflow_id}"
     metrics = Metrics()
     result: dict[str, Any] = {"workflow_id": args.workflow_id, "status": "failed", "resumed_from": None}

@@ -118,7 +118,7 @@ def test_sigkill_at_any_moment_then_resume_posts_once(shared_server, tmp_path, m
 
     started = time.monotonic()
     out = finish(start(url, wf, journal, "--quiet"))
-    assert time.monotonic() - started < 30  # the killed run's 10 s lease is waited out, nothing longer
+    assert time.monotonic() - started < 30  # the killed run's lease token, kept by its journal, gives it back at once
     assert out == {
         "workflow_id": wf,
         "status": "completed",
