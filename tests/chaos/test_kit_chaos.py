@@ -176,7 +176,8 @@ def test_the_service_dies_mid_run_the_workflow_finishes_on_its_journal_and_flush
     # Delivered once: flushing again (as every later run does) adds nothing.
     total = httpx.get(f"{server.url}/stats").json()["total_memories"]
     finish(start(server.url, wf, journal, "--quiet"))
-    assert httpx.get(f"{server.url}/stats").json()["total_memories"] == total + 1  # only the replay's own trace
+    # Only the replay's own trace and run record.
+    assert httpx.get(f"{server.url}/stats").json()["total_memories"] == total + 2
 
 
 # -- a dependency failing three times trips the breaker; the cooldown brings it back -------------------------
