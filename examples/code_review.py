@@ -21,7 +21,7 @@ The last line on stdout is one JSON object:
 `{"workflow_id", "status", "resumed_from", "side_effects": {"post_review": n}}` where status is completed,
 stopped (SIGTERM; exit 0, the next run resumes), paused (escalated to a person; exit 3, and `--approve NOTE`
 resumes it) or failed (exit 1),
-resumed_from is the checkpointed step this run went on from (null on a fresh start), and n counts the posts
+resumed_from is the step this run resumed at (null on a fresh start or a replay), and n counts the posts
 the fake API accepted for this workflow id over all runs. Logs (JSON lines) and the metrics report go to
 stderr.
 """
@@ -273,8 +273,9 @@ async def main(argv: list[str] | None = None) -> int:
     configure_logging("ERROR" if args.quiet else "INFO")
     journal = Journal(args.journal_dir)
     api = FakeReviewAPI(args.journal_dir / f"{args.workflow_id}.effects.jsonl")
-    # One stable holder per host and workflow: a re-run after a crash re-claims at once instead of waiting out
-    # the dead run's lease. Two runs on this host are kept apart by the journal's lock.
+    # One holder name per host and workflow, shown in the console (it is no credential). A re-run after a crash
+    # gives the dead run's claim back at once with the lease token kept next to the journal; two runs on this host
+    # are kept apart by the journal's lock.
     holder = f"code-review:{socket.gethostname()}:{args.workflow_id}"
     metrics = Metrics()
     result: dict[str, Any] = {"workflow_id": args.workflow_id, "status": "failed", "resumed_from": None}
@@ -296,10 +297,10 @@ async def main(argv: list[str] | None = None) -> int:
                     rate_limit=RateLimit(30, per=1.0, name="code-review"),
                     metrics=metrics,
                 )
-                result.update(status="completed", resumed_from=run.resumed_after)
+                result.update(status="completed", resumed_from=run.resumed_from)
                 code = 0
             except WorkflowStopped as exc:
-                result.update(status="stopped", resumed_from=exc.resumed_after, stopped_after=exc.after, next=exc.next)
+                result.update(status="stopped", resumed_from=exc.resumed_from, stopped_after=exc.after, next=exc.next)
                 code = 0
             except WorkflowPaused as exc:
                 result.update(status="paused", reason=str(exc))

@@ -5,7 +5,10 @@ MemorySpineError
  │    └── PayloadTooLarge
  ├── NotFound
  ├── Conflict(detail)
- │    └── PreconditionFailed(field, current_version)
+ │    ├── PreconditionFailed(field, current_version)
+ │    ├── LeaseLost         the lease_token is not the key's current claim's (renew, release)
+ │    └── StaleFence        a write under a claim whose fence token is no longer the key's current one
+ ├── Forbidden             a claim released without its lease_token
  ├── Unauthorized
  ├── NotReady
  ├── StorageError
@@ -71,6 +74,24 @@ class PreconditionFailed(Conflict):
         super().__init__(message, detail={"current_version": current_version})
         self.field = field
         self.current_version = current_version
+
+
+class LeaseLost(Conflict):
+    """A renew or release presented a lease_token that is not the key's current claim's: the lease is gone."""
+
+    type = "lease_lost"
+
+
+class StaleFence(Conflict):
+    """A write carried a fence token that is no longer the current claim's on that key (a newer holder took it)."""
+
+    type = "stale_fence"
+
+
+class Forbidden(MemorySpineError):
+    """The request lacks the credential the action needs (e.g. a claim's lease_token)."""
+
+    type = "forbidden"
 
 
 class Unauthorized(MemorySpineError):

@@ -378,8 +378,9 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
     ) -> dict[str, Any]:
         """Claim a piece of work so no other agent does it at the same time; the claim expires after its lease.
 
-        Returns the claim exactly as the service grants it (its key, holder, expiry and, where the service issues
-        them, a lease_token: keep it, claim_release needs it). Fails with a `conflict` error naming the current
+        Returns the claim exactly as the service grants it: its key, holder, expiry, fence (a number that grows
+        with every claim) and a secret lease_token: keep it, renewing (claim_acquire with lease_token) and
+        claim_release need it. Fails with a `conflict` error naming the current
         holder while someone else holds the claim: then do something else or try again later.
         """
         given = _given(holder=holder, lease_seconds=lease_seconds, lease_token=lease_token)
@@ -403,20 +404,15 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         ctx: Context,
         key: Key,
         lease_token: Annotated[
-            str | None, Field(description="The lease_token that claim_acquire returned for this claim.")
-        ] = None,
-        holder: Annotated[
-            str | None,
-            Field(description="The holder that claimed it; only for services whose claims carry no lease_token."),
-        ] = None,
+            str, Field(description="The lease_token that claim_acquire returned for this claim (its proof).")
+        ],
     ) -> dict[str, Any]:
         """Give up a claim when the work is done (or abandoned), so others may take it at once.
 
-        Pass what claim_acquire returned: its lease_token (or, if it returned none, its holder). Fails with a
-        `conflict` error if the claim is someone else's, `not_found` if nobody holds it.
+        Pass the lease_token claim_acquire returned: the holder's name is no proof. Fails with a `lease_lost`
+        error if the claim is someone else's now (yours expired and was taken), `not_found` if nobody holds it.
         """
-        given = _given(lease_token=lease_token, holder=holder)
-        return await call(ctx, "claim_release", lambda c: c.release(key, **given))
+        return await call(ctx, "claim_release", lambda c: c.release(key, lease_token=lease_token))
 
     @server.resource(
         KEY_TEMPLATE,

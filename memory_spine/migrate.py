@@ -132,17 +132,22 @@ def _record(r: tuple, dim: int) -> RestoredRecord:
 
 
 def _claims(src: sqlite3.Connection, dest: PostgresStorage, now: float) -> int:
-    live = src.execute(
-        "SELECT key, holder, acquired_at, expires_at FROM claims WHERE expires_at > ?", (now,)
-    ).fetchall()
-    if not live:
-        return 0
+    """Copy the live claims with their fences and lease-token hashes; the fence sequence moves past them."""
+    fenced = "fence" in {r[1] for r in src.execute("PRAGMA table_info(claims)")}
+    cols = "key, holder, acquired_at, expires_at" + (", fence, token_hash" if fenced else ", NULL, NULL")
+    live = src.execute(f"SELECT {cols} FROM claims WHERE expires_at > ?", (now,)).fetchall()
+    floor = src.execute("SELECT value FROM meta WHERE name = 'claim_fence'").fetchone() if fenced else None
     with dest.conn() as conn, conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO claims (key, holder, acquired_at, expires_at) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (key) DO NOTHING",
-            [(k, h, to_dt(a), to_dt(e)) for k, h, a, e in live],
-        )
+        if floor is not None:  # fences taken in PostgreSQL must outgrow every one handed out before
+            cur.execute(
+                "SELECT setval('claim_fences', greatest(%s, (SELECT last_value FROM claim_fences)))", (int(floor[0]),)
+            )
+        if live:
+            cur.executemany(
+                "INSERT INTO claims (key, holder, acquired_at, expires_at, fence, token_hash)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
+                [(k, h, to_dt(a), to_dt(e), f, t) for k, h, a, e, f, t in live],
+            )
     return len(live)
 
 

@@ -21,6 +21,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Fence(_Strict):
+    """The claim a write is made under: refused (409 stale_fence) unless `key`'s claim still has this fence."""
+
+    key: str = Field(description="The claimed key (e.g. 'workflow:pr-42').")
+    token: int = Field(description="The `fence` the claim returned.", ge=0, le=2**63 - 1)
+
+
 class MemoryIn(_Strict):
     """One record to ingest. An existing `id` is upserted."""
 
@@ -32,6 +39,9 @@ class MemoryIn(_Strict):
     key: str | None = Field(default=None, description="Explicit exact key; else derived from the content.")
     ttl_seconds: float | None = Field(default=None, description="Expire this many seconds after the write.")
     expires_at: Timestamp | None = Field(default=None, description="Expire at this time (ISO 8601 or epoch).")
+    fence: Fence | None = Field(
+        default=None, description="Write only while this claim is still the key's current one (fencing token)."
+    )
 
 
 class BatchIn(_Strict):
@@ -64,6 +74,7 @@ class MemoryPatch(_Strict):
         le=2**63 - 1,
         description="Write only if the memory is still at this `version` (as read); else 412. Same as If-Match.",
     )
+    fence: Fence | None = None
 
 
 class Filter(_Strict):
@@ -106,6 +117,9 @@ class ClaimIn(_Strict):
     key: str
     holder: str | None = None
     lease_seconds: float | None = Field(default=None, gt=0, le=86_400)
+    lease_token: str | None = Field(
+        default=None, description="Renew: the lease_token this claim returned. Leave out to take the claim."
+    )
 
 
 class Memory(BaseModel):
@@ -157,6 +171,10 @@ class Claim(BaseModel):
     holder: str
     acquired_at: str
     expires_at: str
+    fence: int | None = Field(default=None, description="The fencing token: grows with every claim taken.")
+    lease_token: str | None = Field(
+        default=None, description="Only in the answer that grants the claim: renewing and releasing need it."
+    )
 
 
 class HealthResponse(BaseModel):

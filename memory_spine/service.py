@@ -12,9 +12,11 @@ runs them in a thread pool so the event loop never blocks on the database, numpy
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import secrets
 import threading
 import time
 import uuid
@@ -40,6 +42,7 @@ from .keys import derive_key, key_parent, parse_key_query
 from .models import ClaimIn, DeleteWhere, Filter, MemoryIn, MemoryPatch, MemoryRestore, SearchQuery
 from .storage import open_search, open_storage, redact
 from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, Storage, VectorSearch, VersionChanged
+from .storage.base import StaleFence as StaleFenceError
 from .storage.sqlite import DB_FILE, LOCK_FILE, filter_is_empty, to_epoch  # noqa: F401  (names kept for importers)
 
 log = logging.getLogger("memory_spine.service")
@@ -49,6 +52,11 @@ TRIM_SECONDS = 10.0  # how often housekeeping returns freed heap memory to the O
 
 class QueryCache(LRU):
     """Query text -> vector: agents and routers repeat their queries."""
+
+
+def _token_hash(lease_token: str) -> str:
+    """What the database keeps of a lease token: its sha256, so a copy of the database cannot renew or release."""
+    return hashlib.sha256(lease_token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _check_text(value: str, field: str, max_chars: int | None = None, allow_empty: bool = False) -> None:
@@ -365,10 +373,30 @@ class MemoryService:
             expires_at=self._expiry(item.ttl_seconds, item.expires_at, now, field),
             vector=None,
             now=now,
+            fence=self._fence(item, field),
         )
+
+    def _fence(self, item: MemoryIn, field: str) -> tuple[str, int] | None:
+        if item.fence is None:
+            return None
+        _check_text(item.fence.key, f"{field}fence.key", self.settings.max_key_chars)
+        return item.fence.key, item.fence.token
 
     # -- writes ---------------------------------------------------------------------------------------
     def _put(self, records: list[NewRecord]) -> list[PutResult]:
+        try:
+            return self._put_fenced(records)
+        except StaleFenceError as exc:
+            from .errors import StaleFence
+
+            current = "none (released or expired and purged)" if exc.current is None else exc.current
+            raise StaleFence(
+                f"fence {exc.token} on {exc.key!r} is stale: the claim's fence is now {current}; this writer lost its"
+                " lease and must stop",
+                detail={"fence": {"key": exc.key, "token": exc.token, "current": exc.current}},
+            ) from None
+
+    def _put_fenced(self, records: list[NewRecord]) -> list[PutResult]:
         known = self.storage.contents([r.id for r in records])
         todo = [r for r in records if r.vector is None and known.get(r.id) != r.content]
         if todo:
@@ -501,6 +529,7 @@ class MemoryService:
                 key=key,
                 ttl_seconds=patch.ttl_seconds,
                 expires_at=patch.expires_at if patch.expires_at is not None else expires,
+                fence=patch.fence,
             )
             rec = self._record(item, now)
             rec.if_version = version
@@ -695,20 +724,37 @@ class MemoryService:
 
     # -- claims ---------------------------------------------------------------------------------------
     def claim(self, req: ClaimIn) -> dict[str, Any]:
-        """Claim `key` for `lease_seconds`. Returns the claim; raises Conflict while another holder has it."""
-        from .errors import Conflict
+        """Take the claim on `key` for `lease_seconds`, or renew it with its `lease_token`.
+
+        Taking returns the claim with its `fence` (a number that grows with every claim taken, on any key) and a
+        secret `lease_token`, stored only as a hash; renewing and releasing need that token. Raises Conflict
+        while another live claim holds the key, LeaseLost when a renewal's token is not the key's claim's.
+        """
+        from .errors import Conflict, LeaseLost
 
         _check_text(req.key, "key", self.settings.max_key_chars)
+        lease = req.lease_seconds or self.settings.default_lease_seconds
+        if req.lease_token is not None:
+            _check_text(req.lease_token, "lease_token", 256)
+            renewed = self.storage.renew(req.key, _token_hash(req.lease_token), lease, time.time())
+            if renewed is None:
+                current = self.storage.get_claim(req.key, time.time())
+                raise LeaseLost(
+                    f"lease_token is not the current claim's on key {req.key!r}: the lease was lost"
+                    + (f" (now held by {current['holder']!r})" if current else " (expired or released)"),
+                    detail={"claim": current},
+                )
+            return renewed
         holder = req.holder or str(uuid.uuid4())
         _check_text(holder, "holder", 256)
-        lease = req.lease_seconds or self.settings.default_lease_seconds
-        won, claim = self.storage.claim(req.key, holder, lease, time.time())
+        lease_token = secrets.token_urlsafe(24)
+        won, claim = self.storage.claim(req.key, holder, lease, time.time(), _token_hash(lease_token))
         if not won:
             raise Conflict(
                 f"key {req.key!r} is claimed by {claim['holder']!r} until {claim['expires_at']}",
                 detail={"claim": claim},
             )
-        return claim
+        return {**claim, "lease_token": lease_token}
 
     def get_claim(self, key: str) -> dict[str, Any]:
         claim = self.storage.get_claim(key, time.time())
@@ -716,15 +762,25 @@ class MemoryService:
             raise NotFound(f"no live claim on key {key!r}")
         return claim
 
-    def release(self, key: str, holder: str | None) -> dict[str, Any]:
-        from .errors import Conflict
+    def release(self, key: str, lease_token: str | None) -> dict[str, Any]:
+        """Give the claim back; needs the lease_token it returned (Forbidden without, LeaseLost if another's)."""
+        from .errors import Forbidden, LeaseLost
 
+        if not lease_token:
+            raise Forbidden(
+                "releasing a claim needs the lease_token its claim returned (X-Lease-Token header)",
+                field="lease_token",
+            )
+        _check_text(lease_token, "lease_token", 256)
         try:
-            blocking = self.storage.release(key, holder, time.time())
+            blocking = self.storage.release(key, _token_hash(lease_token), time.time())
         except KeyError as exc:
             raise NotFound(f"no live claim on key {key!r}") from exc
         if blocking is not None:
-            raise Conflict(f"key {key!r} is claimed by {blocking['holder']!r}", detail={"claim": blocking})
+            raise LeaseLost(
+                f"lease_token is not the current claim's on key {key!r} (held by {blocking['holder']!r})",
+                detail={"claim": blocking},
+            )
         return {"released": True}
 
     # -- stats ----------------------------------------------------------------------------------------

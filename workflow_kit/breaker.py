@@ -33,15 +33,12 @@ from opentelemetry import trace
 
 from . import metrics as _metrics
 from .errors import (
-    AutonomyError,
     CircuitOpen,
     Conflict,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
-    WorkflowPaused,
-    WorkflowStopped,
 )
 
 __all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker", "CircuitOpen"]
@@ -58,9 +55,6 @@ _NOT_FAILURES: tuple[type[BaseException], ...] = (
     Conflict,
     Unauthorized,
     PayloadTooLarge,
-    AutonomyError,
-    WorkflowPaused,
-    WorkflowStopped,
 )
 
 

@@ -101,9 +101,11 @@ class MemoryClient:
 
     # -- the one place requests are sent ---------------------------------------------------------------------
 
-    async def _send(self, method: str, path: str, *, json: Any = None, params: Any = None) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, *, json: Any = None, params: Any = None, headers: Any = None
+    ) -> httpx.Response:
         try:
-            resp = await self._http.request(method, path, json=json, params=params)
+            resp = await self._http.request(method, path, json=json, params=params, headers=headers)
         except httpx.TimeoutException as exc:
             raise ServiceUnavailable(f"{method} {path}: timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
@@ -116,7 +118,9 @@ class MemoryClient:
             raise from_response(resp.status_code, body, resp.text)
         return resp
 
-    async def _request(self, op: str, method: str, path: str, *, json: Any = None, params: Any = None) -> Any:
+    async def _request(
+        self, op: str, method: str, path: str, *, json: Any = None, params: Any = None, headers: Any = None
+    ) -> Any:
         _metrics.current().memory_op(op)
         with tracing.memory_span(op, method, path) as span:
             kwargs: dict[str, Any] = {}
@@ -134,7 +138,7 @@ class MemoryClient:
                 async for attempt in retrying:
                     with attempt:
                         attempts += 1
-                        resp = await self._send(method, path, json=json, params=params)
+                        resp = await self._send(method, path, json=json, params=params, headers=headers)
             finally:
                 if span is not None:
                     span.set_attribute("workflow_kit.attempts", attempts)
@@ -162,8 +166,12 @@ class MemoryClient:
         key: str | None = None,
         ttl_seconds: float | None = None,
         expires_at: str | float | None = None,
+        fence: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Store one memory; returns `{"id", "key", "created"}`. An existing `id` is upserted."""
+        """Store one memory; returns `{"id", "key", "created"}`. An existing `id` is upserted.
+
+        `fence` ({"key", "token"}: a claim's key and fence) makes it a write under that claim: refused with
+        StaleFence once another holder has taken the key over."""
         body = self._ingest_body(
             content,
             {
@@ -174,6 +182,7 @@ class MemoryClient:
                 "key": key,
                 "ttl_seconds": ttl_seconds,
                 "expires_at": expires_at,
+                "fence": dict(fence) if fence is not None else None,
             },
         )
         return await self._request("ingest", "POST", "/ingest", json=body)
@@ -286,21 +295,32 @@ class MemoryClient:
 
     # -- claims ----------------------------------------------------------------------------------------------
 
-    async def claim(self, key: str, *, holder: str | None = None, lease_seconds: float | None = None) -> dict[str, Any]:
-        """Take (or, for the same holder, renew) the claim on `key`; returns the claim.
+    async def claim(
+        self,
+        key: str,
+        *,
+        holder: str | None = None,
+        lease_seconds: float | None = None,
+        lease_token: str | None = None,
+    ) -> dict[str, Any]:
+        """Take the claim on `key`; returns it with its `fence` and secret `lease_token` (keep both).
 
-        Raises Conflict while another live holder has it; `exc.claim` names that holder.
+        With `lease_token`, renew that claim instead; raises LeaseLost if it is not the key's claim any more.
+        Raises Conflict while another live claim holds the key; `exc.claim` names its holder.
         """
-        body = _clean({"key": key, "holder": holder, "lease_seconds": lease_seconds})
+        body = _clean({"key": key, "holder": holder, "lease_seconds": lease_seconds, "lease_token": lease_token})
         return await self._request("claim", "POST", "/claims", json=body)
 
     async def get_claim(self, key: str) -> dict[str, Any]:
         """The live claim on `key`; raises NotFound when there is none (or it expired)."""
         return await self._request("get_claim", "GET", f"/claims/{_key_path(key)}")
 
-    async def release(self, key: str, *, holder: str | None = None) -> dict[str, Any]:
-        """Give up a claim; raises Conflict if another holder has it, NotFound if none does."""
-        return await self._request("release", "DELETE", f"/claims/{_key_path(key)}", params=_clean({"holder": holder}))
+    async def release(self, key: str, *, lease_token: str) -> dict[str, Any]:
+        """Give up a claim, proving it is ours with the `lease_token` it returned; raises LeaseLost if the key's
+        claim is another lease now, NotFound if nobody holds it."""
+        return await self._request(
+            "release", "DELETE", f"/claims/{_key_path(key)}", headers={"X-Lease-Token": lease_token}
+        )
 
     # -- service ---------------------------------------------------------------------------------------------
 
@@ -318,10 +338,18 @@ class MemoryClient:
 
     # -- checkpoints (the seed's records) --------------------------------------------------------------------
 
-    async def checkpoint(self, workflow_id: str, step: str, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def checkpoint(
+        self,
+        workflow_id: str,
+        step: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        fence: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Store a checkpoint exactly as the seed does: content `checkpoint:{workflow_id}:{step}`,
-        metadata `{workflow_id, step, **data}`, tags `["checkpoint", "workflow", workflow_id]`."""
-        body = checkpoint_body(workflow_id, step, data)
+        metadata `{workflow_id, step, **data}`, tags `["checkpoint", "workflow", workflow_id]`; `fence` as
+        for `ingest`."""
+        body = checkpoint_body(workflow_id, step, data, fence=fence)
         return await self.ingest(body.pop("content"), **body)
 
     async def latest_checkpoint(self, workflow_id: str, step: str | None = None) -> dict[str, Any] | None:
@@ -343,17 +371,22 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def checkpoint_body(workflow_id: str, step: str, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def checkpoint_body(
+    workflow_id: str, step: str, data: Mapping[str, Any] | None = None, *, fence: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The ingest body of a seed-format checkpoint, with a fresh id (a journal replays it under that id)."""
     check_workflow_id(workflow_id)
     check_step_name(step)
-    return {
-        "content": f"checkpoint:{workflow_id}:{step}",
-        "metadata": {"workflow_id": workflow_id, "step": step, **(data or {})},
-        "tags": ["checkpoint", "workflow", workflow_id],
-        "key": f"checkpoint:{workflow_id}:{step}",
-        "id": new_id(),
-    }
+    return _clean(
+        {
+            "fence": dict(fence) if fence is not None else None,
+            "content": f"checkpoint:{workflow_id}:{step}",
+            "metadata": {"workflow_id": workflow_id, "step": step, **(data or {})},
+            "tags": ["checkpoint", "workflow", workflow_id],
+            "key": f"checkpoint:{workflow_id}:{step}",
+            "id": new_id(),
+        }
+    )
 
 
 def check_workflow_id(workflow_id: str) -> None:

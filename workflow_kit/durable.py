@@ -21,13 +21,22 @@ Each record holds one output, so one step's output is bounded by the service's m
 default), not the whole workflow's; a bigger one is an InvalidInput naming the step. At most 1000 steps.
 
 A run holds the claim `workflow:{workflow_id}` (a lease, renewed while it runs): a second worker given the
-same id waits for it, then replays the result. The runner is at-least-once per step: a step killed midway
-runs again. Wrap its side effects in
-`idempotent()` (idempotency.py) to make them exactly-once. Spans come from tracing.py.
+same id waits for it, then replays the result. Sync steps run in a worker thread (asyncio.to_thread), so a
+blocking call never starves the renewal. Every checkpoint carries the claim's fencing token: once another
+worker has taken the claim over (this one froze or lost the service for longer than the lease), the service
+refuses this one's writes (409 stale_fence) and the run stops with LeaseLost before its next step. The runner
+is at-least-once per step: a step killed midway (or cut off by a lost lease) runs again. Wrap its side effects
+in `idempotent()` (idempotency.py) to make them exactly-once. Spans come from tracing.py; the trace so far is
+stored after each step, the whole one at the end.
+
+Each call writes a run record `run:{workflow_id}:{run_id}` (status running, holder, trace id) once it has read
+the checkpoints, and updates it at the end (completed, failed, stopped, paused or lease_lost; error, steps ran,
+usage). A killed run's record keeps saying running with nobody holding the claim: the console shows it died.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -44,14 +53,16 @@ from . import autonomy as _autonomy
 from . import journal as _journal
 from . import metrics as _metrics
 from .autonomy import Autonomy, Guard, Usage
-from .client import MemoryClient, _current, check_step_name, check_workflow_id, checkpoint_body
+from .client import MemoryClient, _current, check_step_name, check_workflow_id, checkpoint_body, new_id
 from .errors import (
     AutonomyError,
     BudgetExceeded,
     InvalidInput,
+    LeaseLost,
     PayloadTooLarge,
     ScopeViolation,
     ServiceError,
+    StaleFence,
     WorkflowChanged,
     WorkflowKitError,
     WorkflowPaused,
@@ -110,6 +121,11 @@ class WorkflowRun:
     replayed: bool = False  # the workflow had completed before: nothing ran
     trace_id: str | None = None
     usage: dict[str, Any] | None = None  # with autonomy=: tokens, cost, steps, seconds spent so far
+    resumed_from: str | None = None  # the step this call resumed at (None: a fresh start, or a replay)
+    status: str = "completed"  # or, on the `.run` of an exception: failed, stopped, paused, lease_lost
+    error: str | None = None  # "Type: message" of what ended a run that did not complete
+    run_id: str | None = None  # this call's run record: run:{workflow_id}:{run_id}
+    holder: str | None = None
 
 
 def _named(steps: Sequence[StepFn | tuple[str, StepFn]]) -> list[tuple[str, StepFn]]:
@@ -205,8 +221,8 @@ async def run_workflow(
             second worker running the same id waits, then replays the stored result instead of running
             steps twice. After a crash, a new holder waits out the lease; None runs without a claim.
         wait_timeout: how long to wait for another live run of the same id (ClaimTimeout after).
-        holder: this worker's name for the claim; a stable one (e.g. "worker-1") resumes at once after its
-            own crash, since re-claiming by the same holder renews. Default: host:pid:random.
+        holder: this worker's name for the claim, shown in the console and in 409s (not a credential: the
+            secret lease token is). Default: host:pid:random.
         timeout: the whole run's timeout budget in seconds (budget.py); `step_timeout` each step's.
         autonomy: scope, budget ceiling and escalation (autonomy.py); a paused workflow raises WorkflowPaused.
         journal: keep running when the service is out: writes go to this local journal and are flushed when
@@ -228,6 +244,8 @@ async def run_workflow(
     named = _named(steps)
     names = [n for n, _ in named]
     initial = _json.roundtrip(dict(state or {}), "state")
+    holder = holder or _claims.default_holder()
+    record = _RunRecord(client, journal, workflow_id, name or workflow_id, holder)
     if trace:
         tracing.install()
     token = _current.set(client)
@@ -244,7 +262,8 @@ async def run_workflow(
     trace_id = None
     status = "failed"
     started = time.monotonic()
-    opts = _Options(step_timeout, autonomy, journal, shutdown)
+    opts = _Options(step_timeout, autonomy, journal, shutdown, run=record)
+    run: WorkflowRun | None = None
     try:
         with (
             _metrics.using(metrics) as m,
@@ -254,20 +273,46 @@ async def run_workflow(
         ):
             try:
                 with root_cm as root:
-                    trace_id = tracing.current_trace_id()
+                    trace_id = record.trace_id = tracing.current_trace_id()
                     async with budget.deadline(timeout, name=f"workflow {workflow_id}"):
-                        async with _exclusive(client, workflow_id, journal, lease_seconds, wait_timeout, holder):
+                        async with _exclusive(
+                            client, workflow_id, journal, lease_seconds, wait_timeout, holder
+                        ) as lease:
+                            opts.lease = lease
                             run = await _run(client, workflow_id, named, names, initial, opts)
-                    run.trace_id = trace_id
+                            run.trace_id, run.run_id, run.holder = trace_id, record.run_id, holder
+                            await record.end(run)
                     root.set_attribute("workflow_kit.ran", run.ran)
                     root.set_attribute("workflow_kit.replayed", run.replayed)
                     tracing.record(outputs=run.result, on=root)
                 status = "completed"
-            except WorkflowStopped:
-                status = "stopped"
-                raise
-            except (WorkflowPaused, AutonomyError):
-                status = "paused"
+            except BaseException as exc:
+                status = _ended_as(exc)
+                # What the run did goes with the exception: `exc.run` (status, error, trace id, ...) and
+                # `exc.trace_id`, so a failure can be looked up in the console as trace:{trace_id}.
+                failed = WorkflowRun(
+                    workflow_id,
+                    None,
+                    dict(record.outputs),
+                    {},
+                    list(record.ran),
+                    record.resumed_after,
+                    trace_id=trace_id,
+                    usage=record.usage,
+                    resumed_from=record.resumed_from,
+                    status=status,
+                    error=f"{type(exc).__name__}: {exc}"[:2000],
+                    run_id=record.run_id if record.started else None,
+                    holder=holder,
+                )
+                await record.end(failed)
+                try:
+                    exc.run = failed  # type: ignore[attr-defined]
+                    exc.trace_id = trace_id  # type: ignore[attr-defined]
+                    if trace_id and isinstance(exc, Exception):
+                        exc.add_note(f"workflow {workflow_id!r} run {record.run_id}: trace {trace_id}")
+                except AttributeError:  # an exception type with __slots__: it goes as it is
+                    pass
                 raise
             finally:
                 m.observe_workflow(name or workflow_id, time.monotonic() - started, status, cost=spent[1])
@@ -275,7 +320,88 @@ async def run_workflow(
         _current.reset(token)
         if trace and trace_id:
             await tracing.flush(trace_id)
+    assert run is not None
     return run
+
+
+def _ended_as(exc: BaseException) -> str:
+    if isinstance(exc, WorkflowStopped):
+        return "stopped"
+    if isinstance(exc, WorkflowPaused | AutonomyError):
+        return "paused"
+    if isinstance(exc, LeaseLost):
+        return "lease_lost"
+    return "failed"
+
+
+class _RunRecord:
+    """This call's run record, `run:{workflow_id}:{run_id}` (content and key; tags run, workflow, the id):
+    written when the run starts (status running, holder, trace id) and updated when it ends (completed, failed,
+    stopped, paused or lease_lost; error, steps ran, usage). A run killed in between keeps saying running while
+    nobody holds its claim: the console shows it as died. Never fails the run (a lost record is logged)."""
+
+    def __init__(
+        self, client: MemoryClient, journal: Journal | None, workflow_id: str, workflow: str, holder: str
+    ) -> None:
+        self.client, self.journal = client, journal
+        self.workflow_id, self.workflow, self.holder = workflow_id, workflow, holder
+        self.run_id = new_id()
+        self.trace_id: str | None = None
+        self.started_at = time.time()
+        self.started = False
+        self.outputs: dict[str, Any] = {}
+        self.ran: list[str] = []
+        self.resumed_after: str | None = None
+        self.resumed_from: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def _body(self, **meta: Any) -> dict[str, Any]:
+        key = f"run:{self.workflow_id}:{self.run_id}"
+        return {
+            "content": key,
+            "key": key,
+            "id": self.run_id,
+            "tags": ["run", "workflow", self.workflow_id],
+            "metadata": {
+                "workflow_id": self.workflow_id,
+                "workflow": self.workflow,
+                "run_id": self.run_id,
+                "holder": self.holder,
+                "trace_id": self.trace_id,
+                "started_at": self.started_at,
+                "kit": FORMAT,
+                **meta,
+            },
+        }
+
+    async def _write(self, body: dict[str, Any]) -> None:
+        try:
+            if self.journal is not None:
+                await self.journal.write(self.client, self.workflow_id, body)
+            else:
+                await self.client.ingest(body.pop("content"), **body)
+        except (WorkflowKitError, TimeoutError) as exc:
+            log.warning("run record not stored", extra={"workflow_id": self.workflow_id, "error": str(exc)})
+
+    async def start(self) -> None:
+        self.started = True
+        await self._write(self._body(status="running"))
+
+    async def end(self, run: WorkflowRun) -> None:
+        if not self.started or getattr(self, "_ended", False):
+            return
+        self._ended = True
+        await self._write(
+            self._body(
+                status=run.status,
+                error=run.error,
+                ended_at=time.time(),
+                ran=list(run.ran),
+                resumed_from=run.resumed_from,
+                replayed=run.replayed,
+                usage=run.usage,
+            )
+        )
 
 
 @dataclass
@@ -284,6 +410,8 @@ class _Options:
     autonomy: Autonomy | None
     journal: Journal | None
     shutdown: Shutdown | None
+    lease: _claims.Lease | None = None
+    run: _RunRecord | None = None
 
 
 @asynccontextmanager
@@ -294,7 +422,7 @@ async def _exclusive(
     lease_seconds: float | None,
     wait_timeout: float,
     holder: str | None,
-) -> AsyncIterator[None]:
+) -> AsyncIterator[_claims.Lease | None]:
     """Hold the workflow: the service claim `workflow:{id}`, plus the journal's local lock when there is one.
 
     With a journal, a service that cannot be reached does not stop the run: the local lock alone keeps other
@@ -302,11 +430,20 @@ async def _exclusive(
     """
     async with journal.lock(workflow_id, wait_timeout) if journal is not None else nullcontext():
         if lease_seconds is None:
-            yield
+            yield None
             return
         key, holder = f"workflow:{workflow_id}", holder or _claims.default_holder()
+        if journal is not None:
+            # Deliver what an earlier run on this host journaled while its claim (and fence) may still stand:
+            # after our own claim it would be fenced out. Never raises for an unreachable service.
+            await journal.flush(client, workflow_id)
+        kept = journal.kept_lease(workflow_id) if journal is not None else None
+        if kept is not None and kept.get("key") == key:
+            # A run on this host crashed holding the claim (we hold the flock: it is gone). Give its lease back
+            # with its own token rather than wait it out; the claim taken next has a new fence.
+            await _claims.release(client, _claims.Lease(key, "", 0, kept["lease_token"], None))
         try:
-            await _claims.acquire(client, key, holder, lease_seconds, wait_timeout)
+            lease = await _claims.acquire(client, key, holder, lease_seconds, wait_timeout)
         except ServiceError as exc:
             if journal is None:
                 raise
@@ -314,13 +451,18 @@ async def _exclusive(
                 "memory service unavailable: running without the workflow claim (journal lock only)",
                 extra={"workflow_id": workflow_id, "error": str(exc)},
             )
-            yield
+            yield None
             return
+        if journal is not None and lease.token is not None:
+            journal.keep_lease(workflow_id, key, lease.token)
+            lease.tolerate_outage = True
         try:
-            async with _claims.kept_alive(client, key, holder, lease_seconds):
-                yield
+            async with _claims.kept_alive(client, lease):
+                yield lease
         finally:
-            await _claims.release(client, key, holder)
+            await _claims.release(client, lease)
+            if journal is not None:
+                journal.drop_lease(workflow_id)
 
 
 async def _read_checkpoints(client: MemoryClient, workflow_id: str, journal: Journal | None) -> list[dict[str, Any]]:
@@ -345,13 +487,23 @@ async def _read_checkpoints(client: MemoryClient, workflow_id: str, journal: Jou
 
 
 async def _write_checkpoint(
-    client: MemoryClient, workflow_id: str, step_name: str, data: dict[str, Any], journal: Journal | None
+    client: MemoryClient,
+    workflow_id: str,
+    step_name: str,
+    data: dict[str, Any],
+    journal: Journal | None,
+    lease: _claims.Lease | None,
 ) -> None:
+    fence = lease.fence_ref() if lease is not None else None
     try:
         if journal is None:
-            await client.checkpoint(workflow_id, step_name, data)
+            await client.checkpoint(workflow_id, step_name, data, fence=fence)
         else:
-            await journal.write(client, workflow_id, checkpoint_body(workflow_id, step_name, data))
+            await journal.write(client, workflow_id, checkpoint_body(workflow_id, step_name, data, fence=fence))
+    except StaleFence as exc:
+        if lease is None:
+            raise
+        raise lease.fenced_out(exc) from None
     except (InvalidInput, PayloadTooLarge) as exc:
         raise InvalidInput(
             f"checkpoint of step {step_name!r}", exc.problem if isinstance(exc, InvalidInput) else exc.message
@@ -373,8 +525,23 @@ async def _guard_for(
             "`workflow_kit.autonomy.resume(client, workflow_id)` lets it go on",
         )
     approved = {(m.get("step"), m.get("kind")) for m in metas if m.get("status") == "resolved"}
-    usage = Usage.from_dicts((latest or {}).get("usage"), *[m.get("usage") for m in metas])
+    # Usage only grows: the largest figures among checkpoints, escalations and run records (a failed run's
+    # record keeps what its failed step spent) are the workflow's total over all its runs.
+    runs = await _run_records(client, workflow_id)
+    usage = Usage.from_dicts(
+        (latest or {}).get("usage"),
+        *[m.get("usage") for m in metas],
+        *[(r.get("metadata") or {}).get("usage") for r in runs],
+    )
     return Guard(autonomy, client, workflow_id, usage=usage, approved=approved, journal=journal)
+
+
+async def _run_records(client: MemoryClient, workflow_id: str) -> list[dict[str, Any]]:
+    """The workflow's run records, newest first (at most 1000)."""
+    try:
+        return (await client.list_keys(f"run:{workflow_id}:", limit=1000)).get("results") or []
+    except (ServiceError, TimeoutError):
+        return []  # degraded: the checkpoints' usage is what there is
 
 
 async def _refused(guard: Guard | None, exc: AutonomyError) -> None:
@@ -400,6 +567,8 @@ async def _run(
     start = 0
     resumed_after = None
     records = await _read_checkpoints(client, workflow_id, opts.journal)
+    if opts.run is not None:  # after the read: a journaled run record must not pass for a journaled checkpoint
+        await opts.run.start()
     if records:
         start, outputs, stored_state = _restore(workflow_id, names, records)
         state = stored_state if stored_state is not None else state
@@ -411,103 +580,141 @@ async def _run(
             "resuming workflow",
             extra={"workflow_id": workflow_id, "after": resumed_after, "next": names[start]},
         )
+    resumed_from = names[start] if resumed_after is not None else None
+    ran: list[str] = []
+    if opts.run is not None:  # what the run record (and a failure's `exc.run`) reports
+        opts.run.resumed_after, opts.run.resumed_from = resumed_after, resumed_from
+        opts.run.outputs, opts.run.ran = outputs, ran
 
     guard = None
     if opts.autonomy is not None:
         latest = (records[0].get("metadata") or {}) if records else None
         guard = await _guard_for(client, workflow_id, opts.autonomy, opts.journal, latest)
     m = _metrics.current()
-    ran: list[str] = []
-    with _autonomy.guarding(guard):
-        for index in range(start, len(named)):
-            step_name, fn = named[index]
-            last_done = names[index - 1] if index else None
-            if opts.shutdown is not None and opts.shutdown.requested:
-                raise WorkflowStopped(workflow_id, last_done, step_name, resumed_after=resumed_after)
-            if guard is not None:
-                guard.step = step_name
-                try:
-                    guard.check_ceiling()
-                except BudgetExceeded as exc:
-                    await _refused(guard, exc)
-                    raise
-            with tracing.tracer().start_as_current_span(
-                f"step {step_name}",
-                attributes={
-                    tracing.KIND: "step",
-                    "workflow_kit.step": step_name,
-                    "workflow_kit.step_index": index,
-                },
-            ) as span:
-                ctx = StepContext(
-                    client,
-                    workflow_id,
-                    step_name,
-                    index,
-                    MappingProxyType(dict(outputs)),
-                    state,
-                    resumed=resumed_after is not None,
-                )
-                started = time.monotonic()
-                window = None
-                try:
-                    async with AsyncExitStack() as stack:
-                        if opts.shutdown is not None:
-                            window = await stack.enter_async_context(opts.shutdown.step_window())
-                        await stack.enter_async_context(budget.deadline(opts.step_timeout, name=f"step {step_name}"))
-                        stack.enter_context(_metrics.acting_as(f"step:{step_name}"))
-                        value = fn(ctx) if _takes_context(fn) else fn()
-                        if inspect.isawaitable(value):
-                            value = await value
-                except BaseException as exc:
-                    m.observe_agent(f"step:{step_name}", time.monotonic() - started, "error")
-                    if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt: OTel leaves those unset
-                        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}"))
-                    log.warning(
-                        "step failed",
+    partial: asyncio.Task[str | None] | None = None
+    try:
+        with _autonomy.guarding(guard):
+            for index in range(start, len(named)):
+                step_name, fn = named[index]
+                last_done = names[index - 1] if index else None
+                if opts.shutdown is not None and opts.shutdown.requested:
+                    raise WorkflowStopped(
+                        workflow_id, last_done, step_name, resumed_after=resumed_after, resumed_from=resumed_from
+                    )
+                if opts.lease is not None:
+                    opts.lease.check()  # a lost claim: another worker may be running this workflow now
+                if guard is not None:
+                    guard.step = step_name
+                    try:
+                        guard.check_ceiling()
+                    except BudgetExceeded as exc:
+                        await _refused(guard, exc)
+                        raise
+                with tracing.tracer().start_as_current_span(
+                    f"step {step_name}",
+                    attributes={
+                        tracing.KIND: "step",
+                        "workflow_kit.step": step_name,
+                        "workflow_kit.step_index": index,
+                    },
+                ) as span:
+                    ctx = StepContext(
+                        client,
+                        workflow_id,
+                        step_name,
+                        index,
+                        MappingProxyType(dict(outputs)),
+                        state,
+                        resumed=resumed_after is not None,
+                    )
+                    started = time.monotonic()
+                    window = None
+                    try:
+                        async with AsyncExitStack() as stack:
+                            if opts.shutdown is not None:
+                                window = await stack.enter_async_context(opts.shutdown.step_window())
+                            await stack.enter_async_context(
+                                budget.deadline(opts.step_timeout, name=f"step {step_name}")
+                            )
+                            stack.enter_context(_metrics.acting_as(f"step:{step_name}"))
+                            value = await (_claims.call(fn, ctx) if _takes_context(fn) else _claims.call(fn))
+                    except BaseException as exc:
+                        m.observe_agent(f"step:{step_name}", time.monotonic() - started, "error")
+                        if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt: OTel leaves those unset
+                            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}"))
+                        log.warning(
+                            "step failed",
+                            extra={
+                                "workflow_id": workflow_id,
+                                "step": step_name,
+                                "error": f"{type(exc).__name__}: {exc}",
+                            },
+                        )
+                        if window is not None and isinstance(exc, TimeoutError) and window.expired():
+                            raise WorkflowStopped(
+                                workflow_id,
+                                last_done,
+                                step_name,
+                                interrupted=step_name,
+                                resumed_after=resumed_after,
+                                resumed_from=resumed_from,
+                            ) from None
+                        if isinstance(exc, ScopeViolation | BudgetExceeded):
+                            await _refused(guard, exc)
+                        if guard is not None and opts.run is not None:
+                            opts.run.usage = guard.now_usage().to_dict()  # spent, though the step failed
+                        raise
+                    value = _json.roundtrip(value, f"output of step {step_name!r}")
+                    state = _json.roundtrip(ctx.state, f"state after step {step_name!r}")
+                    outputs[step_name] = value
+                    final = index == len(named) - 1
+                    tracing.record(outputs=value, on=span)
+                    data = {
+                        "result": value,
+                        "step_index": index,
+                        "steps": names,
+                        "state": state,
+                        "status": "completed" if final else "running",
+                        "trace_id": tracing.current_trace_id(),  # the run that wrote it: its trace is trace:{id}
+                        "kit": FORMAT,
+                    }
+                    if guard is not None:
+                        data["usage"] = guard.now_usage().to_dict()
+                    with _metrics.acting_as(f"step:{step_name}"):
+                        await _write_checkpoint(client, workflow_id, step_name, data, opts.journal, opts.lease)
+                    ran.append(step_name)
+                    m.observe_agent(f"step:{step_name}", time.monotonic() - started, "ok")
+                    log.info(
+                        "step done",
                         extra={
                             "workflow_id": workflow_id,
                             "step": step_name,
-                            "error": f"{type(exc).__name__}: {exc}",
+                            "duration_ms": round((time.monotonic() - started) * 1000, 3),
                         },
                     )
-                    if window is not None and isinstance(exc, TimeoutError) and window.expired():
-                        raise WorkflowStopped(
-                            workflow_id, last_done, step_name, interrupted=step_name, resumed_after=resumed_after
-                        ) from None
-                    if isinstance(exc, ScopeViolation | BudgetExceeded):
-                        await _refused(guard, exc)
-                    raise
-                value = _json.roundtrip(value, f"output of step {step_name!r}")
-                state = _json.roundtrip(ctx.state, f"state after step {step_name!r}")
-                outputs[step_name] = value
-                final = index == len(named) - 1
-                tracing.record(outputs=value, on=span)
-                data = {
-                    "result": value,
-                    "step_index": index,
-                    "steps": names,
-                    "state": state,
-                    "status": "completed" if final else "running",
-                    "trace_id": tracing.current_trace_id(),  # the run that wrote it: its trace is trace:{id}
-                    "kit": FORMAT,
-                }
-                if guard is not None:
-                    data["usage"] = guard.now_usage().to_dict()
-                with _metrics.acting_as(f"step:{step_name}"):
-                    await _write_checkpoint(client, workflow_id, step_name, data, opts.journal)
-                ran.append(step_name)
-                m.observe_agent(f"step:{step_name}", time.monotonic() - started, "ok")
-                log.info(
-                    "step done",
-                    extra={
-                        "workflow_id": workflow_id,
-                        "step": step_name,
-                        "duration_ms": round((time.monotonic() - started) * 1000, 3),
-                    },
-                )
+                if index < len(named) - 1 and opts.run is not None:
+                    # The step's span has ended: store the trace so far (beside the next step, one at a time),
+                    # so a run killed later leaves it behind.
+                    if partial is not None:
+                        await partial
+                    partial = asyncio.create_task(
+                        tracing.save_partial(opts.run.trace_id, opts.run.workflow, workflow_id)
+                    )
+    finally:
+        if partial is not None:
+            await partial  # before the run's span ends: the whole trace, stored then, must land last
     usage = guard.now_usage().to_dict() if guard is not None else None
-    return WorkflowRun(workflow_id, outputs[names[-1]], outputs, state, ran, resumed_after, False, usage=usage)
+    return WorkflowRun(
+        workflow_id,
+        outputs[names[-1]],
+        outputs,
+        state,
+        ran,
+        resumed_after,
+        False,
+        usage=usage,
+        resumed_from=resumed_from,
+    )
 
 
 class Workflow:

@@ -6,7 +6,9 @@
      ├── Unauthorized                    401/403: token missing or wrong
      ├── NotFound                        404
      ├── Conflict                        409; .claim holds the live claim when a claim is taken
- │    └── PreconditionFailed         412: if_version named a version the memory no longer has
+     │    ├── PreconditionFailed         412: if_version named a version the memory no longer has
+     │    ├── LeaseRejected              409 lease_lost: a renew/release token is not the key's claim's now
+     │    └── StaleFence                 409 stale_fence: a write under a claim another holder has taken
      ├── PayloadTooLarge                 413
      ├── ServiceError                    5xx answers
      │    ├── ServiceUnavailable         503 / not ready, or no answer at all (connection error, timeout)
@@ -18,13 +20,18 @@
      ├── DeadlineExceeded(name, seconds) a timeout budget ran out (budget.py); also a TimeoutError
      ├── AllFailed(attempts)             every link of a fallback chain failed (fallback.py)
      ├── AttemptsExhausted(attempts)     self-improvement used its attempts and nobody took the escalation
+     └── ...
+
+    WorkflowSignal (a BaseException, as DBOS does: no `except Exception` in a step or an agent swallows it)
      ├── AutonomyError                   bounded autonomy said no (autonomy.py)
      │    ├── ScopeViolation(kind, value)    an action, tool or path outside the scope
      │    └── BudgetExceeded(resource)       tokens, cost, steps or wall clock over the ceiling
      ├── WorkflowPaused(workflow_id)     escalated to a person: stopped until `resume()` (autonomy.py)
-     └── WorkflowStopped(workflow_id)    a shutdown request stopped the run between steps (shutdown.py)
+     ├── WorkflowStopped(workflow_id)    a shutdown request stopped the run between steps (shutdown.py)
+     └── LeaseLost(key)                  this worker lost its claim (another took over): it must stop
 
-Retries (connection errors and 5xx) happen before any of these reach the caller.
+Retries (connection errors and 5xx) happen before any of these reach the caller. Catch a signal with
+`except WorkflowSignal` (or `except BaseException`); `.message` and `.type` are there as on the errors.
 """
 
 from __future__ import annotations
@@ -99,6 +106,19 @@ class PreconditionFailed(Conflict):
         return None
 
 
+class LeaseRejected(Conflict):
+    """Renewing or releasing a claim: the lease token is not the key's current claim's (it expired and another
+    holder took it, or it was released)."""
+
+    type = "lease_lost"
+
+
+class StaleFence(Conflict):
+    """A write under a claim (`fence=`) was refused: another holder has taken the claim over since."""
+
+    type = "stale_fence"
+
+
 class PayloadTooLarge(WorkflowKitError):
     """The request, or one field of it, is over the service's size cap."""
 
@@ -162,6 +182,9 @@ _BY_TYPE: dict[str, type[WorkflowKitError]] = {
     "not_found": NotFound,
     "conflict": Conflict,
     "precondition_failed": PreconditionFailed,
+    "lease_lost": LeaseRejected,
+    "stale_fence": StaleFence,
+    "forbidden": Unauthorized,
     "unauthorized": Unauthorized,
     "payload_too_large": PayloadTooLarge,
     "not_ready": ServiceUnavailable,
@@ -246,7 +269,32 @@ class AttemptsExhausted(WorkflowKitError):
         self.attempts = attempts
 
 
-class AutonomyError(WorkflowKitError):
+class WorkflowSignal(BaseException):
+    """Stop the run: not an error of the work but a decision about it (pause, stop, refusal, lost lease). A
+    BaseException so that a step's or an agent's `except Exception` cannot swallow it by accident."""
+
+    type = "signal"
+    status: int | None = None
+    body: Any = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class LeaseLost(WorkflowSignal):
+    """This worker's claim on `key` is gone (its lease ran out and another holder took it, or the service
+    refused a write of ours as fenced out): it must not go on, another worker may be doing the same work."""
+
+    type = "lease_lost"
+
+    def __init__(self, key: str, holder: str | None, why: str) -> None:
+        super().__init__(f"lost the claim {key!r} (holder {holder!r}): {why}; stopping before the next step")
+        self.key = key
+        self.holder = holder
+
+
+class AutonomyError(WorkflowSignal):
     """Bounded autonomy refused something; `.escalation` is the escalation it raised, once handled."""
 
     type = "autonomy"
@@ -277,7 +325,7 @@ class BudgetExceeded(AutonomyError):
         self.limit = limit
 
 
-class WorkflowPaused(WorkflowKitError):
+class WorkflowPaused(WorkflowSignal):
     """The workflow waits for a person: an escalation is open. `autonomy.resume()` lets the next run go on."""
 
     type = "workflow_paused"
@@ -289,7 +337,7 @@ class WorkflowPaused(WorkflowKitError):
         self.escalation = escalation
 
 
-class WorkflowStopped(WorkflowKitError):
+class WorkflowStopped(WorkflowSignal):
     """A shutdown request (SIGTERM) stopped the run; `.after` is the last checkpointed step, `.next` the one
     the next run starts with, `.interrupted` a step cut off by the shutdown deadline (it runs again)."""
 
@@ -302,6 +350,7 @@ class WorkflowStopped(WorkflowKitError):
         next: str | None,
         interrupted: str | None = None,
         resumed_after: str | None = None,
+        resumed_from: str | None = None,
     ) -> None:
         how = f"; step {interrupted!r} was cut off at the shutdown deadline" if interrupted else ""
         super().__init__(f"workflow {workflow_id!r} stopped after {after!r}, next run starts at {next!r}{how}")
@@ -309,4 +358,5 @@ class WorkflowStopped(WorkflowKitError):
         self.after = after
         self.next = next
         self.interrupted = interrupted
-        self.resumed_after = resumed_after  # where the stopped run itself had started from
+        self.resumed_after = resumed_after  # the checkpointed step the stopped run itself had started after
+        self.resumed_from = resumed_from  # the step it had resumed at (None: it started fresh)

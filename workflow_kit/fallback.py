@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import tracing
-from .errors import AllFailed, AutonomyError, WorkflowPaused, WorkflowStopped
+from .errors import AllFailed
 
 __all__ = ["FallbackResult", "constant", "fallback"]
 
 log = logging.getLogger("workflow_kit.fallback")
 
 # Signals that end the chain: not failures of a link, decisions about the whole run.
-_STOP: tuple[type[BaseException], ...] = (WorkflowPaused, WorkflowStopped, AutonomyError)
 
 Link = Callable[..., Any] | tuple[str, Callable[..., Any]]
 
@@ -75,8 +74,6 @@ async def fallback(
                 value = fn(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = await value
-            except _STOP:
-                raise
             except Exception as exc:
                 path.append(f"{link_name}:{type(exc).__name__}")
                 errors.append((link_name, exc))

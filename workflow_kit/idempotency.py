@@ -18,10 +18,13 @@ a daily window never share a key.
 metadata `{"dedup_key", "action", "result", ...}`, tags `["dedup", "idempotency", action]`.
 
 **Race.** Before running, a worker takes the service claim `dedup:{key}` (POST /claims, a lease renewed while
-the action runs). The one that gets it runs the action, writes the record, then releases; the others poll the
-record with backoff (bounded by `wait_timeout`) and return its result. If the holder dies, its lease expires
-and the next caller runs the action. If the action raises, the claim is released, a `dedup-error` record is
-written, and the error re-raised; the next call tries again.
+the action runs; a sync `fn` runs in a worker thread so a blocking call cannot starve the renewal, and is
+called as `fn(params)`; the decorator form calls the function with its own arguments). The record is written
+with the claim's fencing token: a holder whose lease another has taken cannot write it (LeaseLost). The one
+that gets it runs the action, writes the record, then releases; the others poll the record with backoff
+(bounded by `wait_timeout`) and return its result. If the holder dies, its lease expires and the next caller
+runs the action. If the action raises, the claim is released, a `dedup-error` record is written, and the error
+re-raised; the next call tries again.
 
 One gap stays, as for any side effect outside the store: a holder that dies (or loses the service) after the
 action ran but before its record is written leaves a claim that expires, and the next caller runs the action
@@ -52,7 +55,15 @@ from .autonomy import check_scope
 from .breaker import OPEN
 from .client import MemoryClient, current_client, new_id
 from .errors import ClaimTimeout as ClaimTimeout  # re-exported for `except idempotency.ClaimTimeout`
-from .errors import InvalidInput, NotJSON, PayloadTooLarge, ServiceError, ServiceUnavailable, WorkflowKitError
+from .errors import (
+    InvalidInput,
+    NotJSON,
+    PayloadTooLarge,
+    ServiceError,
+    ServiceUnavailable,
+    StaleFence,
+    WorkflowKitError,
+)
 from .journal import Journal, current_journal
 
 log = logging.getLogger("workflow_kit.idempotency")
@@ -133,7 +144,7 @@ async def run_idempotent(
         try:
             if bound is not None and bound[0].breaker.state == OPEN:
                 raise ServiceUnavailable("the memory-spine breaker is open")
-            cached = await _claims.acquire(client, record_key, holder, lease_seconds, wait_timeout, probe=recorded)
+            got = await _claims.acquire(client, record_key, holder, lease_seconds, wait_timeout, probe=recorded)
         except ServiceError as exc:
             if bound is None:
                 raise
@@ -144,9 +155,10 @@ async def run_idempotent(
             )
             span.set_attribute("workflow_kit.dedup", "executed-degraded")
             return await _execute(client, action, params, fn, key, holder, window_seconds, clock, store)
-        if cached is not _claims.MISSING:
+        if not isinstance(got, _claims.Lease):
             span.set_attribute("workflow_kit.dedup", "cached")
-            return cached
+            return got
+        lease = got
         try:
             # The previous holder may have written the record and released between our look and our claim.
             cached = await recorded()
@@ -154,10 +166,11 @@ async def run_idempotent(
                 span.set_attribute("workflow_kit.dedup", "cached")
                 return cached
             span.set_attribute("workflow_kit.dedup", "executed")
-            async with _claims.kept_alive(client, record_key, holder, lease_seconds):
-                return await _execute(client, action, params, fn, key, holder, window_seconds, clock, store)
+            async with _claims.kept_alive(client, lease):
+                fenced = _fenced(store, lease)
+                return await _execute(client, action, params, fn, key, holder, window_seconds, clock, fenced)
         finally:
-            await _claims.release(client, record_key, holder)
+            await _claims.release(client, lease)
 
 
 def _storer(client: MemoryClient, bound: tuple[Journal, str] | None) -> Callable[[dict[str, Any]], Awaitable[Any]]:
@@ -166,6 +179,21 @@ def _storer(client: MemoryClient, bound: tuple[Journal, str] | None) -> Callable
         return lambda body: client.ingest(**body)
     journal, workflow_id = bound
     return lambda body: journal.write(client, workflow_id, {**body, "id": new_id()})
+
+
+def _fenced(
+    store: Callable[[dict[str, Any]], Awaitable[Any]], lease: _claims.Lease
+) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+    """The dedup record goes in under the claim's fence: refused (LeaseLost) once another holder took it."""
+
+    async def write(body: dict[str, Any]) -> Any:
+        fence = lease.fence_ref()
+        try:
+            return await store({**body, "fence": fence} if fence is not None else body)
+        except StaleFence as exc:
+            raise lease.fenced_out(exc) from None
+
+    return write
 
 
 def _result_of(record: Mapping[str, Any]) -> Any:
@@ -185,9 +213,7 @@ async def _execute(
 ) -> Any:
     token = _key.set(key)
     try:
-        result = fn(params)
-        if inspect.isawaitable(result):
-            result = await result
+        result = await _claims.call(fn, params)  # a sync fn in a worker thread: the renewal keeps running
     except Exception as exc:
         await _record_error(client, action, key, holder, exc)
         raise
@@ -262,8 +288,7 @@ def _decorate(
             )
 
         async def execute(_params: Any) -> Any:
-            value = fn(*args, **kwargs)
-            return await value if inspect.isawaitable(value) else value
+            return await _claims.call(fn, *args, **kwargs)
 
         return await run_idempotent(memory, name, params, execute, **options)
 

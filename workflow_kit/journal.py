@@ -13,8 +13,8 @@ The next write or `flush()` after the service is back delivers what is pending, 
 sent while something older waits) and **idempotently** (each record carries its id, and the service upserts
 by id, so a record delivered twice, say by a flush that timed out after the service had stored it, is one
 record). `{workflow_id}.flushed` holds the sequence number of the last delivered record. A record the service
-refuses outright (422/413) is marked rejected and skipped, and its error raised to the writer if it is the
-record being written.
+refuses outright (422/413, or 409 stale_fence: written under a claim another worker has taken since) is marked
+rejected and skipped, and its error raised to the writer if it is the record being written.
 
 The file also mirrors what was delivered, so a run started while the service is down resumes from it. A run
 with neither the service nor any journal line for its workflow refuses to start: it cannot tell a fresh
@@ -45,7 +45,7 @@ from typing import Any
 from . import metrics as _metrics
 from .breaker import CircuitBreaker
 from .client import MemoryClient, check_workflow_id
-from .errors import CircuitOpen, ClaimTimeout, InvalidInput, PayloadTooLarge, ServiceError
+from .errors import CircuitOpen, ClaimTimeout, InvalidInput, PayloadTooLarge, ServiceError, StaleFence
 
 __all__ = ["Journal", "current_journal", "recall"]
 
@@ -201,7 +201,12 @@ class Journal:
 
     def forget(self, workflow_id: str) -> None:
         """Delete the workflow's journal files (after it finished and everything was delivered)."""
-        for p in (self.path(workflow_id), self._mark_path(workflow_id), self.directory / f"{workflow_id}.lock"):
+        for p in (
+            self.path(workflow_id),
+            self._mark_path(workflow_id),
+            self.directory / f"{workflow_id}.lock",
+            self._lease_path(workflow_id),
+        ):
             p.unlink(missing_ok=True)
         self._entries.pop(workflow_id, None)
 
@@ -260,7 +265,8 @@ class Journal:
                     self.breaker.settle(exc)
                     raise
                 self.breaker.settle(None)
-            except (InvalidInput, PayloadTooLarge) as exc:
+            except (InvalidInput, PayloadTooLarge, StaleFence) as exc:
+                # Refused for good; a stale fence too: written under a claim another worker has since taken.
                 self._append_line(workflow_id, {"seq": entry["seq"], "rejected": True, "error": str(exc)[:500]})
                 self._entries[workflow_id] = [e for e in self._entries[workflow_id] if e["seq"] != entry["seq"]]
                 if entry["seq"] == strict:
@@ -290,6 +296,32 @@ class Journal:
     def degraded(self, workflow_id: str) -> bool:
         """Whether the workflow has records waiting for the service."""
         return bool(self.pending(workflow_id))
+
+    # -- the run's lease token ------------------------------------------------------------------------------
+    # Kept next to the journal while a run holds its workflow's claim, so that after a crash the next run on this
+    # host (which holds the flock, so the old run is gone: a frozen one would still hold it) can release the dead
+    # run's claim at once instead of waiting out its lease. Re-claiming gets a new fence.
+
+    def _lease_path(self, workflow_id: str) -> Path:
+        return self.directory / f"{workflow_id}.lease"
+
+    def keep_lease(self, workflow_id: str, key: str, token: str) -> None:
+        """Remember the lease token of the claim a run of this workflow holds (file mode 0600)."""
+        path = self._lease_path(workflow_id)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"key": key, "lease_token": token}, f)
+
+    def kept_lease(self, workflow_id: str) -> dict[str, str] | None:
+        """The lease a run of this workflow held and did not give back (it crashed), or None."""
+        try:
+            got = json.loads(self._lease_path(workflow_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return got if isinstance(got, dict) and isinstance(got.get("lease_token"), str) else None
+
+    def drop_lease(self, workflow_id: str) -> None:
+        self._lease_path(workflow_id).unlink(missing_ok=True)
 
     # -- local exclusion -----------------------------------------------------------------------------------
 

@@ -322,6 +322,30 @@ class TraceStore(SpanProcessor):
                 return None
         return None
 
+    async def save_partial(self, trace_id: str, workflow: str | None, workflow_id: str | None) -> str | None:
+        """Store the spans of a still-running trace that have ended so far (status "running", `partial`), so a
+        run killed later leaves its finished steps' spans behind. The final store replaces it (same id)."""
+        with self._lock:
+            pending = next((p for p in self._owner.values() if format_trace_id(p.trace_id) == trace_id), None)
+            spans = [dict(d) for d in sorted(pending.spans, key=lambda d: d["start"])] if pending else []
+        if pending is None or pending.client is None or not spans:
+            return None
+        doc = {
+            "trace_id": trace_id,
+            "workflow": workflow,
+            "workflow_id": workflow_id,
+            "started_at": spans[0]["start"],
+            "ended_at": max(d["end"] for d in spans),
+            "status": "running",
+            "partial": True,
+            "spans": spans,
+        }
+        # Its own empty context, as for the final store: the store request is not part of the trace it stores.
+        task = asyncio.get_running_loop().create_task(
+            self._save(pending.client, doc, pending.journal), context=contextvars.Context()
+        )
+        return await task
+
     async def flush(self, trace_id: str | None = None) -> str | None:
         """Wait until the given trace (or every pending one) is stored; return its record id (or None)."""
         if trace_id is not None:
@@ -343,6 +367,13 @@ class TraceStore(SpanProcessor):
 async def flush(trace_id: str | None = None) -> str | None:
     """Wait for a stored trace (see `TraceStore.flush`); a no-op when tracing was never installed."""
     return await _store.flush(trace_id) if _store is not None else None
+
+
+async def save_partial(trace_id: str | None, workflow: str | None, workflow_id: str | None) -> str | None:
+    """Store what a running trace has so far (see `TraceStore.save_partial`); a no-op without tracing."""
+    if _store is None or not trace_id:
+        return None
+    return await _store.save_partial(trace_id, workflow, workflow_id)
 
 
 # -- logs ---------------------------------------------------------------------------------------------------

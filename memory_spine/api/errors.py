@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import (
     Conflict,
     DataDirLocked,
+    Forbidden,
     InvalidInput,
     MemorySpineError,
     MisdirectedRequest,
@@ -45,6 +46,7 @@ STATUS: dict[type[MemorySpineError], int] = {
     Unauthorized: 401,
     RequestTimeout: 408,
     MisdirectedRequest: 421,
+    Forbidden: 403,
     NotReady: 503,
     StorageError: 503,
     StorageFull: 507,

@@ -220,7 +220,8 @@ async def get_key(key: str, svc: Svc) -> Response:
     responses={**_ERR, 409: {"description": "Held by another live holder"}},
 )
 def claim(req: ClaimIn, svc: Svc) -> Response:
-    """Claim a key for a lease if no other live holder has it (atomic). The same holder renews."""
+    """Claim a key for a lease if no live claim holds it (atomic): the answer carries a `fence` and a secret
+    `lease_token`. With `lease_token` in the body, renew that claim instead (409 lease_lost if it is gone)."""
     return JSON(svc.claim(req), status_code=201)
 
 
@@ -231,10 +232,23 @@ def get_claim(key: str, svc: Svc) -> Response:
 
 @router.delete(
     "/claims/{key:path}",
-    responses={**_ERR, 404: {"description": "No live claim"}, 409: {"description": "Held by another holder"}},
+    responses={
+        **_ERR,
+        403: {"description": "No lease_token given"},
+        404: {"description": "No live claim"},
+        409: {"description": "Held under another lease (lease_lost)"},
+    },
 )
-def release_claim(key: str, svc: Svc, holder: str | None = None) -> Response:
-    return JSON(svc.release(key, holder))
+def release_claim(
+    key: str,
+    svc: Svc,
+    x_lease_token: Annotated[str | None, Header(description="The lease_token the claim returned.")] = None,
+    lease_token: Annotated[
+        str | None, Query(description="Same as X-Lease-Token; the header keeps it out of access logs.")
+    ] = None,
+) -> Response:
+    """Release a claim: needs the `lease_token` its acquisition returned (X-Lease-Token header or ?lease_token=)."""
+    return JSON(svc.release(key, x_lease_token or lease_token))
 
 
 @router.get("/stats", responses=_ERR)

@@ -135,9 +135,11 @@ MS.page(async () => {
         el("td", { class: "num" }, MS.ms(r.duration_ms)),
         el("td", {}, r.replayed ? "none (replayed the stored result)"
           : (r.steps || []).map((s) => s.status === "error" ? `${s.name} (failed)` : s.name).join(", ") || "none"),
-        el("td", {}, el("a", { href: "/ui/traces/" + encodeURIComponent(r.trace_id) }, el("code", {}, r.trace_id.slice(0, 16))))));
+        el("td", {}, r.trace_id && r.span_count
+          ? el("a", { href: "/ui/traces/" + encodeURIComponent(r.trace_id) }, el("code", {}, r.trace_id.slice(0, 16)))
+          : el("span", { class: "why" }, r.status === "died" ? "killed before storing its trace" : "no stored trace"))));
     }
-    if (!w.runs.length) runs.append(el("tr", {}, el("td", { colspan: "5" }, "No stored trace.")));
+    if (!w.runs.length) runs.append(el("tr", {}, el("td", { colspan: "5" }, "No run recorded.")));
 
     const esc = MS.clear(MS.$("#escalations"));
     if (!w.escalations.length) esc.append(el("p", { class: "sub" }, "None."));

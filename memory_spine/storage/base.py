@@ -49,6 +49,9 @@ class NewRecord:
     now: float = 0.0
     # A read-modify-write (PATCH): write only if the stored row still has this version, else VersionChanged.
     if_version: int | None = None
+    # Written under a claim: (claim key, fence token). Refused with StaleFence unless the key's claim row still
+    # carries that fence, checked inside the write's own transaction.
+    fence: tuple[str, int] | None = None
 
 
 @dataclass
@@ -82,6 +85,14 @@ class ContentChanged(Exception):
 
 class VersionChanged(Exception):
     """put() of a record with `if_version`: the row was written or deleted since that version: read it again."""
+
+
+class StaleFence(Exception):
+    """put() of a record with a `fence`: the claim on the fence's key has another fence now (or none)."""
+
+    def __init__(self, key: str, token: int, current: int | None) -> None:
+        super().__init__(key, token, current)
+        self.key, self.token, self.current = key, token, current
 
 
 class Storage(Protocol):
@@ -122,9 +133,14 @@ class Storage(Protocol):
     def purge_expired(self, now: float, on_commit: OnCommit | None = None) -> list[int]: ...
 
     # claims
-    def claim(self, key: str, holder: str, lease: float, now: float) -> tuple[bool, dict[str, Any]]: ...
+    # A claim row carries a fence (from one counter that only grows, never reused) and the sha256 of its lease
+    # token. claim() takes a free or expired key only; renew() and release() need the token's hash.
+    def claim(
+        self, key: str, holder: str, lease: float, now: float, token_hash: str
+    ) -> tuple[bool, dict[str, Any]]: ...
+    def renew(self, key: str, token_hash: str, lease: float, now: float) -> dict[str, Any] | None: ...
     def get_claim(self, key: str, now: float) -> dict[str, Any] | None: ...
-    def release(self, key: str, holder: str | None, now: float) -> dict[str, Any] | None: ...
+    def release(self, key: str, token_hash: str, now: float) -> dict[str, Any] | None: ...
 
     # housekeeping
     def meta(self, name: str) -> str | None: ...

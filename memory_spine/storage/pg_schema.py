@@ -68,9 +68,17 @@ def _initial(conn: psycopg.Connection, params: dict[str, Any]) -> None:
     conn.execute("INSERT INTO memory_spine_meta (name, value) VALUES ('dim', %s)", (str(dim),))
 
 
+def _fencing(conn: psycopg.Connection, params: dict[str, Any]) -> None:
+    # Fencing tokens: each claim taken gets the next value of one sequence (never reused, only grows), and the
+    # sha256 of a secret lease token that renewing and releasing must present. Older claims carry neither.
+    conn.execute("CREATE SEQUENCE claim_fences")
+    conn.execute("ALTER TABLE claims ADD COLUMN fence bigint, ADD COLUMN token_hash text")
+
+
 # (version, name, apply)
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection, dict[str, Any]], None]]] = [
     (1, "records, tags, keys, metadata, vectors (HNSW), full text (tsvector), claims", _initial),
+    (2, "claims: fencing tokens (claim_fences sequence) and hashed lease tokens", _fencing),
 ]
 
 

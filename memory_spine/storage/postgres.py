@@ -7,7 +7,8 @@ together migrate once):
   (newest-first key lookups, PATCH's if_version); tags as `text[]` (GIN), metadata as `jsonb` (GIN
   `jsonb_path_ops`, so `where` equalities are index lookups), the vector in a pgvector column with an HNSW
   index (`vector_cosine_ops`), and a generated `tsvector` column (GIN) for keyword search.
-- `claims(key, holder, acquired_at, expires_at)`: leases, taken with one atomic `INSERT ... ON CONFLICT DO
+- `claims(key, holder, acquired_at, expires_at, fence, token_hash)`: leases (fence from the sequence
+  `claim_fences`), taken with one atomic `INSERT ... ON CONFLICT DO
   UPDATE ... WHERE` and timed by the database clock, so replicas with skewed clocks still agree.
 - `memory_spine_meta`: the model and dimension the vectors belong to.
 
@@ -39,7 +40,7 @@ from psycopg.types.json import Jsonb
 from ..errors import InvalidInput, MemorySpineError, ReadOnlyStorage, StorageError, StorageFull
 from ..models import Filter
 from . import redact
-from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, VersionChanged
+from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
 from .pg_schema import migrate
 from .sqlite import _json_path, _sql_value
 
@@ -389,6 +390,11 @@ class PostgresStorage:
                 ([r.id for r in records],),
             )
         }
+        for key, token in sorted({r.fence for r in records if r.fence is not None}):
+            # FOR SHARE: a takeover of the claim waits for this transaction, so the fence cannot change under it.
+            got = conn.execute("SELECT fence FROM claims WHERE key = %s FOR SHARE", (key,)).fetchone()
+            if got is None or got[0] != token:
+                raise StaleFence(key, token, got[0] if got else None)
         version = conn.execute("SELECT nextval('memory_versions')").fetchone()[0]
         inserts: list[tuple] = []
         updates: list[tuple] = []
@@ -619,66 +625,74 @@ class PostgresStorage:
                     (to_dt(now),),
                 )
             ]
-            conn.execute("DELETE FROM claims WHERE expires_at <= now()")
+            # Lapsed claims stay a day (as on SQLite): their fence still admits late journal deliveries.
+            conn.execute("DELETE FROM claims WHERE expires_at <= now() - interval '1 day'")
         if on_commit is not None:
             on_commit(seqs)
         return seqs
 
     # -- claims: the database's clock, so every replica agrees on who holds a lease -----------------------------
+    _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence"
+
     @staticmethod
     def _claim(row: Sequence[Any]) -> dict[str, Any]:
-        key, holder, acquired, expires = row
-        return {"key": key, "holder": holder, "acquired_at": iso(acquired), "expires_at": iso(expires)}
+        key, holder, acquired, expires, fence = row
+        return {"key": key, "holder": holder, "acquired_at": iso(acquired), "expires_at": iso(expires), "fence": fence}
 
-    def claim(self, key: str, holder: str, lease: float, now: float) -> tuple[bool, dict[str, Any]]:
+    def claim(self, key: str, holder: str, lease: float, now: float, token_hash: str) -> tuple[bool, dict[str, Any]]:
         interval = f"{float(lease)} seconds"
         with self.conn() as conn:
             for _attempt in range(10):
-                # One statement, atomic under the row lock: take a free or expired key, or renew our own lease.
+                # One statement, atomic under the row lock: take a free or expired key, with the next fence.
                 got = conn.execute(
-                    "INSERT INTO claims AS c (key, holder, acquired_at, expires_at)"
+                    "INSERT INTO claims AS c (key, holder, acquired_at, expires_at, fence, token_hash)"
                     " VALUES (%s, %s, date_trunc('microseconds', clock_timestamp()),"
-                    " date_trunc('microseconds', clock_timestamp() + %s::interval))"
-                    " ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder,"
-                    " acquired_at = CASE WHEN c.expires_at > clock_timestamp() THEN c.acquired_at"
-                    " ELSE EXCLUDED.acquired_at END, expires_at = EXCLUDED.expires_at"
-                    " WHERE c.expires_at <= clock_timestamp() OR c.holder = EXCLUDED.holder"
-                    " RETURNING key, holder, acquired_at, expires_at",
-                    (key, holder, interval),
+                    " date_trunc('microseconds', clock_timestamp() + %s::interval), nextval('claim_fences'), %s)"
+                    " ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder, acquired_at = EXCLUDED.acquired_at,"
+                    " expires_at = EXCLUDED.expires_at, fence = EXCLUDED.fence, token_hash = EXCLUDED.token_hash"
+                    " WHERE c.expires_at <= clock_timestamp()"
+                    f" RETURNING {self._CLAIM_COLS}",
+                    (key, holder, interval, token_hash),
                 ).fetchone()
                 if got is not None:
                     return True, self._claim(got)
                 other = conn.execute(
-                    "SELECT key, holder, acquired_at, expires_at FROM claims WHERE key = %s AND expires_at > now()",
-                    (key,),
+                    f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = %s AND expires_at > now()", (key,)
                 ).fetchone()
                 if other is not None:
                     return False, self._claim(other)
             raise StorageError(f"claiming {key!r} kept racing; try again")
 
-    def get_claim(self, key: str, now: float) -> dict[str, Any] | None:
+    def renew(self, key: str, token_hash: str, lease: float, now: float) -> dict[str, Any] | None:
+        """Extend the lease whose token hashes to `token_hash` (even lapsed, while nobody took the key over)."""
         rows = self._all(
-            "SELECT key, holder, acquired_at, expires_at FROM claims WHERE key = %s AND expires_at > now()", (key,)
+            "UPDATE claims SET expires_at = date_trunc('microseconds', clock_timestamp() + %s::interval)"
+            f" WHERE key = %s AND token_hash = %s RETURNING {self._CLAIM_COLS}",
+            (f"{float(lease)} seconds", key, token_hash),
         )
         return self._claim(rows[0]) if rows else None
 
-    def release(self, key: str, holder: str | None, now: float) -> dict[str, Any] | None:
-        """Release a live claim. Returns the claim that blocks the release, or None when released.
+    def get_claim(self, key: str, now: float) -> dict[str, Any] | None:
+        rows = self._all(f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = %s AND expires_at > now()", (key,))
+        return self._claim(rows[0]) if rows else None
 
-        Raises KeyError when there is no live claim on the key.
+    def release(self, key: str, token_hash: str, now: float) -> dict[str, Any] | None:
+        """Release the claim whose lease token hashes to `token_hash`. Returns the claim that blocks the release
+        (another lease's), or None when released.
+
+        Raises KeyError when there is no live claim on the key and no lapsed one of this token.
         """
         with self.conn() as conn, conn.transaction():
             row = conn.execute(
-                "SELECT key, holder, acquired_at, expires_at FROM claims WHERE key = %s AND expires_at > now()"
-                " FOR UPDATE",
+                f"SELECT {self._CLAIM_COLS}, token_hash, expires_at > now() FROM claims WHERE key = %s FOR UPDATE",
                 (key,),
             ).fetchone()
-            if row is None:
+            if row is not None and row[5] == token_hash:
+                conn.execute("DELETE FROM claims WHERE key = %s", (key,))
+                return None
+            if row is None or not row[6]:
                 raise KeyError(key)
-            if holder is not None and row[1] != holder:
-                return self._claim(row)
-            conn.execute("DELETE FROM claims WHERE key = %s", (key,))
-            return None
+            return self._claim(row[:5])
 
     # -- bulk loading: rows first, the HNSW index after ---------------------------------------------------------
     def drop_vector_index(self) -> None:

@@ -8,7 +8,8 @@ Schema (created with sqlite-utils, WAL mode):
 - `memory_tags(tag, seq)`: tags in their own indexed table, so tag filters are index lookups.
 - `memories_fts`: an FTS5 index over `content`, kept in step by triggers in the same transaction.
 - `tombstones(seq, version)`: deleted vectors the index may still hold.
-- `claims(key, holder, acquired_at, expires_at)`: leases for exactly-once actions.
+- `claims(key, holder, acquired_at, expires_at, fence, token_hash)`: leases for exactly-once actions; `fence`
+  comes from the meta row `claim_fence`, a counter that only grows (fencing tokens).
 
 One writer connection behind a lock (SQLite has one writer anyway; queuing in Python avoids "database is
 locked"); readers use one connection per thread, which WAL lets run beside the writer.
@@ -35,11 +36,12 @@ from filelock import FileLock, Timeout
 
 from ..errors import DataDirLocked, InvalidInput, ReadOnlyStorage, StorageError, StorageFull
 from ..models import Filter
-from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, VersionChanged
+from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
 
 log = logging.getLogger("memory_spine.storage")
 
 SCHEMA_VERSION = 1
+CLAIM_GRACE_SECONDS = 86_400  # how long a lapsed claim (and its fence) is kept before purge_expired drops it
 OnCommit = Callable[[Any], None]
 # Every query excludes expired records with `expires_at IS NULL OR expires_at > now`; with the metadata in the same
 # index, a `where` filter on metadata is answered from the index alone instead of reading every row (vectors
@@ -352,7 +354,15 @@ class SQLiteStorage:
                     db["tombstones"].create({"seq": int, "version": int}, pk="seq")
                     db["tombstones"].create_index(["version"])
                     db["claims"].create(
-                        {"key": str, "holder": str, "acquired_at": float, "expires_at": float}, pk="key"
+                        {
+                            "key": str,
+                            "holder": str,
+                            "acquired_at": float,
+                            "expires_at": float,
+                            "fence": int,
+                            "token_hash": str,
+                        },
+                        pk="key",
                     )
                     db["meta"].create({"name": str, "value": str}, pk="name")
                     db.execute(
@@ -399,6 +409,14 @@ class SQLiteStorage:
                     if self._writer.in_transaction:
                         self._writer.execute("ROLLBACK")
                     log.warning("could not add the metadata filter index: %s", exc)
+        if "fence" not in {r[1] for r in db.execute("PRAGMA table_info(claims)")}:
+            # Data dirs made before fencing tokens: their claims carry none and can only expire.
+            with self._write_lock:
+                try:
+                    self._writer.execute("ALTER TABLE claims ADD COLUMN fence INTEGER")
+                    self._writer.execute("ALTER TABLE claims ADD COLUMN token_hash TEXT")
+                except sqlite3.OperationalError as exc:  # read-only: claims cannot be taken anyway
+                    log.warning("could not add fencing tokens to claims: %s", exc)
         stored_dim = self.meta("dim")
         if stored_dim is not None and int(stored_dim) != self.dim:
             raise StorageError(f"this data dir holds {stored_dim}-dimensional vectors; the embedder makes {self.dim}")
@@ -484,6 +502,8 @@ class SQLiteStorage:
         with tx as conn:
             version = self._next_version()
             for rec in records:
+                if rec.fence is not None:
+                    self._check_fence(conn, *rec.fence)
                 existing = conn.execute(
                     "SELECT seq, content, created_at, expires_at, version FROM memories WHERE id = ?", (rec.id,)
                 ).fetchone()
@@ -949,7 +969,8 @@ class SQLiteStorage:
             "SELECT seq FROM memories WHERE expires_at IS NOT NULL AND expires_at <= ?",
             (now,),
             on_commit,
-            ("DELETE FROM claims WHERE expires_at <= ?", (now,)),
+            # Lapsed claims stay a day: their fence still admits writes a journal delivers late, until taken over.
+            ("DELETE FROM claims WHERE expires_at <= ?", (now - CLAIM_GRACE_SECONDS,)),
         )
 
     def forget_tombstones(self, upto_version: int) -> None:
@@ -961,50 +982,69 @@ class SQLiteStorage:
             conn.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('version_floor', ?)", (str(self._version),))
 
     # -- claims ----------------------------------------------------------------------------------------
+    _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence"
+
     @staticmethod
     def _claim(row: tuple) -> dict[str, Any]:
-        key, holder, acquired, expires = row
-        return {"key": key, "holder": holder, "acquired_at": iso(acquired), "expires_at": iso(expires)}
+        key, holder, acquired, expires, fence = row
+        return {"key": key, "holder": holder, "acquired_at": iso(acquired), "expires_at": iso(expires), "fence": fence}
 
-    def claim(self, key: str, holder: str, lease: float, now: float) -> tuple[bool, dict[str, Any]]:
+    @staticmethod
+    def _check_fence(conn: sqlite3.Connection, key: str, token: int) -> None:
+        """Under the write lock: the claim on `key` must still carry fence `token` (live or not, if not replaced)."""
+        row = conn.execute("SELECT fence FROM claims WHERE key = ?", (key,)).fetchone()
+        if row is None or row[0] != token:
+            raise StaleFence(key, token, row[0] if row else None)
+
+    def claim(self, key: str, holder: str, lease: float, now: float, token_hash: str) -> tuple[bool, dict[str, Any]]:
+        with self._tx() as conn:
+            row = conn.execute(f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[3] > now:
+                return False, self._claim(row)
+            got = conn.execute("SELECT value FROM meta WHERE name = 'claim_fence'").fetchone()
+            fence = (int(got[0]) if got else 0) + 1
+            conn.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('claim_fence', ?)", (str(fence),))
+            conn.execute(
+                "INSERT OR REPLACE INTO claims (key, holder, acquired_at, expires_at, fence, token_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (key, holder, now, now + lease, fence, token_hash),
+            )
+            return True, self._claim((key, holder, now, now + lease, fence))
+
+    def renew(self, key: str, token_hash: str, lease: float, now: float) -> dict[str, Any] | None:
+        """Extend the lease whose token hashes to `token_hash` (even lapsed, while nobody took the key over).
+
+        Returns the renewed claim, or None when the key's claim is not that lease any more.
+        """
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT key, holder, acquired_at, expires_at FROM claims WHERE key = ?", (key,)
+                f"UPDATE claims SET expires_at = ? WHERE key = ? AND token_hash = ? RETURNING {self._CLAIM_COLS}",
+                (now + lease, key, token_hash),
             ).fetchone()
-            if row is not None and row[3] > now and row[1] != holder:
-                return False, self._claim(row)
-            acquired = row[2] if row is not None and row[3] > now else now
-            conn.execute(
-                "INSERT OR REPLACE INTO claims (key, holder, acquired_at, expires_at) VALUES (?, ?, ?, ?)",
-                (key, holder, acquired, now + lease),
-            )
-            return True, self._claim((key, holder, acquired, now + lease))
+            return self._claim(row) if row else None
 
     def get_claim(self, key: str, now: float) -> dict[str, Any] | None:
         row = (
             self._reader()
-            .execute(
-                "SELECT key, holder, acquired_at, expires_at FROM claims WHERE key = ? AND expires_at > ?", (key, now)
-            )
+            .execute(f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = ? AND expires_at > ?", (key, now))
             .fetchone()
         )
         return self._claim(row) if row else None
 
-    def release(self, key: str, holder: str | None, now: float) -> dict[str, Any] | None:
-        """Release a live claim. Returns the claim that blocks the release, or None when released.
+    def release(self, key: str, token_hash: str, now: float) -> dict[str, Any] | None:
+        """Release the claim whose lease token hashes to `token_hash`. Returns the claim that blocks the release
+        (another lease's), or None when released.
 
-        Raises KeyError when there is no live claim on the key.
+        Raises KeyError when there is no live claim on the key and no lapsed one of this token.
         """
         with self._tx() as conn:
-            row = conn.execute(
-                "SELECT key, holder, acquired_at, expires_at FROM claims WHERE key = ? AND expires_at > ?", (key, now)
-            ).fetchone()
-            if row is None:
+            row = conn.execute(f"SELECT {self._CLAIM_COLS}, token_hash FROM claims WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[5] == token_hash:
+                conn.execute("DELETE FROM claims WHERE key = ?", (key,))
+                return None
+            if row is None or row[3] <= now:
                 raise KeyError(key)
-            if holder is not None and row[1] != holder:
-                return self._claim(row)
-            conn.execute("DELETE FROM claims WHERE key = ?", (key,))
-            return None
+            return self._claim(row[:5])
 
     # -- housekeeping ----------------------------------------------------------------------------------
     def stats(self, now: float) -> dict[str, Any]:

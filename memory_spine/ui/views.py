@@ -3,10 +3,12 @@
 - Workflows, from the records workflow_kit writes: checkpoints (`checkpoint:{wf}:{step}`), escalations
   (`escalation:{wf}:{id}`), the run's claim (`workflow:{wf}`), traces (`trace:{trace_id}`, metadata
   `workflow_id`) and dedup records (`dedup:{key}`, found through the `dedup_key` attribute of the trace's
-  `idempotent` spans). A workflow's status: **completed** (its newest checkpoint says so), **paused** (an open
+  `idempotent` spans) and run records (`run:{wf}:{run_id}`: status, holder, trace id, written when a run starts
+  and ends). A workflow's status: **completed** (its newest checkpoint says so), **paused** (an open
   escalation), **running** (a live claim on it), **failed** (its last run ended with an error after its newest
-  checkpoint) or **stopped** (none of these: stopped by a signal, killed, or let go after a pause; running it
-  again with the same id resumes).
+  checkpoint, or died: its record still says running and nobody holds the claim) or **stopped** (none of these:
+  stopped by a signal, or let go after a pause; running it again with the same id resumes). Every run is
+  listed, from its record and its trace, including runs killed before they stored a trace.
 - Traces: the list (metadata only), and one trace laid out as a waterfall: spans in tree order with their
   depth and their start offset from the trace's start.
 - Overview: counts and sizes from `stats()`, request latency percentiles estimated from the histogram buckets
@@ -31,7 +33,8 @@ from ..service import MemoryService
 
 STATUSES = ("running", "completed", "failed", "paused", "stopped")
 # Errors that end a run on purpose (a stop, a pause, a bound of autonomy): the run did not fail.
-_SIGNALS = ("WorkflowStopped", "WorkflowPaused", "BudgetExceeded", "ScopeViolation")
+_SIGNALS = ("WorkflowStopped", "WorkflowPaused", "BudgetExceeded", "ScopeViolation", "LeaseLost")
+_RUN_SCAN = 200  # run records read for one workflow's page
 # Span events worth a line on a step: name -> the label the page shows.
 EVENT_KINDS = {
     "circuit_breaker.state_change": "breaker",
@@ -99,13 +102,24 @@ def _root_error(trace_record: dict[str, Any]) -> str | None:
     return None
 
 
+def run_state(run: dict[str, Any], claim: dict[str, Any] | None) -> str:
+    """A run record's status, with "died" for one that says running while nobody holds the claim for it."""
+    meta = run.get("metadata") or {}
+    status = meta.get("status") or "?"
+    if status == "running" and (claim is None or claim.get("holder") != meta.get("holder")):
+        return "died"
+    return status
+
+
 def workflow_status(
     latest: dict[str, Any] | None,
     escalations: list[dict[str, Any]],
     claim: dict[str, Any] | None,
     last_trace: dict[str, Any] | None,
+    last_run: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
-    """(status, why) of a workflow from its newest checkpoint, escalations, live claim and newest trace."""
+    """(status, why) of a workflow from its newest checkpoint, escalations, live claim, newest trace and newest
+    run record."""
     meta = (latest or {}).get("metadata") or {}
     if meta.get("status") == "completed":
         return "completed", f"its last step, {meta.get('step')!r}, is checkpointed"
@@ -115,6 +129,12 @@ def workflow_status(
         return "paused", f"escalated to a person ({m.get('kind')}): {m.get('reason')}"
     if claim is not None:
         return "running", f"held by {claim['holder']} until {claim['expires_at']}"
+    if last_run is not None and run_state(last_run, claim) == "died":
+        rm = last_run.get("metadata") or {}
+        return "failed", (
+            f"run {rm.get('run_id')} of {rm.get('holder')} died: it never recorded an end and its claim is gone"
+            " (killed, or lost the service)"
+        )
     if last_trace is not None and (latest is None or last_trace["created_at"] >= latest["updated_at"]):
         trace_meta = last_trace.get("metadata") or {}
         if trace_meta.get("status") == "error":
@@ -127,17 +147,35 @@ def workflow_status(
     return "stopped", f"not running; its last checkpoint is step {meta.get('step')!r}"
 
 
+def _last_run(svc: MemoryService, workflow_id: str) -> dict[str, Any] | None:
+    found = svc.list_keys(f"run:{workflow_id}:", 1)["results"]
+    return found[0] if found else None
+
+
 def workflows(svc: MemoryService, prefix: str = "", limit: int = 50, offset: int = 0) -> dict[str, Any]:
-    """One page of workflows known from their checkpoints, most recently updated first."""
+    """One page of workflows known from their checkpoints, most recently updated first; the first page also
+    lists workflows with run records but no checkpoint yet (a first run still in, or killed in, its first step)."""
     groups = svc.key_groups("checkpoint:" + prefix, limit=limit, offset=offset)
+    records: list[dict[str, Any] | None] = list(groups["results"])
     ids = [_workflow_id(r) for r in groups["results"]]
+    total = groups["total"]
+    if offset == 0:
+        for run in svc.key_groups("run:" + prefix, limit=limit)["results"]:
+            wf = (run.get("metadata") or {}).get("workflow_id")
+            if isinstance(wf, str) and wf not in ids and not svc.list_keys(f"checkpoint:{wf}:", 1)["results"]:
+                ids.append(wf)
+                records.append(None)
+                total += 1
     newest = _newest_traces(svc, ids)
     rows = []
-    for record, wf in zip(groups["results"], ids, strict=True):
-        meta = record.get("metadata") or {}
+    for record, wf in zip(records, ids, strict=True):
+        meta = (record or {}).get("metadata") or {}
         escalations = svc.list_keys(f"escalation:{wf}:", 100)["results"]
         traces = [newest[wf]] if wf in newest else []
-        status, why = workflow_status(record, escalations, _live_claim(svc, wf), traces[0] if traces else None)
+        last_run = _last_run(svc, wf)
+        status, why = workflow_status(
+            record, escalations, _live_claim(svc, wf), traces[0] if traces else None, last_run
+        )
         steps = meta.get("steps") if isinstance(meta.get("steps"), list) else None
         index = meta.get("step_index")
         rows.append(
@@ -149,10 +187,10 @@ def workflows(svc: MemoryService, prefix: str = "", limit: int = 50, offset: int
                 "step_count": len(steps) if steps else None,
                 "status": status,
                 "why": why,
-                "updated_at": record["updated_at"],
+                "updated_at": record["updated_at"] if record else (last_run or {}).get("updated_at"),
             }
         )
-    return {"results": rows, "total": groups["total"], "offset": offset, "limit": limit}
+    return {"results": rows, "total": total, "offset": offset, "limit": limit}
 
 
 def _children(spans: list[dict[str, Any]]) -> dict[str | None, list[dict[str, Any]]]:
@@ -264,11 +302,18 @@ def workflow(svc: MemoryService, workflow_id: str) -> dict[str, Any]:
     checkpoints = [c for c in checkpoints if _workflow_id(c) == workflow_id]
     escalations = svc.list_keys(f"escalation:{workflow_id}:", 100)["results"]
     trace_records = _traces_of(svc, workflow_id, _TRACE_SCAN)
-    if not (checkpoints or trace_records or escalations):
-        raise NotFound(f"no checkpoint, trace or escalation of workflow {workflow_id!r}")
+    run_records = svc.list_keys(f"run:{workflow_id}:", _RUN_SCAN)["results"]
+    if not (checkpoints or trace_records or escalations or run_records):
+        raise NotFound(f"no checkpoint, trace, escalation or run of workflow {workflow_id!r}")
     latest = checkpoints[0] if checkpoints else None
     claim = _live_claim(svc, workflow_id)
-    status, why = workflow_status(latest, escalations, claim, trace_records[0] if trace_records else None)
+    status, why = workflow_status(
+        latest,
+        escalations,
+        claim,
+        trace_records[0] if trace_records else None,
+        run_records[0] if run_records else None,
+    )
 
     traces = [(r, doc) for r in trace_records if (doc := _load_trace(r)) is not None]
     # Step names in order: the newest checkpoint's list, else the checkpoints' and the traces' own order.
@@ -340,6 +385,42 @@ def workflow(svc: MemoryService, workflow_id: str) -> dict[str, Any]:
         # Events outside any step (the runner's own, e.g. a ceiling checked between steps) go on the run.
         stepless = [s for s in spans if s.get("span_id") not in in_steps]
         runs[-1]["events"] = _events(stepless, doc.get("trace_id"), kids)
+
+    # Runs from their records: the trace's run gets its record's facts; a run with no stored trace (killed before
+    # it could store one) is listed from its record alone.
+    by_trace = {r["trace_id"]: r for r in runs if r.get("trace_id")}
+    for rec in reversed(run_records):  # oldest first, like `runs`
+        rm = rec.get("metadata") or {}
+        facts = {
+            "run_id": rm.get("run_id"),
+            "holder": rm.get("holder"),
+            "record_status": run_state(rec, claim),
+        }
+        traced = by_trace.get(rm.get("trace_id"))
+        if traced is not None:
+            traced.update(facts)
+            if facts["record_status"] == "died":
+                traced["status"] = "died"
+            continue
+        ended = rm.get("ended_at")
+        runs.append(
+            {
+                "trace_id": rm.get("trace_id"),
+                "started_at": rm.get("started_at"),
+                "duration_ms": round((ended - rm["started_at"]) * 1000, 3)
+                if isinstance(ended, int | float) and isinstance(rm.get("started_at"), int | float)
+                else None,
+                "status": facts["record_status"],
+                "error": rm.get("error"),
+                "ran": rm.get("ran"),
+                "replayed": rm.get("replayed"),
+                "span_count": 0,
+                "steps": [{"name": n, "status": "ok"} for n in rm.get("ran") or []],
+                "events": [],
+                **facts,
+            }
+        )
+    runs.sort(key=lambda r: r.get("started_at") or 0)
 
     newest_cp: dict[str, dict[str, Any]] = {}
     for c in checkpoints:  # newest first: the first record of a step is its newest

@@ -93,22 +93,22 @@ def effect_lines(journal: Path, wf: str) -> list[dict]:
 # -- the example killed with SIGKILL at different moments ----------------------------------------------------
 
 MOMENTS = {
-    # name: (what to wait for before the kill, the step the re-run must resume after)
+    # name: (what to wait for before the kill, the step the re-run must resume at)
     "in-fetch": (lambda url, wf, j: has_claim(url, f"workflow:{wf}"), None),
-    "in-review": (lambda url, wf, j: has_key(url, f"checkpoint:{wf}:fetch"), "fetch"),
-    "in-summarise": (lambda url, wf, j: has_key(url, f"checkpoint:{wf}:review"), "review"),
+    "in-review": (lambda url, wf, j: has_key(url, f"checkpoint:{wf}:fetch"), "review"),
+    "in-summarise": (lambda url, wf, j: has_key(url, f"checkpoint:{wf}:review"), "summarise"),
     # The post went out, its step is not checkpointed: the re-run enters post again and must not post twice.
-    "after-the-post": (lambda url, wf, j: posted(j, wf), "summarise"),
+    "after-the-post": (lambda url, wf, j: posted(j, wf), "post"),
     # Worse: the API applied the post but had not answered, so no dedup record exists. The re-run calls the
     # API again with the same idempotency key (the dedup key), and the API does not apply it twice.
-    "inside-the-post-call": (lambda url, wf, j: posted(j, wf), "summarise"),
+    "inside-the-post-call": (lambda url, wf, j: posted(j, wf), "post"),
 }
 
 
 @pytest.mark.parametrize("moment", list(MOMENTS))
 def test_sigkill_at_any_moment_then_resume_posts_once(shared_server, tmp_path, moment):
     url, wf, journal = shared_server.url, f"kill-{moment}", tmp_path / "journal"
-    ready, resumes_after = MOMENTS[moment]
+    ready, resumes_at = MOMENTS[moment]
     latency = ["--post-latency", "30"] if moment == "inside-the-post-call" else []
     proc = start(url, wf, journal, "--step-delay", "0.6", "--quiet", *latency)
     wait_until(lambda: ready(url, wf, journal), proc, moment)
@@ -118,11 +118,11 @@ def test_sigkill_at_any_moment_then_resume_posts_once(shared_server, tmp_path, m
 
     started = time.monotonic()
     out = finish(start(url, wf, journal, "--quiet"))
-    assert time.monotonic() - started < 30  # the stable holder re-claims at once: no lease to wait out
+    assert time.monotonic() - started < 30  # the killed run's lease token, kept by its journal, gives it back at once
     assert out == {
         "workflow_id": wf,
         "status": "completed",
-        "resumed_from": resumes_after,
+        "resumed_from": resumes_at,
         "side_effects": {"post_review": 1},
     }
     calls = effect_lines(journal, wf)  # every call the fake API got: applied, or answered as a replay
@@ -162,7 +162,7 @@ def test_the_service_dies_mid_run_the_workflow_finishes_on_its_journal_and_flush
     assert again == {
         "workflow_id": wf,
         "status": "completed",
-        "resumed_from": "post",
+        "resumed_from": None,  # a replay resumes nothing
         "side_effects": {"post_review": 1},
     }
     assert Journal(journal).pending(wf) == []
@@ -176,7 +176,8 @@ def test_the_service_dies_mid_run_the_workflow_finishes_on_its_journal_and_flush
     # Delivered once: flushing again (as every later run does) adds nothing.
     total = httpx.get(f"{server.url}/stats").json()["total_memories"]
     finish(start(server.url, wf, journal, "--quiet"))
-    assert httpx.get(f"{server.url}/stats").json()["total_memories"] == total + 1  # only the replay's own trace
+    # Only the replay's own trace and run record.
+    assert httpx.get(f"{server.url}/stats").json()["total_memories"] == total + 2
 
 
 # -- a dependency failing three times trips the breaker; the cooldown brings it back -------------------------
@@ -256,7 +257,7 @@ def test_sigterm_mid_run_finishes_the_step_exits_0_and_the_next_run_resumes(shar
     assert again == {
         "workflow_id": wf,
         "status": "completed",
-        "resumed_from": "review",
+        "resumed_from": "summarise",
         "side_effects": {"post_review": 1},
     }
 

@@ -107,21 +107,69 @@ async def test_exact_keys(client):
 async def test_claims(client):
     won = await client.post("/claims", json={"key": "dedup:k", "holder": "w1", "lease_seconds": 30})
     assert won.status_code == 201 and won.json()["holder"] == "w1"
+    token, fence = won.json()["lease_token"], won.json()["fence"]
+    assert isinstance(fence, int) and len(token) >= 24
     lost = await client.post("/claims", json={"key": "dedup:k", "holder": "w2"})
     assert lost.status_code == 409 and lost.json()["claim"]["holder"] == "w1"
-    renewed = await client.post("/claims", json={"key": "dedup:k", "holder": "w1", "lease_seconds": 60})
+    assert "lease_token" not in lost.json()["claim"]
+    # The holder's name is no credential: re-claiming under it is a conflict, not a renewal.
+    assert (await client.post("/claims", json={"key": "dedup:k", "holder": "w1"})).status_code == 409
+    renewed = await client.post("/claims", json={"key": "dedup:k", "lease_token": token, "lease_seconds": 60})
     assert renewed.status_code == 201 and renewed.json()["acquired_at"] == won.json()["acquired_at"]
-    assert renewed.json()["expires_at"] > won.json()["expires_at"]
-    assert (await client.get("/claims/dedup:k")).json()["holder"] == "w1"
-    assert (await client.delete("/claims/dedup:k", params={"holder": "w2"})).status_code == 409
-    assert (await client.delete("/claims/dedup:k", params={"holder": "w1"})).json() == {"released": True}
+    assert renewed.json()["expires_at"] > won.json()["expires_at"] and renewed.json()["fence"] == fence
+    assert "lease_token" not in renewed.json()
+    wrong = await client.post("/claims", json={"key": "dedup:k", "lease_token": "guess"})
+    assert wrong.status_code == 409 and wrong.json()["error"]["type"] == "lease_lost"
+    got = (await client.get("/claims/dedup:k")).json()
+    assert got["holder"] == "w1" and got["fence"] == fence and "lease_token" not in got
+    nothing = await client.delete("/claims/dedup:k", params={"holder": "w1"})  # the old way: no token
+    assert nothing.status_code == 403 and nothing.json()["error"]["field"] == "lease_token"
+    other = await client.delete("/claims/dedup:k", headers={"X-Lease-Token": "guess"})
+    assert other.status_code == 409 and other.json()["error"]["type"] == "lease_lost"
+    assert (await client.delete("/claims/dedup:k", headers={"X-Lease-Token": token})).json() == {"released": True}
     assert (await client.get("/claims/dedup:k")).status_code == 404
-    assert (await client.delete("/claims/dedup:k")).status_code == 404
+    assert (await client.delete("/claims/dedup:k", params={"lease_token": token})).status_code == 404
 
     short = await client.post("/claims", json={"key": "lease", "holder": "a", "lease_seconds": 0.3})
     assert short.status_code == 201
     await asyncio.sleep(0.45)  # the lease runs out (PostgreSQL times it by its own clock)
-    assert (await client.post("/claims", json={"key": "lease", "holder": "b"})).status_code == 201
+    took = await client.post("/claims", json={"key": "lease", "holder": "b"})
+    assert took.status_code == 201 and took.json()["fence"] > short.json()["fence"]
+    late = await client.post("/claims", json={"key": "lease", "lease_token": short.json()["lease_token"]})
+    assert late.status_code == 409 and late.json()["error"]["type"] == "lease_lost"
+
+
+async def test_fenced_writes(client):
+    """A write under a claim carries its fence; once another holder took the key over, the old fence is refused
+    (409 stale_fence) and nothing of the write is stored, for single, batch and PATCH writes."""
+    first = (await client.post("/claims", json={"key": "workflow:f", "holder": "a", "lease_seconds": 0.3})).json()
+    old = {"key": "workflow:f", "token": first["fence"]}
+    ok = await client.post("/ingest", json={"content": "checkpoint:f:one", "id": "f1", "fence": old})
+    assert ok.status_code == 200, ok.text
+    await asyncio.sleep(0.45)
+    second = (await client.post("/claims", json={"key": "workflow:f", "holder": "b"})).json()
+    assert second["fence"] > first["fence"]
+    stale = await client.post("/ingest", json={"content": "checkpoint:f:two", "id": "f2", "fence": old})
+    assert stale.status_code == 409 and stale.json()["error"]["type"] == "stale_fence"
+    assert stale.json()["fence"] == {"key": "workflow:f", "token": first["fence"], "current": second["fence"]}
+    batch = await client.post(
+        "/ingest/batch",
+        json={"records": [{"content": "f3", "id": "f3"}, {"content": "f4", "id": "f4", "fence": old}]},
+    )
+    assert batch.status_code == 409 and batch.json()["error"]["type"] == "stale_fence"
+    patch = await client.patch("/memories/f1", json={"metadata": {"x": 1}, "fence": old})
+    assert patch.status_code == 409
+    for gone in ("f2", "f3", "f4"):
+        assert (await client.get(f"/memories/{gone}")).status_code == 404
+    assert (await client.get("/memories/f1")).json()["metadata"] == {}
+    new = {"key": "workflow:f", "token": second["fence"]}
+    assert (await client.post("/ingest", json={"content": "f5", "id": "f5", "fence": new})).status_code == 200
+    assert (await client.patch("/memories/f1", json={"metadata": {"x": 1}, "fence": new})).status_code == 200
+    await client.delete("/claims/workflow:f", headers={"X-Lease-Token": second["lease_token"]})
+    released = await client.post("/ingest", json={"content": "f6", "id": "f6", "fence": new})
+    assert released.status_code == 409 and released.json()["fence"]["current"] is None
+    bad = await client.post("/ingest", json={"content": "f7", "fence": {"key": "workflow:f", "token": "x"}})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "fence.token"
 
 
 async def test_racing_claims_have_one_winner(client):

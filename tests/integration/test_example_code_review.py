@@ -84,7 +84,7 @@ async def test_the_pipeline_runs_end_to_end_and_posts_once(server, tmp_path):
     assert again == {
         "workflow_id": "pr-101",
         "status": "completed",
-        "resumed_from": "post",
+        "resumed_from": None,  # a replay resumes nothing
         "side_effects": {"post_review": 1},
     }
     effects = (journal / "pr-101.effects.jsonl").read_text().splitlines()
@@ -110,6 +110,6 @@ async def test_a_low_confidence_review_pauses_the_workflow_until_a_person_approv
     assert done == {
         "workflow_id": "pr-102",
         "status": "completed",
-        "resumed_from": "fetch",
+        "resumed_from": "review",
         "side_effects": {"post_review": 1},
     }

@@ -136,7 +136,7 @@ async def test_killed_at_random_instants_no_checkpointed_step_or_recorded_charge
     charge_key = f"dedup:{dedup_key('charge', {'order': wf})}"
     done: set[str] = set()
     charges_when_recorded = None
-    flags = ("--step-delay", "0.15", "--holder", "chaos-worker")  # a stable holder: no lease to wait out
+    flags = ("--step-delay", "0.15", "--holder", "chaos-worker")  # each re-run waits out the killed run's 1 s lease
 
     async def check_and_snapshot(client):
         nonlocal charges_when_recorded

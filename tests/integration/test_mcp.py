@@ -114,8 +114,7 @@ async def exercise(client: Client) -> None:
     assert (await ok(client, "key_get", {"key": key}))["memory"]["id"] == noted["id"]
     assert [m["key"] for m in (await ok(client, "key_list", {"prefix": f"{tag}:"}))["results"]] == [key]
     claim = await ok(client, "claim_acquire", {"key": f"{tag}:job", "holder": "agent-a"})
-    proof = {"lease_token": claim["lease_token"]} if claim.get("lease_token") else {"holder": claim["holder"]}
-    await ok(client, "claim_release", {"key": f"{tag}:job", **proof})
+    await ok(client, "claim_release", {"key": f"{tag}:job", "lease_token": claim["lease_token"]})
     assert (await ok(client, "claim_get", {"key": f"{tag}:job"}))["claimed"] is False
 
 

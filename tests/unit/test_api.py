@@ -127,12 +127,37 @@ async def test_unknown_route_is_json_404(client):
 async def test_claims_over_http(client):
     r = await client.post("/claims", json={"key": "dedup:x", "holder": "w1", "lease_seconds": 30})
     assert r.status_code == 201
+    token = {"X-Lease-Token": r.json()["lease_token"]}
     r = await client.post("/claims", json={"key": "dedup:x", "holder": "w2"})
     assert r.status_code == 409 and r.json()["claim"]["holder"] == "w1"
     assert (await client.get("/claims/dedup:x")).json()["holder"] == "w1"
-    assert (await client.delete("/claims/dedup:x", params={"holder": "w2"})).status_code == 409
-    assert (await client.delete("/claims/dedup:x", params={"holder": "w1"})).json() == {"released": True}
+    assert (await client.delete("/claims/dedup:x", params={"holder": "w1"})).status_code == 403
+    assert (await client.delete("/claims/dedup:x", headers={"X-Lease-Token": "nope"})).status_code == 409
+    assert (await client.delete("/claims/dedup:x", headers=token)).json() == {"released": True}
     assert (await client.get("/claims/dedup:x")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/claims", {"key": "k", "lease_token": "a\x00b"}, "lease_token"),
+        ("POST", "/claims", {"key": "k", "lease_token": "x" * 300}, "lease_token"),
+        ("POST", "/ingest", {"content": "c", "fence": {"key": "k\x00", "token": 1}}, "fence.key"),
+        ("POST", "/ingest", {"content": "c", "fence": {"key": "k", "token": 2**63}}, "fence.token"),
+        ("POST", "/ingest", {"content": "c", "fence": {"key": "k", "token": -1}}, "fence.token"),
+        ("POST", "/ingest", {"content": "c", "fence": {"key": "k"}}, "fence.token"),
+        ("POST", "/ingest", {"content": "c", "fence": {"key": "k", "token": 1, "x": 1}}, "fence.x"),
+    ],
+)
+async def test_bad_lease_tokens_and_fences_are_422_naming_the_field(client, method, path, body, field):
+    r = await client.request(method, path, json=body)
+    assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+
+
+async def test_a_bad_lease_token_header_is_refused_not_a_500(client):
+    await client.post("/claims", json={"key": "hdr"})
+    r = await client.delete("/claims/hdr", headers={"X-Lease-Token": "\x7f" * 300})
+    assert r.status_code in (409, 422), r.text
 
 
 def test_second_open_of_a_data_dir_is_refused(service, settings):

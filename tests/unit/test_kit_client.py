@@ -179,10 +179,13 @@ def test_public_names():
     assert issubclass(errors.NotJSON, errors.InvalidInput)
     assert issubclass(errors.ServiceUnavailable, errors.ServiceError)
     assert all(
-        issubclass(getattr(errors, n), errors.WorkflowKitError)
+        issubclass(getattr(errors, n), errors.WorkflowKitError | errors.WorkflowSignal)
         for n in workflow_kit.__all__
         if n[0].isupper() and hasattr(errors, n)
     )
+    # Signals stop the run: no `except Exception` may swallow them.
+    for signal in (errors.WorkflowPaused, errors.WorkflowStopped, errors.AutonomyError, errors.LeaseLost):
+        assert issubclass(signal, errors.WorkflowSignal) and not issubclass(signal, Exception)
 
 
 # -- every endpoint, in-process ------------------------------------------------------------------------------
@@ -226,11 +229,14 @@ async def test_keys_and_claims(client):
     with pytest.raises(errors.Conflict) as info:
         await client.claim("lock:a", holder="w2")
     assert info.value.claim["holder"] == "w1"
-    assert (await client.claim("lock:a", holder="w1"))["holder"] == "w1"  # renew
+    renewed = await client.claim("lock:a", lease_token=claim["lease_token"])
+    assert renewed["holder"] == "w1" and renewed["fence"] == claim["fence"]
     assert (await client.get_claim("lock:a"))["holder"] == "w1"
-    with pytest.raises(errors.Conflict):
-        await client.release("lock:a", holder="w2")
-    assert (await client.release("lock:a", holder="w1")) == {"released": True}
+    with pytest.raises(errors.LeaseRejected):
+        await client.release("lock:a", lease_token="not-mine")
+    with pytest.raises(errors.LeaseRejected):
+        await client.claim("lock:a", lease_token="not-mine")
+    assert (await client.release("lock:a", lease_token=claim["lease_token"])) == {"released": True}
     with pytest.raises(errors.NotFound):
         await client.get_claim("lock:a")
 

@@ -204,11 +204,13 @@ async def test_claims_acquire_get_release_with_what_the_claim_returned(server):
         assert mine["holder"] == "agent-a"
         assert (await call(mcp, "claim_get", {"key": "task:42"}))["claim"]["holder"] == "agent-a"
         assert "conflict" in await error(mcp, "claim_acquire", {"key": "task:42", "holder": "agent-b"})
-        # Release with whatever proves the claim is ours: the lease token where the service issues one.
-        proof = {"lease_token": mine["lease_token"]} if mine.get("lease_token") else {"holder": mine["holder"]}
-        assert "conflict" in await error(
-            mcp, "claim_release", {"key": "task:42", **{k: v + "-not-mine" for k, v in proof.items()}}
-        )
+        # The holder's name proves nothing: renewing and releasing take the lease token the claim returned.
+        assert "conflict" in await error(mcp, "claim_acquire", {"key": "task:42", "holder": "agent-a"})
+        renewed = await call(mcp, "claim_acquire", {"key": "task:42", "lease_token": mine["lease_token"]})
+        assert renewed["fence"] == mine["fence"] and renewed["expires_at"] >= mine["expires_at"]
+        proof = {"lease_token": mine["lease_token"]}
+        assert "lease_lost" in await error(mcp, "claim_release", {"key": "task:42", "lease_token": "not-mine"})
+        assert "lease_token" in await error(mcp, "claim_release", {"key": "task:42", "holder": "agent-a"})
         await call(mcp, "claim_release", {"key": "task:42", **proof})
         assert (await call(mcp, "claim_get", {"key": "task:42"}))["claimed"] is False
         assert "not_found" in await error(mcp, "claim_release", {"key": "task:42", **proof})

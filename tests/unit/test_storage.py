@@ -7,7 +7,7 @@ import pytest
 
 from memory_spine.errors import StorageError
 from memory_spine.models import Filter
-from memory_spine.storage.base import ContentChanged, NewRecord
+from memory_spine.storage.base import ContentChanged, NewRecord, StaleFence
 from memory_spine.storage.sqlite import SQLiteStorage, compile_filter
 
 DIM = 8
@@ -109,18 +109,53 @@ def test_on_commit_runs_in_commit_order_under_the_lock(store):
 
 
 def test_claims(store):
-    won, c = store.claim("dedup:k", "w1", lease=10, now=100)
-    assert won and c["holder"] == "w1"
-    won, c = store.claim("dedup:k", "w2", lease=10, now=105)
+    won, c = store.claim("dedup:k", "w1", lease=10, now=100, token_hash="h1")
+    assert won and c["holder"] == "w1" and c["fence"] == 1
+    won, c = store.claim("dedup:k", "w1", lease=10, now=105, token_hash="hx")  # the name is no credential
     assert not won and c["holder"] == "w1"
-    won, c = store.claim("dedup:k", "w1", lease=10, now=106)  # renew keeps acquired_at
-    assert won and c["acquired_at"] == store._claim(("k", "w1", 100, 0))["acquired_at"]
-    won, c = store.claim("dedup:k", "w2", lease=10, now=200)  # expired: taken over
-    assert won and c["holder"] == "w2"
-    assert store.release("dedup:k", "w1", now=201)["holder"] == "w2"  # not yours
-    assert store.release("dedup:k", "w2", now=201) is None
+    c = store.renew("dedup:k", "h1", lease=10, now=106)  # renew keeps acquired_at and the fence
+    assert c["acquired_at"] == store._claim(("k", "w1", 100, 0, 1))["acquired_at"] and c["fence"] == 1
+    assert store.renew("dedup:k", "hx", lease=10, now=106) is None
+    won, c = store.claim("dedup:k", "w2", lease=10, now=200, token_hash="h2")  # expired: taken over
+    assert won and c["holder"] == "w2" and c["fence"] == 2
+    assert store.renew("dedup:k", "h1", lease=10, now=201) is None  # the old lease is gone for good
+    assert store.release("dedup:k", "h1", now=201)["holder"] == "w2"  # not yours
+    assert store.release("dedup:k", "h2", now=201) is None
     with pytest.raises(KeyError):
-        store.release("dedup:k", None, now=202)
+        store.release("dedup:k", "h2", now=202)
+    won, c = store.claim("dedup:k", "w3", lease=10, now=300, token_hash="h3")
+    assert c["fence"] == 3  # fences never repeat, even after a release
+
+
+def test_a_data_dir_from_before_fencing_gets_fence_columns(tmp_path):
+    import sqlite3
+
+    old = SQLiteStorage(tmp_path / "m.db", DIM)
+    old.close()
+    with sqlite3.connect(tmp_path / "m.db") as conn:  # the claims table as it was made before fencing tokens
+        conn.execute("DROP TABLE claims")
+        conn.execute("CREATE TABLE claims (key TEXT PRIMARY KEY, holder TEXT, acquired_at FLOAT, expires_at FLOAT)")
+        conn.execute("INSERT INTO claims VALUES ('old', 'w0', 1, 9e9)")
+    store = SQLiteStorage(tmp_path / "m.db", DIM)
+    try:
+        assert store.get_claim("old", 10)["fence"] is None  # it carries none, and can only expire
+        won, c = store.claim("new", "w1", lease=10, now=100, token_hash="h1")
+        assert won and c["fence"] == 1
+    finally:
+        store.close()
+
+
+def test_fenced_put(store):
+    _, c = store.claim("workflow:w", "w1", lease=10, now=100, token_hash="h1")
+    ok = rec("a")
+    ok.fence = ("workflow:w", c["fence"])
+    store.put([ok])
+    store.claim("workflow:w", "w2", lease=10, now=200, token_hash="h2")  # w1's lease lapsed: w2 took over
+    stale = rec("b")
+    stale.fence = ("workflow:w", c["fence"])
+    with pytest.raises(StaleFence):
+        store.put([rec("c"), stale])
+    assert store.get("b", 201) is None and store.get("c", 201) is None  # all or nothing
 
 
 def test_dimension_mismatch_is_refused(tmp_path):

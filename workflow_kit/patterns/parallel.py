@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import budget, tracing
-from ..errors import AllFailed, AutonomyError, CircuitOpen, WorkflowPaused, WorkflowStopped
+from ..errors import AllFailed, CircuitOpen
 
 __all__ = ["BranchFailure", "FanOut", "fan_out"]
-
-_STOP = (WorkflowPaused, WorkflowStopped, AutonomyError)
 
 
 @dataclass
@@ -111,7 +109,7 @@ async def fan_out(
             exc = task.exception()
             if exc is None:
                 results[b] = task.result()
-            elif isinstance(exc, _STOP):
+            elif not isinstance(exc, Exception):  # a WorkflowSignal (pause, stop, lost lease): the run stops
                 raise exc
             elif isinstance(exc, TimeoutError):
                 failed[b] = BranchFailure("timeout", f"{type(exc).__name__}: {exc}", exc)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import autonomy, tracing
-from ..errors import AttemptsExhausted, AutonomyError, InvalidInput, WorkflowPaused
+from ..errors import AttemptsExhausted, InvalidInput
 
 __all__ = ["Attempt", "Improved", "self_improve"]
 
@@ -89,8 +89,6 @@ async def self_improve(
                 try:
                     output = await _call(generate, attempt)
                     verdict = await _call(evaluate, output)
-                except (WorkflowPaused, AutonomyError):
-                    raise
                 except Exception as exc:  # a crashing attempt is a failed attempt, with the error as feedback
                     output, verdict = None, (False, f"{type(exc).__name__}: {exc}")
                 accepted, feedback = verdict if isinstance(verdict, tuple) else (bool(verdict), None)

@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--hang-in")
     parser.add_argument("--hang-seconds", type=float, default=600)
     parser.add_argument("--lease", type=float, default=1.0)
-    parser.add_argument("--holder", help="a stable claim holder: a re-run after a kill does not wait the lease")
+    parser.add_argument("--holder", help="the claim holder's name (a re-run after a kill still waits the lease)")
     parser.add_argument("--step-delay", type=float, default=0.0, help="seconds each step takes")
     args = parser.parse_args()
     work: pathlib.Path = args.workdir
