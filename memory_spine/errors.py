@@ -7,6 +7,7 @@ MemorySpineError
  ├── Conflict(detail)
  ├── Unauthorized
  ├── NotReady
+ ├── QueryTimeout
  ├── StorageError
  │    ├── StorageFull
  │    └── ReadOnlyStorage
@@ -71,6 +72,12 @@ class NotReady(MemorySpineError):
     """The service is still loading its index or model."""
 
     type = "not_ready"
+
+
+class QueryTimeout(MemorySpineError):
+    """A query ran past its budget of time (`max_query_seconds`) and was stopped; nothing was changed."""
+
+    type = "query_timeout"
 
 
 class StorageError(MemorySpineError):
