@@ -483,6 +483,10 @@ class MemoryService:
                 expires_at=patch.expires_at if patch.expires_at is not None else expires,
             )
             rec = self._record(item, now)
+            if rec.expires_at is not None and rec.expires_at <= now:
+                # Written, it would be gone before it could be read back: answered 404 after a write. Refuse first.
+                field = "ttl_seconds" if patch.ttl_seconds is not None else "expires_at"
+                raise InvalidInput(field, "would expire the memory at once; DELETE it instead")
             rec.if_version = version
             if patch.content is not None and patch.content != current["content"]:
                 if vector is None:

@@ -601,7 +601,7 @@ class PostgresStorage:
         return {"key": key, "holder": holder, "acquired_at": iso(acquired), "expires_at": iso(expires)}
 
     def claim(self, key: str, holder: str, lease: float, now: float) -> tuple[bool, dict[str, Any]]:
-        interval = f"{float(lease)} seconds"
+        interval = f"{float(lease):.6f} seconds"  # fixed-point: PostgreSQL reads no exponent ("1e-300 seconds")
         with self.conn() as conn:
             for _attempt in range(10):
                 # One statement, atomic under the row lock: take a free or expired key, or renew our own lease.
