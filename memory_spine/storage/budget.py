@@ -3,9 +3,10 @@
 The service runs each such call in `query_budget(seconds)`. SQLite's progress handler (installed on every
 connection by storage/sqlite.py) calls `over_budget()` every few thousand virtual-machine steps: the first call
 starts the clock, and once the budget is spent the statement is interrupted, its transaction rolled back, and
-the call fails with `QueryTimeout` (HTTP 503, type `query_timeout`). PostgreSQL enforces the same number per
-statement with `statement_timeout` (storage/postgres.py). The clock starts at the first database step, not at
-the call, so time spent waiting for the embedder does not count against the query.
+the call fails with `QueryTimeout` (HTTP 503, type `query_timeout`). On PostgreSQL each connection taken under a
+budget gets `statement_timeout` set to what is `remaining()` (storage/postgres.py), and every pooled connection
+has the whole budget as its default ceiling. The clock starts at the first database step, not at the call, so
+time spent waiting for the embedder does not count against the query.
 """
 
 from __future__ import annotations
@@ -52,6 +53,25 @@ def query_budget(seconds: float) -> Iterator[None]:
         raise
     finally:
         _SCOPE.reset(token)
+
+
+def remaining() -> float | None:
+    """Seconds left in the current budget (its clock starts at the first call), None outside one.
+
+    Raises:
+        QueryTimeout: the budget is already spent.
+    """
+    scope = _SCOPE.get()
+    if scope is None:
+        return None
+    now = time.monotonic()
+    if scope.started is None:
+        scope.started = now
+    left = scope.seconds - (now - scope.started)
+    if left <= 0:
+        scope.spent = True
+        raise QueryTimeout(f"the query ran past its budget of {scope.seconds:g} s and was stopped (max_query_seconds)")
+    return left
 
 
 def over_budget() -> int:

@@ -38,7 +38,7 @@ from psycopg.types.json import Jsonb
 
 from ..errors import InvalidInput, MemorySpineError, QueryTimeout, ReadOnlyStorage, StorageError, StorageFull
 from ..models import Filter
-from . import redact
+from . import budget, redact
 from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, VersionChanged
 from .filters import Conditions, Group, Node, parse_filter, prefix_upper
 from .pg_schema import migrate
@@ -323,7 +323,19 @@ class PostgresStorage:
         """A pooled connection (autocommit); database errors come out as `memory_spine.errors`."""
         try:
             with self.pool.connection(timeout=timeout) as conn:
-                yield conn
+                left = budget.remaining()
+                if left is None:
+                    yield conn
+                    return
+                # Under a query budget: this connection's statements get what is left of it, not a fresh 10 s each.
+                conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(max(1, int(left * 1000))),))
+                try:
+                    yield conn
+                finally:
+                    try:
+                        conn.execute("SET statement_timeout TO DEFAULT")  # the pool's ceiling, from `options`
+                    except psycopg.Error:
+                        conn.close()  # the pool drops it rather than lend out a connection with a short timeout
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise _translate(exc) from exc
 

@@ -140,20 +140,22 @@ def compile_filter(
     chosen (hydrating HNSW candidates), where materialising a tag holding half the table would cost more than
     the whole search. `omit_tags=True` leaves `tags` out, for queries that drive from the tag table themselves.
     """
+    # In the probe form `+t.tag` keeps SQLite on the (seq) index, reading the record's few tags: left to itself
+    # it probed (tag, seq) once per listed tag and row, 10 s for 1,024 `tags_none` over 20k records (now 70 ms).
     c = flt if isinstance(flt, Conditions) else parse_filter(flt)
     clauses = ["(m.expires_at IS NULL OR m.expires_at > ?)"]
     params: list[Any] = [now]
     if c.tags and not omit_tags:
         marks = ",".join("?" * len(c.tags))
         if probe:
-            clauses.append(f"EXISTS (SELECT 1 FROM memory_tags t WHERE t.seq = m.seq AND t.tag IN ({marks}))")
+            clauses.append(f"EXISTS (SELECT 1 FROM memory_tags t WHERE t.seq = m.seq AND +t.tag IN ({marks}))")
         else:
             clauses.append(f"m.seq IN (SELECT seq FROM memory_tags WHERE tag IN ({marks}))")
         params.extend(c.tags)
     if c.tags_all:
         marks = ",".join("?" * len(c.tags_all))
         if probe:
-            clauses.append(f"(SELECT count(*) FROM memory_tags t WHERE t.seq = m.seq AND t.tag IN ({marks})) = ?")
+            clauses.append(f"(SELECT count(*) FROM memory_tags t WHERE t.seq = m.seq AND +t.tag IN ({marks})) = ?")
         else:
             clauses.append(
                 f"m.seq IN (SELECT seq FROM memory_tags WHERE tag IN ({marks}) GROUP BY seq HAVING count(*) = ?)"
@@ -163,7 +165,7 @@ def compile_filter(
     if c.tags_none:
         marks = ",".join("?" * len(c.tags_none))
         if probe:
-            clauses.append(f"NOT EXISTS (SELECT 1 FROM memory_tags t WHERE t.seq = m.seq AND t.tag IN ({marks}))")
+            clauses.append(f"NOT EXISTS (SELECT 1 FROM memory_tags t WHERE t.seq = m.seq AND +t.tag IN ({marks}))")
         else:
             clauses.append(f"m.seq NOT IN (SELECT seq FROM memory_tags WHERE tag IN ({marks}))")
         params.extend(c.tags_none)
