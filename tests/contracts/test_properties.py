@@ -12,7 +12,8 @@ ASGI (the contract fixtures: in-process, fake embedder, SQLite or PostgreSQL). F
 
 Each kind of request is its own test, so every kind gets its share of examples. Profiles: CI runs
 `MEMORY_SPINE_PROPERTY_EXAMPLES` examples per backend (default 540, 30 per kind of request). A long run:
-`MEMORY_SPINE_PROPERTY_EXAMPLES=20000 pytest tests/contracts/test_properties.py`.
+`MEMORY_SPINE_PROPERTY_EXAMPLES=20000 pytest tests/contracts/test_properties.py`;
+`MEMORY_SPINE_PROPERTY_REPORT=counts.json` writes how many requests of each kind got which status.
 """
 
 from __future__ import annotations
@@ -209,6 +210,25 @@ REQUESTS: dict[str, st.SearchStrategy[Request]] = {
 
 
 # -- the property -------------------------------------------------------------------------------------------------
+REPORT = os.environ.get("MEMORY_SPINE_PROPERTY_REPORT")  # a path: how many requests of each kind got which status
+_COUNTS: dict[str, dict[str, Any]] = {}
+
+
+def _tally(backend: str, kind: str, status: int, took: float) -> None:
+    row = _COUNTS.setdefault(f"{backend} {kind}", {"requests": 0, "slowest_s": 0.0, "statuses": {}})
+    row["requests"] += 1
+    row["slowest_s"] = round(max(row["slowest_s"], took), 4)
+    row["statuses"][str(status)] = row["statuses"].get(str(status), 0) + 1
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report():
+    yield
+    if REPORT:
+        with open(REPORT, "w", encoding="utf-8") as f:
+            json.dump(_COUNTS, f, indent=1, sort_keys=True)
+
+
 def _snapshot(service, now: float) -> list[tuple]:
     return sorted((r["id"], r["content"], r["updated_at"], r.get("key")) for r in service.storage.dump(now, False))
 
@@ -256,6 +276,7 @@ def _check(app_client: Any, service: Any, kind: str, data: st.DataObject) -> Non
     started = time.perf_counter()
     response = app_client.request(method, path, **kwargs)
     took = time.perf_counter() - started
+    _tally(service.storage.backend, kind, response.status_code, took)
     assert response.status_code < 500, (method, path[:200], response.text[:500])
     assert took < SECONDS_PER_REQUEST, (method, path[:200], took)
     if response.status_code >= 400:
