@@ -98,6 +98,24 @@ class Conditions:
             or self.key_prefix is not None
         )
 
+    def comparisons(self) -> list[tuple[str, str, Any]]:
+        """The plain column comparisons, the same in every dialect: (column of `memories m`, operator, value).
+
+        Times are epoch seconds (a dialect converts them); the key prefix is a range up to its upper bound.
+        """
+        out: list[tuple[str, str, Any]] = []
+        if self.created_after is not None:
+            out.append(("m.created_at", ">", self.created_after))
+        if self.created_before is not None:
+            out.append(("m.created_at", "<", self.created_before))
+        if self.key is not None:
+            out.append(("m.key", "=", self.key))
+        if self.key_prefix is not None:
+            out.append(("m.key", ">=", self.key_prefix))
+            if self.key_upper is not None:
+                out.append(("m.key", "<", self.key_upper))
+        return out
+
 
 NONE = Conditions()
 

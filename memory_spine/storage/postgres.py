@@ -221,24 +221,12 @@ def compile_filter(flt: Filter | Conditions | None, now: float) -> tuple[str, li
         params.append(list(c.tags_none))
     if c.where is not None:
         clauses.append(_emit_where(c.where, params))
-    if c.created_after is not None:
-        clauses.append("m.created_at > %s")
-        params.append(to_dt(c.created_after))
-    if c.created_before is not None:
-        clauses.append("m.created_at < %s")
-        params.append(to_dt(c.created_before))
     if c.importance:
         clauses.append("m.importance = ANY(%s::text[])")
         params.append(list(c.importance))
-    if c.key is not None:
-        clauses.append("m.key = %s")
-        params.append(c.key)
-    if c.key_prefix is not None:
-        clauses.append("m.key >= %s")
-        params.append(c.key_prefix)
-        if c.key_upper is not None:
-            clauses.append("m.key < %s")
-            params.append(c.key_upper)
+    for column, op, value in c.comparisons():
+        clauses.append(f"{column} {op} %s")
+        params.append(to_dt(value) if column == "m.created_at" else value)
     return " AND ".join(clauses), params
 
 

@@ -171,24 +171,12 @@ def compile_filter(
         params.extend(c.tags_none)
     if c.where is not None:
         clauses.append(_emit_where(c.where, params))
-    if c.created_after is not None:
-        clauses.append("m.created_at > ?")
-        params.append(c.created_after)
-    if c.created_before is not None:
-        clauses.append("m.created_at < ?")
-        params.append(c.created_before)
     if c.importance:
         clauses.append(f"m.importance IN ({','.join('?' * len(c.importance))})")
         params.extend(c.importance)
-    if c.key is not None:
-        clauses.append("m.key = ?")
-        params.append(c.key)
-    if c.key_prefix is not None:
-        clauses.append("m.key >= ?")
-        params.append(c.key_prefix)
-        if c.key_upper is not None:
-            clauses.append("m.key < ?")
-            params.append(c.key_upper)
+    for column, op, value in c.comparisons():
+        clauses.append(f"{column} {op} ?")
+        params.append(value)
     return " AND ".join(clauses), params
 
 
