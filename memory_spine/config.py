@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     max_limit: int = 100
     max_key_chars: int = 512
     max_id_chars: int = 256
+    # Filters (search, list, DELETE /memories): $and/$or nesting, conditions in one `where`, and values over all
+    # tag lists and $in/$nin lists of one filter. They keep a filter's SQL small (see storage/filters.py).
+    max_filter_depth: int = 8
+    max_filter_terms: int = 256
+    max_filter_values: int = 1024
+    # A filtered read or delete still running after this many seconds is stopped: 503 `query_timeout` (SQLite:
+    # a progress handler; PostgreSQL: statement_timeout). 0: no budget.
+    max_query_seconds: float = 10.0
 
     # Vector index (hnswlib). M=16/ef_construction=200/ef=128: recall@10 0.98 for hnswlib alone at 100k passages
     # of real text, 0.46 ms a query on 2 cores (M=24 or 32, or ef_construction 400, were no faster at that recall).

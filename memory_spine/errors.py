@@ -11,6 +11,7 @@ MemorySpineError
  ├── Forbidden             a claim released without its lease_token
  ├── Unauthorized
  ├── NotReady
+ ├── QueryTimeout
  ├── StorageError
  │    ├── StorageFull
  │    └── ReadOnlyStorage
@@ -116,6 +117,12 @@ class NotReady(MemorySpineError):
     """The service is still loading its index or model."""
 
     type = "not_ready"
+
+
+class QueryTimeout(MemorySpineError):
+    """A query ran past its budget of time (`max_query_seconds`) and was stopped; nothing was changed."""
+
+    type = "query_timeout"
 
 
 class StorageError(MemorySpineError):

@@ -13,24 +13,29 @@ finds wf-1's checkpoints and never wf-12's, and `dedup:abc` finds exactly that k
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 KEY_PREFIXES = ("checkpoint:", "dedup:")
-_CHECKPOINT = re.compile(r"checkpoint:\S+:\S+")
-_DEDUP = re.compile(r"dedup:(\S+)")
 
 
 def derive_key(content: str, explicit: str | None = None) -> str | None:
-    """The exact key a record is indexed under, or None."""
+    """The exact key a record is indexed under, or None.
+
+    No regular expression: `checkpoint:\\S+:\\S+` backtracked quadratically on a long run of colons (23 s for
+    99k of them, holding the GIL). One pass over the text instead: whitespace as `str.isspace` (what `\\s`
+    matches) and a colon with at least one character on each side.
+    """
     if explicit:
         return explicit
-    if content.startswith("checkpoint:") and _CHECKPOINT.fullmatch(content):
-        return content
+    if content.startswith("checkpoint:"):
+        rest = content[len("checkpoint:") :]
+        if ":" in rest[1:-1] and not any(ch.isspace() for ch in rest):
+            return content
+        return None
     if content.startswith("dedup:"):
-        match = _DEDUP.match(content)
-        if match:
-            return f"dedup:{match.group(1)}"
+        token = content[len("dedup:") :].split(None, 1)
+        if token and not content[len("dedup:")].isspace():
+            return f"dedup:{token[0]}"
     return None
 
 

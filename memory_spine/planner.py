@@ -34,7 +34,7 @@ import numpy as np
 
 from .index import INDEX_FILE, IndexParams, VectorIndex
 from .models import Filter
-from .storage.sqlite import filter_is_empty
+from .storage.filters import parse_filter
 
 log = logging.getLogger("memory_spine.planner")
 
@@ -118,11 +118,12 @@ class Planner:
     def semantic(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float) -> tuple[Scored, dict, Plan]:
         """Top `limit` (seq, cosine) pairs plus their hydrated rows."""
         started = time.perf_counter()
-        if filter_is_empty(flt):
+        c = parse_filter(flt)
+        if not c:
             hits, rows, plan = self._hnsw(vector, None, limit, now)
         else:
             cap = self.exact_cap(limit)
-            broad = bool(flt.tags) and self.storage.tag_count_upto(flt.tags, cap) > cap
+            broad = bool(c.tags) and self.storage.tag_count_upto(list(c.tags), cap) > cap
             seqs = None if broad else self.storage.candidate_seqs(flt, now, cap)
             if seqs is not None:
                 hits, rows, plan = self._exact(vector, seqs, limit, now)

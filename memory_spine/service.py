@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ from .models import ClaimIn, DeleteWhere, Filter, MemoryIn, MemoryPatch, MemoryR
 from .storage import open_search, open_storage, redact
 from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, Storage, VectorSearch, VersionChanged
 from .storage.base import StaleFence as StaleFenceError
-from .storage.sqlite import DB_FILE, LOCK_FILE, filter_is_empty, to_epoch  # noqa: F401  (names kept for importers)
+from .storage.budget import query_budget
+from .storage.filters import Limits, check_text, check_time, parse_filter, to_epoch
+from .storage.sqlite import DB_FILE, LOCK_FILE  # noqa: F401  (names kept for importers)
 
 log = logging.getLogger("memory_spine.service")
 
@@ -60,58 +63,18 @@ def _token_hash(lease_token: str) -> str:
 
 
 def _check_text(value: str, field: str, max_chars: int | None = None, allow_empty: bool = False) -> None:
-    if not allow_empty and not value.strip():
-        raise InvalidInput(field, "must not be empty")
     if max_chars is not None and len(value) > max_chars:
         raise InvalidInput(field, f"is {len(value)} characters long; the limit is {max_chars}")
-    if "\x00" in value:
-        raise InvalidInput(field, "must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInput(field, "is not valid Unicode (a lone surrogate?)") from exc
+    check_text(value, field, allow_blank=allow_empty)
 
 
-def _check_where(node: Any, path: str) -> None:
-    # Values SQLite cannot bind (lone surrogates, integers beyond 64 bits) or JSON paths cannot name (a double
-    # quote) would fail as 500s deep in a query; refuse them here, naming the field (never echoing the value).
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if not _encodable(key):
-                raise InvalidInput(path, "field names must be valid Unicode")
-            if '"' in key:
-                raise InvalidInput(f"{path}.{key}", "field names cannot contain double quotes")
-            _check_where(value, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            _check_where(value, f"{path}[{i}]")
-    elif isinstance(node, str) and not _encodable(node):
-        raise InvalidInput(path, "is not valid Unicode (a lone surrogate?)")
-    elif isinstance(node, int) and not isinstance(node, bool) and not -(2**63) <= node < 2**63:
-        raise InvalidInput(path, "integers must fit in 64 bits")
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_filter(flt: Filter) -> None:
-    """Refuse filter values storage cannot use, as InvalidInput naming the field."""
-    for name in ("tags", "tags_all", "tags_none"):
-        for i, tag in enumerate(getattr(flt, name) or []):
-            _check_text(tag, f"{name}[{i}]", allow_empty=True)
-    for name in ("key", "key_prefix"):
-        value = getattr(flt, name)
-        if value is not None:
-            _check_text(value, name, allow_empty=True)
-    if flt.key_prefix and flt.key_prefix[-1] == "\U0010ffff":
-        raise InvalidInput("key_prefix", "must not end with U+10FFFF")
-    if flt.where is not None:
-        _check_where(flt.where, "where")
+def _cursor(cursor: str | None) -> int | None:
+    """A `next_cursor` this service returned (a record's seq: 0 <= n < 2**63) -> int; else InvalidInput."""
+    if not cursor:
+        return None
+    if len(cursor) > 20 or not cursor.isascii() or not cursor.isdigit() or int(cursor) >= 2**63:
+        raise InvalidInput("cursor", "is not a cursor this service returned")
+    return int(cursor)
 
 
 def _wide_int(node: Any, path: str) -> str | None:
@@ -129,17 +92,6 @@ def _wide_int(node: Any, path: str) -> str | None:
     elif isinstance(node, int) and not isinstance(node, bool) and not -(2**63) <= node < 2**63:
         return path
     return None
-
-
-# Times are rendered with datetime, which spans the years 1 to 9999: a time outside would be stored, then fail
-# every read of its record (and every search returning it) as a 500.
-_FIRST_TIME, _LAST_TIME = -62135596800.0, 253402300799.0
-
-
-def _check_time(ts: float, field: str) -> float:
-    if not _FIRST_TIME <= ts <= _LAST_TIME:
-        raise InvalidInput(field, "must give a time between the years 1 and 9999")
-    return ts
 
 
 def _depth(value: Any, limit: int, level: int = 1) -> int:
@@ -197,6 +149,7 @@ class MemoryService:
             if hasattr(storage, "commits")
             else None
         )
+        self.limits = Limits.of(settings)
         self.started_at = time.time()
         self.opened_in: float = 0.0
         self._stop = threading.Event()
@@ -306,6 +259,10 @@ class MemoryService:
         return vec
 
     # -- validation -----------------------------------------------------------------------------------
+    def _budget(self) -> AbstractContextManager[None]:
+        """The query budget for one filtered read or delete (storage/budget.py; `max_query_seconds`)."""
+        return query_budget(self.settings.max_query_seconds)
+
     def _tags(self, tags: list[str] | None, field: str) -> list[str]:
         if not tags:
             return []
@@ -344,12 +301,12 @@ class MemoryService:
         if ttl is not None:
             if not math.isfinite(ttl) or ttl <= 0:
                 raise InvalidInput(f"{field}ttl_seconds", "must be a positive number of seconds")
-            return _check_time(now + ttl, f"{field}ttl_seconds")
+            return check_time(now + ttl, f"{field}ttl_seconds")
         if expires_at is not None:
             ts = to_epoch(expires_at, f"{field}expires_at")
             if ts is None or not math.isfinite(ts):
                 raise InvalidInput(f"{field}expires_at", "must be a finite time")
-            return _check_time(ts, f"{field}expires_at")
+            return check_time(ts, f"{field}expires_at")
         return None
 
     def _record(self, item: MemoryIn, now: float, field: str = "") -> NewRecord:
@@ -461,10 +418,10 @@ class MemoryService:
                 continue
             present.add(item.id)
             created = to_epoch(item.created_at, f"{field}created_at")
-            created = now if created is None else _check_time(created, f"{field}created_at")
+            created = now if created is None else check_time(created, f"{field}created_at")
             updated = to_epoch(item.updated_at, f"{field}updated_at")
             if updated is not None:
-                _check_time(updated, f"{field}updated_at")
+                check_time(updated, f"{field}updated_at")
             rec = RestoredRecord(**vars(base), created_at=created, updated_at=created if updated is None else updated)
             if vec is not None:
                 v = np.asarray(vec, dtype=np.float32).reshape(-1)
@@ -500,6 +457,7 @@ class MemoryService:
         `field` and the current version), and nothing is written. NotFound if there is no live record.
         """
         want = if_version if if_version is not None else patch.if_version
+        check_text(id, "id")
         vector = None
         for _attempt in range(100):
             now = time.time()
@@ -532,6 +490,10 @@ class MemoryService:
                 fence=patch.fence,
             )
             rec = self._record(item, now)
+            if rec.expires_at is not None and rec.expires_at <= now:
+                # Written, it would be gone before it could be read back: answered 404 after a write. Refuse first.
+                field = "ttl_seconds" if patch.ttl_seconds is not None else "expires_at"
+                raise InvalidInput(field, "would expire the memory at once; DELETE it instead")
             rec.if_version = version
             if patch.content is not None and patch.content != current["content"]:
                 if vector is None:
@@ -554,6 +516,7 @@ class MemoryService:
 
     def delete(self, id: str, if_version: int | None = None, *, field: str = "if_version") -> dict[str, Any]:
         """Delete one record; with `if_version`, only if it is still at that version (else PreconditionFailed)."""
+        check_text(id, "id")
         seqs = self.storage.delete([id], on_commit=self._after_delete, if_version=if_version)
         if not seqs:
             current = self.storage.get(id, time.time()) if if_version is not None else None
@@ -563,10 +526,16 @@ class MemoryService:
         return {"deleted": len(seqs)}
 
     def delete_where(self, req: DeleteWhere) -> dict[str, Any]:
-        if filter_is_empty(req):
-            raise InvalidInput("filter", "is empty; refusing to delete every memory (give at least one condition)")
-        _check_filter(req)
-        n, _ = self.storage.delete_where(req, time.time(), req.dry_run, on_commit=self._after_delete)
+        """Delete (or with `dry_run` count) the records matching `req`; a filter without a condition is refused."""
+        conditions = parse_filter(req, self.limits)
+        if not conditions:
+            # The first empty field given ("key_prefix": "" never gets here: an empty string is refused).
+            field = conditions.empty[0] if conditions.empty else "filter"
+            raise InvalidInput(
+                field, "is no condition; refusing to delete every memory (give at least one non-empty condition)"
+            )
+        with self._budget():
+            n, _ = self.storage.delete_where(conditions, time.time(), req.dry_run, on_commit=self._after_delete)
         return {"would_delete": n} if req.dry_run else {"deleted": n}
 
     def purge_expired(self) -> int:
@@ -577,6 +546,7 @@ class MemoryService:
 
     # -- reads ----------------------------------------------------------------------------------------
     def get(self, id: str) -> dict[str, Any]:
+        check_text(id, "id")
         row = self.storage.get(id, time.time())
         if row is None:
             raise NotFound(f"no memory with id {id!r}")
@@ -590,20 +560,16 @@ class MemoryService:
             raise InvalidInput("limit", "must be between 1 and 1000")
         if order not in ("newest", "oldest"):
             raise InvalidInput("order", "must be 'newest' or 'oldest'")
-        after: int | None = None
-        if cursor:
-            try:
-                after = int(cursor)
-            except ValueError as exc:
-                raise InvalidInput("cursor", "is not a cursor this service returned") from exc
-        if flt is not None:
-            _check_filter(flt)
-        rows, nxt = self.storage.list(flt, time.time(), limit, after, order == "newest")
+        after = _cursor(cursor)
+        conditions = parse_filter(flt, self.limits)
+        with self._budget():
+            rows, nxt = self.storage.list(conditions, time.time(), limit, after, order == "newest")
         for r in rows:
             r.pop("seq", None)
         return {"results": rows, "next_cursor": str(nxt) if nxt is not None else None}
 
     def get_key(self, key: str) -> dict[str, Any]:
+        check_text(key, "key")
         rows = self.storage.find_key(key, False, None, time.time(), 1)
         if not rows:
             raise NotFound(f"no memory with key {key!r}")
@@ -613,10 +579,11 @@ class MemoryService:
     def list_keys(self, prefix: str, limit: int = 100) -> dict[str, Any]:
         if not prefix:
             raise InvalidInput("prefix", "must not be empty")
+        check_text(prefix, "prefix")
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit", "must be between 1 and 1000")
-        flt = Filter(key_prefix=prefix)
-        rows, _ = self.storage.list(flt, time.time(), limit, None, True)
+        with self._budget():
+            rows, _ = self.storage.list(Filter(key_prefix=prefix), time.time(), limit, None, True)
         rows.sort(key=lambda r: r["updated_at"], reverse=True)
         for r in rows:
             r.pop("seq", None)
@@ -628,13 +595,12 @@ class MemoryService:
         Returns {"results": [records], "total": how many parents there are}.
         """
         _check_text(prefix, "prefix", self.settings.max_key_chars)
-        if prefix[-1] == "\U0010ffff":
-            raise InvalidInput("prefix", "must not end with U+10FFFF")
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit", "must be between 1 and 1000")
-        if offset < 0:
-            raise InvalidInput("offset", "must be >= 0")
-        rows, total = self.storage.newest_per_parent(prefix, time.time(), limit, offset)
+        if not 0 <= offset < 2**63:
+            raise InvalidInput("offset", "must be between 0 and 2**63 - 1")
+        with self._budget():
+            rows, total = self.storage.newest_per_parent(prefix, time.time(), limit, offset)
         for r in rows:
             r.pop("seq", None)
         return {"results": rows, "total": total}
@@ -671,7 +637,8 @@ class MemoryService:
         """Run the search (after `cached_search` missed) and keep the answer for the next identical search."""
         key = self._result_key(q)
         commits = getattr(self.storage, "commits", None)  # read before searching: a write during it makes it stale
-        out = self._search(q)
+        with self._budget():
+            out = self._search(q)
         if key is not None and not any(hit.get("expires_at") for hit in out["results"]):
             self.result_cache.put(key, commits, out)  # type: ignore[union-attr]
         return out
@@ -682,7 +649,7 @@ class MemoryService:
         if len(q.query) > self.settings.max_content_chars:
             raise InvalidInput("query", f"is longer than {self.settings.max_content_chars} characters")
         _check_text(q.query, "query", allow_empty=True)
-        _check_filter(q)
+        parse_filter(q, self.limits)
         now = time.time()
         mode = q.mode or self.settings.default_mode
         keyq = parse_key_query(q.query)
@@ -757,6 +724,7 @@ class MemoryService:
         return {**claim, "lease_token": lease_token}
 
     def get_claim(self, key: str) -> dict[str, Any]:
+        check_text(key, "key")
         claim = self.storage.get_claim(key, time.time())
         if claim is None:
             raise NotFound(f"no live claim on key {key!r}")
@@ -766,6 +734,7 @@ class MemoryService:
         """Give the claim back; needs the lease_token it returned (Forbidden without, LeaseLost if another's)."""
         from .errors import Forbidden, LeaseLost
 
+        check_text(key, "key")
         if not lease_token:
             raise Forbidden(
                 "releasing a claim needs the lease_token its claim returned (X-Lease-Token header)",

@@ -26,9 +26,10 @@ import numpy as np
 
 from ..models import Filter
 from ..planner import Plan, fuse
+from .filters import parse_filter
 from .pg_schema import FTS_NORMALISE
 from .postgres import ROW_COLUMNS, PostgresStorage, compile_filter, row_dict
-from .sqlite import MAX_KEYWORD_TERMS, STOPWORDS, filter_is_empty
+from .sqlite import MAX_KEYWORD_TERMS, STOPWORDS
 
 Scored = list[tuple[int, float]]
 Rows = dict[int, dict[str, Any]]
@@ -82,9 +83,10 @@ class PostgresSearch:
     # -- semantic ----------------------------------------------------------------------------------------------
     def semantic(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float) -> tuple[Scored, Rows, Plan]:
         started = time.perf_counter()
-        cond, params = compile_filter(flt, now)
+        c = parse_filter(flt)
+        cond, params = compile_filter(c, now)
         q = np.asarray(vector, dtype=np.float32)
-        if filter_is_empty(flt):
+        if not c:
             plan = Plan("hnsw", k=[limit])
             hits, rows = self._hnsw(q, cond, params, limit, force=False)
         else:

@@ -37,12 +37,12 @@ from psycopg.adapt import Dumper, Loader
 from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 
-from ..errors import InvalidInput, MemorySpineError, ReadOnlyStorage, StorageError, StorageFull
+from ..errors import InvalidInput, MemorySpineError, QueryTimeout, ReadOnlyStorage, StorageError, StorageFull
 from ..models import Filter
-from . import redact
+from . import budget, redact
 from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
+from .filters import Conditions, Group, Node, parse_filter, prefix_upper
 from .pg_schema import migrate
-from .sqlite import _json_path, _sql_value
 
 OnCommit = Callable[[Any], None]
 ROW_COLUMNS = (
@@ -119,6 +119,8 @@ def _translate(exc: Exception) -> MemorySpineError:
         return StorageFull(f"the database is out of space: {exc}")
     if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction | psycopg.errors.InsufficientPrivilege):
         return ReadOnlyStorage(f"the database cannot be written: {exc}")
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return QueryTimeout(f"the query ran past its budget of time and was stopped: {exc}")
     if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
         return InvalidInput("content", f"is too large for the database's indexes: {exc}")
     if isinstance(exc, psycopg.OperationalError):
@@ -162,104 +164,70 @@ def _number(value: Any) -> Any:
     return value
 
 
-def compile_where(where: Any, params: list[Any], path: str = "where") -> str:
-    """The `where` language -> SQL over `m.metadata` (jsonb), with storage/sqlite.py's semantics.
+def _emit_where(node: Node, params: list[Any]) -> str:
+    """A parsed `where` tree (storage/filters.py) -> SQL over `m.metadata` (jsonb), with SQLite's semantics.
 
     Ranges compare numbers only with numbers and strings only with strings (by code point: COLLATE "C");
     `$ne`/`$nin` match records lacking the field; `{"f": null}` matches a missing field or an explicit null;
     a null inside `$in` never matches, and inside `$nin` leaves only missing fields (SQL's NOT IN with NULL).
     """
-    if not isinstance(where, dict) or not where:
-        raise InvalidInput(path, "must be a non-empty object")
-    clauses = []
-    for field, cond in where.items():
-        if field in ("$and", "$or"):
-            if not isinstance(cond, list) or not cond:
-                raise InvalidInput(f"{path}.{field}", "must be a non-empty list of conditions")
-            parts = [compile_where(c, params, f"{path}.{field}[{i}]") for i, c in enumerate(cond)]
-            clauses.append("(" + (" AND " if field == "$and" else " OR ").join(parts) + ")")
-            continue
-        if field.startswith("$"):
-            raise InvalidInput(f"{path}.{field}", "unknown operator; use $and or $or at this level")
-        _json_path(field)  # the same checks and messages as SQLite
-        keys = field.split(".")
-        ops = cond if isinstance(cond, dict) and cond and all(k.startswith("$") for k in cond) else {"$eq": cond}
-        for op, value in ops.items():
-            if op in ("$in", "$nin"):
-                if not isinstance(value, list) or not value:
-                    raise InvalidInput(f"{path}.{field}.{op}", "must be a non-empty list")
-                for v in value:
-                    _sql_value(v, field)
-                sub: list[Any] = []
-                present = [_eq(keys, v, sub) for v in value if v is not None]
-                any_eq = "(" + " OR ".join(present) + ")" if present else "FALSE"
-                if op == "$in":
-                    clauses.append(any_eq)
-                    params.extend(sub)
-                else:
-                    missing = _eq(keys, None, params)
-                    if None in value:
-                        clauses.append(missing)
-                    else:
-                        clauses.append(f"({missing} OR NOT {any_eq})")
-                        params.extend(sub)
-            elif op in ("$eq", "$ne"):
-                _sql_value(value, field)
-                eq = _eq(keys, value, params)
-                clauses.append(eq if op == "$eq" else f"(NOT {eq})")
-            elif op in _RANGE:
-                _sql_value(value, field)
-                if value is None:
-                    clauses.append("FALSE")
-                elif isinstance(value, str):
-                    params.extend([keys, keys, value])
-                    clauses.append(
-                        "(CASE WHEN jsonb_typeof(m.metadata #> %s) = 'string'"
-                        f' THEN (m.metadata #>> %s) COLLATE "C" {_RANGE[op]} %s END)'
-                    )
-                else:
-                    params.extend([keys, keys, _number(value)])
-                    clauses.append(
-                        "(CASE WHEN jsonb_typeof(m.metadata #> %s) = 'number'"
-                        f" THEN (m.metadata #> %s)::numeric {_RANGE[op]} %s::numeric END)"
-                    )
-            else:
-                raise InvalidInput(f"{path}.{field}.{op}", "unknown operator; use $eq $ne $in $nin $gt $gte $lt $lte")
-    return "(" + " AND ".join(clauses) + ")"
+    if isinstance(node, Group):
+        parts = [_emit_where(item, params) for item in node.items]
+        return "(" + (" AND " if node.op == "$and" else " OR ").join(parts) + ")"
+    keys = list(node.parts)
+    op, value = node.op, node.value
+    if op in ("$in", "$nin"):
+        sub: list[Any] = []
+        present = [_eq(keys, v, sub) for v in value if v is not None]
+        any_eq = "(" + " OR ".join(present) + ")" if present else "FALSE"
+        if op == "$in":
+            params.extend(sub)
+            return any_eq
+        missing = _eq(keys, None, params)
+        if None in value:
+            return missing
+        params.extend(sub)
+        return f"({missing} OR NOT {any_eq})"
+    if op in ("$eq", "$ne"):
+        eq = _eq(keys, value, params)
+        return eq if op == "$eq" else f"(NOT {eq})"
+    if value is None:
+        return "FALSE"
+    if isinstance(value, str):
+        params.extend([keys, keys, value])
+        return (
+            "(CASE WHEN jsonb_typeof(m.metadata #> %s) = 'string'"
+            f' THEN (m.metadata #>> %s) COLLATE "C" {_RANGE[op]} %s END)'
+        )
+    params.extend([keys, keys, _number(value)])
+    return (
+        "(CASE WHEN jsonb_typeof(m.metadata #> %s) = 'number'"
+        f" THEN (m.metadata #> %s)::numeric {_RANGE[op]} %s::numeric END)"
+    )
 
 
-def compile_filter(flt: Filter | None, now: float) -> tuple[str, list[Any]]:
-    """A `Filter` -> an SQL condition on `memories m` (expired records always excluded) and its params."""
+def compile_filter(flt: Filter | Conditions | None, now: float) -> tuple[str, list[Any]]:
+    """A filter -> an SQL condition on `memories m` (expired records always excluded) and its params."""
+    c = flt if isinstance(flt, Conditions) else parse_filter(flt)
     clauses = ["(m.expires_at IS NULL OR m.expires_at > %s)"]
     params: list[Any] = [to_dt(now)]
-    if flt is None:
-        return clauses[0], params
-    if flt.tags:
+    if c.tags:
         clauses.append("m.tags && %s::text[]")
-        params.append(list(flt.tags))
-    if flt.tags_all:
+        params.append(list(c.tags))
+    if c.tags_all:
         clauses.append("m.tags @> %s::text[]")
-        params.append(sorted(set(flt.tags_all)))
-    if flt.tags_none:
+        params.append(list(c.tags_all))
+    if c.tags_none:
         clauses.append("NOT (m.tags && %s::text[])")
-        params.append(list(flt.tags_none))
-    if flt.where:
-        clauses.append(compile_where(flt.where, params))
-    if flt.created_after is not None:
-        clauses.append("m.created_at > %s")
-        params.append(to_dt(flt.created_after))
-    if flt.created_before is not None:
-        clauses.append("m.created_at < %s")
-        params.append(to_dt(flt.created_before))
-    if flt.importance:
+        params.append(list(c.tags_none))
+    if c.where is not None:
+        clauses.append(_emit_where(c.where, params))
+    if c.importance:
         clauses.append("m.importance = ANY(%s::text[])")
-        params.append([flt.importance] if isinstance(flt.importance, str) else list(flt.importance))
-    if flt.key is not None:
-        clauses.append("m.key = %s")
-        params.append(flt.key)
-    if flt.key_prefix:
-        clauses.append("m.key >= %s AND m.key < %s")
-        params.extend([flt.key_prefix, flt.key_prefix[:-1] + chr(ord(flt.key_prefix[-1]) + 1)])
+        params.append(list(c.importance))
+    for column, op, value in c.comparisons():
+        clauses.append(f"{column} {op} %s")
+        params.append(to_dt(value) if column == "m.created_at" else value)
     return " AND ".join(clauses), params
 
 
@@ -279,6 +247,7 @@ class PostgresStorage:
         hnsw_ef_construction: int = 64,
         ef_search: int = 128,
         connect_timeout: float = 10.0,
+        query_seconds: float = 0.0,
     ) -> None:
         self.url = url
         self.dim = dim
@@ -315,7 +284,8 @@ class PostgresStorage:
             url,
             min_size=1,
             max_size=max(2, pool_size),
-            kwargs={"autocommit": True},
+            # The per-statement budget (0: none); maintenance (index builds, COPY loads) lifts it for itself.
+            kwargs={"autocommit": True, "options": f"-c statement_timeout={max(0, int(query_seconds * 1000))}"},
             configure=self._configure,
             name="memory-spine",
             timeout=5.0,  # a request waits this long for a free connection, then answers 503
@@ -342,7 +312,19 @@ class PostgresStorage:
         """A pooled connection (autocommit); database errors come out as `memory_spine.errors`."""
         try:
             with self.pool.connection(timeout=timeout) as conn:
-                yield conn
+                left = budget.remaining()
+                if left is None:
+                    yield conn
+                    return
+                # Under a query budget: this connection's statements get what is left of it, not a fresh 10 s each.
+                conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(max(1, int(left * 1000))),))
+                try:
+                    yield conn
+                finally:
+                    try:
+                        conn.execute("SET statement_timeout TO DEFAULT")  # the pool's ceiling, from `options`
+                    except psycopg.Error:
+                        conn.close()  # the pool drops it rather than lend out a connection with a short timeout
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise _translate(exc) from exc
 
@@ -596,12 +578,13 @@ class PostgresStorage:
 
     def newest_per_parent(self, prefix: str, now: float, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         """The newest live record of each key parent starting with `prefix`, newest first, and how many parents."""
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        upper = prefix_upper(prefix)
         groups = (
-            "SELECT key_parent AS p, max(version) AS v FROM memories WHERE key_parent >= %s AND key_parent < %s"
-            " AND (expires_at IS NULL OR expires_at > %s) GROUP BY key_parent"
+            "SELECT key_parent AS p, max(version) AS v FROM memories WHERE key_parent >= %s"
+            + (" AND key_parent < %s" if upper is not None else "")
+            + " AND (expires_at IS NULL OR expires_at > %s) GROUP BY key_parent"
         )
-        args = (prefix, upper, to_dt(now))
+        args = (prefix, upper, to_dt(now)) if upper is not None else (prefix, to_dt(now))
         with self.conn() as conn:
             total = conn.execute(f"SELECT count(*) FROM ({groups}) g", args).fetchone()[0]
             rows = conn.execute(
@@ -640,7 +623,7 @@ class PostgresStorage:
         return {"key": key, "holder": holder, "acquired_at": iso(acquired), "expires_at": iso(expires), "fence": fence}
 
     def claim(self, key: str, holder: str, lease: float, now: float, token_hash: str) -> tuple[bool, dict[str, Any]]:
-        interval = f"{float(lease)} seconds"
+        interval = f"{float(lease):.6f} seconds"  # fixed-point: PostgreSQL reads no exponent ("1e-300 seconds")
         with self.conn() as conn:
             for _attempt in range(10):
                 # One statement, atomic under the row lock: take a free or expired key, with the next fence.
@@ -706,6 +689,7 @@ class PostgresStorage:
         with self.conn() as conn:
             conn.execute("SET maintenance_work_mem = '1GB'")
             conn.execute("SET max_parallel_maintenance_workers = 2")
+            conn.execute("SET statement_timeout = 0")
             try:
                 conn.execute(
                     sql.SQL(
@@ -717,6 +701,7 @@ class PostgresStorage:
             finally:
                 conn.execute("RESET maintenance_work_mem")
                 conn.execute("RESET max_parallel_maintenance_workers")
+                conn.execute("RESET statement_timeout")
         return time.perf_counter() - started
 
     @contextmanager
@@ -743,6 +728,7 @@ class PostgresStorage:
         if not rows:
             return []
         with self.conn() as conn, conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = 0")  # a load, not a request: no budget
             version = conn.execute("SELECT nextval('memory_versions')").fetchone()[0]
             conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS memory_spine_load (id text, content text, tags text[],"
@@ -856,4 +842,5 @@ def open_postgres(settings: Any, dim: int) -> PostgresStorage:
             hnsw_m=settings.hnsw_m,
             hnsw_ef_construction=settings.hnsw_ef_construction,
             ef_search=settings.hnsw_ef_search,
+            query_seconds=settings.max_query_seconds,
         )

@@ -235,7 +235,12 @@ async def test_bad_filter_over_http_is_422_naming_the_field(client, body, field)
         ('{"tags_none": ["\\ud800"]}', "tags_none[0]"),
         ('{"key": "\\ud800"}', "key"),
         ('{"key_prefix": "\\ud800"}', "key_prefix"),
-        ('{"key_prefix": "k\\udbff\\udfff"}', "key_prefix"),
+        ('{"key_prefix": ""}', "key_prefix"),
+        ('{"key": ""}', "key"),
+        ('{"tags_none": [""]}', "tags_none[0]"),
+        ('{"where": {"a\\u0000b": 1}}', "where"),
+        ('{"where": {"a": "x\\u0000"}}', "where.a"),
+        ('{"created_after": 1e300}', "created_after"),
     ],
 )
 async def test_unusable_filter_values_are_422_not_500(client, raw, field):

@@ -161,9 +161,15 @@ async def test_delete_by_filter_with_dry_run(client, service):
 
 async def test_delete_with_an_empty_filter_is_refused(client):
     await client.post("/ingest", json={"content": "keep me"})
-    for body in ({}, {"dry_run": True}, {"tags": []}):
+    # No condition at all names `filter`; an empty value given (no condition either) names its field.
+    for body, field in (
+        ({}, "filter"),
+        ({"dry_run": True}, "filter"),
+        ({"tags": []}, "tags"),
+        ({"where": {}}, "where"),
+    ):
         r = await client.request("DELETE", "/memories", json=body)
-        assert r.status_code == 422 and r.json()["error"]["field"] == "filter"
+        assert r.status_code == 422 and r.json()["error"]["field"] == field
     assert (await client.get("/stats")).json()["total_memories"] == 1
 
 
