@@ -8,7 +8,8 @@ control counts how many the graph alone misses and the test asserts it misses so
 
 Profiles (the stores are built once per backend and size, every seed's outliers asked about):
 
-- CI (default): N = 1,000 x 4 seeds and N = 10,000 x 1 seed, 12 outliers each, per backend (about a minute);
+- CI (default): N = 1,000 x 4 seeds (2 on PostgreSQL) and N = 10,000 x 1 seed, 12 outliers each, per backend
+  (about 80 s on a busy 2-core machine);
 - long: ``MEMORY_SPINE_OUTLIER_LONG=1``: N = 1,000 x 20 seeds and N = 10,000 x 5 seeds (about 15 minutes).
 
 The counts (stores x outliers, found, missed by the bare graph) are printed (``-s`` shows them).
@@ -33,6 +34,7 @@ from .conftest import DIM, empty_database, postgres_or_skip
 
 LONG = os.environ.get("MEMORY_SPINE_OUTLIER_LONG") == "1"
 SEEDS = {1000: 20, 10_000: 5} if LONG else {1000: 4, 10_000: 1}
+PG_SEEDS = {1000: 20, 10_000: 5} if LONG else {1000: 2, 10_000: 1}  # a PostgreSQL store costs more to build
 OUTLIERS = 12
 BATCH = 200
 
@@ -109,7 +111,7 @@ def test_every_outlier_is_the_top_hit_of_a_query_about_it(backend, n, pg_cluster
         postgres_or_skip(pg_cluster)
     stores = found = graph_missed = 0
     missed: list[str] = []
-    for seed in range(SEEDS[n]):
+    for seed in range((PG_SEEDS if backend == "postgres" else SEEDS)[n]):
         extra = {}
         if backend == "postgres":
             empty_database(pg_url)
@@ -129,6 +131,7 @@ def test_every_outlier_is_the_top_hit_of_a_query_about_it(backend, n, pg_cluster
                 graph_missed += bare_graph_top(svc, query) != f"o{j}"
     print(f"\n{backend} N={n}: {stores} stores x {OUTLIERS} outliers, found {found}; bare HNSW missed {graph_missed}")
     assert not missed, f"outliers not the top hit: {missed}"
-    if n >= 10_000:
-        # The construction must strand points, or this test could not fail.
+    if n >= 10_000 and backend == "sqlite":
+        # The construction must strand points, or this test could not fail (hnswlib misses about half of them;
+        # pgvector's graph, built after the rows as an import does, misses fewer and not on every run).
         assert graph_missed > 0, "the bare graph found every outlier: the generated stores no longer strand points"
