@@ -123,17 +123,39 @@ class SideList:
             self._labels[row] = moved
             self._row[moved] = row
 
+    def compact(self) -> None:
+        """Give back the rows of a list that shrank (the whole store's, past the crossover)."""
+        n = len(self._row)
+        if len(self._labels) > max(4 * n, 256):
+            size = max(2 * n, 64)
+            self._vecs = self._vecs[:size].copy()
+            self._labels = self._labels[:size].copy()
+
+    def scores(self, vector: np.ndarray) -> np.ndarray:
+        """Cosine similarity of every vector in the list to `vector`, in row order."""
+        n = len(self._row)
+        q = np.asarray(vector, dtype=np.float32).reshape(-1)
+        norm = float(np.sqrt(q @ q))
+        if norm > 0 and abs(norm - 1.0) > 1e-4:
+            q = q / norm
+        if n <= _BLOCK:
+            return self._vecs[:n] @ q
+        # In blocks: OpenBLAS threads a larger product, and waking threads on a busy machine costs milliseconds.
+        return np.concatenate([self._vecs[i : min(i + _BLOCK, n)] @ q for i in range(0, n, _BLOCK)])
+
     def top(
-        self, vector: np.ndarray, k: int, allowed: Callable[[int], bool] | None = None
+        self,
+        vector: np.ndarray,
+        k: int,
+        allowed: Callable[[int], bool] | None = None,
+        scores: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The k most similar labels (cosine), best first, among those `allowed` passes."""
         n = len(self._row)
         if n == 0 or k <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        q = np.asarray(vector, dtype=np.float32).reshape(-1)
-        q = q / (float(np.linalg.norm(q)) or 1.0)
-        # In blocks: OpenBLAS threads a larger product, and waking threads on a busy machine costs milliseconds.
-        scores = np.concatenate([self._vecs[i : min(i + _BLOCK, n)] @ q for i in range(0, n, _BLOCK)])
+        if scores is None:
+            scores = self.scores(vector)
         labels = self._labels[:n]
         if allowed is not None:
             keep = np.fromiter((allowed(int(x)) for x in labels), dtype=bool, count=n)
@@ -365,6 +387,7 @@ class VectorIndex:
             self.side.discard(lb)
         new = [lb for lb in wanted if lb not in self.side and self._is_live(lb)]
         self._side_add(np.asarray(new, dtype=np.int64))
+        self.side.compact()
         return True
 
     def _is_live(self, label: int) -> bool:
@@ -414,7 +437,10 @@ class VectorIndex:
             found, sims = labels[0].astype(np.int64), (1.0 - dist[0]).astype(np.float32)
             if not len(self.side):
                 return found, sims
-            side, side_sims = self.side.top(vector, k, allowed)
+            scores = self.side.scores(vector)
+            if len(found) == k and float(scores.max()) < float(sims[-1]):
+                return found, sims  # the usual case: no side vector beats the graph's k-th
+            side, side_sims = self.side.top(vector, k, allowed, scores)
             return _merge(found, sims, side, side_sims, k)
 
     def _fallback_query(self, vector: np.ndarray, k: int, allowed: Callable[[int], bool] | None):
@@ -491,9 +517,9 @@ def _merge(
     labels: np.ndarray, sims: np.ndarray, more: np.ndarray, more_sims: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k best of two ranked (label, similarity) lists, each label once, best first."""
-    all_labels = np.concatenate([labels, more])
-    all_sims = np.concatenate([sims, more_sims.astype(np.float32)])
-    order = np.argsort(-all_sims, kind="stable")
-    _, first = np.unique(all_labels[order], return_index=True)
-    order = order[np.sort(first)][:k]
-    return all_labels[order], all_sims[order]
+    best = dict(zip(labels.tolist(), sims.tolist(), strict=True))
+    for label, sim in zip(more.tolist(), more_sims.tolist(), strict=True):
+        if sim > best.get(label, -np.inf):
+            best[label] = sim
+    top = sorted(best.items(), key=lambda kv: kv[1], reverse=True)[:k]
+    return np.array([lb for lb, _ in top], dtype=np.int64), np.array([sc for _, sc in top], dtype=np.float32)
