@@ -96,6 +96,13 @@ def synthetic(n: int, seed: int, dim: int = 384, outliers: int = len(OFF_TOPIC))
     return bulk, out, queries, bulk_queries
 
 
+_EMBEDDED: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+
+
+def _embed(embedder: Any, texts: list[str]) -> np.ndarray:
+    return np.vstack([embedder.embed(texts[i : i + 256]) for i in range(0, len(texts), 256)]).astype(np.float32)
+
+
 def run_store(backend: str, n: int, seed: int, use_model: bool, embedder: Any, url: str | None) -> dict[str, Any]:
     from memory_spine.config import Settings
     from memory_spine.embedders import FakeEmbedder
@@ -103,11 +110,14 @@ def run_store(backend: str, n: int, seed: int, use_model: bool, embedder: Any, u
     from memory_spine.service import MemoryService
 
     if use_model:
-        lines = log_lines(n, seed)
-        bulk = embedder.embed(lines)
-        out = embedder.embed([m for m, _ in OFF_TOPIC])
-        queries = embedder.embed([q for _, q in OFF_TOPIC])
-        bulk_queries = embedder.embed(log_lines(200, seed + 10_000))
+        if (n, seed) not in _EMBEDDED:  # the same store on each backend
+            _EMBEDDED[(n, seed)] = (
+                _embed(embedder, log_lines(n, seed)),
+                _embed(embedder, [m for m, _ in OFF_TOPIC]),
+                _embed(embedder, [q for _, q in OFF_TOPIC]),
+                _embed(embedder, log_lines(200, seed + 10_000)),
+            )
+        bulk, out, queries, bulk_queries = _EMBEDDED[(n, seed)]
     else:
         bulk, out, queries, bulk_queries = synthetic(n, seed)
     vectors = np.vstack([bulk, out])
@@ -170,7 +180,7 @@ def run_store(backend: str, n: int, seed: int, use_model: bool, embedder: Any, u
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=5000, help="look-alike memories per store")
+    ap.add_argument("--n", type=int, nargs="+", default=[5000], help="look-alike memories per store (sizes)")
     ap.add_argument("--stores", type=int, default=3, help="stores (seeds) per backend")
     ap.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="sqlite")
     ap.add_argument("--synthetic", action="store_true", help="generated vectors instead of the model")
@@ -182,48 +192,50 @@ def main(argv: list[str] | None = None) -> int:
         embedder = create_embedder("onnx")
     cluster = url = None
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    results: dict[str, Any] = {"n": args.n, "synthetic": args.synthetic, "backends": {}}
+    results: dict[str, Any] = {"synthetic": args.synthetic, "sizes": {}}
     try:
         if "postgres" in backends:
             sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
             from tests.contracts.pgcluster import PgCluster
 
             cluster = PgCluster().start()
-        for backend in backends:
-            runs = []
-            for seed in range(args.stores):
-                if backend == "postgres":
-                    url = cluster.create_database()
-                try:
-                    runs.append(run_store(backend, args.n, seed, not args.synthetic, embedder, url))
-                finally:
+        for n in args.n:
+            for backend in backends:
+                runs = []
+                for seed in range(args.stores):
                     if backend == "postgres":
-                        cluster.drop_database(url)
-                print(backend, json.dumps(runs[-1]), flush=True)
-            results["backends"][backend] = {
-                "stores": len(runs),
-                "outliers": sum(r["outliers"] for r in runs),
-                "top1": sum(r["top1"] for r in runs),
-                "top3": sum(r["top3"] for r in runs),
-                "outlier_p50_ms": float(np.median([r["outlier_p50_ms"] for r in runs])),
-                "recall_at_10": float(np.mean([r["recall_at_10"] for r in runs])),
-                "bulk_p50_ms": float(np.median([r["bulk_p50_ms"] for r in runs])),
-                "runs": runs,
-            }
+                        url = cluster.create_database()
+                    try:
+                        runs.append(run_store(backend, n, seed, not args.synthetic, embedder, url))
+                    finally:
+                        if backend == "postgres":
+                            cluster.drop_database(url)
+                    print(backend, n, json.dumps(runs[-1]), flush=True)
+                results["sizes"].setdefault(str(n), {})[backend] = {
+                    "stores": len(runs),
+                    "outliers": sum(r["outliers"] for r in runs),
+                    "top1": sum(r["top1"] for r in runs),
+                    "top3": sum(r["top3"] for r in runs),
+                    "outlier_p50_ms": float(np.median([r["outlier_p50_ms"] for r in runs])),
+                    "recall_at_10": float(np.mean([r["recall_at_10"] for r in runs])),
+                    "bulk_p50_ms": float(np.median([r["bulk_p50_ms"] for r in runs])),
+                    "runs": runs,
+                }
     finally:
         if cluster is not None:
             cluster.stop()
         if embedder is not None:
             embedder.close()
-    for backend, r in results["backends"].items():
-        print(
-            f"{backend}: n={args.n}, {r['stores']} stores x {r['outliers'] // max(r['stores'], 1)} off-topic memories:"
-            f" top hit {r['top1']}/{r['outliers']}, top 3 {r['top3']}/{r['outliers']},"
-            f" p50 {r['outlier_p50_ms']} ms; look-alike queries recall@10 {r['recall_at_10']:.4f},"
-            f" p50 {r['bulk_p50_ms']} ms"
-        )
+    for n, per in results["sizes"].items():
+        for backend, r in per.items():
+            print(
+                f"{backend}: n={n}, {r['stores']} stores x {r['outliers'] // max(r['stores'], 1)} off-topic memories:"
+                f" top hit {r['top1']}/{r['outliers']}, top 3 {r['top3']}/{r['outliers']},"
+                f" p50 {r['outlier_p50_ms']} ms; look-alike queries recall@10 {r['recall_at_10']:.4f},"
+                f" p50 {r['bulk_p50_ms']} ms"
+            )
     RESULTS_DIR.mkdir(exist_ok=True)
-    name = f"outliers-{args.n}{'-synthetic' if args.synthetic else ''}.json"
+    name = f"outliers-{'-'.join(map(str, args.n))}{'-synthetic' if args.synthetic else ''}.json"
     (RESULTS_DIR / name).write_text(json.dumps(results, indent=1))
     return 0
 
