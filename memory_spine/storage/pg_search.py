@@ -73,6 +73,7 @@ class PostgresSearch:
         self._recent = np.empty(0, dtype=np.float32)
         self._limit = ISOLATION_FLOOR
         self._side = 0
+        self._backfilling = True
         self._refresh()
 
     # -- statistics: table size (for the exact bound) and common lexemes (for keyword pruning) ----------------
@@ -104,7 +105,9 @@ class PostgresSearch:
         if force or time.monotonic() - self._stats_at >= _STATS_SECONDS:
             with self._stats_lock:
                 self._refresh()
-        self.backfill(_BACKFILL)
+            self._backfilling = True  # look for rows without a distance once a minute (an anti-join) ...
+        if self._backfilling:
+            self._backfilling = self.backfill(_BACKFILL) > 0  # ... and every second while some are found
         return None
 
     def backfill(self, most: int) -> int:
@@ -300,13 +303,17 @@ class PostgresSearch:
     def added(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
         """After a commit: look up the new vectors' neighbours (small writes; maintain() does the rest)."""
         self._size += len(seqs)  # an estimate until the next refresh (updates count too): only picks exact vs hnsw
-        if 0 < len(seqs) <= _VET_INLINE:
+        if len(seqs) > _VET_INLINE:
+            self._backfilling = True
+        elif len(seqs):
             try:
                 if not self.storage.has_vector_index():
-                    return  # a bulk load: without the index each lookup would read the table; maintain() does them
-
+                    # A bulk load: without the index each lookup would read the table; maintain() does them.
+                    self._backfilling = True
+                    return
                 self._vet(np.asarray(seqs, dtype=np.int64), vectors)
             except Exception as exc:  # the write is committed; maintain() looks these rows up later
+                self._backfilling = True
                 log.warning("could not look up new vectors' neighbours: %s", exc, extra={"event": "vet_failed"})
 
     def removed(self, seqs: Sequence[int]) -> None:
