@@ -85,7 +85,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def synthetic(n: int, seed: int, dim: int = 384, outliers: int = len(OFF_TOPIC)) -> tuple[np.ndarray, ...]:
-    """The property test's construction (tests/contracts/test_outliers.py) at the model's dimension."""
+    """A homogeneous bulk near a few related directions, off-topic random vectors, a query about each of those
+    (cosine ~0.7 to it, under ~0.45 to the bulk) and look-alike queries: the property test's construction
+    (tests/contracts/test_outliers.py), which strands points in a bare HNSW graph."""
     rng = np.random.default_rng(seed)
     centre = _unit(rng.standard_normal(dim))
     topics = _unit(centre + 0.5 * _unit(rng.standard_normal((8, dim))))

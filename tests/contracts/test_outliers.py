@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from benchmarks.outliers import synthetic
 from memory_spine.config import Settings
 from memory_spine.embedders import FakeEmbedder
 from memory_spine.models import MemoryRestore
@@ -39,10 +40,6 @@ OUTLIERS = 12
 BATCH = 200
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
 @dataclass
 class Store:
     bulk: np.ndarray
@@ -52,14 +49,10 @@ class Store:
 
 
 def generate(n: int, seed: int) -> Store:
-    """A homogeneous bulk of n vectors, OUTLIERS off-topic ones, and a query about each of those."""
-    rng = np.random.default_rng(seed)
-    centre = _unit(rng.standard_normal(DIM))
-    topics = _unit(centre + 0.5 * _unit(rng.standard_normal((8, DIM))))
-    bulk = _unit(topics[rng.integers(0, 8, n)] + 0.3 * rng.standard_normal((n, DIM)) / np.sqrt(DIM))
-    outliers = _unit(rng.standard_normal((OUTLIERS, DIM)))
-    queries = _unit(outliers + 1.0 * _unit(rng.standard_normal((OUTLIERS, DIM))))
-    return Store(bulk, outliers, queries, rng.permutation(n + OUTLIERS))
+    """A homogeneous bulk of n vectors, OUTLIERS off-topic ones, and a query about each of those (the construction
+    the benchmark's ``--synthetic`` outlier scenario uses too)."""
+    bulk, outliers, queries, _ = synthetic(n, seed, dim=DIM, outliers=OUTLIERS)
+    return Store(bulk, outliers, queries, np.random.default_rng(seed).permutation(n + OUTLIERS))
 
 
 def write(svc: MemoryService, store: Store) -> None:
