@@ -3,7 +3,9 @@
 The planner asks storage how many records a filter matches and picks:
 
 - `exact_key`   the query is a key form (`checkpoint:...`, `dedup:...`): index lookup, newest first;
-- `hnsw`        no filter: the HNSW index alone;
+- `exact`       no filter and at most `exact_below` vectors in the store (the measured crossover): every vector
+                scored with one matrix product held in memory (the index's side list);
+- `hnsw`        no filter: the HNSW index, plus the side list of isolated vectors it may strand (index.py);
 - `exact`       a filter matching at most `exact_max_candidates` records (found without counting a broad
                 filter to the end): their stored vectors scored with one matrix product (numpy), so a
                 selective filter is both exact and fast;
@@ -165,6 +167,10 @@ class Planner:
         size = len(self.index)
         filtered = flt is not None
         plan = Plan("hnsw_filter" if filtered else "hnsw")
+        if self.index.exact_all:
+            plan.name, plan.candidates = "exact", size
+        elif len(self.index.side):
+            plan.detail["side_list"] = len(self.index.side)
         k = max(limit * 4, 32) if filtered else limit
         # More than exact_max records pass a broad filter, so its pass rate is at least this.
         floor_rate = self.exact_max / max(size, 1) if filtered else 0.0

@@ -75,10 +75,22 @@ def _fencing(conn: psycopg.Connection, params: dict[str, Any]) -> None:
     conn.execute("ALTER TABLE claims ADD COLUMN fence bigint, ADD COLUMN token_hash text")
 
 
+def _isolation(conn: psycopg.Connection, params: dict[str, Any]) -> None:
+    # Each record's distance to its 10th nearest neighbour when written (pg_search.py): the isolated ones (far
+    # above the median) are scored exactly beside the HNSW walk, which may never reach them. Rows written before
+    # this migration have none and are looked up by the first service to start (PostgresSearch.backfill).
+    conn.execute(
+        "CREATE TABLE memory_kth (seq bigint PRIMARY KEY REFERENCES memories (seq) ON DELETE CASCADE,"
+        " kth real NOT NULL)"
+    )
+    conn.execute("CREATE INDEX memory_kth_kth ON memory_kth (kth)")
+
+
 # (version, name, apply)
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection, dict[str, Any]], None]]] = [
     (1, "records, tags, keys, metadata, vectors (HNSW), full text (tsvector), claims", _initial),
     (2, "claims: fencing tokens (claim_fences sequence) and hashed lease tokens", _fencing),
+    (3, "each record's 10th-neighbour distance, for the side list of isolated vectors", _isolation),
 ]
 
 

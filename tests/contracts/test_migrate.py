@@ -73,7 +73,7 @@ def test_migrate_copies_everything_and_resumes(source, pg_cluster, monkeypatch, 
         assert svc.get("m7")["metadata"] == {"i": 7} and svc.get("m7")["tags"] == ["t1"]
         assert svc.search(SearchQuery(query="checkpoint:wf-1"))["results"][0]["metadata"] == {"step": "fetch"}
         hit = svc.search(SearchQuery(query="memory number 42 about topic 0", limit=1, mode="semantic", explain=True))
-        assert hit["results"][0]["id"] == "m42" and hit["plan"]["plan"] == "hnsw"
+        assert hit["results"][0]["id"] == "m42" and hit["plan"]["plan"] == "exact"  # under exact_below
         assert svc.get_claim("dedup:held")["holder"] == "w1"
         assert svc.check()["database"] == "ok"
     again = migrate_mod.migrate_data_dir(settings.data_dir, url, progress=False)

@@ -37,10 +37,10 @@ def _records(start: int, n: int, rng: np.random.Generator) -> list[NewRecord]:
 class Harness:
     """Storage plus an index kept in step the way MemoryService does it."""
 
-    def __init__(self, path):
+    def __init__(self, path, **params):
         self.path = path
         self.storage = SQLiteStorage(path / "m.db", DIM)
-        self.index = VectorIndex(path, IndexParams(dim=DIM, m=16, ef_construction=100, ef_search=64))
+        self.index = VectorIndex(path, IndexParams(dim=DIM, m=16, ef_construction=100, ef_search=64, **params))
         self.opened = self.index.open(self.storage)
 
     def put(self, recs):
@@ -157,4 +157,30 @@ def test_recall_against_exact_search(tmp_path):
         labels, _ = h.index.query(q.astype(np.float32), 10)
         hits += len(exact & set(labels.tolist()))
     assert hits / 1000 >= 0.98
+    h.close()
+
+
+def test_side_list_keeps_the_isolated_past_the_crossover_and_across_a_restart(tmp_path, rng):
+    # A tight bulk plus three vectors on no topic, written after it: past exact_below the side list must hold the
+    # three (and little else), survive a save and reload, and a search near each must return it first.
+    centre = rng.standard_normal(DIM)
+    bulk = centre + 0.1 * rng.standard_normal((600, DIM))
+    odd = rng.standard_normal((3, DIM)) * 3
+    h = Harness(tmp_path, exact_below=200)
+    recs = _records(0, 603, rng)
+    for r, v in zip(recs, np.vstack([bulk, odd]), strict=True):
+        r.vector = (v / np.linalg.norm(v)).astype(np.float32)
+    assert h.index.exact_all
+    seqs = [r.seq for r in h.put(recs[:150])]  # under the crossover: the side list is the whole store
+    assert h.index.exact_all and len(h.index.side) == 150
+    seqs += [r.seq for r in h.put(recs[150:])]
+    odd_seqs = set(seqs[600:])
+    assert not h.index.exact_all and odd_seqs <= set(h.index.side.labels()) and len(h.index.side) < 30
+    h.close()
+    h = Harness(tmp_path, exact_below=200)
+    assert h.opened["how"] == "loaded" and not h.index.exact_all and odd_seqs <= set(h.index.side.labels())
+    for s, r in zip(seqs[600:], recs[600:], strict=True):
+        assert h.index.query(r.vector, 5)[0][0] == s
+    h.delete([recs[600].id])
+    assert seqs[600] not in h.index.side
     h.close()

@@ -53,7 +53,7 @@ async def test_plan_counters(client):
     await client.post("/ingest/batch", json={"records": [{"content": f"w{i} word", "tags": ["t"]} for i in range(5)]})
     await client.post("/ingest", json={"content": "checkpoint:wf:step"})
     searches = [
-        ({"query": "word", "mode": "semantic"}, "hnsw"),
+        ({"query": "word", "mode": "semantic"}, "exact"),  # a store under the index's exact_below
         ({"query": "word", "tags": ["t"], "mode": "semantic"}, "exact"),
         # The same search again, nothing written since: answered from the result cache.
         ({"query": "word", "tags": ["t"], "mode": "semantic"}, "result_cache"),
