@@ -111,11 +111,15 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_model(args: argparse.Namespace) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from .embedders import export_onnx
+def _fetch_model(args: argparse.Namespace) -> int:
+    from .embedders import ModelUnavailable, fetch_model, model_dir
 
-    path = export_onnx(Path(args.model_cache) if args.model_cache else None, force=args.force)
+    cache = Path(args.model_cache) if args.model_cache else None
+    try:
+        path = fetch_model(cache, force=True) if args.force else model_dir(cache)
+    except ModelUnavailable as exc:
+        print(f"memory-spine: {exc}", file=sys.stderr)
+        return 2
     print(path)
     return 0
 
@@ -221,7 +225,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", dest="data_dir", type=Path, help="the data dir (default ~/.local/share/memory-spine)")
     _database_arg(p)
     p.add_argument("--embedder", choices=["onnx", "sentence-transformers", "fake"], help="default onnx")
-    p.add_argument("--model-cache", dest="model_cache", type=Path, help="where the exported ONNX model is cached")
+    p.add_argument("--model-cache", dest="model_cache", type=Path, help="where fetched model weights are cached")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,14 +248,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without a token")
     serve.add_argument("--log-level", dest="log_level", help="debug | info | warning | error")
     serve.add_argument("--embed-threads", dest="embed_threads", type=int, help="threads for the model (default 2)")
-    serve.add_argument("--model-cache", dest="model_cache", type=Path, help="where the exported ONNX model is cached")
+    serve.add_argument("--model-cache", dest="model_cache", type=Path, help="where fetched model weights are cached")
     _database_arg(serve)
     serve.set_defaults(func=_serve)
 
-    export = sub.add_parser("export-model", help="export the model to ONNX once (e.g. when building an image)")
-    export.add_argument("--model-cache", dest="model_cache", help="cache dir (default ~/.cache/memory-spine)")
-    export.add_argument("--force", action="store_true", help="export again even if cached")
-    export.set_defaults(func=_export_model)
+    for name in ("fetch-model", "export-model"):  # export-model: the name from before the graph shipped
+        fetch = sub.add_parser(
+            name,
+            help="put the model weights in the cache now, e.g. when building an image (a no-op where they are"
+            " installed)"
+            if name == "fetch-model"
+            else "the old name of fetch-model",
+        )
+        fetch.add_argument("--model-cache", dest="model_cache", help="cache dir (default ~/.cache/memory-spine)")
+        fetch.add_argument("--force", action="store_true", help="fetch into the cache even if installed or cached")
+        fetch.set_defaults(func=_fetch_model)
 
     check = sub.add_parser("check", help="verify the database and that the index matches it")
     _data_args(check)

