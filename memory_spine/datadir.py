@@ -111,10 +111,43 @@ def backup(data_dir: Path, target: Path) -> dict[str, Any]:
         raise StorageError(f"backup of {source_dir / DB_FILE} failed: {exc}") from exc
     finally:
         src_conn.close()
+    if INDEX_FILE not in copied:  # the server has not saved one yet: build it, so the backup is complete
+        _build_index(target)
+        copied += [INDEX_FILE, MARKER_FILE]
     return {
         "data_dir": str(target),
         "rows": rows,
-        "files": [DB_FILE, *reversed(copied)],
+        "files": sorted({DB_FILE, *copied}),
         "bytes": sum(p.stat().st_size for p in target.iterdir()),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _build_index(data_dir: Path) -> None:
+    """Build and save the vector index of the database in `data_dir` (with the service's index settings)."""
+    from .config import Settings
+    from .index import IndexParams, VectorIndex
+    from .storage.sqlite import SQLiteStorage
+
+    settings = Settings(data_dir=data_dir)
+    storage = SQLiteStorage(data_dir / DB_FILE, int(_meta(data_dir, "dim") or 384))
+    try:
+        index = VectorIndex(
+            data_dir,
+            IndexParams(
+                dim=storage.dim,
+                m=settings.hnsw_m,
+                ef_construction=settings.hnsw_ef_construction,
+                ef_search=settings.hnsw_ef_search,
+            ),
+        )
+        index.rebuild(storage)
+        index.save(storage)
+    finally:
+        storage.close()
+
+
+def _meta(data_dir: Path, name: str) -> str | None:
+    with sqlite3.connect(data_dir / DB_FILE) as conn:
+        row = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+    return row[0] if row else None
