@@ -2,7 +2,7 @@
 path, line or row, and a documented exit code (0 ok, 1 damage, 2 usage/input, 3 port in use, 130 Ctrl-C).
 
 Every command runs as a real process (`python -m memory_spine ...`) with the fake embedder, on data dirs made
-by the service and then damaged behind its back; `serve` is a real server. About 30 s here.
+by the service and then damaged behind its back; `serve` is a real server. About 40 s here (load 2).
 """
 
 from __future__ import annotations
@@ -28,9 +28,25 @@ N = 12
 FAKE = ["--embedder", "fake"]
 
 
+def _cmd(args: tuple[str, ...], code: str | None) -> list[str]:
+    return [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "memory_spine", *args]
+
+
 def _run(*args: str, timeout: float = 60, code: str | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "memory_spine", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+    return subprocess.run(_cmd(args, code), capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+
+
+def _run_all(commands: list[tuple[str, ...]], code: str | None = None) -> list[subprocess.CompletedProcess]:
+    """Run the commands at the same time (each is a process start; together they take the time of one)."""
+    procs = [
+        subprocess.Popen(_cmd(c, code), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
+        for c in commands
+    ]
+    done = []
+    for c, p in zip(commands, procs, strict=True):
+        out, err = p.communicate(timeout=120)
+        done.append(subprocess.CompletedProcess(c, p.returncode, out, err))
+    return done
 
 
 def _one_line(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
@@ -75,15 +91,20 @@ def test_version_and_exit_codes_in_help() -> None:
     assert "copy into" in _run("migrate", "--help").stdout  # not "SQLite in the data dir"
 
 
-@pytest.mark.parametrize("command", ["check", "export", "backup", "migrate"])
-def test_a_missing_data_dir_is_2_and_nothing_is_created(tmp_path: Path, command: str) -> None:
+def test_a_missing_data_dir_is_2_and_nothing_is_created(tmp_path: Path) -> None:
     missing = tmp_path / "does-not-exist"
-    extra = {"backup": ["-o", str(tmp_path / "b")], "migrate": ["--database", "postgresql://u@127.0.0.1:1/x"]}
-    proc = _run(command, "--data-dir", str(missing), *extra.get(command, FAKE))
-    if command == "migrate" and "pip install '.[postgres]'" in proc.stderr:
-        pytest.skip("the postgres extra is not installed")
-    _one_line(proc, 2, str(missing), "does not exist")
-    assert not missing.exists()
+    dirs = ("--data-dir", str(missing))
+    commands = [
+        ("check", *dirs, *FAKE),
+        ("export", *dirs),
+        ("backup", *dirs, "-o", str(tmp_path / "b")),
+        ("migrate", *dirs, "--database", "postgresql://u@127.0.0.1:1/x"),
+    ]
+    for proc in _run_all(commands):
+        if proc.args[0] == "migrate" and "pip install '.[postgres]'" in proc.stderr:
+            continue  # the postgres extra is not installed: said first, also right
+        _one_line(proc, 2, str(missing), "does not exist")
+    assert not missing.exists() and not (tmp_path / "b").exists()
 
 
 def test_check_without_repair_only_reports(data_dir: Path) -> None:
@@ -164,18 +185,22 @@ def test_import_of_a_missing_file_is_2_before_anything_loads(tmp_path: Path) -> 
 
 def test_database_without_the_driver_says_which_extra(tmp_path: Path) -> None:
     code = "import sys; sys.modules['psycopg'] = None; from memory_spine.cli import main; sys.exit(main(sys.argv[1:]))"
-    for args in (["serve", "--port", "1"], ["check"], ["export"], ["import", __file__]):
-        proc = _run(*args, "--database", "postgresql://u@127.0.0.1:1/x", code=code)
+    url = ("--database", "postgresql://u@127.0.0.1:1/x")
+    commands = [("serve", "--port", "1", *url), ("check", *url), ("export", *url), ("import", __file__, *url)]
+    for proc in _run_all(commands, code=code):
         _one_line(proc, 2, "pip install '.[postgres]'")
 
 
-def test_serve_on_a_port_in_use_is_3_at_once(server_factory, tmp_path: Path) -> None:
+def test_serve_on_a_port_in_use_is_3_at_once_and_ctrl_c_is_130(server_factory, tmp_path: Path) -> None:
     first = server_factory(embedder="fake")
     started = time.monotonic()
     proc = _run("serve", "--port", str(first.port), "--data-dir", str(tmp_path / "other"))  # the real model
     _one_line(proc, 3, f"port {first.port}", "already in use")
     assert time.monotonic() - started < 15, "said before loading anything"
     assert "Uvicorn running" not in proc.stderr and not (tmp_path / "other").exists()
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGINT)
+    assert first.proc.wait(timeout=30) == 130
 
 
 def test_backup_and_export_of_a_served_data_dir(server_factory, tmp_path: Path) -> None:
@@ -192,15 +217,7 @@ def test_backup_and_export_of_a_served_data_dir(server_factory, tmp_path: Path) 
         assert exported.returncode == 0, exported.stderr
         assert len(exported.stdout.splitlines()) == N + 1
         http.post("/ingest", json={"id": "after", "content": "written after the backup"}).raise_for_status()
-    # The backup is a data dir of its own: it checks clean and serves the N records.
+    # The backup is a data dir of its own (serve it with --data-dir): it checks clean with the N records.
     proc, report = _check(target)
     assert proc.returncode == 0 and report is not None and report["rows"] == N, (proc.stderr, report)
-    copy = server_factory(target, embedder="fake")
-    assert httpx.get(copy.url + "/stats", timeout=30).json()["total_memories"] == N
-
-
-def test_ctrl_c_is_130(server_factory) -> None:
-    srv = server_factory(embedder="fake")
-    assert srv.proc is not None
-    srv.proc.send_signal(signal.SIGINT)
-    assert srv.proc.wait(timeout=30) == 130
+    assert report["index_elements"] == N
