@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .index import INDEX_FILE, IndexParams, VectorIndex
+from .index import INDEX_FILE, VectorIndex
 
 #: Most faults of one kind listed by id; the rest are counted.
 LIST_LIMIT = 50
@@ -87,15 +87,7 @@ def check_data_dir(storage: Any, settings: Any, *, repair: bool, embedder: Any =
         ]
 
     data_dir = Path(settings.data_dir).expanduser()
-    index = VectorIndex(
-        data_dir,
-        IndexParams(
-            dim=storage.dim,
-            m=settings.hnsw_m,
-            ef_construction=settings.hnsw_ef_construction,
-            ef_search=settings.hnsw_ef_search,
-        ),
-    )
+    index = VectorIndex.for_settings(settings, storage.dim)
     index_fault = _index_fault(index, storage, result.report, skip_vectors=bool(vectors) and not repair)
     if index_fault is None:
         result.report["index"] = "ok"

@@ -126,21 +126,12 @@ def backup(data_dir: Path, target: Path) -> dict[str, Any]:
 def _build_index(data_dir: Path) -> None:
     """Build and save the vector index of the database in `data_dir` (with the service's index settings)."""
     from .config import Settings
-    from .index import IndexParams, VectorIndex
+    from .index import VectorIndex
     from .storage.sqlite import SQLiteStorage
 
-    settings = Settings(data_dir=data_dir)
     storage = SQLiteStorage(data_dir / DB_FILE, int(_meta(data_dir, "dim") or 384))
     try:
-        index = VectorIndex(
-            data_dir,
-            IndexParams(
-                dim=storage.dim,
-                m=settings.hnsw_m,
-                ef_construction=settings.hnsw_ef_construction,
-                ef_search=settings.hnsw_ef_search,
-            ),
-        )
+        index = VectorIndex.for_settings(Settings(data_dir=data_dir), storage.dim)
         index.rebuild(storage)
         index.save(storage)
     finally:
