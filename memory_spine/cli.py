@@ -170,10 +170,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _fetch_model(args: argparse.Namespace) -> int:
     from .embedders import ModelUnavailable, fetch_model, model_dir
+    from .embedders.weights import runnable_dir
 
     cache = Path(args.model_cache) if args.model_cache else None
     try:
         path = fetch_model(cache, force=True) if args.force else model_dir(cache)
+        runnable_dir(cache)  # the graph beside the weights now, so a read-only cache (an image) needs no write later
     except ModelUnavailable as exc:
         print(f"memory-spine: {exc}", file=sys.stderr)
         return 2

@@ -2,9 +2,10 @@
 
 Needs only onnxruntime, tokenizers and numpy at run time. The graph ships with the package
 (``minilm.onnx``, 26 KB, written by :mod:`memory_spine.embedders.graph`); its weights are external data that
-name ``model.safetensors``, which is memory-mapped where it lies (see :mod:`memory_spine.embedders.weights`
-for where that is) and handed to ONNX Runtime under that name: no export step, no torch, no second copy of
-the weights. Tokenisation is set up to match sentence-transformers exactly, so the vectors agree with
+name ``model.safetensors``. A copy of the graph is placed beside the weights (see
+:func:`~memory_spine.embedders.weights.runnable_dir`) and loaded by path, so ONNX Runtime maps the weights where
+they lie: no export step, no torch, no second copy of the weights on disk or in memory. Tokenisation is set up
+to match sentence-transformers exactly, so the vectors agree with
 :class:`~memory_spine.embedders.sbert.SentenceTransformerEmbedder` (cosine ~1.0).
 """
 
@@ -22,7 +23,7 @@ from tokenizers import Tokenizer
 
 from .base import MODEL_DIM, MODEL_NAME, check_texts, empty
 from .graph import GRAPH_PATH, INPUT_NAMES, OUTPUT_NAME, WEIGHTS_NAME
-from .weights import model_dir
+from .weights import model_dir, runnable_dir
 
 #: Most texts per session.run.
 DEFAULT_BATCH_SIZE = 64
@@ -83,15 +84,22 @@ class OnnxEmbedder:
         # No busy-waiting between runs: on 2 cores ONNX Runtime's spinning workers starved the event loop and
         # the clients (measured over HTTP at 100k: p50 27-34 ms with spinning, 11-16 ms without).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # The weights are read in place: the file is mapped, not read, so only the pages of the tokens seen
-        # stay resident, and the session's initializers refer to the mapping (kept open as long as the session).
-        with open(self.path, "rb") as f:
-            self._weights: mmap.mmap | None = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        buffer = np.frombuffer(self._weights, dtype=np.uint8)
-        opts.add_external_initializers_from_files_in_memory([WEIGHTS_NAME], [buffer], [len(buffer)])
-        self._session: ort.InferenceSession | None = ort.InferenceSession(
-            GRAPH_PATH.read_bytes(), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        run_dir = runnable_dir(cache_dir)
+        self._weights: mmap.mmap | None = None
+        if run_dir is not None:
+            # By path, beside the weights: ONNX Runtime maps the file, only the pages in use stay resident.
+            self._session: ort.InferenceSession | None = ort.InferenceSession(
+                str(run_dir / GRAPH_PATH.name), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        else:
+            # Handed over in memory under the name the graph refers to (ONNX Runtime copies the weights then).
+            with open(self.path, "rb") as f:
+                self._weights = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            buffer = np.frombuffer(self._weights, dtype=np.uint8)
+            opts.add_external_initializers_from_files_in_memory([WEIGHTS_NAME], [buffer], [len(buffer)])
+            self._session = ort.InferenceSession(
+                GRAPH_PATH.read_bytes(), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
         self._input_names = {i.name for i in self._session.get_inputs()}
         missing = set(INPUT_NAMES) - self._input_names
         if missing:

