@@ -44,10 +44,14 @@ def _driver_missing(settings: Any) -> str | None:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """Bind the service's socket now, before anything loads, so a port in use is said at once (OSError)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
+    """Bind the service's socket now, before anything loads, so a port in use is said at once (OSError).
+
+    As uvicorn binds a socket itself: IPv6 for an address with a colon, else IPv4 (a name such as `localhost`
+    resolves to its IPv4 address).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    address = (host.strip("[]"), port)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
