@@ -103,8 +103,10 @@ class RequestMiddleware:
             template = template or ("unmatched" if status_box["status"] == 404 else path)
             if self.metrics is not None:
                 self.metrics.observe_request(scope.get("method", ""), template, status_box["status"], elapsed)
-            # A healthy /health is what probes poll every few seconds: logged at debug, not to fill the info log.
-            quiet = path == "/health" and status_box["status"] == 200
+            # /health is what probes poll every few seconds (and start-up scripts, while it answers 503 loading):
+            # logged at debug, not to fill the info log. What makes it fail is logged on its own (load_failed,
+            # health_database).
+            quiet = path == "/health"
             log.log(
                 logging.DEBUG if quiet else logging.INFO,
                 "request",

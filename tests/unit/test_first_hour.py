@@ -81,7 +81,7 @@ async def test_method_not_allowed_has_its_type(client: httpx.AsyncClient) -> Non
     assert r.status_code == 405 and r.json()["error"]["type"] == "method_not_allowed"
 
 
-async def test_a_healthy_health_poll_is_logged_at_debug(client: httpx.AsyncClient, caplog) -> None:
+async def test_health_polls_are_logged_at_debug(client: httpx.AsyncClient, caplog) -> None:
     with caplog.at_level(logging.DEBUG, logger="memory_spine.http"):
         await client.get("/health")
         await client.get("/stats")
