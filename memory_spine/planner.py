@@ -29,12 +29,11 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .index import INDEX_FILE, IndexParams, VectorIndex
+from .index import INDEX_FILE, VectorIndex
 from .models import Filter
 from .storage.filters import parse_filter
 
@@ -83,15 +82,7 @@ def fuse(semantic: Scored, keyword: Scored, limit: int) -> Scored:
 
 def open_planner(settings: Any, storage: Any) -> Planner:
     """The embedded default's search: load (or rebuild) the hnswlib index in the data dir, plan over it."""
-    index = VectorIndex(
-        Path(settings.data_dir).expanduser(),
-        IndexParams(
-            dim=storage.dim,
-            m=settings.hnsw_m,
-            ef_construction=settings.hnsw_ef_construction,
-            ef_search=settings.hnsw_ef_search,
-        ),
-    )
+    index = VectorIndex.for_settings(settings, storage.dim)
     index.open(storage)
     planner = Planner(
         storage, index, exact_max_candidates=settings.exact_max_candidates, ef_search=settings.hnsw_ef_search

@@ -72,7 +72,7 @@ def import_jsonl(service: Any, path: Path, *, batch_size: int = 256, progress: b
     """
     if batch_size < 1:
         raise InvalidInput("batch_size", "must be at least 1")
-    path = Path(path)
+    path = check_import_file(path)
     report = {"imported": 0, "skipped": 0, "embedded": 0, "expired": 0}
     header: dict[str, Any] | None = None
     batch: list[tuple[int, dict[str, Any]]] = []
@@ -95,15 +95,37 @@ def import_jsonl(service: Any, path: Path, *, batch_size: int = 256, progress: b
     return report
 
 
+def check_import_file(path: Path) -> Path:
+    """`path` if it is a readable file; else InvalidInput naming it (checked before anything loads)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InvalidInput(str(path), "no such file")
+    if not path.is_file():
+        raise InvalidInput(str(path), "is not a file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise InvalidInput(str(path), f"cannot be read ({exc.strerror or exc})") from exc
+    return path
+
+
 def _read(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    # Bytes, decoded line by line: a line that is not UTF-8 is named by its number, not met as a traceback.
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(f"line {lineno}", f"is not UTF-8 text (byte {exc.start + 1})") from exc
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InvalidInput(f"line {lineno}", f"is not JSON ({exc.msg} at column {exc.colno})") from exc
+            except RecursionError as exc:
+                raise InvalidInput(f"line {lineno}", "is nested too deeply to read") from exc
             if not isinstance(obj, dict):
                 raise InvalidInput(f"line {lineno}", "must be a JSON object")
             yield lineno, obj
@@ -141,17 +163,21 @@ def _flush(
     vectors: list[np.ndarray | None] = []
     for lineno, obj in batch:
         vectors.append(_vector(obj, header, service, lineno))
-        if "id" not in obj:
-            canonical = json.dumps(obj, sort_keys=True, ensure_ascii=False)
-            obj["id"] = str(uuid.uuid5(_ID_NAMESPACE, canonical))
         try:
+            if "id" not in obj:
+                canonical = json.dumps(obj, sort_keys=True, ensure_ascii=False)
+                obj["id"] = str(uuid.uuid5(_ID_NAMESPACE, canonical))
             items.append(MemoryRestore(**obj))
+        except RecursionError as exc:
+            raise InvalidInput(f"line {lineno}", "is nested too deeply to store") from exc
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err.get("loc", ()))
             raise InvalidInput(f"line {lineno}.{where}" if where else f"line {lineno}", err.get("msg", "")) from exc
     try:
         result = service.restore(items, vectors)
+    except RecursionError as exc:
+        raise InvalidInput(f"lines {batch[0][0]}-{batch[-1][0]}", "hold a value nested too deeply to store") from exc
     except InvalidInput as exc:
         match = _BATCH_FIELD.match(exc.field or "")
         if match is None:

@@ -15,6 +15,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import RedirectResponse
+from fastapi_offline import FastAPIOffline
 
 from .. import __version__
 from ..config import Settings
@@ -102,6 +104,10 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
         finally:
             if owned:
                 if loader is not None:
+                    if loader.is_alive():
+                        from ..embedders.weights import cancel_fetch
+
+                        cancel_fetch()  # a first start still fetching the model: stop, do not wait for it
                     loader.join()
                 svc = app.state.service
                 app.state.service = None
@@ -109,7 +115,10 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
                     svc.close()
                     log.info("stopped", extra={"event": "stopped"})
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package, not a CDN: they work
+    # offline. Their files are under /docs/static (open: vendor code, no data).
+    app = FastAPIOffline(
+        static_url="/docs/static",
         title="memory-spine",
         version=__version__,
         description="A local memory service for AI-agent workflows: exact keys, semantic, keyword and hybrid"
@@ -124,6 +133,11 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
     if not owned:
         metrics.bind(target)
     errors.install(app)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/ui", status_code=307)
+
     app.include_router(router)
     app.include_router(ui_router)  # the web console at /ui
     token = settings.token.get_secret_value() if settings.token else None

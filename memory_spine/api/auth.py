@@ -10,13 +10,16 @@ import hmac
 
 from ..errors import Unauthorized
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/"})
+#: Swagger UI's own files (from the fastapi-offline package): vendor code, no data.
+DOCS_STATIC = "/docs/static/"
 
 
 def is_open(path: str) -> bool:
-    """Paths served without a token: /health, and the console's HTML shells and static files under /ui, which
-    hold no data (their data comes from /ui/api/ and the rest of the API, which need the token)."""
-    if path in OPEN_PATHS:
+    """Paths served without a token: /health, `/` (a redirect to /ui), Swagger UI's files, and the console's HTML
+    shells and static files under /ui, which hold no data (their data comes from /ui/api/ and the rest of the API,
+    which need the token)."""
+    if path in OPEN_PATHS or path.startswith(DOCS_STATIC):
         return True
     return (path == "/ui" or path.startswith("/ui/")) and not (path == "/ui/api" or path.startswith("/ui/api/"))
 

@@ -117,6 +117,9 @@ def install(app: FastAPI) -> None:
         extra: dict[str, Any] = {}
         if isinstance(exc, Conflict):
             extra.update(exc.detail)
+        if isinstance(exc, InvalidInput) and exc.field is not None:
+            # The same `errors` array a validation failure carries (the `where` checks, the limits, ...).
+            extra["errors"] = [{"field": exc.field, "message": getattr(exc, "problem", exc.message)}]
         if status >= 500:
             log.warning("request failed: %s", exc.message, extra={"event": "error", "error_type": exc.type})
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
@@ -129,6 +132,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> ORJSONResponse:
         errors = [{"field": _where(e), "message": _problem(e)} for e in exc.errors()]
+        kind = request.headers.get("content-type", "")
+        if errors and errors[0]["field"] == "body" and not kind.lower().startswith("application/json"):
+            # FastAPI reads a body as JSON only when the request says so; without the header the JSON arrives as
+            # bytes and fails as "not a dictionary", which would hide the real cause.
+            said = f"'content-type: {kind}'" if kind else "no content-type"
+            errors[0]["message"] = f"must be JSON sent with 'content-type: application/json' (the request had {said})"
         first = errors[0] if errors else {"field": "body", "message": "is invalid"}
         return ORJSONResponse(
             error_body("invalid_input", f"{first['field']}: {first['message']}", first["field"], errors=errors),

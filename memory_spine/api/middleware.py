@@ -147,7 +147,12 @@ class RequestMiddleware:
             template = self._template(scope)
             if self.metrics is not None:
                 self.metrics.observe_request(scope.get("method", ""), template, status_box["status"], elapsed)
-            log.info(
+            # /health is what probes poll every few seconds (and start-up scripts, while it answers 503 loading):
+            # logged at debug, not to fill the info log. What makes it fail is logged on its own (load_failed,
+            # health_database).
+            quiet = path == "/health"
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
                 "request",
                 extra={
                     "event": "request",

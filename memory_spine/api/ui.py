@@ -120,6 +120,13 @@ def trace_page(trace_id: str) -> Response:
     return _page("trace.html", "traces", f"Trace {trace_id}", trace_id=trace_id)
 
 
+@router.get("/ui/docs")
+def docs_page() -> Response:
+    """The API docs with the console's token (the plain /docs page needs the header, which a browser cannot add)."""
+    html = _env().get_template("docs.html").render(version=__version__, static="/ui/static")
+    return HTMLResponse(html, headers={**_SECURITY_HEADERS, **_NO_STORE})
+
+
 @router.get("/ui/static/{name:path}")
 def static_file(name: str) -> Response:
     path = _static_files().get(name)

@@ -1,8 +1,8 @@
 """Embedding backends for memory-spine and the factory that picks one.
 
-- ``onnx`` (default): all-MiniLM-L6-v2 on onnxruntime; exports the model to ONNX once, then never
-  needs torch.
-- ``sentence-transformers``: the same model on torch; the reference.
+- ``onnx`` (default): all-MiniLM-L6-v2 on onnxruntime, from a graph shipped with the package and the
+  weights read in place; never needs torch.
+- ``sentence-transformers``: the same model on torch; the reference (the ``reference`` extra).
 - ``fake``: deterministic bag-of-words vectors without any model, for tests.
 
 Importing this package must not import torch, transformers or sentence_transformers (a start with a
@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import MODEL_DIM, MODEL_NAME, Embedder
-from .export import default_cache_dir, export_onnx, onnx_path
 from .fake import FakeEmbedder
+from .weights import ModelUnavailable, default_cache_dir, fetch_model, model_dir
 
 #: Accepted values of ``kind`` in :func:`create_embedder`.
 EMBEDDER_KINDS = ("onnx", "sentence-transformers", "fake")
@@ -27,16 +27,17 @@ __all__ = [
     "Embedder",
     "FakeEmbedder",
     "create_embedder",
+    "ModelUnavailable",
     "default_cache_dir",
-    "export_onnx",
-    "onnx_path",
+    "fetch_model",
+    "model_dir",
 ]
 
 
 def create_embedder(kind: str, *, cache_dir: Path | None = None, threads: int | None = None) -> Embedder:
     """Build the embedder named by ``kind`` (one of :data:`EMBEDDER_KINDS`).
 
-    ``cache_dir`` is where the ONNX export is cached (default :func:`default_cache_dir`); ``threads``
+    ``cache_dir`` is where fetched weights are cached (default :func:`default_cache_dir`); ``threads``
     caps the threads used for one embed call (default: up to 2).
     """
     if kind == "onnx":

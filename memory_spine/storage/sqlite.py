@@ -98,6 +98,40 @@ def _row(r: sqlite3.Row | tuple) -> dict[str, Any]:
     }
 
 
+def dump_rows(conn: sqlite3.Connection, now: float, vectors: bool, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every live record of the database `conn` reads, oldest first, in one read transaction (`export`).
+
+    Raises:
+        StorageError: a row cannot be read as a memory (its tags or metadata are not JSON); names the row.
+    """
+    conn.execute("BEGIN")
+    try:
+        last = 0
+        columns = _ROW_COLUMNS + (", m.vector" if vectors else "")
+        while True:
+            rows = conn.execute(
+                f"SELECT {columns} FROM memories m WHERE m.seq > ? AND (m.expires_at IS NULL OR m.expires_at > ?)"
+                " ORDER BY m.seq LIMIT ?",
+                (last, now, batch),
+            ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                try:
+                    out = _row(r[:10])
+                except ValueError as exc:  # orjson's and json's decode errors are ValueErrors
+                    raise StorageError(
+                        f"row {r[1]}: its tags or metadata are not JSON ({exc}); `memory-spine check --repair`"
+                        ' keeps such metadata as {"unparsed_metadata": ...}'
+                    ) from exc
+                if vectors:
+                    out["vector"] = r[10]
+                yield out
+            last = int(rows[-1][0])
+    finally:
+        conn.execute("ROLLBACK")
+
+
 def _json_path(parts: tuple[str, ...]) -> str:
     return "$" + "".join('."' + part.replace('"', '""') + '"' for part in parts)
 
@@ -579,23 +613,7 @@ class SQLiteStorage:
         """Every live record, oldest first, from one snapshot (export); with its raw vector bytes if asked."""
         conn = self._connect()  # a private connection: one read transaction for the whole scan
         try:
-            conn.execute("BEGIN")
-            last = 0
-            columns = _ROW_COLUMNS + (", m.vector" if vectors else "")
-            while True:
-                rows = conn.execute(
-                    f"SELECT {columns} FROM memories m WHERE m.seq > ? AND (m.expires_at IS NULL OR m.expires_at > ?)"
-                    " ORDER BY m.seq LIMIT ?",
-                    (last, now, batch),
-                ).fetchall()
-                if not rows:
-                    return
-                for r in rows:
-                    out = _row(r[:10])
-                    if vectors:
-                        out["vector"] = r[10]
-                    yield out
-                last = int(rows[-1][0])
+            yield from dump_rows(conn, now, vectors, batch)
         finally:
             conn.close()
 

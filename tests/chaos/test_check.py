@@ -53,7 +53,11 @@ def test_a_healthy_dir_is_0_with_a_summary(data_dir):
     rc, report = _check(data_dir, "--embedder", "fake")
     assert rc == 0, report
     assert report == {
+        "data_dir": str(data_dir),
         "database": "ok",
+        "bad_vectors": [],
+        "bad_metadata": [],
+        "index": "ok",
         "rows": N,
         "index_elements": N,
         "missing_from_index": 0,

