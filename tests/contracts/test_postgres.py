@@ -30,7 +30,8 @@ def test_migrations_run_once_and_dimensions_are_kept(pg_cluster, tmp_path):
     for _ in range(2):
         MemoryService.open(settings, embedder=FakeEmbedder(dim=DIM)).close()
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version FROM memory_spine_migrations ORDER BY version").fetchall() == [(1,), (2,), (3,)]
+        versions = conn.execute("SELECT version FROM memory_spine_migrations ORDER BY version").fetchall()
+        assert versions == [(1,), (2,), (3,)]
     with pytest.raises(StorageError, match="dimensional"):
         MemoryService.open(settings, embedder=FakeEmbedder(dim=DIM * 2))
     cluster.drop_database(url)
