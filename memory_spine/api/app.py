@@ -20,6 +20,7 @@ from fastapi_offline import FastAPIOffline
 
 from .. import __version__
 from ..config import Settings
+from ..embedders.weights import ModelUnavailable
 from ..errors import MemorySpineError
 from ..metrics import Metrics
 from ..service import MemoryService
@@ -80,9 +81,9 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
             def load() -> None:
                 try:
                     svc = MemoryService.open(settings)
-                except MemorySpineError as exc:
-                    app.state.load_error = exc.message
-                    log.error("could not open the service: %s", exc.message, extra={"event": "load_failed"})
+                except (MemorySpineError, ModelUnavailable) as exc:  # ModelUnavailable: `serve` checks first
+                    app.state.load_error = getattr(exc, "message", str(exc))
+                    log.error("could not open the service: %s", app.state.load_error, extra={"event": "load_failed"})
                     app.state.fatal = exc
                     return
                 except Exception as exc:  # surfaced through /health and the log, and the process exits
@@ -104,10 +105,6 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
         finally:
             if owned:
                 if loader is not None:
-                    if loader.is_alive():
-                        from ..embedders.weights import cancel_fetch
-
-                        cancel_fetch()  # a first start still fetching the model: stop, do not wait for it
                     loader.join()
                 svc = app.state.service
                 app.state.service = None

