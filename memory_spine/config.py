@@ -84,6 +84,8 @@ class Settings(BaseSettings):
 
     # Planner: filters matching at most this many records are scored exactly (numpy).
     exact_max_candidates: int = 4096
+    # Stores of at most this many vectors are scored exactly, without the graph (the measured crossover, index.py).
+    exact_below: int = 2048
 
     # Caches are bounded by entries and by bytes (whichever is reached first; the bytes are an estimate of
     # what the entries hold, see cache.py): a few searches returning 100 large records must not pin GBs.

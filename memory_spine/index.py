@@ -176,7 +176,11 @@ class VectorIndex:
     def for_settings(cls, settings: Any, dim: int) -> VectorIndex:
         """The index of `settings.data_dir`, with the settings' HNSW parameters (not loaded yet)."""
         params = IndexParams(
-            dim=dim, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search
+            dim=dim,
+            m=settings.hnsw_m,
+            ef_construction=settings.hnsw_ef_construction,
+            ef_search=settings.hnsw_ef_search,
+            exact_below=getattr(settings, "exact_below", EXACT_BELOW),
         )
         return cls(Path(settings.data_dir).expanduser(), params)
 

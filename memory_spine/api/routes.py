@@ -49,6 +49,8 @@ _ERR = {
     422: {"description": "Invalid input; the body names the field"},
     503: {"description": "Service still loading, or storage unavailable"},
 }
+# Writes that may carry a `fence` (a claim's fencing token) are refused when a newer holder took the claim.
+_FENCED = {409: {"description": "stale_fence: the write's fence is no longer the claim's (the writer lost its lease)"}}
 
 
 async def service(request: Request) -> MemoryService:
@@ -87,13 +89,13 @@ async def health(request: Request) -> Response:
     return JSON({"status": "ok", "version": __version__, "database": database})
 
 
-@router.post("/ingest", response_model=IngestResponse, responses=_ERR)
+@router.post("/ingest", response_model=IngestResponse, responses={**_ERR, **_FENCED})
 def ingest(item: MemoryIn, svc: Svc) -> Response:
     """Store one memory (upsert by `id`). A 200 means committed to disk."""
     return JSON(svc.ingest(item))
 
 
-@router.post("/ingest/batch", response_model=BatchResponse, responses=_ERR)
+@router.post("/ingest/batch", response_model=BatchResponse, responses={**_ERR, **_FENCED})
 def ingest_batch(batch: BatchIn, svc: Svc) -> Response:
     """Store up to 1,000 memories in one transaction, embedded as one batch: all or nothing."""
     return JSON(svc.ingest_batch(batch.records))
@@ -180,7 +182,7 @@ async def get_memory(id: str, svc: Svc) -> Response:
 @router.patch(
     "/memories/{id:path}",
     response_model=Memory,
-    responses={**_ERR, **_200, **_412, 404: {"description": "No such memory"}},
+    responses={**_ERR, **_200, **_412, **_FENCED, 404: {"description": "No such memory"}},
 )
 def patch_memory(
     id: str, patch: MemoryPatch, svc: Svc, if_match: IfMatch = None, if_version: IfVersion = None

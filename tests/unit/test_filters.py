@@ -29,7 +29,8 @@ ALL = {r[0] for r in RECORDS}
 
 @pytest.fixture(scope="module", params=["exact", "hnsw_filter"])
 def svc(request, tmp_path_factory):
-    # exact_max_candidates=0 sends every filtered semantic search through HNSW + filter.
+    # exact_max_candidates=0 (and exact_below=0: no exact scoring of the whole small store) sends every filtered
+    # semantic search through HNSW + filter.
     exact_max = 4096 if request.param == "exact" else 0
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("filters"),
@@ -37,6 +38,7 @@ def svc(request, tmp_path_factory):
         purge_seconds=3600,
         index_save_seconds=3600,
         exact_max_candidates=exact_max,
+        exact_below=2048 if request.param == "exact" else 0,
     )
     service = MemoryService.open(settings)
     service.created = {}
