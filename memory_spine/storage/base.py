@@ -19,17 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..models import Filter
-
-if TYPE_CHECKING:
-    from ..planner import Plan
+from .search import Plan, Scored
 
 OnCommit = Any  # Callable[[results], None]: run after the commit, in commit order
-Scored = list[tuple[int, float]]
 
 
 @dataclass

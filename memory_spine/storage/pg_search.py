@@ -11,7 +11,7 @@
                  walking the graph until `limit` rows pass the filter; `+exact` when even that came back short
                  while more records match (the scan gives up after `hnsw.max_scan_tuples`): scored exactly;
 - `keyword`      the generated `tsvector` column (GIN) ranked by `ts_rank`, the filter in the same SQL;
-- `hybrid`       both lists fused by reciprocal rank fusion (`planner.fuse`, as the embedded default).
+- `hybrid`       both lists fused by reciprocal rank fusion (`search.fuse`, as the embedded default).
 
 Exact keys never reach this module: the service answers them from the key index. Hits come back with their
 rows, so a search is one or two statements and no separate hydration.
@@ -25,7 +25,6 @@ range scan). Rows no write looked up (bulk loads, rows from before the table) ar
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
 import time
@@ -36,15 +35,12 @@ import numpy as np
 
 from ..index import ISOLATION_FLOOR, ISOLATION_K, ISOLATION_RATIO
 from ..models import Filter
-from ..planner import Plan, fuse
 from .filters import parse_filter
 from .pg_schema import FTS_NORMALISE
 from .postgres import ROW_COLUMNS, PostgresStorage, compile_filter, row_dict
-from .sqlite import MAX_KEYWORD_TERMS, STOPWORDS
+from .search import MAX_KEYWORD_TERMS, STOPWORDS, Plan, Rows, Scored, exact_cap, fuse
 
 log = logging.getLogger("memory_spine.pg_search")
-Scored = list[tuple[int, float]]
-Rows = dict[int, dict[str, Any]]
 _TOKENS = re.compile(r"[^\W_]+")  # how PostgreSQL's parser splits a chunk, near enough (it splits at "_")
 _STATS_SECONDS = 60.0
 # Measured crossover (README, "Search plans"): up to this many rows a sequential scan scoring every vector is as
@@ -115,7 +111,7 @@ class PostgresSearch:
         """Look up the 10th-neighbour distance of up to `most` rows that have none. Returns how many."""
         if not self.storage.has_vector_index():
             return 0  # a bulk load is building it: later
-        found = self.storage._all(
+        found = self.storage.fetch_all(
             "SELECT m.seq, m.embedding FROM memories m WHERE NOT EXISTS"
             " (SELECT 1 FROM memory_kth k WHERE k.seq = m.seq) ORDER BY m.seq LIMIT %s",
             [most],
@@ -155,7 +151,7 @@ class PostgresSearch:
 
     def exact_cap(self, limit: int) -> int:
         """Most candidates worth scoring exactly rather than walking HNSW with a filter (as the planner's)."""
-        return min(self.exact_max, max(256, int(1.3 * math.sqrt(limit * max(self._size, 1)))))
+        return exact_cap(limit, self._size, self.exact_max)
 
     # -- semantic ----------------------------------------------------------------------------------------------
     def semantic(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float) -> tuple[Scored, Rows, Plan]:
@@ -179,7 +175,7 @@ class PostgresSearch:
                 hits, rows = self._hnsw(q, cond, params, limit, force=True)
         if len(hits) < limit and plan.name != "exact":
             # The iterative scan stops after hnsw.max_scan_tuples; if more records match, score them exactly.
-            more = self.storage._all(
+            more = self.storage.fetch_all(
                 f"SELECT count(*) FROM (SELECT 1 FROM memories m WHERE {cond} LIMIT %s) s", [*params, limit]
             )[0][0]
             if more > len(hits):
@@ -239,7 +235,7 @@ class PostgresSearch:
             gate = "WHERE (SELECT n FROM n) <= %s"
             args.append(cap)
         args.append(limit)
-        found = self.storage._all(
+        found = self.storage.fetch_all(
             f"WITH c AS MATERIALIZED (SELECT m.seq FROM memories m WHERE {cond} {bound}),"
             " n AS (SELECT count(*) AS n FROM c),"
             " top AS (SELECT m.seq, m.embedding <=> %s AS d FROM c JOIN memories m ON m.seq = c.seq"
@@ -276,7 +272,7 @@ class PostgresSearch:
             return [], {}
         cond, params = compile_filter(flt, now)
         phrase = "phraseto_tsquery('simple'::regconfig, " + FTS_NORMALISE.format("c").replace("{{", "{") + ")"
-        found = self.storage._all(
+        found = self.storage.fetch_all(
             "WITH q AS (SELECT (SELECT string_agg('(' || p::text || ')', ' | ') FROM"
             f" (SELECT {phrase} AS p FROM unnest(%s::text[]) c) s WHERE p::text <> '')::tsquery AS q)"
             f" SELECT {ROW_COLUMNS}, ts_rank(m.fts, q.q) AS r FROM memories m, q"

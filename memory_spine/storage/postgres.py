@@ -328,17 +328,18 @@ class PostgresStorage:
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise _translate(exc) from exc
 
-    def _all(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def fetch_all(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run one statement on a pooled connection and return all its rows (for pg_search's plans too)."""
         with self.conn() as conn:
             return conn.execute(query, params).fetchall()
 
     # -- meta ------------------------------------------------------------------------------------------------
     def meta(self, name: str) -> str | None:
-        rows = self._all("SELECT value FROM memory_spine_meta WHERE name = %s", (name,))
+        rows = self.fetch_all("SELECT value FROM memory_spine_meta WHERE name = %s", (name,))
         return rows[0][0] if rows else None
 
     def set_meta(self, name: str, value: str) -> None:
-        self._all(
+        self.fetch_all(
             "INSERT INTO memory_spine_meta (name, value) VALUES (%s, %s)"
             " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value RETURNING name",
             (name, value),
@@ -500,15 +501,15 @@ class PostgresStorage:
     def contents(self, ids: Sequence[str]) -> dict[str, str]:
         if not ids:
             return {}
-        return dict(self._all("SELECT id, content FROM memories WHERE id = ANY(%s)", (list(ids),)))
+        return dict(self.fetch_all("SELECT id, content FROM memories WHERE id = ANY(%s)", (list(ids),)))
 
     def version_of(self, id: str) -> int | None:
-        rows = self._all("SELECT version FROM memories WHERE id = %s", (id,))
+        rows = self.fetch_all("SELECT version FROM memories WHERE id = %s", (id,))
         return int(rows[0][0]) if rows else None
 
     def get(self, id: str, now: float) -> dict[str, Any] | None:
         """The live record with this id, with its `version` (what `if_version` / an ETag names), or None."""
-        rows = self._all(
+        rows = self.fetch_all(
             f"SELECT {ROW_COLUMNS}, m.version FROM memories m"
             " WHERE m.id = %s AND (m.expires_at IS NULL OR m.expires_at > %s)",
             (id, to_dt(now)),
@@ -519,7 +520,7 @@ class PostgresStorage:
         if not len(seqs):
             return {}
         cond, params = compile_filter(flt, now)
-        rows = self._all(
+        rows = self.fetch_all(
             f"SELECT {ROW_COLUMNS} FROM memories m WHERE m.seq = ANY(%s) AND {cond}", [[int(s) for s in seqs], *params]
         )
         return {r[0]: row_dict(r) for r in rows}
@@ -527,7 +528,7 @@ class PostgresStorage:
     def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None, if_version: int | None = None) -> list[int]:
         # With `if_version`, one conditional statement: only rows still at that version go.
         cond, args = ("", [list(ids)]) if if_version is None else (" AND version = %s", [list(ids), if_version])
-        seqs = [r[0] for r in self._all(f"DELETE FROM memories WHERE id = ANY(%s){cond} RETURNING seq", args)]
+        seqs = [r[0] for r in self.fetch_all(f"DELETE FROM memories WHERE id = ANY(%s){cond} RETURNING seq", args)]
         if on_commit is not None:
             on_commit(seqs)
         return seqs
@@ -538,7 +539,7 @@ class PostgresStorage:
         if dry_run:
             return self.count(flt, now), []
         cond, params = compile_filter(flt, now)
-        seqs = [r[0] for r in self._all(f"DELETE FROM memories m WHERE {cond} RETURNING m.seq", params)]
+        seqs = [r[0] for r in self.fetch_all(f"DELETE FROM memories m WHERE {cond} RETURNING m.seq", params)]
         if on_commit is not None:
             on_commit(seqs)
         return len(seqs), seqs
@@ -550,7 +551,7 @@ class PostgresStorage:
         if cursor is not None:
             cond += " AND m.seq " + ("<" if newest_first else ">") + " %s"
             params.append(cursor)
-        rows = self._all(
+        rows = self.fetch_all(
             f"SELECT {ROW_COLUMNS} FROM memories m WHERE {cond} ORDER BY m.seq {'DESC' if newest_first else 'ASC'}"
             " LIMIT %s",
             [*params, limit + 1],
@@ -574,7 +575,7 @@ class PostgresStorage:
         else:
             query = one.format(col="key") + " LIMIT %s"
             args = [key, *params, limit]
-        return [row_dict(r) for r in self._all(query, args)]
+        return [row_dict(r) for r in self.fetch_all(query, args)]
 
     def newest_per_parent(self, prefix: str, now: float, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         """The newest live record of each key parent starting with `prefix`, newest first, and how many parents."""
@@ -597,7 +598,7 @@ class PostgresStorage:
     # -- tags and filters --------------------------------------------------------------------------------------
     def count(self, flt: Filter | None, now: float) -> int:
         cond, params = compile_filter(flt, now)
-        return int(self._all(f"SELECT count(*) FROM memories m WHERE {cond}", params)[0][0])
+        return int(self.fetch_all(f"SELECT count(*) FROM memories m WHERE {cond}", params)[0][0])
 
     def purge_expired(self, now: float, on_commit: OnCommit | None = None) -> list[int]:
         with self.conn() as conn, conn.transaction():
@@ -648,7 +649,7 @@ class PostgresStorage:
 
     def renew(self, key: str, token_hash: str, lease: float, now: float) -> dict[str, Any] | None:
         """Extend the lease whose token hashes to `token_hash` (even lapsed, while nobody took the key over)."""
-        rows = self._all(
+        rows = self.fetch_all(
             "UPDATE claims SET expires_at = date_trunc('microseconds', clock_timestamp() + %s::interval)"
             f" WHERE key = %s AND token_hash = %s RETURNING {self._CLAIM_COLS}",
             (f"{float(lease)} seconds", key, token_hash),
@@ -656,7 +657,7 @@ class PostgresStorage:
         return self._claim(rows[0]) if rows else None
 
     def get_claim(self, key: str, now: float) -> dict[str, Any] | None:
-        rows = self._all(f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = %s AND expires_at > now()", (key,))
+        rows = self.fetch_all(f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = %s AND expires_at > now()", (key,))
         return self._claim(rows[0]) if rows else None
 
     def release(self, key: str, token_hash: str, now: float) -> dict[str, Any] | None:
@@ -718,7 +719,7 @@ class PostgresStorage:
             self.build_vector_index()  # also after a failure: never leave the table without its index
 
     def has_vector_index(self) -> bool:
-        return bool(self._all("SELECT to_regclass('memories_embedding') IS NOT NULL")[0][0])
+        return bool(self.fetch_all("SELECT to_regclass('memories_embedding') IS NOT NULL")[0][0])
 
     def copy_in(self, rows: Sequence[RestoredRecord]) -> list[tuple[int, str]]:
         """Insert exported records with COPY in one transaction; ids already present are skipped.

@@ -39,6 +39,7 @@ from ..models import Filter
 from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
 from .budget import PROGRESS_STEPS, over_budget
 from .filters import Conditions, Group, Node, filter_is_empty, parse_filter, prefix_upper, to_epoch  # noqa: F401
+from .search import MAX_KEYWORD_TERMS, STOPWORDS
 
 log = logging.getLogger("memory_spine.storage")
 
@@ -216,14 +217,7 @@ def compile_filter(
     return " AND ".join(clauses), params
 
 
-# Lucene's default English stop set: words too common to say anything, and costly to score (BM25 must rank
-# every record holding any query term).
-STOPWORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such that the their then there these"
-    " they this to was will with".split()
-)
 _WORD = re.compile(r"\w+")
-MAX_KEYWORD_TERMS = 8
 
 
 def keyword_terms(text: str) -> list[str]:
