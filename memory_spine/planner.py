@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,10 +38,14 @@ from .models import Filter
 from .storage.filters import parse_filter
 from .storage.search import Plan, Scored, exact_cap, fuse
 
+if TYPE_CHECKING:
+    from .config import Settings
+    from .storage.base import VectorSource
+
 log = logging.getLogger("memory_spine.planner")
 
 
-def open_planner(settings: Any, storage: Any) -> Planner:
+def open_planner(settings: Settings, storage: VectorSource) -> Planner:
     """The embedded default's search: load (or rebuild) the hnswlib index in the data dir, plan over it."""
     index = VectorIndex.for_settings(settings, storage.dim)
     index.open(storage)
@@ -54,12 +58,12 @@ def open_planner(settings: Any, storage: Any) -> Planner:
 
 
 class Planner:
-    """Chooses and runs a plan over a `Storage` and a `VectorIndex`."""
+    """Chooses and runs a plan over a `VectorSource` (storage/base.py) and a `VectorIndex`."""
 
     save_seconds: float = 60.0  # persist the index when changes are pending this long ...
     save_changes: int = 10_000  # ... or this many are pending
 
-    def __init__(self, storage: Any, index: VectorIndex, *, exact_max_candidates: int, ef_search: int) -> None:
+    def __init__(self, storage: VectorSource, index: VectorIndex, *, exact_max_candidates: int, ef_search: int) -> None:
         self.storage = storage
         self.index = index
         self.exact_max = exact_max_candidates

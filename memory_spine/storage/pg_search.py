@@ -58,6 +58,8 @@ _RECENT = 1024
 class PostgresSearch:
     """Semantic, keyword and hybrid search over `PostgresStorage`, in SQL."""
 
+    index = None  # the database keeps the vector index itself: no derived one here
+
     def __init__(self, storage: PostgresStorage, *, exact_max_candidates: int = 4096, ef_search: int = 128) -> None:
         self.storage = storage
         self.exact_max = exact_max_candidates

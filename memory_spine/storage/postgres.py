@@ -37,7 +37,15 @@ from psycopg.adapt import Dumper, Loader
 from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 
-from ..errors import InvalidInput, MemorySpineError, QueryTimeout, ReadOnlyStorage, StorageError, StorageFull
+from ..errors import (
+    InvalidInput,
+    MemorySpineError,
+    NotFound,
+    QueryTimeout,
+    ReadOnlyStorage,
+    StorageError,
+    StorageFull,
+)
 from ..models import Filter
 from . import budget, redact
 from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
@@ -236,6 +244,8 @@ class PostgresStorage:
     """The `Storage` contract over PostgreSQL + pgvector, through a psycopg connection pool."""
 
     backend = "postgresql"
+    reads_are_local = False  # every read is a round trip to the database server
+    commits = None  # other replicas write unseen: no commit count says the data is unchanged
 
     def __init__(
         self,
@@ -664,7 +674,8 @@ class PostgresStorage:
         """Release the claim whose lease token hashes to `token_hash`. Returns the claim that blocks the release
         (another lease's), or None when released.
 
-        Raises KeyError when there is no live claim on the key and no lapsed one of this token.
+        Raises:
+            NotFound: no live claim on the key, and no lapsed one of this token.
         """
         with self.conn() as conn, conn.transaction():
             row = conn.execute(
@@ -675,7 +686,7 @@ class PostgresStorage:
                 conn.execute("DELETE FROM claims WHERE key = %s", (key,))
                 return None
             if row is None or not row[6]:
-                raise KeyError(key)
+                raise NotFound(f"no live claim on key {key!r}")
             return self._claim(row[:5])
 
     # -- bulk loading: rows first, the HNSW index after ---------------------------------------------------------

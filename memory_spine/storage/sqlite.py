@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ import orjson
 import sqlite_utils
 from filelock import FileLock, Timeout
 
-from ..errors import DataDirLocked, InvalidInput, ReadOnlyStorage, StorageError, StorageFull
+from ..errors import DataDirLocked, InvalidInput, NotFound, ReadOnlyStorage, StorageError, StorageFull
 from ..models import Filter
 from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
 from .budget import PROGRESS_STEPS, over_budget
@@ -238,6 +239,7 @@ class SQLiteStorage:
     """The `Storage` contract over one SQLite file."""
 
     backend = "sqlite"
+    reads_are_local = True  # a point read is a lookup in a local file
 
     def __init__(self, path: Path, dim: int, *, synchronous: str = "normal") -> None:
         self.path = Path(path)
@@ -463,6 +465,11 @@ class SQLiteStorage:
     def exclusive(self) -> threading.Lock:
         """Hold off all writes (and their on_commit hooks): for snapshotting the derived index."""
         return self._write_lock
+
+    @contextmanager
+    def bulk(self, rows: int) -> Iterator[None]:
+        """Around a load of `rows` records: nothing to prepare (the derived index follows each commit)."""
+        yield
 
     def _next_version(self) -> int:
         # Called only under the write lock.
@@ -815,15 +822,6 @@ class SQLiteStorage:
         matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(out_seqs), self.dim)
         return np.array(out_seqs, dtype=np.int64), matrix
 
-    def candidate_vectors(self, flt: Filter, now: float) -> tuple[np.ndarray, np.ndarray]:
-        cond, params = compile_filter(flt, now)
-        rows = self._reader().execute(f"SELECT m.seq, m.vector FROM memories m WHERE {cond}", params).fetchall()
-        if not rows:
-            return np.empty(0, dtype=np.int64), np.empty((0, self.dim), dtype=np.float32)
-        seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-        return seqs, vecs
-
     # -- full text -------------------------------------------------------------------------------------
     def keyword_match(self, query: str, total: int) -> str | None:
         """The FTS5 query for a free-text query: its rarest informative phrases, any of which may match.
@@ -998,7 +996,8 @@ class SQLiteStorage:
         """Release the claim whose lease token hashes to `token_hash`. Returns the claim that blocks the release
         (another lease's), or None when released.
 
-        Raises KeyError when there is no live claim on the key and no lapsed one of this token.
+        Raises:
+            NotFound: no live claim on the key, and no lapsed one of this token.
         """
         with self._tx() as conn:
             row = conn.execute(f"SELECT {self._CLAIM_COLS}, token_hash FROM claims WHERE key = ?", (key,)).fetchone()
@@ -1006,7 +1005,7 @@ class SQLiteStorage:
                 conn.execute("DELETE FROM claims WHERE key = ?", (key,))
                 return None
             if row is None or row[3] <= now:
-                raise KeyError(key)
+                raise NotFound(f"no live claim on key {key!r}")
             return self._claim(row[:5])
 
     # -- housekeeping ----------------------------------------------------------------------------------
