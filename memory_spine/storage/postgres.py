@@ -118,6 +118,44 @@ class _VectorTextLoader(Loader):
         return np.array(json.loads(bytes(data).decode()), dtype=np.float32)
 
 
+# The columns a new record's row is written with (put's INSERT, restore's COPY), in `_insert_row`'s order, with
+# the staging table's column types and the binary COPY's types.
+_INSERT_TYPES = (
+    ("id", "text"),
+    ("content", "text"),
+    ("tags", "text[]"),
+    ("metadata", "jsonb"),
+    ("importance", "text"),
+    ("key", "text"),
+    ("key_parent", "text"),
+    ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("version", "bigint"),
+    ("embedding", "vector"),
+)
+_COPY_TYPES = tuple((name, "int8" if kind == "bigint" else kind) for name, kind in _INSERT_TYPES)
+_INSERT_COLUMNS = ", ".join(name for name, _ in _INSERT_TYPES)
+
+
+def _insert_row(rec: NewRecord, created: datetime | None, updated: datetime | None, version: int) -> tuple:
+    """A new record's row in _INSERT_COLUMNS order (put and restore: only the timestamps differ)."""
+    return (
+        rec.id,
+        rec.content,
+        rec.tags,
+        Jsonb(rec.metadata),
+        rec.importance,
+        rec.key,
+        rec.key_parent,
+        created,
+        updated,
+        to_dt(rec.expires_at),
+        version,
+        np.asarray(rec.vector, dtype=np.float32),
+    )
+
+
 def _translate(exc: Exception) -> MemorySpineError:
     if isinstance(exc, MemorySpineError):
         return exc
@@ -402,22 +440,7 @@ class PostgresStorage:
             if row is None:
                 if rec.vector is None:
                     raise ContentChanged(rec.id)
-                inserts.append(
-                    (
-                        rec.id,
-                        rec.content,
-                        rec.tags,
-                        meta,
-                        rec.importance,
-                        rec.key,
-                        rec.key_parent,
-                        now,
-                        now,
-                        to_dt(rec.expires_at),
-                        version,
-                        np.asarray(rec.vector, dtype=np.float32),
-                    )
-                )
+                inserts.append(_insert_row(rec, now, now, version))
                 continue
             _, seq, old_content, old_created, old_expires, old_version = row
             # The UPDATE below writes only the version the caller read (if_version), else the one locked here.
@@ -462,8 +485,7 @@ class PostgresStorage:
             if inserts:
                 inserts.sort(key=lambda row: row[0])  # one order for every writer: no deadlock on the id index
                 cur.executemany(
-                    "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent, created_at,"
-                    " updated_at, expires_at, version, embedding) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                    f"INSERT INTO memories ({_INSERT_COLUMNS}) VALUES ({','.join(['%s'] * len(_INSERT_TYPES))})"
                     " ON CONFLICT (id) DO NOTHING RETURNING seq, id",
                     inserts,
                     returning=True,
@@ -742,51 +764,14 @@ class PostgresStorage:
         with self.conn() as conn, conn.transaction():
             conn.execute("SET LOCAL statement_timeout = 0")  # a load, not a request: no budget
             version = conn.execute("SELECT nextval('memory_versions')").fetchone()[0]
-            conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS memory_spine_load (id text, content text, tags text[],"
-                " metadata jsonb, importance text, key text, key_parent text, created_at timestamptz,"
-                " updated_at timestamptz, expires_at timestamptz, version bigint, embedding vector)"
-                " ON COMMIT DELETE ROWS"
-            )
-            columns = (
-                "id, content, tags, metadata, importance, key, key_parent, created_at, updated_at, expires_at,"
-                " version, embedding"
-            )
+            staged = ", ".join(f"{name} {kind}" for name, kind in _INSERT_TYPES)
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS memory_spine_load ({staged}) ON COMMIT DELETE ROWS")
+            columns = _INSERT_COLUMNS
             with conn.cursor() as cur:
                 with cur.copy(f"COPY memory_spine_load ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(
-                        [
-                            "text",
-                            "text",
-                            "text[]",
-                            "jsonb",
-                            "text",
-                            "text",
-                            "text",
-                            "timestamptz",
-                            "timestamptz",
-                            "timestamptz",
-                            "int8",
-                            self._vector_oid,
-                        ]
-                    )
+                    copy.set_types([self._vector_oid if kind == "vector" else kind for _, kind in _COPY_TYPES])
                     for r in rows:
-                        copy.write_row(
-                            (
-                                r.id,
-                                r.content,
-                                r.tags,
-                                Jsonb(r.metadata),
-                                r.importance,
-                                r.key,
-                                r.key_parent,
-                                to_dt(r.created_at),
-                                to_dt(r.updated_at),
-                                to_dt(r.expires_at),
-                                version,
-                                np.asarray(r.vector, dtype=np.float32),
-                            )
-                        )
+                        copy.write_row(_insert_row(r, to_dt(r.created_at), to_dt(r.updated_at), version))
                 cur.execute(
                     f"INSERT INTO memories ({columns}) SELECT {columns} FROM memory_spine_load"
                     " ON CONFLICT (id) DO NOTHING RETURNING seq, id"

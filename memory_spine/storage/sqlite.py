@@ -235,6 +235,43 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{p}"' for p in dict.fromkeys(phrases[:64]))
 
 
+def _encoded(rec: NewRecord) -> tuple[str, str]:
+    """A record's tags and metadata as stored: JSON text (metadata compact), non-ASCII kept."""
+    return json.dumps(rec.tags, ensure_ascii=False), json.dumps(rec.metadata, ensure_ascii=False, separators=(",", ":"))
+
+
+def _insert(
+    conn: sqlite3.Connection, rec: NewRecord, encoded: tuple[str, str], created: float, updated: float, version: int
+) -> int:
+    """INSERT a new record's row (put and restore: only the timestamps differ) with its vector. Returns its seq."""
+    assert rec.vector is not None  # callers raise ContentChanged / ValueError first
+    cur = conn.execute(
+        "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent,"
+        " created_at, updated_at, expires_at, version, vector_version, vector)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            rec.id,
+            rec.content,
+            *encoded,
+            rec.importance,
+            rec.key,
+            rec.key_parent,
+            created,
+            updated,
+            rec.expires_at,
+            version,
+            version,
+            rec.vector.astype(np.float32).tobytes(),
+        ),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def _add_tags(conn: sqlite3.Connection, seq: int, tags: Sequence[str]) -> None:
+    if tags:
+        conn.executemany("INSERT OR IGNORE INTO memory_tags (tag, seq) VALUES (?, ?)", [(t, seq) for t in tags])
+
+
 class SQLiteStorage:
     """The `Storage` contract over one SQLite file."""
 
@@ -494,32 +531,11 @@ class SQLiteStorage:
                     raise VersionChanged(rec.id)
                 # Whole microseconds, as iso() shows them: filtering on a returned created_at is then exact.
                 now = round(rec.now, 6)
-                tags_json = json.dumps(rec.tags, ensure_ascii=False)
-                meta_json = json.dumps(rec.metadata, ensure_ascii=False, separators=(",", ":"))
+                tags_json, meta_json = _encoded(rec)
                 if existing is None:
                     if rec.vector is None:
                         raise ContentChanged(rec.id)
-                    cur = conn.execute(
-                        "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent,"
-                        " created_at, updated_at, expires_at, version, vector_version, vector)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (
-                            rec.id,
-                            rec.content,
-                            tags_json,
-                            meta_json,
-                            rec.importance,
-                            rec.key,
-                            rec.key_parent,
-                            now,
-                            now,
-                            rec.expires_at,
-                            version,
-                            version,
-                            rec.vector.astype(np.float32).tobytes(),
-                        ),
-                    )
-                    seq = cur.lastrowid
+                    seq = _insert(conn, rec, (tags_json, meta_json), now, now, version)
                     created, vector_changed = True, True
                 else:
                     seq, old_content, old_created, old_expires, old_version = existing
@@ -555,11 +571,7 @@ class SQLiteStorage:
                         raise VersionChanged(rec.id)
                     conn.execute("DELETE FROM memory_tags WHERE seq = ?", (seq,))
                     created = revived
-                if rec.tags:
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO memory_tags (tag, seq) VALUES (?, ?)",
-                        [(t, seq) for t in rec.tags],
-                    )
+                _add_tags(conn, seq, rec.tags)
                 results.append(PutResult(seq=seq, id=rec.id, created=created, vector_changed=vector_changed))
         return results
 
@@ -582,31 +594,8 @@ class SQLiteStorage:
                     continue
                 if version is None:  # only a write that inserts something takes a version
                     version = self._next_version()
-                cur = conn.execute(
-                    "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent,"
-                    " created_at, updated_at, expires_at, version, vector_version, vector)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        rec.id,
-                        rec.content,
-                        json.dumps(rec.tags, ensure_ascii=False),
-                        json.dumps(rec.metadata, ensure_ascii=False, separators=(",", ":")),
-                        rec.importance,
-                        rec.key,
-                        rec.key_parent,
-                        rec.created_at,
-                        rec.updated_at,
-                        rec.expires_at,
-                        version,
-                        version,
-                        rec.vector.astype(np.float32).tobytes(),
-                    ),
-                )
-                seq = int(cur.lastrowid or 0)
-                if rec.tags:
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO memory_tags (tag, seq) VALUES (?, ?)", [(t, seq) for t in rec.tags]
-                    )
+                seq = _insert(conn, rec, _encoded(rec), rec.created_at, rec.updated_at, version)
+                _add_tags(conn, seq, rec.tags)
                 results.append(PutResult(seq=seq, id=rec.id, created=True, vector_changed=True))
         return results
 
