@@ -216,7 +216,7 @@ class VectorIndex:
         how = "loaded"
         reason = None
         try:
-            self._load()
+            self.load()
             if self.version > storage.max_vector_version():
                 # Storage versions never go back, so the database lost commits the index had seen (a WAL lost
                 # with the power, a restored copy): its labels may now name other records' vectors.
@@ -245,7 +245,12 @@ class VectorIndex:
             log.info("vector index loaded", extra={"event": "index_loaded", **self.last_open})
         return self.last_open
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Read the persisted index and its marker, as they are (no catching up).
+
+        Raises:
+            FileNotFoundError / ValueError / RuntimeError: missing, truncated or garbled (`open` rebuilds then).
+        """
         marker_path = self.dir / MARKER_FILE
         index_path = self.dir / INDEX_FILE
         if not index_path.exists():

@@ -931,6 +931,59 @@ class SQLiteStorage:
             # would start lower again, and an index saved at the higher version would skip the writes reusing them.
             conn.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('version_floor', ?)", (str(self._version),))
 
+    # -- repair (`memory-spine check`, checkup.py) ------------------------------------------------------------
+    def malformed_rows(self) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, str]]]:
+        """Rows whose vector has the wrong byte length (seq, id, bytes), and rows whose metadata is not a JSON
+        object (seq, id, metadata), read from the table itself, never from an index that may be the damage."""
+        conn = self._reader()
+        vectors = conn.execute(
+            "SELECT seq, id, length(vector) FROM memories NOT INDEXED WHERE length(vector) != ? ORDER BY seq",
+            (self.dim * 4,),
+        ).fetchall()
+        metadata = conn.execute(
+            "SELECT seq, id, metadata FROM memories NOT INDEXED"
+            " WHERE NOT json_valid(metadata) OR json_type(metadata) != 'object' ORDER BY seq"
+        ).fetchall()
+        return vectors, metadata
+
+    def contents_by_seq(self, seqs: Sequence[int]) -> dict[int, str]:
+        """The content of each of these seqs still present."""
+        return dict(self._select_in("SELECT seq, content FROM memories WHERE seq IN ({marks})", list(seqs)))
+
+    def replace_vectors(self, vectors: Sequence[tuple[int, bytes]]) -> None:
+        """Store new vectors for these seqs in one transaction, each with a new version, so an index that loads
+        (and catches up) sees them."""
+        self._repair(
+            "UPDATE memories SET vector = ?, vector_version = ?, version = ? WHERE seq = ?",
+            [(blob, seq) for seq, blob in vectors],
+            versioned=True,  # (blob, seq) -> (blob, version, version, seq), versions taken under the lock
+        )
+
+    def wrap_metadata(self, seqs: Sequence[int]) -> None:
+        """Keep unparseable metadata as `{"unparsed_metadata": <the text>}`, in one transaction."""
+        self._repair(
+            "UPDATE memories SET metadata = json_object('unparsed_metadata', metadata) WHERE seq = ?",
+            [(s,) for s in seqs],
+            versioned=False,
+        )
+
+    def _repair(self, sql: str, rows: Sequence[tuple], *, versioned: bool) -> None:
+        # Under the write lock but outside _Tx: a repair is not a commit the derived index follows (it is
+        # rebuilt or caught up after), and the result cache is not open during `check`.
+        with self.exclusive():
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    if versioned:
+                        v = self._next_version()
+                        row = (row[0], v, v, *row[1:])
+                    conn.execute(sql, row)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
     # -- claims ----------------------------------------------------------------------------------------
     _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence"
 

@@ -5,7 +5,8 @@
 - every `storage.X` the service, planner and index call, and every `planner.X` the service calls, is declared
   on the protocol they are typed with: a new call needs a declaration first;
 - no caller probes an ability with getattr/hasattr: abilities are declared members;
-- no module of memory_spine imports another module's private name.
+- no module of memory_spine imports another module's private name, or reads a private attribute of storage,
+  the planner or the index (checkup.py used SQLite's connections and version counter directly).
 Static (reads the source and the classes); nothing is opened.
 """
 
@@ -127,4 +128,17 @@ def test_no_module_imports_another_modules_private_names():
                 private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
                 if private:
                     found.append(f"{path.relative_to(PKG)}: {node.module} {private}")
+    assert not found, found
+
+
+def test_no_module_reads_private_attributes_of_storage_search_or_index():
+    found = []
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")):
+                continue
+            v = node.value
+            owner = v.id if isinstance(v, ast.Name) else v.attr if isinstance(v, ast.Attribute) else None
+            if owner in ("storage", "planner", "index", "search"):
+                found.append(f"{path.relative_to(PKG)}:{node.lineno} {ast.unparse(node)}")
     assert not found, found
