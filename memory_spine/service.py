@@ -46,9 +46,19 @@ from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, 
 from .storage.base import StaleFence as StaleFenceError
 from .storage.budget import query_budget
 from .storage.filters import Limits, check_text, check_time, parse_filter, to_epoch
-from .storage.sqlite import DB_FILE, LOCK_FILE  # noqa: F401  (names kept for importers)
 
 log = logging.getLogger("memory_spine.service")
+
+
+def __getattr__(name: str) -> Any:
+    """DB_FILE and LOCK_FILE, kept importable from here, read from the SQLite backend only when asked: the
+    service itself depends on no backend module (storage/__init__.py opens the one the settings name)."""
+    if name in ("DB_FILE", "LOCK_FILE"):
+        from .storage import sqlite
+
+        return getattr(sqlite, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 TRIM_SECONDS = 10.0  # how often housekeeping returns freed heap memory to the OS
 
