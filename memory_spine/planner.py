@@ -19,7 +19,7 @@ Every plan returns exactly `limit` hits whenever at least `limit` live records m
 
 `Planner` is the embedded default's `VectorSearch` (storage/base.py): it also keeps the derived index in step
 with storage (`added`/`removed` after each commit) and persists it now and then (`maintain`). PostgreSQL's
-`VectorSearch` runs the same plans in SQL (storage/pg_search.py); both share storage/search.py (`Plan`, `fuse`,
+`VectorSearch` runs the same plans in SQL (storage/pg_search.py); both share storage/search.py (`Plan`, `hybrid`,
 `exact_cap`).
 """
 
@@ -36,7 +36,7 @@ import numpy as np
 from .index import INDEX_FILE, VectorIndex
 from .models import Filter
 from .storage.filters import parse_filter
-from .storage.search import Plan, Scored, exact_cap, fuse
+from .storage.search import Plan, Scored, exact_cap, hybrid
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -164,18 +164,11 @@ class Planner:
     def hybrid(
         self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float
     ) -> tuple[Scored, dict, Plan]:
-        started = time.perf_counter()
-        depth = max(limit * 3, 30)
-        sem, sem_rows, sem_plan = self.semantic(vector, flt, depth, now)
-        kw, kw_rows, _ = self.keyword(query, flt, depth, now)
-        rows = {**kw_rows, **sem_rows}
-        hits = fuse(sem, kw, limit)
-        plan = Plan(
-            "hybrid",
-            ms=(time.perf_counter() - started) * 1000,
-            detail={"semantic": sem_plan.as_dict(), "keyword_hits": len(kw)},
+        return hybrid(
+            lambda depth: self.semantic(vector, flt, depth, now),
+            lambda depth: self.keyword(query, flt, depth, now)[:2],
+            limit,
         )
-        return hits, rows, plan
 
     # -- the derived index's life (the rest of the VectorSearch contract) ----------------------------------
     def added(self, seqs: np.ndarray, vectors: np.ndarray) -> None:

@@ -11,7 +11,7 @@
                  walking the graph until `limit` rows pass the filter; `+exact` when even that came back short
                  while more records match (the scan gives up after `hnsw.max_scan_tuples`): scored exactly;
 - `keyword`      the generated `tsvector` column (GIN) ranked by `ts_rank`, the filter in the same SQL;
-- `hybrid`       both lists fused by reciprocal rank fusion (`search.fuse`, as the embedded default).
+- `hybrid`       both lists fused by reciprocal rank fusion (`search.hybrid`, as the embedded default).
 
 Exact keys never reach this module: the service answers them from the key index. Hits come back with their
 rows, so a search is one or two statements and no separate hydration.
@@ -38,7 +38,7 @@ from ..models import Filter
 from .filters import parse_filter
 from .pg_schema import FTS_NORMALISE
 from .postgres import ROW_COLUMNS, PostgresStorage, compile_filter, row_dict
-from .search import MAX_KEYWORD_TERMS, STOPWORDS, Plan, Rows, Scored, exact_cap, fuse
+from .search import MAX_KEYWORD_TERMS, STOPWORDS, Plan, Rows, Scored, exact_cap, hybrid
 
 log = logging.getLogger("memory_spine.pg_search")
 _TOKENS = re.compile(r"[^\W_]+")  # how PostgreSQL's parser splits a chunk, near enough (it splits at "_")
@@ -294,13 +294,11 @@ class PostgresSearch:
     def hybrid(
         self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float
     ) -> tuple[Scored, Rows, Plan]:
-        started = time.perf_counter()
-        depth = max(limit * 3, 30)
-        sem, sem_rows, sem_plan = self.semantic(vector, flt, depth, now)
-        kw, kw_rows = self._keyword(query, flt, depth, now)
-        plan = Plan("hybrid", detail={"semantic": sem_plan.as_dict(), "keyword_hits": len(kw)})
-        plan.ms = (time.perf_counter() - started) * 1000
-        return fuse(sem, kw, limit), {**kw_rows, **sem_rows}, plan
+        return hybrid(
+            lambda depth: self.semantic(vector, flt, depth, now),
+            lambda depth: self._keyword(query, flt, depth, now),
+            limit,
+        )
 
     # -- the rest of the contract: the database keeps the index itself ---------------------------------------------
     def added(self, seqs: np.ndarray, vectors: np.ndarray) -> None:

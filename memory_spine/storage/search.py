@@ -2,7 +2,8 @@
 
 - `Plan`: what a search did, for `"explain": true` and the logs;
 - `Scored`, `Rows`: (seq, score) pairs best first, and the hydrated rows by seq;
-- `fuse`: reciprocal rank fusion (k=60), the hybrid mode of every backend;
+- `fuse`, `hybrid`: reciprocal rank fusion (k=60) of a semantic and a keyword list, the hybrid mode of every
+  backend;
 - `exact_cap`: how many filter matches are still worth scoring exactly rather than walking HNSW with a filter;
 - `STOPWORDS`, `MAX_KEYWORD_TERMS`: the keyword pruning both dialects apply.
 
@@ -13,10 +14,12 @@ it imports neither, nor any backend, so neither backend depends on the other.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MAX_KEYWORD_TERMS", "RRF_K", "STOPWORDS", "Plan", "Rows", "Scored", "exact_cap", "fuse"]
+__all__ = ["MAX_KEYWORD_TERMS", "RRF_K", "STOPWORDS", "Plan", "Rows", "Scored", "exact_cap", "fuse", "hybrid"]
 
 RRF_K = 60
 Scored = list[tuple[int, float]]
@@ -64,6 +67,23 @@ def fuse(semantic: Scored, keyword: Scored, limit: int) -> Scored:
     best = 2.0 / (RRF_K + 1)  # first in both lists
     order = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[:limit]
     return [(s, sc / best) for s, sc in order]
+
+
+def hybrid(
+    semantic: Callable[[int], tuple[Scored, Rows, Plan]], keyword: Callable[[int], tuple[Scored, Rows]], limit: int
+) -> tuple[Scored, Rows, Plan]:
+    """The hybrid plan: both searches `max(3 * limit, 30)` deep (each called with that depth), fused by `fuse`."""
+    started = time.perf_counter()
+    depth = max(limit * 3, 30)
+    sem, sem_rows, sem_plan = semantic(depth)
+    kw, kw_rows = keyword(depth)
+    hits = fuse(sem, kw, limit)
+    plan = Plan(
+        "hybrid",
+        ms=(time.perf_counter() - started) * 1000,
+        detail={"semantic": sem_plan.as_dict(), "keyword_hits": len(kw)},
+    )
+    return hits, {**kw_rows, **sem_rows}, plan
 
 
 def exact_cap(limit: int, size: int, most: int) -> int:
