@@ -38,7 +38,7 @@ from ..models import Filter
 from .filters import parse_filter
 from .pg_schema import FTS_NORMALISE
 from .postgres import ROW_COLUMNS, PostgresStorage, compile_filter, row_dict
-from .search import MAX_KEYWORD_TERMS, STOPWORDS, Plan, Rows, Scored, exact_cap, hybrid
+from .search import Plan, Rows, Scored, drop_stopwords, exact_cap, hybrid, rarest
 
 log = logging.getLogger("memory_spine.pg_search")
 _TOKENS = re.compile(r"[^\W_]+")  # how PostgreSQL's parser splits a chunk, near enough (it splits at "_")
@@ -261,12 +261,10 @@ class PostgresSearch:
         if not chunks:
             return []
         words = {c: [t.lower() for t in _TOKENS.findall(c)] for c in chunks}
-        chunks = [c for c in chunks if not (len(words[c]) == 1 and words[c][0] in STOPWORDS)] or chunks
+        chunks = drop_stopwords(chunks, words.__getitem__)
         freq = self._term_freq
-        common = 0.2 if self._size > 250 else 1.0
         rarity = {c: min(freq.get(t, 0.0) for t in words[c]) for c in chunks}
-        ranked = sorted(chunks, key=lambda c: rarity[c])
-        return [c for c in ranked if rarity[c] <= common][:MAX_KEYWORD_TERMS] or ranked[:1]
+        return rarest(chunks, rarity, common=0.2 if self._size > 250 else 1.0)
 
     def _keyword(self, query: str, flt: Filter | None, limit: int, now: float) -> tuple[Scored, Rows]:
         chunks = self._chunks(query)

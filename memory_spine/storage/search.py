@@ -5,7 +5,8 @@
 - `fuse`, `hybrid`: reciprocal rank fusion (k=60) of a semantic and a keyword list, the hybrid mode of every
   backend;
 - `exact_cap`: how many filter matches are still worth scoring exactly rather than walking HNSW with a filter;
-- `STOPWORDS`, `MAX_KEYWORD_TERMS`: the keyword pruning both dialects apply.
+- `drop_stopwords`, `rarest` (`STOPWORDS`, `MAX_KEYWORD_TERMS`): the keyword pruning both dialects apply to a
+  query's phrases, each dialect with its own tokens and its own document frequencies.
 
 The embedded default's planner (planner.py) and PostgreSQL's search (storage/pg_search.py) import this module;
 it imports neither, nor any backend, so neither backend depends on the other.
@@ -15,11 +16,23 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["MAX_KEYWORD_TERMS", "RRF_K", "STOPWORDS", "Plan", "Rows", "Scored", "exact_cap", "fuse", "hybrid"]
+__all__ = [
+    "MAX_KEYWORD_TERMS",
+    "RRF_K",
+    "STOPWORDS",
+    "Plan",
+    "Rows",
+    "Scored",
+    "drop_stopwords",
+    "exact_cap",
+    "fuse",
+    "hybrid",
+    "rarest",
+]
 
 RRF_K = 60
 Scored = list[tuple[int, float]]
@@ -32,6 +45,7 @@ STOPWORDS = frozenset(
     " they this to was will with".split()
 )
 MAX_KEYWORD_TERMS = 8  # a keyword query keeps at most this many of its rarest phrases
+P = TypeVar("P")
 
 
 @dataclass
@@ -84,6 +98,18 @@ def hybrid(
         detail={"semantic": sem_plan.as_dict(), "keyword_hits": len(kw)},
     )
     return hits, {**kw_rows, **sem_rows}, plan
+
+
+def drop_stopwords(phrases: list[P], words: Callable[[P], Sequence[str]]) -> list[P]:
+    """The phrases that are not a lone stop word; all of them when nothing else would be left."""
+    return [p for p in phrases if not (len(words(p)) == 1 and words(p)[0] in STOPWORDS)] or phrases
+
+
+def rarest(phrases: list[P], rarity: Mapping[P, float], common: float) -> list[P]:
+    """The MAX_KEYWORD_TERMS rarest phrases no commoner than `common`, rarest first; the rarest one alone when
+    all are commoner. Common terms add almost nothing to a ranking but make the database score most rows."""
+    ranked = sorted(phrases, key=lambda p: rarity[p])
+    return [p for p in ranked if rarity[p] <= common][:MAX_KEYWORD_TERMS] or ranked[:1]
 
 
 def exact_cap(limit: int, size: int, most: int) -> int:

@@ -40,7 +40,7 @@ from ..models import Filter
 from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
 from .budget import PROGRESS_STEPS, over_budget
 from .filters import Conditions, Group, Node, filter_is_empty, parse_filter, prefix_upper, to_epoch  # noqa: F401
-from .search import MAX_KEYWORD_TERMS, STOPWORDS
+from .search import drop_stopwords, rarest
 
 log = logging.getLogger("memory_spine.storage")
 
@@ -824,7 +824,7 @@ class SQLiteStorage:
         phrases = list(dict.fromkeys(tuple(t) for t in (keyword_terms(c) for c in query.split()) if t))
         if not phrases:
             return None
-        phrases = [p for p in phrases if not (len(p) == 1 and p[0] in STOPWORDS)] or phrases
+        phrases = drop_stopwords(phrases, lambda p: p)
         tokens = sorted({t for p in phrases for t in p})
         df = dict(
             self._reader().execute(
@@ -832,9 +832,7 @@ class SQLiteStorage:
             )
         )
         rarity = {p: min(df.get(t, 0) for t in p) for p in phrases}
-        ranked = sorted(phrases, key=lambda p: rarity[p])
-        common = max(50, total // 5)
-        kept = [p for p in ranked if rarity[p] <= common][:MAX_KEYWORD_TERMS] or ranked[:1]
+        kept = rarest(phrases, rarity, common=max(50, total // 5))
         return " OR ".join('"' + " ".join(p) + '"' for p in kept)
 
     def keyword(
