@@ -19,11 +19,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .index import INDEX_FILE, VectorIndex
+
+if TYPE_CHECKING:
+    from .storage.sqlite import SQLiteStorage
 
 #: Most faults of one kind listed by id; the rest are counted.
 LIST_LIMIT = 50
@@ -37,21 +40,7 @@ class CheckResult:
     faults: list[str] = field(default_factory=list)
 
 
-def _bad_rows(storage: Any) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, str]]]:
-    """Rows whose vector has the wrong byte length, and rows whose metadata is not a JSON object."""
-    conn = storage._reader()
-    width = storage.dim * 4
-    vectors = conn.execute(
-        "SELECT seq, id, length(vector) FROM memories NOT INDEXED WHERE length(vector) != ? ORDER BY seq", (width,)
-    ).fetchall()
-    metadata = conn.execute(
-        "SELECT seq, id, metadata FROM memories NOT INDEXED"
-        " WHERE NOT json_valid(metadata) OR json_type(metadata) != 'object' ORDER BY seq"
-    ).fetchall()
-    return vectors, metadata
-
-
-def check_data_dir(storage: Any, settings: Any, *, repair: bool, embedder: Any = None) -> CheckResult:
+def check_data_dir(storage: SQLiteStorage, settings: Any, *, repair: bool, embedder: Any = None) -> CheckResult:
     """Check (and with `repair`, mend) the open SQLite `storage` of `settings.data_dir` and its index.
 
     `embedder` is needed only to repair vectors (it is created on demand from `settings` if not given).
@@ -61,7 +50,7 @@ def check_data_dir(storage: Any, settings: Any, *, repair: bool, embedder: Any =
     result.report["database"] = "ok" if not problems else problems
     result.faults += [f"database: {p}" for p in problems]
 
-    vectors, metadata = _bad_rows(storage)
+    vectors, metadata = storage.malformed_rows()
     result.report["bad_vectors"] = [{"id": i, "bytes": n} for _, i, n in vectors[:LIST_LIMIT]]
     result.report["bad_metadata"] = [i for _, i, _ in metadata[:LIST_LIMIT]]
     if repair and vectors:
@@ -74,11 +63,7 @@ def check_data_dir(storage: Any, settings: Any, *, repair: bool, embedder: Any =
             for _, i, n in vectors
         ]
     if repair and metadata:
-        _write(
-            storage,
-            "UPDATE memories SET metadata = json_object('unparsed_metadata', metadata) WHERE seq = ?",
-            [(s,) for s, _, _ in metadata],
-        )
+        storage.wrap_metadata([s for s, _, _ in metadata])
         result.report["metadata_wrapped"] = len(metadata)
     else:
         result.faults += [
@@ -107,13 +92,15 @@ def check_data_dir(storage: Any, settings: Any, *, repair: bool, embedder: Any =
     return result
 
 
-def _index_fault(index: VectorIndex, storage: Any, report: dict[str, Any], *, skip_vectors: bool) -> str | None:
+def _index_fault(
+    index: VectorIndex, storage: SQLiteStorage, report: dict[str, Any], *, skip_vectors: bool
+) -> str | None:
     """Why the index on disk is not right for the database, or None. Reads only; writes nothing."""
     path = index.dir / INDEX_FILE
     if path.is_dir():
         return "is a directory, not a file"
     try:
-        index._load()
+        index.load()
     except Exception as exc:  # the same reasons that make the service rebuild it at start
         return f"unreadable ({exc})"
     if index.version > storage.max_vector_version():
@@ -134,42 +121,16 @@ def _index_fault(index: VectorIndex, storage: Any, report: dict[str, Any], *, sk
     return None
 
 
-def _reembed(storage: Any, settings: Any, rows: list[tuple[int, str, int]], embedder: Any) -> None:
+def _reembed(storage: SQLiteStorage, settings: Any, rows: list[tuple[int, str, int]], embedder: Any) -> None:
     if embedder is None:
         from .embedders import create_embedder
 
         embedder = create_embedder(settings.embedder, cache_dir=settings.model_cache)
-    conn = storage._reader()
     for start in range(0, len(rows), 64):
-        chunk = rows[start : start + 64]
-        seqs = [s for s, _, _ in chunk]
-        marks = ",".join("?" * len(seqs))
-        contents = dict(conn.execute(f"SELECT seq, content FROM memories WHERE seq IN ({marks})", seqs).fetchall())
+        seqs = [s for s, _, _ in rows[start : start + 64]]
+        contents = storage.contents_by_seq(seqs)
         vecs = np.asarray(embedder.embed([contents[s] for s in seqs]), dtype=np.float32)
-        # A new vector version, so an index that loads (and catches up) sees the new vectors.
-        _write(
-            storage,
-            "UPDATE memories SET vector = ?, vector_version = ?, version = ? WHERE seq = ?",
-            [(vecs[i].tobytes(), None, None, s) for i, s in enumerate(seqs)],
-            versioned=True,
-        )
-
-
-def _write(storage: Any, sql: str, rows: list[tuple], *, versioned: bool = False) -> None:
-    """Run `sql` for each row in one transaction under storage's write lock (versioned: fill in new versions)."""
-    with storage.exclusive():
-        conn = storage._writer
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for row in rows:
-                if versioned:
-                    v = storage._next_version()
-                    row = (row[0], v, v, *row[3:])
-                conn.execute(sql, row)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        storage.replace_vectors([(s, vecs[i].tobytes()) for i, s in enumerate(seqs)])
 
 
 def check_json(result: CheckResult) -> str:

@@ -36,10 +36,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hnswlib
 import numpy as np
+
+if TYPE_CHECKING:
+    from .storage.base import VectorSource
 
 log = logging.getLogger("memory_spine.index")
 
@@ -211,13 +214,13 @@ class VectorIndex:
         index.set_num_threads(1)
         return index
 
-    def open(self, storage: Any) -> dict[str, Any]:
+    def open(self, storage: VectorSource) -> dict[str, Any]:
         """Load the persisted index and catch it up with storage, or rebuild it. Returns what happened."""
         started = time.perf_counter()
         how = "loaded"
         reason = None
         try:
-            self._load()
+            self.load()
             if self.version > storage.max_vector_version():
                 # Storage versions never go back, so the database lost commits the index had seen (a WAL lost
                 # with the power, a restored copy): its labels may now name other records' vectors.
@@ -246,7 +249,12 @@ class VectorIndex:
             log.info("vector index loaded", extra={"event": "index_loaded", **self.last_open})
         return self.last_open
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Read the persisted index and its marker, as they are (no catching up).
+
+        Raises:
+            FileNotFoundError / ValueError / RuntimeError: missing, truncated or garbled (`open` rebuilds then).
+        """
         marker_path = self.dir / MARKER_FILE
         index_path = self.dir / INDEX_FILE
         if not index_path.exists():
@@ -299,7 +307,7 @@ class VectorIndex:
         if len(labels):
             self.side.add(labels, np.asarray(self._index.get_items(labels.tolist()), dtype=np.float32))
 
-    def _rebuild(self, storage: Any) -> None:
+    def _rebuild(self, storage: VectorSource) -> None:
         with storage.exclusive(), self._lock:
             self._index = self._new(_MIN_CAPACITY)
             self._count = 0
@@ -312,11 +320,11 @@ class VectorIndex:
             for seqs, vecs in storage.iter_vectors():
                 self._add_unlocked(seqs, vecs, threads=2, fresh=True)
 
-    def rebuild(self, storage: Any) -> None:
+    def rebuild(self, storage: VectorSource) -> None:
         """Drop the in-memory index and build it again from the stored vectors."""
         self._rebuild(storage)
 
-    def catch_up(self, storage: Any) -> int:
+    def catch_up(self, storage: VectorSource) -> int:
         """Apply what storage changed since `self.version`. Returns how many changes were applied."""
         with storage.exclusive():
             changes = storage.changes_since(self.version)
@@ -491,7 +499,7 @@ class VectorIndex:
         }
 
     # -- persistence ----------------------------------------------------------------------------------
-    def save(self, storage: Any) -> dict[str, Any]:
+    def save(self, storage: VectorSource) -> dict[str, Any]:
         """Persist the index and its marker. Holds off writes so the file matches exactly one version."""
         started = time.perf_counter()
         self.dir.mkdir(parents=True, exist_ok=True)

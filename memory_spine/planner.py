@@ -19,7 +19,8 @@ Every plan returns exactly `limit` hits whenever at least `limit` live records m
 
 `Planner` is the embedded default's `VectorSearch` (storage/base.py): it also keeps the derived index in step
 with storage (`added`/`removed` after each commit) and persists it now and then (`maintain`). PostgreSQL's
-`VectorSearch` runs the same plans in SQL (storage/postgres.py) and shares `fuse` for hybrid.
+`VectorSearch` runs the same plans in SQL (storage/pg_search.py); both share storage/search.py (`Plan`, `hybrid`,
+`exact_cap`).
 """
 
 from __future__ import annotations
@@ -28,59 +29,23 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .index import INDEX_FILE, VectorIndex
 from .models import Filter
 from .storage.filters import parse_filter
+from .storage.search import Plan, Scored, exact_cap, hybrid
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .storage.base import VectorSource
 
 log = logging.getLogger("memory_spine.planner")
 
-RRF_K = 60
 
-
-@dataclass
-class Plan:
-    """What the planner did, for `"explain": true` and the logs."""
-
-    name: str
-    candidates: int | None = None
-    k: list[int] = field(default_factory=list)
-    ms: float = 0.0
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def add_ms(self, name: str, seconds: float) -> None:
-        """Add to a timing in `detail` (milliseconds), e.g. the index's share of the plan."""
-        self.detail[name] = round(self.detail.get(name, 0.0) + seconds * 1000, 3)
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"plan": self.name, "ms": round(self.ms, 3)}
-        if self.candidates is not None:
-            out["candidates"] = self.candidates
-        if self.k:
-            out["k"] = self.k
-        out.update(self.detail)
-        return out
-
-
-Scored = list[tuple[int, float]]
-
-
-def fuse(semantic: Scored, keyword: Scored, limit: int) -> Scored:
-    """Reciprocal rank fusion (k=60) of two ranked lists; 1.0 means first in both."""
-    fused: dict[int, float] = {}
-    for ranked in (semantic, keyword):
-        for rank, (seq, _score) in enumerate(ranked):
-            fused[seq] = fused.get(seq, 0.0) + 1.0 / (RRF_K + rank + 1)
-    best = 2.0 / (RRF_K + 1)  # first in both lists
-    order = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[:limit]
-    return [(s, sc / best) for s, sc in order]
-
-
-def open_planner(settings: Any, storage: Any) -> Planner:
+def open_planner(settings: Settings, storage: VectorSource) -> Planner:
     """The embedded default's search: load (or rebuild) the hnswlib index in the data dir, plan over it."""
     index = VectorIndex.for_settings(settings, storage.dim)
     index.open(storage)
@@ -93,12 +58,12 @@ def open_planner(settings: Any, storage: Any) -> Planner:
 
 
 class Planner:
-    """Chooses and runs a plan over a `Storage` and a `VectorIndex`."""
+    """Chooses and runs a plan over a `VectorSource` (storage/base.py) and a `VectorIndex`."""
 
     save_seconds: float = 60.0  # persist the index when changes are pending this long ...
     save_changes: int = 10_000  # ... or this many are pending
 
-    def __init__(self, storage: Any, index: VectorIndex, *, exact_max_candidates: int, ef_search: int) -> None:
+    def __init__(self, storage: VectorSource, index: VectorIndex, *, exact_max_candidates: int, ef_search: int) -> None:
         self.storage = storage
         self.index = index
         self.exact_max = exact_max_candidates
@@ -126,14 +91,8 @@ class Planner:
         return hits, rows, plan
 
     def exact_cap(self, limit: int) -> int:
-        """Most candidates worth scoring exactly rather than searching HNSW with a filter.
-
-        Exact scoring reads each candidate's vector from SQLite (a few microseconds each); a filtered HNSW search
-        checks about limit / selectivity candidates against the filter (also a few microseconds each). The two
-        cost the same near sqrt(limit * N) candidates, so that is the bound, capped by `exact_max_candidates`.
-        """
-        size = max(len(self.index), 1)
-        return min(self.exact_max, max(256, int(1.3 * math.sqrt(limit * size))))
+        """Most candidates worth scoring exactly rather than searching HNSW with a filter (storage/search.py)."""
+        return exact_cap(limit, len(self.index), self.exact_max)
 
     def _exact(self, vector: np.ndarray, candidates: np.ndarray, limit: int, now: float):
         seqs, vecs = self.storage.vectors(candidates)
@@ -205,18 +164,11 @@ class Planner:
     def hybrid(
         self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float
     ) -> tuple[Scored, dict, Plan]:
-        started = time.perf_counter()
-        depth = max(limit * 3, 30)
-        sem, sem_rows, sem_plan = self.semantic(vector, flt, depth, now)
-        kw, kw_rows, _ = self.keyword(query, flt, depth, now)
-        rows = {**kw_rows, **sem_rows}
-        hits = fuse(sem, kw, limit)
-        plan = Plan(
-            "hybrid",
-            ms=(time.perf_counter() - started) * 1000,
-            detail={"semantic": sem_plan.as_dict(), "keyword_hits": len(kw)},
+        return hybrid(
+            lambda depth: self.semantic(vector, flt, depth, now),
+            lambda depth: self.keyword(query, flt, depth, now)[:2],
+            limit,
         )
-        return hits, rows, plan
 
     # -- the derived index's life (the rest of the VectorSearch contract) ----------------------------------
     def added(self, seqs: np.ndarray, vectors: np.ndarray) -> None:

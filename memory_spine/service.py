@@ -46,9 +46,19 @@ from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, 
 from .storage.base import StaleFence as StaleFenceError
 from .storage.budget import query_budget
 from .storage.filters import Limits, check_text, check_time, parse_filter, to_epoch
-from .storage.sqlite import DB_FILE, LOCK_FILE  # noqa: F401  (names kept for importers)
 
 log = logging.getLogger("memory_spine.service")
+
+
+def __getattr__(name: str) -> Any:
+    """DB_FILE and LOCK_FILE, kept importable from here, read from the SQLite backend only when asked: the
+    service itself depends on no backend module (storage/__init__.py opens the one the settings name)."""
+    if name in ("DB_FILE", "LOCK_FILE"):
+        from .storage import sqlite
+
+        return getattr(sqlite, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 TRIM_SECONDS = 10.0  # how often housekeeping returns freed heap memory to the OS
 
@@ -119,8 +129,8 @@ class ResultCache(LRU):
 
     Agents and routers repeat whole searches, not only query texts. An answer is kept with the commit count
     read before it was computed, so any write since (ingest, update, delete, purge, claim) makes it stale;
-    answers holding a record that expires are not kept at all. Only for storage with a `commits` counter and
-    a single writer (the embedded default); elsewhere another process may write unseen.
+    answers holding a record that expires are not kept at all. Only for storage that counts its commits as
+    the single writer (`Storage.commits`, the embedded default); elsewhere another process may write unseen.
     """
 
     def get(self, key: str, commits: int) -> dict[str, Any] | None:  # type: ignore[override]
@@ -139,14 +149,14 @@ class MemoryService:
         self.storage = storage
         # Semantic/keyword/hybrid search: the planner over hnswlib (embedded default), or SQL (PostgreSQL).
         self.planner = planner
-        self.index = getattr(planner, "index", None)  # the embedded default's hnswlib index; None elsewhere
+        self.index = planner.index  # the embedded default's hnswlib index; None elsewhere
         self.embedder = embedder
-        self._lock = getattr(storage, "lock", None)  # the data dir's (embedded default); storage releases it
+        self._lock = storage.lock  # the data dir's (embedded default); storage releases it
         self.query_cache = QueryCache(settings.query_cache_size, settings.query_cache_bytes)
         # Answers repeated searches between writes; None where storage cannot say whether anything changed.
         self.result_cache = (
             ResultCache(settings.result_cache_size, settings.result_cache_bytes)
-            if hasattr(storage, "commits")
+            if storage.commits is not None
             else None
         )
         self.limits = Limits.of(settings)
@@ -608,7 +618,7 @@ class MemoryService:
     @property
     def reads_are_local(self) -> bool:
         """True when a point read is a lookup in a local file (SQLite), cheap enough for the event loop."""
-        return self.storage.backend == "sqlite"
+        return self.storage.reads_are_local
 
     def _result_key(self, q: SearchQuery) -> str | None:
         if self.result_cache is None or q.explain:
@@ -636,7 +646,7 @@ class MemoryService:
     def search_uncached(self, q: SearchQuery) -> dict[str, Any]:
         """Run the search (after `cached_search` missed) and keep the answer for the next identical search."""
         key = self._result_key(q)
-        commits = getattr(self.storage, "commits", None)  # read before searching: a write during it makes it stale
+        commits = self.storage.commits  # read before searching: a write during it makes it stale
         with self._budget():
             out = self._search(q)
         if key is not None and not any(hit.get("expires_at") for hit in out["results"]):
@@ -741,10 +751,7 @@ class MemoryService:
                 field="lease_token",
             )
         _check_text(lease_token, "lease_token", 256)
-        try:
-            blocking = self.storage.release(key, _token_hash(lease_token), time.time())
-        except KeyError as exc:
-            raise NotFound(f"no live claim on key {key!r}") from exc
+        blocking = self.storage.release(key, _token_hash(lease_token), time.time())  # NotFound: no live claim
         if blocking is not None:
             raise LeaseLost(
                 f"lease_token is not the current claim's on key {key!r} (held by {blocking['holder']!r})",

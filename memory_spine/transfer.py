@@ -19,7 +19,6 @@ This module reads and writes files; the writes themselves are `MemoryService.res
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import re
 import sys
@@ -78,8 +77,7 @@ def import_jsonl(service: Any, path: Path, *, batch_size: int = 256, progress: b
     batch: list[tuple[int, dict[str, Any]]] = []
     total = _count_lines(path)
     # A backend that indexes vectors as it stores them (PostgreSQL) loads a large file first, indexes after.
-    bulk = getattr(service.storage, "bulk", None)
-    with bulk(total) if bulk is not None else contextlib.nullcontext(), _progress(total, progress) as bar:
+    with service.storage.bulk(total), _progress(total, progress) as bar:
         for lineno, obj in _read(path):
             if HEADER_KEY in obj:
                 header = obj

@@ -8,7 +8,7 @@
 
 and, beside it, `VectorSearch`: semantic, keyword and hybrid search over a backend's vectors and text. The
 embedded default answers it with the planner over a derived hnswlib index (`Planner`, which also needs the
-`VectorSource` part of SQLite's storage); PostgreSQL answers it in SQL (pgvector HNSW, tsvector). Backends are
+`VectorSource` abilities of SQLite's storage); PostgreSQL answers it in SQL (pgvector HNSW, tsvector). Backends are
 opened by `memory_spine.storage.open_storage` / `open_search`, which import them lazily.
 
 `MemoryService`, the planner and the index depend on these Protocols, never on sqlite-utils or psycopg. A
@@ -18,18 +18,16 @@ backend raises only `memory_spine.errors` exceptions.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..models import Filter
-
-if TYPE_CHECKING:
-    from ..planner import Plan
+from .search import Plan, Scored
 
 OnCommit = Any  # Callable[[results], None]: run after the commit, in commit order
-Scored = list[tuple[int, float]]
 
 
 @dataclass
@@ -95,12 +93,43 @@ class StaleFence(Exception):
         self.key, self.token, self.current = key, token, current
 
 
+class DirLock(Protocol):
+    """A held lock on a data dir (filelock's `FileLock`): storage's `close()` releases it."""
+
+    def release(self) -> None: ...
+
+
 class Storage(Protocol):
     """Records, keys, tags and filters, claims: what every backend stores. Writes take an `on_commit` hook,
-    called after the commit and in commit order (the derived index of the embedded default follows it)."""
+    called after the commit and in commit order (the derived index of the embedded default follows it).
+
+    What differs between backends is declared here as a property every backend answers (never probed with
+    `hasattr`): `reads_are_local`, `commits`, `lock`, and `bulk()` (a no-op where loads need no preparing).
+    """
 
     backend: str  # "sqlite" | "postgresql": the registry entry in `storage/__init__.py`
     dim: int
+
+    # abilities
+    @property
+    def reads_are_local(self) -> bool:
+        """True when a point read is a lookup in a local file (SQLite): cheap enough for the event loop."""
+        ...
+
+    @property
+    def commits(self) -> int | None:
+        """Write transactions committed since open, when this process is the only writer (an unchanged count
+        means unchanged data: what the search result cache keys on); None where others may write unseen."""
+        ...
+
+    @property
+    def lock(self) -> DirLock | None:
+        """The data dir's lock this storage holds (released by `close()`), or None (no dir to hold)."""
+        ...
+
+    def bulk(self, rows: int) -> AbstractContextManager[None]:
+        """Around a load of `rows` records (import): lets a backend that indexes as it stores index once after."""
+        ...
 
     # records and keys
     def put(self, records: Sequence[NewRecord], on_commit: OnCommit | None = None) -> list[PutResult]: ...
@@ -140,7 +169,14 @@ class Storage(Protocol):
     ) -> tuple[bool, dict[str, Any]]: ...
     def renew(self, key: str, token_hash: str, lease: float, now: float) -> dict[str, Any] | None: ...
     def get_claim(self, key: str, now: float) -> dict[str, Any] | None: ...
-    def release(self, key: str, token_hash: str, now: float) -> dict[str, Any] | None: ...
+    def release(self, key: str, token_hash: str, now: float) -> dict[str, Any] | None:
+        """Release the claim whose lease token hashes to `token_hash`. Returns the claim that blocks the release
+        (another lease's), or None when released.
+
+        Raises:
+            NotFound: no live claim on the key, and no lapsed one of this token.
+        """
+        ...
 
     # housekeeping
     def meta(self, name: str) -> str | None: ...
@@ -151,15 +187,27 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
-class VectorSource(Protocol):
-    """What a derived vector index needs from storage (the embedded default: hnswlib over SQLite)."""
+class VectorSource(Storage, Protocol):
+    """A `Storage` that also serves a derived vector index and the planner over it (the embedded default:
+    hnswlib over SQLite): candidates for a filter, stored vectors by seq, BM25, and the changes since a version.
+    """
 
-    def candidate_vectors(self, flt: Filter, now: float) -> tuple[np.ndarray, np.ndarray]: ...
-    def keyword(self, query: str, flt: Filter | None, now: float, limit: int) -> list[tuple[int, float]]: ...
+    # candidates and vectors, for the planner's plans
+    def tag_count_upto(self, tags: Sequence[str], cap: int) -> int: ...
+    def candidate_seqs(self, flt: Filter, now: float, cap: int) -> np.ndarray | None: ...
+    def matching(self, seqs: Sequence[int], flt: Filter | None, now: float) -> set[int]: ...
+    def vectors(self, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]: ...
+    def keyword(
+        self, query: str, flt: Filter | None, now: float, limit: int, total: int | None = None
+    ) -> list[tuple[int, float]]: ...
+
+    # the derived index's life
+    def exclusive(self) -> AbstractContextManager[Any]: ...
     def changes_since(self, version: int) -> Changes: ...
     def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
     def live_seqs(self) -> np.ndarray: ...
     def max_vector_version(self) -> int: ...
+    def forget_tombstones(self, upto_version: int) -> None: ...
 
 
 class VectorSearch(Protocol):
@@ -169,6 +217,11 @@ class VectorSearch(Protocol):
     `"explain": true`). Whenever at least `limit` live records match the filter, exactly `limit` come back.
     Exact-key queries never get here: the service answers them from the key index in every mode.
     """
+
+    @property
+    def index(self) -> Any:
+        """The embedded default's hnswlib `VectorIndex` (index.py); None where the database indexes."""
+        ...
 
     def semantic(
         self, vector: np.ndarray, flt: Filter | None, limit: int, now: float

@@ -11,7 +11,7 @@
                  walking the graph until `limit` rows pass the filter; `+exact` when even that came back short
                  while more records match (the scan gives up after `hnsw.max_scan_tuples`): scored exactly;
 - `keyword`      the generated `tsvector` column (GIN) ranked by `ts_rank`, the filter in the same SQL;
-- `hybrid`       both lists fused by reciprocal rank fusion (`planner.fuse`, as the embedded default).
+- `hybrid`       both lists fused by reciprocal rank fusion (`search.hybrid`, as the embedded default).
 
 Exact keys never reach this module: the service answers them from the key index. Hits come back with their
 rows, so a search is one or two statements and no separate hydration.
@@ -25,7 +25,6 @@ range scan). Rows no write looked up (bulk loads, rows from before the table) ar
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
 import time
@@ -36,15 +35,12 @@ import numpy as np
 
 from ..index import ISOLATION_FLOOR, ISOLATION_K, ISOLATION_RATIO
 from ..models import Filter
-from ..planner import Plan, fuse
 from .filters import parse_filter
 from .pg_schema import FTS_NORMALISE
 from .postgres import ROW_COLUMNS, PostgresStorage, compile_filter, row_dict
-from .sqlite import MAX_KEYWORD_TERMS, STOPWORDS
+from .search import Plan, Rows, Scored, drop_stopwords, exact_cap, hybrid, rarest
 
 log = logging.getLogger("memory_spine.pg_search")
-Scored = list[tuple[int, float]]
-Rows = dict[int, dict[str, Any]]
 _TOKENS = re.compile(r"[^\W_]+")  # how PostgreSQL's parser splits a chunk, near enough (it splits at "_")
 _STATS_SECONDS = 60.0
 # Measured crossover (README, "Search plans"): up to this many rows a sequential scan scoring every vector is as
@@ -61,6 +57,8 @@ _RECENT = 1024
 
 class PostgresSearch:
     """Semantic, keyword and hybrid search over `PostgresStorage`, in SQL."""
+
+    index = None  # the database keeps the vector index itself: no derived one here
 
     def __init__(self, storage: PostgresStorage, *, exact_max_candidates: int = 4096, ef_search: int = 128) -> None:
         self.storage = storage
@@ -115,7 +113,7 @@ class PostgresSearch:
         """Look up the 10th-neighbour distance of up to `most` rows that have none. Returns how many."""
         if not self.storage.has_vector_index():
             return 0  # a bulk load is building it: later
-        found = self.storage._all(
+        found = self.storage.fetch_all(
             "SELECT m.seq, m.embedding FROM memories m WHERE NOT EXISTS"
             " (SELECT 1 FROM memory_kth k WHERE k.seq = m.seq) ORDER BY m.seq LIMIT %s",
             [most],
@@ -155,7 +153,7 @@ class PostgresSearch:
 
     def exact_cap(self, limit: int) -> int:
         """Most candidates worth scoring exactly rather than walking HNSW with a filter (as the planner's)."""
-        return min(self.exact_max, max(256, int(1.3 * math.sqrt(limit * max(self._size, 1)))))
+        return exact_cap(limit, self._size, self.exact_max)
 
     # -- semantic ----------------------------------------------------------------------------------------------
     def semantic(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float) -> tuple[Scored, Rows, Plan]:
@@ -179,7 +177,7 @@ class PostgresSearch:
                 hits, rows = self._hnsw(q, cond, params, limit, force=True)
         if len(hits) < limit and plan.name != "exact":
             # The iterative scan stops after hnsw.max_scan_tuples; if more records match, score them exactly.
-            more = self.storage._all(
+            more = self.storage.fetch_all(
                 f"SELECT count(*) FROM (SELECT 1 FROM memories m WHERE {cond} LIMIT %s) s", [*params, limit]
             )[0][0]
             if more > len(hits):
@@ -239,7 +237,7 @@ class PostgresSearch:
             gate = "WHERE (SELECT n FROM n) <= %s"
             args.append(cap)
         args.append(limit)
-        found = self.storage._all(
+        found = self.storage.fetch_all(
             f"WITH c AS MATERIALIZED (SELECT m.seq FROM memories m WHERE {cond} {bound}),"
             " n AS (SELECT count(*) AS n FROM c),"
             " top AS (SELECT m.seq, m.embedding <=> %s AS d FROM c JOIN memories m ON m.seq = c.seq"
@@ -263,12 +261,10 @@ class PostgresSearch:
         if not chunks:
             return []
         words = {c: [t.lower() for t in _TOKENS.findall(c)] for c in chunks}
-        chunks = [c for c in chunks if not (len(words[c]) == 1 and words[c][0] in STOPWORDS)] or chunks
+        chunks = drop_stopwords(chunks, words.__getitem__)
         freq = self._term_freq
-        common = 0.2 if self._size > 250 else 1.0
         rarity = {c: min(freq.get(t, 0.0) for t in words[c]) for c in chunks}
-        ranked = sorted(chunks, key=lambda c: rarity[c])
-        return [c for c in ranked if rarity[c] <= common][:MAX_KEYWORD_TERMS] or ranked[:1]
+        return rarest(chunks, rarity, common=0.2 if self._size > 250 else 1.0)
 
     def _keyword(self, query: str, flt: Filter | None, limit: int, now: float) -> tuple[Scored, Rows]:
         chunks = self._chunks(query)
@@ -276,7 +272,7 @@ class PostgresSearch:
             return [], {}
         cond, params = compile_filter(flt, now)
         phrase = "phraseto_tsquery('simple'::regconfig, " + FTS_NORMALISE.format("c").replace("{{", "{") + ")"
-        found = self.storage._all(
+        found = self.storage.fetch_all(
             "WITH q AS (SELECT (SELECT string_agg('(' || p::text || ')', ' | ') FROM"
             f" (SELECT {phrase} AS p FROM unnest(%s::text[]) c) s WHERE p::text <> '')::tsquery AS q)"
             f" SELECT {ROW_COLUMNS}, ts_rank(m.fts, q.q) AS r FROM memories m, q"
@@ -296,13 +292,11 @@ class PostgresSearch:
     def hybrid(
         self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float
     ) -> tuple[Scored, Rows, Plan]:
-        started = time.perf_counter()
-        depth = max(limit * 3, 30)
-        sem, sem_rows, sem_plan = self.semantic(vector, flt, depth, now)
-        kw, kw_rows = self._keyword(query, flt, depth, now)
-        plan = Plan("hybrid", detail={"semantic": sem_plan.as_dict(), "keyword_hits": len(kw)})
-        plan.ms = (time.perf_counter() - started) * 1000
-        return fuse(sem, kw, limit), {**kw_rows, **sem_rows}, plan
+        return hybrid(
+            lambda depth: self.semantic(vector, flt, depth, now),
+            lambda depth: self._keyword(query, flt, depth, now),
+            limit,
+        )
 
     # -- the rest of the contract: the database keeps the index itself ---------------------------------------------
     def added(self, seqs: np.ndarray, vectors: np.ndarray) -> None:

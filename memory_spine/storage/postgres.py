@@ -37,7 +37,15 @@ from psycopg.adapt import Dumper, Loader
 from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 
-from ..errors import InvalidInput, MemorySpineError, QueryTimeout, ReadOnlyStorage, StorageError, StorageFull
+from ..errors import (
+    InvalidInput,
+    MemorySpineError,
+    NotFound,
+    QueryTimeout,
+    ReadOnlyStorage,
+    StorageError,
+    StorageFull,
+)
 from ..models import Filter
 from . import budget, redact
 from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
@@ -108,6 +116,44 @@ class _VectorTextLoader(Loader):
 
     def load(self, data: Any) -> np.ndarray:
         return np.array(json.loads(bytes(data).decode()), dtype=np.float32)
+
+
+# The columns a new record's row is written with (put's INSERT, restore's COPY), in `_insert_row`'s order, with
+# the staging table's column types and the binary COPY's types.
+_INSERT_TYPES = (
+    ("id", "text"),
+    ("content", "text"),
+    ("tags", "text[]"),
+    ("metadata", "jsonb"),
+    ("importance", "text"),
+    ("key", "text"),
+    ("key_parent", "text"),
+    ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("version", "bigint"),
+    ("embedding", "vector"),
+)
+_COPY_TYPES = tuple((name, "int8" if kind == "bigint" else kind) for name, kind in _INSERT_TYPES)
+_INSERT_COLUMNS = ", ".join(name for name, _ in _INSERT_TYPES)
+
+
+def _insert_row(rec: NewRecord, created: datetime | None, updated: datetime | None, version: int) -> tuple:
+    """A new record's row in _INSERT_COLUMNS order (put and restore: only the timestamps differ)."""
+    return (
+        rec.id,
+        rec.content,
+        rec.tags,
+        Jsonb(rec.metadata),
+        rec.importance,
+        rec.key,
+        rec.key_parent,
+        created,
+        updated,
+        to_dt(rec.expires_at),
+        version,
+        np.asarray(rec.vector, dtype=np.float32),
+    )
 
 
 def _translate(exc: Exception) -> MemorySpineError:
@@ -236,6 +282,8 @@ class PostgresStorage:
     """The `Storage` contract over PostgreSQL + pgvector, through a psycopg connection pool."""
 
     backend = "postgresql"
+    reads_are_local = False  # every read is a round trip to the database server
+    commits = None  # other replicas write unseen: no commit count says the data is unchanged
 
     def __init__(
         self,
@@ -328,17 +376,18 @@ class PostgresStorage:
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise _translate(exc) from exc
 
-    def _all(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def fetch_all(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run one statement on a pooled connection and return all its rows (for pg_search's plans too)."""
         with self.conn() as conn:
             return conn.execute(query, params).fetchall()
 
     # -- meta ------------------------------------------------------------------------------------------------
     def meta(self, name: str) -> str | None:
-        rows = self._all("SELECT value FROM memory_spine_meta WHERE name = %s", (name,))
+        rows = self.fetch_all("SELECT value FROM memory_spine_meta WHERE name = %s", (name,))
         return rows[0][0] if rows else None
 
     def set_meta(self, name: str, value: str) -> None:
-        self._all(
+        self.fetch_all(
             "INSERT INTO memory_spine_meta (name, value) VALUES (%s, %s)"
             " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value RETURNING name",
             (name, value),
@@ -391,22 +440,7 @@ class PostgresStorage:
             if row is None:
                 if rec.vector is None:
                     raise ContentChanged(rec.id)
-                inserts.append(
-                    (
-                        rec.id,
-                        rec.content,
-                        rec.tags,
-                        meta,
-                        rec.importance,
-                        rec.key,
-                        rec.key_parent,
-                        now,
-                        now,
-                        to_dt(rec.expires_at),
-                        version,
-                        np.asarray(rec.vector, dtype=np.float32),
-                    )
-                )
+                inserts.append(_insert_row(rec, now, now, version))
                 continue
             _, seq, old_content, old_created, old_expires, old_version = row
             # The UPDATE below writes only the version the caller read (if_version), else the one locked here.
@@ -451,8 +485,7 @@ class PostgresStorage:
             if inserts:
                 inserts.sort(key=lambda row: row[0])  # one order for every writer: no deadlock on the id index
                 cur.executemany(
-                    "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent, created_at,"
-                    " updated_at, expires_at, version, embedding) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                    f"INSERT INTO memories ({_INSERT_COLUMNS}) VALUES ({','.join(['%s'] * len(_INSERT_TYPES))})"
                     " ON CONFLICT (id) DO NOTHING RETURNING seq, id",
                     inserts,
                     returning=True,
@@ -500,15 +533,15 @@ class PostgresStorage:
     def contents(self, ids: Sequence[str]) -> dict[str, str]:
         if not ids:
             return {}
-        return dict(self._all("SELECT id, content FROM memories WHERE id = ANY(%s)", (list(ids),)))
+        return dict(self.fetch_all("SELECT id, content FROM memories WHERE id = ANY(%s)", (list(ids),)))
 
     def version_of(self, id: str) -> int | None:
-        rows = self._all("SELECT version FROM memories WHERE id = %s", (id,))
+        rows = self.fetch_all("SELECT version FROM memories WHERE id = %s", (id,))
         return int(rows[0][0]) if rows else None
 
     def get(self, id: str, now: float) -> dict[str, Any] | None:
         """The live record with this id, with its `version` (what `if_version` / an ETag names), or None."""
-        rows = self._all(
+        rows = self.fetch_all(
             f"SELECT {ROW_COLUMNS}, m.version FROM memories m"
             " WHERE m.id = %s AND (m.expires_at IS NULL OR m.expires_at > %s)",
             (id, to_dt(now)),
@@ -519,7 +552,7 @@ class PostgresStorage:
         if not len(seqs):
             return {}
         cond, params = compile_filter(flt, now)
-        rows = self._all(
+        rows = self.fetch_all(
             f"SELECT {ROW_COLUMNS} FROM memories m WHERE m.seq = ANY(%s) AND {cond}", [[int(s) for s in seqs], *params]
         )
         return {r[0]: row_dict(r) for r in rows}
@@ -527,7 +560,7 @@ class PostgresStorage:
     def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None, if_version: int | None = None) -> list[int]:
         # With `if_version`, one conditional statement: only rows still at that version go.
         cond, args = ("", [list(ids)]) if if_version is None else (" AND version = %s", [list(ids), if_version])
-        seqs = [r[0] for r in self._all(f"DELETE FROM memories WHERE id = ANY(%s){cond} RETURNING seq", args)]
+        seqs = [r[0] for r in self.fetch_all(f"DELETE FROM memories WHERE id = ANY(%s){cond} RETURNING seq", args)]
         if on_commit is not None:
             on_commit(seqs)
         return seqs
@@ -538,7 +571,7 @@ class PostgresStorage:
         if dry_run:
             return self.count(flt, now), []
         cond, params = compile_filter(flt, now)
-        seqs = [r[0] for r in self._all(f"DELETE FROM memories m WHERE {cond} RETURNING m.seq", params)]
+        seqs = [r[0] for r in self.fetch_all(f"DELETE FROM memories m WHERE {cond} RETURNING m.seq", params)]
         if on_commit is not None:
             on_commit(seqs)
         return len(seqs), seqs
@@ -550,7 +583,7 @@ class PostgresStorage:
         if cursor is not None:
             cond += " AND m.seq " + ("<" if newest_first else ">") + " %s"
             params.append(cursor)
-        rows = self._all(
+        rows = self.fetch_all(
             f"SELECT {ROW_COLUMNS} FROM memories m WHERE {cond} ORDER BY m.seq {'DESC' if newest_first else 'ASC'}"
             " LIMIT %s",
             [*params, limit + 1],
@@ -574,7 +607,7 @@ class PostgresStorage:
         else:
             query = one.format(col="key") + " LIMIT %s"
             args = [key, *params, limit]
-        return [row_dict(r) for r in self._all(query, args)]
+        return [row_dict(r) for r in self.fetch_all(query, args)]
 
     def newest_per_parent(self, prefix: str, now: float, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         """The newest live record of each key parent starting with `prefix`, newest first, and how many parents."""
@@ -597,7 +630,7 @@ class PostgresStorage:
     # -- tags and filters --------------------------------------------------------------------------------------
     def count(self, flt: Filter | None, now: float) -> int:
         cond, params = compile_filter(flt, now)
-        return int(self._all(f"SELECT count(*) FROM memories m WHERE {cond}", params)[0][0])
+        return int(self.fetch_all(f"SELECT count(*) FROM memories m WHERE {cond}", params)[0][0])
 
     def purge_expired(self, now: float, on_commit: OnCommit | None = None) -> list[int]:
         with self.conn() as conn, conn.transaction():
@@ -648,7 +681,7 @@ class PostgresStorage:
 
     def renew(self, key: str, token_hash: str, lease: float, now: float) -> dict[str, Any] | None:
         """Extend the lease whose token hashes to `token_hash` (even lapsed, while nobody took the key over)."""
-        rows = self._all(
+        rows = self.fetch_all(
             "UPDATE claims SET expires_at = date_trunc('microseconds', clock_timestamp() + %s::interval)"
             f" WHERE key = %s AND token_hash = %s RETURNING {self._CLAIM_COLS}",
             (f"{float(lease)} seconds", key, token_hash),
@@ -656,14 +689,15 @@ class PostgresStorage:
         return self._claim(rows[0]) if rows else None
 
     def get_claim(self, key: str, now: float) -> dict[str, Any] | None:
-        rows = self._all(f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = %s AND expires_at > now()", (key,))
+        rows = self.fetch_all(f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = %s AND expires_at > now()", (key,))
         return self._claim(rows[0]) if rows else None
 
     def release(self, key: str, token_hash: str, now: float) -> dict[str, Any] | None:
         """Release the claim whose lease token hashes to `token_hash`. Returns the claim that blocks the release
         (another lease's), or None when released.
 
-        Raises KeyError when there is no live claim on the key and no lapsed one of this token.
+        Raises:
+            NotFound: no live claim on the key, and no lapsed one of this token.
         """
         with self.conn() as conn, conn.transaction():
             row = conn.execute(
@@ -674,7 +708,7 @@ class PostgresStorage:
                 conn.execute("DELETE FROM claims WHERE key = %s", (key,))
                 return None
             if row is None or not row[6]:
-                raise KeyError(key)
+                raise NotFound(f"no live claim on key {key!r}")
             return self._claim(row[:5])
 
     # -- bulk loading: rows first, the HNSW index after ---------------------------------------------------------
@@ -718,7 +752,7 @@ class PostgresStorage:
             self.build_vector_index()  # also after a failure: never leave the table without its index
 
     def has_vector_index(self) -> bool:
-        return bool(self._all("SELECT to_regclass('memories_embedding') IS NOT NULL")[0][0])
+        return bool(self.fetch_all("SELECT to_regclass('memories_embedding') IS NOT NULL")[0][0])
 
     def copy_in(self, rows: Sequence[RestoredRecord]) -> list[tuple[int, str]]:
         """Insert exported records with COPY in one transaction; ids already present are skipped.
@@ -730,51 +764,14 @@ class PostgresStorage:
         with self.conn() as conn, conn.transaction():
             conn.execute("SET LOCAL statement_timeout = 0")  # a load, not a request: no budget
             version = conn.execute("SELECT nextval('memory_versions')").fetchone()[0]
-            conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS memory_spine_load (id text, content text, tags text[],"
-                " metadata jsonb, importance text, key text, key_parent text, created_at timestamptz,"
-                " updated_at timestamptz, expires_at timestamptz, version bigint, embedding vector)"
-                " ON COMMIT DELETE ROWS"
-            )
-            columns = (
-                "id, content, tags, metadata, importance, key, key_parent, created_at, updated_at, expires_at,"
-                " version, embedding"
-            )
+            staged = ", ".join(f"{name} {kind}" for name, kind in _INSERT_TYPES)
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS memory_spine_load ({staged}) ON COMMIT DELETE ROWS")
+            columns = _INSERT_COLUMNS
             with conn.cursor() as cur:
                 with cur.copy(f"COPY memory_spine_load ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(
-                        [
-                            "text",
-                            "text",
-                            "text[]",
-                            "jsonb",
-                            "text",
-                            "text",
-                            "text",
-                            "timestamptz",
-                            "timestamptz",
-                            "timestamptz",
-                            "int8",
-                            self._vector_oid,
-                        ]
-                    )
+                    copy.set_types([self._vector_oid if kind == "vector" else kind for _, kind in _COPY_TYPES])
                     for r in rows:
-                        copy.write_row(
-                            (
-                                r.id,
-                                r.content,
-                                r.tags,
-                                Jsonb(r.metadata),
-                                r.importance,
-                                r.key,
-                                r.key_parent,
-                                to_dt(r.created_at),
-                                to_dt(r.updated_at),
-                                to_dt(r.expires_at),
-                                version,
-                                np.asarray(r.vector, dtype=np.float32),
-                            )
-                        )
+                        copy.write_row(_insert_row(r, to_dt(r.created_at), to_dt(r.updated_at), version))
                 cur.execute(
                     f"INSERT INTO memories ({columns}) SELECT {columns} FROM memory_spine_load"
                     " ON CONFLICT (id) DO NOTHING RETURNING seq, id"

@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,12 @@ import orjson
 import sqlite_utils
 from filelock import FileLock, Timeout
 
-from ..errors import DataDirLocked, InvalidInput, ReadOnlyStorage, StorageError, StorageFull
+from ..errors import DataDirLocked, InvalidInput, NotFound, ReadOnlyStorage, StorageError, StorageFull
 from ..models import Filter
 from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
 from .budget import PROGRESS_STEPS, over_budget
 from .filters import Conditions, Group, Node, filter_is_empty, parse_filter, prefix_upper, to_epoch  # noqa: F401
+from .search import drop_stopwords, rarest
 
 log = logging.getLogger("memory_spine.storage")
 
@@ -216,14 +218,7 @@ def compile_filter(
     return " AND ".join(clauses), params
 
 
-# Lucene's default English stop set: words too common to say anything, and costly to score (BM25 must rank
-# every record holding any query term).
-STOPWORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such that the their then there these"
-    " they this to was will with".split()
-)
 _WORD = re.compile(r"\w+")
-MAX_KEYWORD_TERMS = 8
 
 
 def keyword_terms(text: str) -> list[str]:
@@ -240,10 +235,48 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{p}"' for p in dict.fromkeys(phrases[:64]))
 
 
+def _encoded(rec: NewRecord) -> tuple[str, str]:
+    """A record's tags and metadata as stored: JSON text (metadata compact), non-ASCII kept."""
+    return json.dumps(rec.tags, ensure_ascii=False), json.dumps(rec.metadata, ensure_ascii=False, separators=(",", ":"))
+
+
+def _insert(
+    conn: sqlite3.Connection, rec: NewRecord, encoded: tuple[str, str], created: float, updated: float, version: int
+) -> int:
+    """INSERT a new record's row (put and restore: only the timestamps differ) with its vector. Returns its seq."""
+    assert rec.vector is not None  # callers raise ContentChanged / ValueError first
+    cur = conn.execute(
+        "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent,"
+        " created_at, updated_at, expires_at, version, vector_version, vector)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            rec.id,
+            rec.content,
+            *encoded,
+            rec.importance,
+            rec.key,
+            rec.key_parent,
+            created,
+            updated,
+            rec.expires_at,
+            version,
+            version,
+            rec.vector.astype(np.float32).tobytes(),
+        ),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def _add_tags(conn: sqlite3.Connection, seq: int, tags: Sequence[str]) -> None:
+    if tags:
+        conn.executemany("INSERT OR IGNORE INTO memory_tags (tag, seq) VALUES (?, ?)", [(t, seq) for t in tags])
+
+
 class SQLiteStorage:
     """The `Storage` contract over one SQLite file."""
 
     backend = "sqlite"
+    reads_are_local = True  # a point read is a lookup in a local file
 
     def __init__(self, path: Path, dim: int, *, synchronous: str = "normal") -> None:
         self.path = Path(path)
@@ -470,6 +503,11 @@ class SQLiteStorage:
         """Hold off all writes (and their on_commit hooks): for snapshotting the derived index."""
         return self._write_lock
 
+    @contextmanager
+    def bulk(self, rows: int) -> Iterator[None]:
+        """Around a load of `rows` records: nothing to prepare (the derived index follows each commit)."""
+        yield
+
     def _next_version(self) -> int:
         # Called only under the write lock.
         self._version += 1
@@ -493,32 +531,11 @@ class SQLiteStorage:
                     raise VersionChanged(rec.id)
                 # Whole microseconds, as iso() shows them: filtering on a returned created_at is then exact.
                 now = round(rec.now, 6)
-                tags_json = json.dumps(rec.tags, ensure_ascii=False)
-                meta_json = json.dumps(rec.metadata, ensure_ascii=False, separators=(",", ":"))
+                tags_json, meta_json = _encoded(rec)
                 if existing is None:
                     if rec.vector is None:
                         raise ContentChanged(rec.id)
-                    cur = conn.execute(
-                        "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent,"
-                        " created_at, updated_at, expires_at, version, vector_version, vector)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (
-                            rec.id,
-                            rec.content,
-                            tags_json,
-                            meta_json,
-                            rec.importance,
-                            rec.key,
-                            rec.key_parent,
-                            now,
-                            now,
-                            rec.expires_at,
-                            version,
-                            version,
-                            rec.vector.astype(np.float32).tobytes(),
-                        ),
-                    )
-                    seq = cur.lastrowid
+                    seq = _insert(conn, rec, (tags_json, meta_json), now, now, version)
                     created, vector_changed = True, True
                 else:
                     seq, old_content, old_created, old_expires, old_version = existing
@@ -554,11 +571,7 @@ class SQLiteStorage:
                         raise VersionChanged(rec.id)
                     conn.execute("DELETE FROM memory_tags WHERE seq = ?", (seq,))
                     created = revived
-                if rec.tags:
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO memory_tags (tag, seq) VALUES (?, ?)",
-                        [(t, seq) for t in rec.tags],
-                    )
+                _add_tags(conn, seq, rec.tags)
                 results.append(PutResult(seq=seq, id=rec.id, created=created, vector_changed=vector_changed))
         return results
 
@@ -581,31 +594,8 @@ class SQLiteStorage:
                     continue
                 if version is None:  # only a write that inserts something takes a version
                     version = self._next_version()
-                cur = conn.execute(
-                    "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent,"
-                    " created_at, updated_at, expires_at, version, vector_version, vector)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        rec.id,
-                        rec.content,
-                        json.dumps(rec.tags, ensure_ascii=False),
-                        json.dumps(rec.metadata, ensure_ascii=False, separators=(",", ":")),
-                        rec.importance,
-                        rec.key,
-                        rec.key_parent,
-                        rec.created_at,
-                        rec.updated_at,
-                        rec.expires_at,
-                        version,
-                        version,
-                        rec.vector.astype(np.float32).tobytes(),
-                    ),
-                )
-                seq = int(cur.lastrowid or 0)
-                if rec.tags:
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO memory_tags (tag, seq) VALUES (?, ?)", [(t, seq) for t in rec.tags]
-                    )
+                seq = _insert(conn, rec, _encoded(rec), rec.created_at, rec.updated_at, version)
+                _add_tags(conn, seq, rec.tags)
                 results.append(PutResult(seq=seq, id=rec.id, created=True, vector_changed=True))
         return results
 
@@ -821,15 +811,6 @@ class SQLiteStorage:
         matrix = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(out_seqs), self.dim)
         return np.array(out_seqs, dtype=np.int64), matrix
 
-    def candidate_vectors(self, flt: Filter, now: float) -> tuple[np.ndarray, np.ndarray]:
-        cond, params = compile_filter(flt, now)
-        rows = self._reader().execute(f"SELECT m.seq, m.vector FROM memories m WHERE {cond}", params).fetchall()
-        if not rows:
-            return np.empty(0, dtype=np.int64), np.empty((0, self.dim), dtype=np.float32)
-        seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-        return seqs, vecs
-
     # -- full text -------------------------------------------------------------------------------------
     def keyword_match(self, query: str, total: int) -> str | None:
         """The FTS5 query for a free-text query: its rarest informative phrases, any of which may match.
@@ -843,7 +824,7 @@ class SQLiteStorage:
         phrases = list(dict.fromkeys(tuple(t) for t in (keyword_terms(c) for c in query.split()) if t))
         if not phrases:
             return None
-        phrases = [p for p in phrases if not (len(p) == 1 and p[0] in STOPWORDS)] or phrases
+        phrases = drop_stopwords(phrases, lambda p: p)
         tokens = sorted({t for p in phrases for t in p})
         df = dict(
             self._reader().execute(
@@ -851,9 +832,7 @@ class SQLiteStorage:
             )
         )
         rarity = {p: min(df.get(t, 0) for t in p) for p in phrases}
-        ranked = sorted(phrases, key=lambda p: rarity[p])
-        common = max(50, total // 5)
-        kept = [p for p in ranked if rarity[p] <= common][:MAX_KEYWORD_TERMS] or ranked[:1]
+        kept = rarest(phrases, rarity, common=max(50, total // 5))
         return " OR ".join('"' + " ".join(p) + '"' for p in kept)
 
     def keyword(
@@ -950,6 +929,59 @@ class SQLiteStorage:
             # would start lower again, and an index saved at the higher version would skip the writes reusing them.
             conn.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('version_floor', ?)", (str(self._version),))
 
+    # -- repair (`memory-spine check`, checkup.py) ------------------------------------------------------------
+    def malformed_rows(self) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, str]]]:
+        """Rows whose vector has the wrong byte length (seq, id, bytes), and rows whose metadata is not a JSON
+        object (seq, id, metadata), read from the table itself, never from an index that may be the damage."""
+        conn = self._reader()
+        vectors = conn.execute(
+            "SELECT seq, id, length(vector) FROM memories NOT INDEXED WHERE length(vector) != ? ORDER BY seq",
+            (self.dim * 4,),
+        ).fetchall()
+        metadata = conn.execute(
+            "SELECT seq, id, metadata FROM memories NOT INDEXED"
+            " WHERE NOT json_valid(metadata) OR json_type(metadata) != 'object' ORDER BY seq"
+        ).fetchall()
+        return vectors, metadata
+
+    def contents_by_seq(self, seqs: Sequence[int]) -> dict[int, str]:
+        """The content of each of these seqs still present."""
+        return dict(self._select_in("SELECT seq, content FROM memories WHERE seq IN ({marks})", list(seqs)))
+
+    def replace_vectors(self, vectors: Sequence[tuple[int, bytes]]) -> None:
+        """Store new vectors for these seqs in one transaction, each with a new version, so an index that loads
+        (and catches up) sees them."""
+        self._repair(
+            "UPDATE memories SET vector = ?, vector_version = ?, version = ? WHERE seq = ?",
+            [(blob, seq) for seq, blob in vectors],
+            versioned=True,  # (blob, seq) -> (blob, version, version, seq), versions taken under the lock
+        )
+
+    def wrap_metadata(self, seqs: Sequence[int]) -> None:
+        """Keep unparseable metadata as `{"unparsed_metadata": <the text>}`, in one transaction."""
+        self._repair(
+            "UPDATE memories SET metadata = json_object('unparsed_metadata', metadata) WHERE seq = ?",
+            [(s,) for s in seqs],
+            versioned=False,
+        )
+
+    def _repair(self, sql: str, rows: Sequence[tuple], *, versioned: bool) -> None:
+        # Under the write lock but outside _Tx: a repair is not a commit the derived index follows (it is
+        # rebuilt or caught up after), and the result cache is not open during `check`.
+        with self.exclusive():
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    if versioned:
+                        v = self._next_version()
+                        row = (row[0], v, v, *row[1:])
+                    conn.execute(sql, row)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
     # -- claims ----------------------------------------------------------------------------------------
     _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence"
 
@@ -1004,7 +1036,8 @@ class SQLiteStorage:
         """Release the claim whose lease token hashes to `token_hash`. Returns the claim that blocks the release
         (another lease's), or None when released.
 
-        Raises KeyError when there is no live claim on the key and no lapsed one of this token.
+        Raises:
+            NotFound: no live claim on the key, and no lapsed one of this token.
         """
         with self._tx() as conn:
             row = conn.execute(f"SELECT {self._CLAIM_COLS}, token_hash FROM claims WHERE key = ?", (key,)).fetchone()
@@ -1012,7 +1045,7 @@ class SQLiteStorage:
                 conn.execute("DELETE FROM claims WHERE key = ?", (key,))
                 return None
             if row is None or row[3] <= now:
-                raise KeyError(key)
+                raise NotFound(f"no live claim on key {key!r}")
             return self._claim(row[:5])
 
     # -- housekeeping ----------------------------------------------------------------------------------

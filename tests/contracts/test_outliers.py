@@ -17,7 +17,6 @@ The counts (stores x outliers, found, missed by the bare graph) are printed (``-
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -60,8 +59,7 @@ def write(svc: MemoryService, store: Store) -> None:
     HNSW index built after the rows, then the side list's lookups done by `backfill`, as `maintain` would)."""
     vectors = np.vstack([store.bulk, store.outliers])
     n = len(store.bulk)
-    bulk = getattr(svc.storage, "bulk", None)
-    with bulk(len(vectors)) if bulk is not None else contextlib.nullcontext():
+    with svc.storage.bulk(len(vectors)):
         for start in range(0, len(store.order), BATCH):
             chunk = store.order[start : start + BATCH]
             items = [
@@ -83,7 +81,7 @@ def top_id(svc: MemoryService, vector: np.ndarray) -> str | None:
 def bare_graph_top(svc: MemoryService, vector: np.ndarray) -> str | None:
     """The control: what HNSW alone (no side list, no exact path) returns first."""
     planner = svc.planner
-    if hasattr(planner, "index"):  # the embedded default: ask hnswlib directly
+    if planner.index is not None:  # the embedded default: ask hnswlib directly
         graph = planner.index._index
         graph.set_ef(128)
         labels, _ = graph.knn_query(vector, k=1)

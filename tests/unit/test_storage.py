@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memory_spine.errors import StorageError
+from memory_spine.errors import NotFound, StorageError
 from memory_spine.models import Filter
 from memory_spine.storage.base import ContentChanged, NewRecord, StaleFence
 from memory_spine.storage.sqlite import SQLiteStorage, compile_filter
@@ -121,7 +121,7 @@ def test_claims(store):
     assert store.renew("dedup:k", "h1", lease=10, now=201) is None  # the old lease is gone for good
     assert store.release("dedup:k", "h1", now=201)["holder"] == "w2"  # not yours
     assert store.release("dedup:k", "h2", now=201) is None
-    with pytest.raises(KeyError):
+    with pytest.raises(NotFound):  # the service's own error, not a bare KeyError
         store.release("dedup:k", "h2", now=202)
     won, c = store.claim("dedup:k", "w3", lease=10, now=300, token_hash="h3")
     assert c["fence"] == 3  # fences never repeat, even after a release

@@ -1,0 +1,122 @@
+"""The search vocabulary both backends share: what a plan reports, how lists fuse, when exact scoring pays.
+
+- `Plan`: what a search did, for `"explain": true` and the logs;
+- `Scored`, `Rows`: (seq, score) pairs best first, and the hydrated rows by seq;
+- `fuse`, `hybrid`: reciprocal rank fusion (k=60) of a semantic and a keyword list, the hybrid mode of every
+  backend;
+- `exact_cap`: how many filter matches are still worth scoring exactly rather than walking HNSW with a filter;
+- `drop_stopwords`, `rarest` (`STOPWORDS`, `MAX_KEYWORD_TERMS`): the keyword pruning both dialects apply to a
+  query's phrases, each dialect with its own tokens and its own document frequencies.
+
+The embedded default's planner (planner.py) and PostgreSQL's search (storage/pg_search.py) import this module;
+it imports neither, nor any backend, so neither backend depends on the other.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+__all__ = [
+    "MAX_KEYWORD_TERMS",
+    "RRF_K",
+    "STOPWORDS",
+    "Plan",
+    "Rows",
+    "Scored",
+    "drop_stopwords",
+    "exact_cap",
+    "fuse",
+    "hybrid",
+    "rarest",
+]
+
+RRF_K = 60
+Scored = list[tuple[int, float]]
+Rows = dict[int, dict[str, Any]]
+
+# Lucene's default English stop set: words too common to say anything, and costly to score (BM25 must rank
+# every record holding any query term).
+STOPWORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there these"
+    " they this to was will with".split()
+)
+MAX_KEYWORD_TERMS = 8  # a keyword query keeps at most this many of its rarest phrases
+P = TypeVar("P")
+
+
+@dataclass
+class Plan:
+    """What the planner did, for `"explain": true` and the logs."""
+
+    name: str
+    candidates: int | None = None
+    k: list[int] = field(default_factory=list)
+    ms: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def add_ms(self, name: str, seconds: float) -> None:
+        """Add to a timing in `detail` (milliseconds), e.g. the index's share of the plan."""
+        self.detail[name] = round(self.detail.get(name, 0.0) + seconds * 1000, 3)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"plan": self.name, "ms": round(self.ms, 3)}
+        if self.candidates is not None:
+            out["candidates"] = self.candidates
+        if self.k:
+            out["k"] = self.k
+        out.update(self.detail)
+        return out
+
+
+def fuse(semantic: Scored, keyword: Scored, limit: int) -> Scored:
+    """Reciprocal rank fusion (k=60) of two ranked lists; 1.0 means first in both."""
+    fused: dict[int, float] = {}
+    for ranked in (semantic, keyword):
+        for rank, (seq, _score) in enumerate(ranked):
+            fused[seq] = fused.get(seq, 0.0) + 1.0 / (RRF_K + rank + 1)
+    best = 2.0 / (RRF_K + 1)  # first in both lists
+    order = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[:limit]
+    return [(s, sc / best) for s, sc in order]
+
+
+def hybrid(
+    semantic: Callable[[int], tuple[Scored, Rows, Plan]], keyword: Callable[[int], tuple[Scored, Rows]], limit: int
+) -> tuple[Scored, Rows, Plan]:
+    """The hybrid plan: both searches `max(3 * limit, 30)` deep (each called with that depth), fused by `fuse`."""
+    started = time.perf_counter()
+    depth = max(limit * 3, 30)
+    sem, sem_rows, sem_plan = semantic(depth)
+    kw, kw_rows = keyword(depth)
+    hits = fuse(sem, kw, limit)
+    plan = Plan(
+        "hybrid",
+        ms=(time.perf_counter() - started) * 1000,
+        detail={"semantic": sem_plan.as_dict(), "keyword_hits": len(kw)},
+    )
+    return hits, {**kw_rows, **sem_rows}, plan
+
+
+def drop_stopwords(phrases: list[P], words: Callable[[P], Sequence[str]]) -> list[P]:
+    """The phrases that are not a lone stop word; all of them when nothing else would be left."""
+    return [p for p in phrases if not (len(words(p)) == 1 and words(p)[0] in STOPWORDS)] or phrases
+
+
+def rarest(phrases: list[P], rarity: Mapping[P, float], common: float) -> list[P]:
+    """The MAX_KEYWORD_TERMS rarest phrases no commoner than `common`, rarest first; the rarest one alone when
+    all are commoner. Common terms add almost nothing to a ranking but make the database score most rows."""
+    ranked = sorted(phrases, key=lambda p: rarity[p])
+    return [p for p in ranked if rarity[p] <= common][:MAX_KEYWORD_TERMS] or ranked[:1]
+
+
+def exact_cap(limit: int, size: int, most: int) -> int:
+    """Most candidates worth scoring exactly rather than searching HNSW with a filter, over `size` records.
+
+    Exact scoring reads each candidate's vector (a few microseconds each); a filtered HNSW search checks about
+    limit / selectivity candidates against the filter (also a few microseconds each). The two cost the same
+    near sqrt(limit * N) candidates, so that is the bound, capped by `most` (`exact_max_candidates`).
+    """
+    return min(most, max(256, int(1.3 * math.sqrt(limit * max(size, 1)))))
