@@ -490,7 +490,12 @@ class BearerAuth:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of `memory-spine mcp`."""
     p.add_argument("--url", help=f"the memory-spine service to use (default {DEFAULT_URL}; env MEMORY_SPINE_URL)")
-    p.add_argument("--token", help="bearer token of that service (env MEMORY_SPINE_TOKEN)")
+    p.add_argument("--token", help="bearer token of that service (env MEMORY_SPINE_TOKEN; shown by ps)")
+    p.add_argument(
+        "--token-file",
+        dest="token_file",
+        help="read that token from the file's first line instead (env MEMORY_SPINE_TOKEN_FILE; kept out of ps)",
+    )
     p.add_argument(
         "--data-dir",
         dest="data_dir",
@@ -506,6 +511,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--http-token",
         dest="http_token",
         help="with --http: token MCP clients must send (env MEMORY_SPINE_MCP_TOKEN; default: the --token)",
+    )
+    p.add_argument(
+        "--http-token-file",
+        dest="http_token_file",
+        help="with --http: read that token from the file's first line (env MEMORY_SPINE_MCP_TOKEN_FILE)",
     )
     p.add_argument("--insecure", action="store_true", help="with --http: allow a non-loopback bind without a token")
     p.add_argument("--log-level", dest="log_level", default="warning", help="stderr JSON logs (default warning)")
@@ -552,6 +562,38 @@ def _backend(args: argparse.Namespace) -> Iterator[tuple[Callable[[], MemoryClie
         service.close()
 
 
+def _token_file(path: str | None, flag: str) -> str | None:
+    """The token in a file's first line (a token on the command line is visible to `ps`); None without a path.
+
+    Raises:
+        ValueError: the file cannot be read or its first line is empty (the message names the flag and file).
+    """
+    if not path:
+        return None
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{flag}: cannot read {path}: {exc}") from exc
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise ValueError(f"{flag}: the first line of {path} is empty")
+    return token
+
+
+def _read_token_files(args: argparse.Namespace) -> None:
+    """Fill `args.token` / `args.http_token` from their files (flag or environment); ValueError on a bad one."""
+    for value, file_flag, env, flag in (
+        ("token", "token_file", "MEMORY_SPINE_TOKEN_FILE", "--token-file"),
+        ("http_token", "http_token_file", "MEMORY_SPINE_MCP_TOKEN_FILE", "--http-token-file"),
+    ):
+        given = getattr(args, file_flag, None)
+        if given and getattr(args, value):
+            raise ValueError(f"give --{value.replace('_', '-')} or {flag}, not both")
+        token = _token_file(given or os.environ.get(env), flag)
+        if token and not getattr(args, value):
+            setattr(args, value, token)
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -570,6 +612,11 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)  # JSON lines on stderr, installed before the SDK's own logging set-up
     if args.data_dir is not None and args.url:
         print("memory-spine: give --url (a running service) or --data-dir (run one here), not both", file=sys.stderr)
+        return 2
+    try:
+        _read_token_files(args)
+    except ValueError as exc:
+        print(f"memory-spine: {exc}", file=sys.stderr)
         return 2
     http_token = args.http_token or os.environ.get("MEMORY_SPINE_MCP_TOKEN") or args.token
     http_token = http_token or os.environ.get("MEMORY_SPINE_TOKEN") or None

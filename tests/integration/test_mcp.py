@@ -166,8 +166,14 @@ def start_mcp_http(log_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
 
 @pytest.fixture
 def mcp_http(server, tmp_path):
-    args = ["--url", server.url, "--token", SERVICE_TOKEN, "--http-token", MCP_TOKEN]
+    # Both tokens from files, so neither shows in `ps` (the tools reach the service only with the right one).
+    (tmp_path / "svc.tok").write_text(SERVICE_TOKEN + "\n")
+    (tmp_path / "mcp.tok").write_text(MCP_TOKEN + "\n")
+    args = ["--url", server.url, "--token-file", str(tmp_path / "svc.tok")]
+    args += ["--http-token-file", str(tmp_path / "mcp.tok")]
     proc, url = start_mcp_http(tmp_path / "mcp-http.log", *args)
+    cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+    assert SERVICE_TOKEN.encode() not in cmdline and MCP_TOKEN.encode() not in cmdline
     yield url
     proc.terminate()
     assert proc.wait(timeout=30) == 0  # SIGTERM: graceful stop, exit 0

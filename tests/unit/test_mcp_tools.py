@@ -277,3 +277,38 @@ async def test_generated_ids_look_like_the_http_apis(server, kit, client):
         ]
     for memory_id in ids:
         assert str(uuid.UUID(memory_id)) == memory_id, ids  # canonical: lower-case hex with dashes
+
+
+def test_token_files_fill_the_tokens_and_a_bad_one_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from memory_spine import mcp_server
+
+    for name in ("MEMORY_SPINE_TOKEN_FILE", "MEMORY_SPINE_MCP_TOKEN_FILE", "MEMORY_SPINE_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    parser = argparse.ArgumentParser()
+    mcp_server.add_arguments(parser)
+    service, clients = tmp_path / "service", tmp_path / "clients"
+    service.write_text("s3cret-service\nignored\n")
+    clients.write_text("s3cret-clients\n")
+    args = parser.parse_args(["--token-file", str(service), "--http-token-file", str(clients)])
+    mcp_server._read_token_files(args)
+    assert (args.token, args.http_token) == ("s3cret-service", "s3cret-clients")
+    monkeypatch.setenv("MEMORY_SPINE_TOKEN_FILE", str(service))  # the environment works as the flag does
+    args = parser.parse_args([])
+    mcp_server._read_token_files(args)
+    assert args.token == "s3cret-service"
+    monkeypatch.delenv("MEMORY_SPINE_TOKEN_FILE")
+
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for argv, words in (
+        (["--token-file", str(empty)], "empty"),
+        (["--token-file", str(tmp_path / "missing")], "cannot read"),
+        (["--token", "x", "--token-file", str(service)], "not both"),
+        (["--http-token-file", str(empty)], "--http-token-file"),
+    ):
+        assert mcp_server.run(parser.parse_args(argv)) == 2, argv
+        err = capsys.readouterr().err
+        assert words in err and err.startswith("memory-spine: ") and err.count("\n") == 1, err
+        assert "s3cret" not in err
