@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import argparse
 import errno
-import ipaddress
 import os
 import signal
 import socket
 import sys
 from pathlib import Path
 from typing import Any
-
-LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
 #: Exit codes, the same for every command.
 EXIT_OK = 0
@@ -86,18 +83,6 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        try:
-            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
-        except (OSError, ValueError):
-            return False
-
-
 def _settings(args: argparse.Namespace, names: list[str]) -> Any:
     from .config import Settings
 
@@ -123,7 +108,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if args.insecure:
         settings.insecure = True
-    if not _is_loopback(settings.host) and settings.token is None and not settings.insecure:
+    from .api.hosts import is_loopback  # (the api package imports FastAPI: only once past argument checks)
+
+    if not is_loopback(settings.host, resolve=True) and settings.token is None and not settings.insecure:
         print(
             f"memory-spine: refusing to listen on {settings.host}, which is not a loopback address, without a"
             " token: anyone who can reach it could read and erase every memory. Set --token (or"

@@ -123,12 +123,21 @@ class Settings(BaseSettings):
             return self
         if self.token is not None:
             raise ValueError("give the token or a token file, not both")
-        try:
-            lines = self.token_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"cannot read the token file {self.token_file}: {exc}") from exc
-        token = lines[0].strip() if lines else ""
-        if not token:
-            raise ValueError(f"the token file {self.token_file} is empty")
-        self.token = SecretStr(token)
+        self.token = SecretStr(read_token_file(self.token_file))
         return self
+
+
+def read_token_file(path: Path) -> str:
+    """The token on a file's first line (kept out of `ps`, unlike a flag).
+
+    Raises:
+        ValueError: the file cannot be read or its first line is empty; the message names the file.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the token file {path}: {exc}") from exc
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise ValueError(f"the token file {path} is empty")
+    return token

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hmac
-import ipaddress
 import json
 import os
 import signal
@@ -521,15 +520,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", dest="log_level", default="warning", help="stderr JSON logs (default warning)")
 
 
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @contextlib.contextmanager
 def _backend(args: argparse.Namespace) -> Iterator[tuple[Callable[[], MemoryClient], str]]:
     """The factory of the tools' MemoryClient, and a description of where it goes; owns the in-process service."""
@@ -562,26 +552,11 @@ def _backend(args: argparse.Namespace) -> Iterator[tuple[Callable[[], MemoryClie
         service.close()
 
 
-def _token_file(path: str | None, flag: str) -> str | None:
-    """The token in a file's first line (a token on the command line is visible to `ps`); None without a path.
-
-    Raises:
-        ValueError: the file cannot be read or its first line is empty (the message names the flag and file).
-    """
-    if not path:
-        return None
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{flag}: cannot read {path}: {exc}") from exc
-    token = lines[0].strip() if lines else ""
-    if not token:
-        raise ValueError(f"{flag}: the first line of {path} is empty")
-    return token
-
-
 def _read_token_files(args: argparse.Namespace) -> None:
-    """Fill `args.token` / `args.http_token` from their files (flag or environment); ValueError on a bad one."""
+    """Fill `args.token` / `args.http_token` from their files (flag or environment; a token on the command line is
+    visible to `ps`); ValueError naming the flag on a bad one."""
+    from .config import read_token_file
+
     for value, file_flag, env, flag in (
         ("token", "token_file", "MEMORY_SPINE_TOKEN_FILE", "--token-file"),
         ("http_token", "http_token_file", "MEMORY_SPINE_MCP_TOKEN_FILE", "--http-token-file"),
@@ -589,9 +564,12 @@ def _read_token_files(args: argparse.Namespace) -> None:
         given = getattr(args, file_flag, None)
         if given and getattr(args, value):
             raise ValueError(f"give --{value.replace('_', '-')} or {flag}, not both")
-        token = _token_file(given or os.environ.get(env), flag)
-        if token and not getattr(args, value):
-            setattr(args, value, token)
+        path = given or os.environ.get(env)
+        if path and not getattr(args, value):
+            try:
+                setattr(args, value, read_token_file(Path(path)))
+            except ValueError as exc:
+                raise ValueError(f"{flag}: {exc}") from exc
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -620,7 +598,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     http_token = args.http_token or os.environ.get("MEMORY_SPINE_MCP_TOKEN") or args.token
     http_token = http_token or os.environ.get("MEMORY_SPINE_TOKEN") or None
-    if args.http and not _is_loopback(args.host) and not http_token and not args.insecure:
+    from .api.hosts import is_loopback
+
+    if args.http and not is_loopback(args.host) and not http_token and not args.insecure:
         print(
             f"memory-spine: refusing to serve MCP on {args.host}, which is not a loopback address, without a token"
             " (--http-token or --token); pass --insecure if the network is trusted.",

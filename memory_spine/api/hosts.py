@@ -37,6 +37,23 @@ def split_host(header: str) -> tuple[str, str | None]:
     return value, None  # a bare name, or an unbracketed IPv6 address (not valid in Host, judged as written)
 
 
+def is_loopback(host: str, *, resolve: bool = False) -> bool:
+    """A loopback name or address (a bind or a Host that only this machine reaches); `resolve`: look names up too."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        if not resolve:
+            return False
+    import socket
+
+    try:
+        return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
+    except (OSError, ValueError):
+        return False
+
+
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
