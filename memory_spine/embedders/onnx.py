@@ -68,12 +68,13 @@ class OnnxEmbedder:
         # TRAP: the shipped tokenizer.json pads every input to a fixed 128 and truncates at 128, while
         # sentence-transformers truncates at max_seq_length (256) and pads to the batch's longest.
         # Truncate like the reference and pad ourselves (in _run_chunk), after sorting by length.
-        tok.enable_truncation(max_length=_max_seq_length(mdir))
+        max_tokens = _max_seq_length(mdir)
+        tok.enable_truncation(max_length=max_tokens)
         tok.no_padding()
         self._tok = tok
         # Long texts are cut to what the model reads before tokenizing them (tokenizing all of 100k characters
         # to keep 256 tokens cost GBs in a batch); the tokens kept are the same (see clip.py).
-        self._clip = Clipper(tok, _max_seq_length(mdir))
+        self._clip = Clipper(tok, max_tokens)
 
         opts = ort.SessionOptions()
         # Default 2 threads: the service shares the machine with its callers, and beyond 2 threads a

@@ -535,10 +535,6 @@ class PostgresStorage:
             return {}
         return dict(self.fetch_all("SELECT id, content FROM memories WHERE id = ANY(%s)", (list(ids),)))
 
-    def version_of(self, id: str) -> int | None:
-        rows = self.fetch_all("SELECT version FROM memories WHERE id = %s", (id,))
-        return int(rows[0][0]) if rows else None
-
     def get(self, id: str, now: float) -> dict[str, Any] | None:
         """The live record with this id, with its `version` (what `if_version` / an ETag names), or None."""
         rows = self.fetch_all(

@@ -618,11 +618,6 @@ class SQLiteStorage:
     def contents(self, ids: Sequence[str]) -> dict[str, str]:
         return dict(self._select_in("SELECT id, content FROM memories WHERE id IN ({marks})", ids))
 
-    def version_of(self, id: str) -> int | None:
-        """The version of the row with this id (expired or not), for a later put() with `if_version`."""
-        row = self._reader().execute("SELECT version FROM memories WHERE id = ?", (id,)).fetchone()
-        return int(row[0]) if row else None
-
     def get(self, id: str, now: float) -> dict[str, Any] | None:
         """The live record with this id, with its `version` (what `if_version` / an ETag names), or None."""
         row = (
