@@ -13,6 +13,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..errors import StorageError
+
 _LOCK_ID = 0x6D656D73  # "mems": pg_advisory_xact_lock key shared by every memory-spine replica
 
 # Keyword search sees words as SQLite's FTS5 tokenizer does, near enough: ASCII punctuation other than "_"
@@ -101,6 +103,11 @@ def migrate(conn: psycopg.Connection, **params: Any) -> list[int]:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS memory_spine_migrations"
             " (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        newest = conn.execute("SELECT max(version) FROM memory_spine_migrations").fetchone()[0] or 0
+    if newest > MIGRATIONS[-1][0]:
+        raise StorageError(
+            f"this database has schema version {newest}; this memory-spine knows up to {MIGRATIONS[-1][0]}: upgrade it"
         )
     applied: list[int] = []
     for version, name, apply in MIGRATIONS:

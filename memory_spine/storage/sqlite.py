@@ -1,6 +1,6 @@
 """SQLite storage, the embedded default and the one source of truth: records, tags, keys, vectors, claims.
 
-Schema (created with sqlite-utils, WAL mode):
+Schema (versioned migrations in `sqlite_schema.py`; WAL mode):
 
 - `memories`: one row per record; `seq` (INTEGER PRIMARY KEY AUTOINCREMENT, never reused) is the label of
   the record's vector in the derived hnswlib index; `version` grows with every write, `vector_version` only
@@ -41,16 +41,12 @@ from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord,
 from .budget import PROGRESS_STEPS, over_budget
 from .filters import Conditions, Group, Node, filter_is_empty, parse_filter, prefix_upper, to_epoch  # noqa: F401
 from .search import drop_stopwords, rarest
+from .sqlite_schema import migrate
 
 log = logging.getLogger("memory_spine.storage")
 
-SCHEMA_VERSION = 1
 CLAIM_GRACE_SECONDS = 86_400  # how long a lapsed claim (and its fence) is kept before purge_expired drops it
 OnCommit = Callable[[Any], None]
-# Every query excludes expired records with `expires_at IS NULL OR expires_at > now`; with the metadata in the same
-# index, a `where` filter on metadata is answered from the index alone instead of reading every row (vectors
-# included): 57 ms against 140 ms for a 0.1 %-selective `where` at 100k records.
-_EXPIRY_METADATA_INDEX = "CREATE INDEX IF NOT EXISTS memories_expiry_metadata ON memories(expires_at, metadata)"
 READER_CACHE_KIB = 2048  # each reader connection's page cache
 _IN_CHUNK = 900  # values per IN list, under SQLite's default limit of 999 bound variables
 _ROW_COLUMNS = (
@@ -333,105 +329,8 @@ class SQLiteStorage:
         return conn
 
     def _create_schema(self) -> None:
-        db = self.db
-        if "memories" not in db.table_names():
-            with self._write_lock:
-                self._writer.execute("BEGIN IMMEDIATE")
-                try:
-                    db.execute(
-                        """CREATE TABLE memories (
-                            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                            id TEXT NOT NULL UNIQUE,
-                            content TEXT NOT NULL,
-                            tags TEXT NOT NULL DEFAULT '[]',
-                            metadata TEXT NOT NULL DEFAULT '{}',
-                            importance TEXT NOT NULL DEFAULT 'medium',
-                            key TEXT,
-                            key_parent TEXT,
-                            created_at REAL NOT NULL,
-                            updated_at REAL NOT NULL,
-                            expires_at REAL,
-                            version INTEGER NOT NULL,
-                            vector_version INTEGER NOT NULL,
-                            vector BLOB NOT NULL
-                        )"""
-                    )
-                    db["memories"].create_index(["key", "version"])
-                    db["memories"].create_index(["key_parent", "version"])
-                    db["memories"].create_index(["vector_version"])
-                    db["memories"].create_index(["created_at"])
-                    db.execute(_EXPIRY_METADATA_INDEX)
-                    db.execute(
-                        "CREATE TABLE memory_tags (tag TEXT NOT NULL, seq INTEGER NOT NULL,"
-                        " PRIMARY KEY (tag, seq)) WITHOUT ROWID"
-                    )
-                    db["memory_tags"].create_index(["seq"])
-                    db["tombstones"].create({"seq": int, "version": int}, pk="seq")
-                    db["tombstones"].create_index(["version"])
-                    db["claims"].create(
-                        {
-                            "key": str,
-                            "holder": str,
-                            "acquired_at": float,
-                            "expires_at": float,
-                            "fence": int,
-                            "token_hash": str,
-                        },
-                        pk="key",
-                    )
-                    db["meta"].create({"name": str, "value": str}, pk="name")
-                    db.execute(
-                        "CREATE VIRTUAL TABLE memories_fts USING fts5(content, content='memories',"
-                        # No stemmer: keyword search is for exact words (names, codes, identifiers; snake_case
-                        # stays one token), and unstemmed terms can be looked up in the vocabulary below.
-                        " content_rowid='seq', tokenize=\"unicode61 remove_diacritics 2 tokenchars '_'\")"
-                    )
-                    db.execute("CREATE VIRTUAL TABLE memories_fts_vocab USING fts5vocab('memories_fts', 'row')")
-                    db.executescript(
-                        """
-                        CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
-                          INSERT INTO memories_fts(rowid, content) VALUES (new.seq, new.content);
-                        END;
-                        CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
-                          INSERT INTO memories_fts(memories_fts, rowid, content) VALUES('delete', old.seq, old.content);
-                        END;
-                        CREATE TRIGGER memories_au AFTER UPDATE OF content ON memories BEGIN
-                          INSERT INTO memories_fts(memories_fts, rowid, content) VALUES('delete', old.seq, old.content);
-                          INSERT INTO memories_fts(rowid, content) VALUES (new.seq, new.content);
-                        END;
-                        """
-                    )
-                    self._writer.execute(
-                        "INSERT INTO meta(name, value) VALUES ('schema_version', ?), ('dim', ?)",
-                        (str(SCHEMA_VERSION), str(self.dim)),
-                    )
-                    self._writer.execute("COMMIT")
-                except BaseException:
-                    self._writer.execute("ROLLBACK")
-                    raise
-        if "memories_fts_vocab" not in db.table_names():  # data dirs made before the vocabulary table
-            with self._write_lock:
-                self._writer.execute("CREATE VIRTUAL TABLE memories_fts_vocab USING fts5vocab('memories_fts', 'row')")
-        if "memories_expiry_metadata" not in {r[0] for r in db.execute("SELECT name FROM sqlite_master")}:
-            # Data dirs made before it: build it once (about 0.5 s per 100k records) in place of the expiry index.
-            with self._write_lock:
-                try:
-                    self._writer.execute("BEGIN IMMEDIATE")
-                    self._writer.execute(_EXPIRY_METADATA_INDEX)
-                    self._writer.execute("DROP INDEX IF EXISTS idx_memories_expires_at")
-                    self._writer.execute("COMMIT")
-                except sqlite3.OperationalError as exc:  # a read-only database still serves, filters just scan
-                    if self._writer.in_transaction:
-                        self._writer.execute("ROLLBACK")
-                    log.warning("could not add the metadata filter index: %s", exc)
-        if "fence" not in {r[1] for r in db.execute("PRAGMA table_info(claims)")}:
-            # Data dirs made before fencing tokens: their claims carry none and can only expire.
-            with self._write_lock:
-                try:
-                    self._writer.execute("ALTER TABLE claims ADD COLUMN fence INTEGER")
-                    self._writer.execute("ALTER TABLE claims ADD COLUMN token_hash TEXT")
-                except sqlite3.OperationalError as exc:  # read-only: claims cannot be taken anyway
-                    log.warning("could not add fencing tokens to claims: %s", exc)
+        with self._write_lock:
+            migrate(self._writer, self.dim)
         stored_dim = self.meta("dim")
         if stored_dim is not None and int(stored_dim) != self.dim:
             raise StorageError(f"this data dir holds {stored_dim}-dimensional vectors; the embedder makes {self.dim}")

@@ -127,24 +127,6 @@ def test_claims(store):
     assert c["fence"] == 3  # fences never repeat, even after a release
 
 
-def test_a_data_dir_from_before_fencing_gets_fence_columns(tmp_path):
-    import sqlite3
-
-    old = SQLiteStorage(tmp_path / "m.db", DIM)
-    old.close()
-    with sqlite3.connect(tmp_path / "m.db") as conn:  # the claims table as it was made before fencing tokens
-        conn.execute("DROP TABLE claims")
-        conn.execute("CREATE TABLE claims (key TEXT PRIMARY KEY, holder TEXT, acquired_at FLOAT, expires_at FLOAT)")
-        conn.execute("INSERT INTO claims VALUES ('old', 'w0', 1, 9e9)")
-    store = SQLiteStorage(tmp_path / "m.db", DIM)
-    try:
-        assert store.get_claim("old", 10)["fence"] is None  # it carries none, and can only expire
-        won, c = store.claim("new", "w1", lease=10, now=100, token_hash="h1")
-        assert won and c["fence"] == 1
-    finally:
-        store.close()
-
-
 def test_fenced_put(store):
     _, c = store.claim("workflow:w", "w1", lease=10, now=100, token_hash="h1")
     ok = rec("a")
