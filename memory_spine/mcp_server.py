@@ -132,7 +132,7 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
     from workflow_kit.client import check_step_name, check_workflow_id
     from workflow_kit.errors import WorkflowKitError
 
-    from . import __version__
+    from ._version import __version__
 
     # The SDK reads the tools' signatures with `inspect.signature(eval_str=True)`, which resolves `ctx: Context`
     # in this module's globals; the SDK is imported here, lazily, so the name is published here too.

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, allocator
+from . import allocator
+from ._version import __version__
 from .cache import LRU
 from .config import Settings
 from .embedders import Embedder, create_embedder

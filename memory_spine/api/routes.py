@@ -18,7 +18,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response
 
-from .. import __version__
+from .._version import __version__
 from ..errors import InvalidInput, NotReady
 from ..models import (
     BatchIn,
