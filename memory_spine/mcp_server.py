@@ -228,7 +228,11 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         limit: Annotated[int, Field(ge=1, le=100, description="How many results at most (1-100).")] = 10,
         tags: Annotated[list[str] | None, Field(description="Only memories carrying any of these tags.")] = None,
         min_score: Annotated[
-            float | None, Field(description="Drop results scoring below this (cosine similarity for semantic).")
+            float | None,
+            Field(
+                description="Drop results whose cosine similarity with the query (their `score`) is below this,"
+                " in every mode (e.g. 0.3 keeps loosely related ones)."
+            ),
         ] = None,
         mode: Annotated[
             Mode | None,
@@ -245,7 +249,9 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
             ),
         ] = None,
     ) -> dict[str, Any]:
-        """Search memories by meaning, words or both, best first. Returns {results: [memory + score]}."""
+        """Search memories by meaning, words or both, best first. Returns {results: [memory + score + rank_score]}:
+        `score` is the cosine similarity with the query (null in keyword mode without min_score, and for exact key
+        answers), `rank_score` what the results are ordered by."""
         return await call(
             ctx,
             "memory_search",

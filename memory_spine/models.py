@@ -101,7 +101,11 @@ class SearchQuery(Filter):
     query: str
     limit: int = Field(default=10, ge=1, le=100)
     mode: SearchMode | None = None
-    min_score: float | None = None
+    min_score: float | None = Field(
+        default=None,
+        description="Drop results whose cosine similarity with the query (`score`) is below this, in every mode:"
+        " in keyword mode it makes the search embed the query to score its hits. Exact key answers ignore it.",
+    )
     explain: bool = False
 
 
@@ -142,7 +146,19 @@ class Memory(BaseModel):
 
 
 class SearchHit(Memory):
-    score: float
+    """A search result: the record, how similar it is to the query (`score`) and where it ranked (`rank_score`)."""
+
+    score: float | None = Field(
+        description="Cosine similarity of the query's and the record's embeddings (-1..1), whenever the search"
+        " scored the record's vector: always in semantic and hybrid mode, in keyword mode only with `min_score`;"
+        " null otherwise (keyword mode, exact key answers). The same measure in every mode: `min_score` filters"
+        " on it."
+    )
+    rank_score: float = Field(
+        description="What the results are ordered by, higher first: the cosine similarity (semantic), the fused"
+        " reciprocal-rank score in (0, 1], 1.0 = first in both lists (hybrid), bm25 / (1 + bm25) (keyword;"
+        " PostgreSQL: ts_rank scaled alike), 1.0 (exact key). Comparable only within one search."
+    )
 
 
 class SearchResponse(BaseModel):

@@ -13,7 +13,8 @@ The planner asks storage how many records a filter matches and picks:
                 widening by the pass rate seen until `limit` hits are found; `+exact` when the filter's
                 matches sit far from the query and four rounds were not enough;
 - `keyword`     BM25 over the FTS5 index, with the filter in the same SQL;
-- `hybrid`      semantic and keyword lists fused by reciprocal rank fusion (k=60).
+- `hybrid`      semantic and keyword lists fused by reciprocal rank fusion (k=60), each hit with its cosine
+                similarity (keyword-only hits: their stored vectors scored exactly, `similarity`).
 
 Every plan returns exactly `limit` hits whenever at least `limit` live records match the filter.
 
@@ -36,7 +37,7 @@ import numpy as np
 from .index import INDEX_FILE, VectorIndex
 from .models import Filter
 from .storage.filters import parse_filter
-from .storage.search import Plan, Scored, exact_cap, hybrid
+from .storage.search import Cosines, Plan, Scored, exact_cap, hybrid
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -162,13 +163,22 @@ class Planner:
         return hits, rows, plan
 
     def hybrid(
-        self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float
-    ) -> tuple[Scored, dict, Plan]:
+        self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float, min_score: float | None
+    ) -> tuple[Scored, dict, Plan, Cosines]:
         return hybrid(
             lambda depth: self.semantic(vector, flt, depth, now),
             lambda depth: self.keyword(query, flt, depth, now)[:2],
             limit,
+            lambda seqs: self.similarity(vector, seqs),
+            min_score,
         )
+
+    def similarity(self, vector: np.ndarray, seqs: Sequence[int]) -> Cosines:
+        """Exact cosine similarities of these records' stored vectors with `vector` (stored vectors are unit)."""
+        if not len(seqs):
+            return {}
+        found, vecs = self.storage.vectors(seqs)
+        return dict(zip(found.tolist(), (vecs @ vector.astype(np.float32)).tolist(), strict=True))
 
     # -- the derived index's life (the rest of the VectorSearch contract) ----------------------------------
     def added(self, seqs: np.ndarray, vectors: np.ndarray) -> None:

@@ -670,27 +670,43 @@ class MemoryService:
             hits = []
             for r in rows:
                 r.pop("seq", None)
-                r["score"] = 1.0
+                # An exact key answer: no vector was scored, so no similarity; min_score does not apply.
+                r["score"] = None
+                r["rank_score"] = 1.0
                 hits.append(r)
             plan = {"plan": "exact_key", "key": keyq.key, "ms": round((time.perf_counter() - started) * 1000, 3)}
         else:
             if not q.query.strip():
                 raise InvalidInput("query", "must not be empty")
+            # `score` is the cosine similarity wherever a vector was scored, `rank_score` the mode's own order
+            # (storage/search.py); min_score filters on the similarity in every mode.
             if mode == "keyword":
-                scored, rows, p = self.planner.keyword(q.query, q, q.limit, now)
+                depth = q.limit if q.min_score is None else max(q.limit * 3, 30)
+                ranked, rows, p = self.planner.keyword(q.query, q, depth, now)
+                cosines: dict[int, float] = {}
+                if q.min_score is not None:
+                    # Only min_score needs the query's embedding here (keyword search otherwise runs no model).
+                    cosines = self.planner.similarity(self.embed_query(q.query), [s for s, _ in ranked])
             elif mode == "hybrid":
-                scored, rows, p = self.planner.hybrid(q.query, self.embed_query(q.query), q, q.limit, now)
+                ranked, rows, p, cosines = self.planner.hybrid(
+                    q.query, self.embed_query(q.query), q, q.limit, now, q.min_score
+                )
             else:
-                scored, rows, p = self.planner.semantic(self.embed_query(q.query), q, q.limit, now)
+                ranked, rows, p = self.planner.semantic(self.embed_query(q.query), q, q.limit, now)
+                cosines = dict(ranked)
             plan = p.as_dict()
             hits = []
-            for seq, score in scored:
-                if q.min_score is not None and score < q.min_score:
+            for seq, rank_score in ranked:
+                cosine = cosines.get(seq)
+                if q.min_score is not None and (cosine is None or cosine < q.min_score):
                     continue
                 row = dict(rows[seq])
                 row.pop("seq", None)
-                row["score"] = round(score, 6)
+                row["score"] = None if cosine is None else round(cosine, 6)
+                row["rank_score"] = round(rank_score, 6)
                 hits.append(row)
+                if len(hits) == q.limit:
+                    break
         plan["mode"] = mode
         log.debug("search", extra={"event": "search", **plan})
         out: dict[str, Any] = {"results": hits}

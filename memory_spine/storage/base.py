@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..models import Filter
-from .search import Plan, Scored
+from .search import Cosines, Plan, Scored
 
 OnCommit = Any  # Callable[[results], None]: run after the commit, in commit order
 
@@ -213,7 +213,10 @@ class VectorSearch(Protocol):
     """Semantic, keyword and hybrid search: the planner's contract, on any backend.
 
     Each search returns (seq, score) pairs best first, the hydrated rows by seq, and the `Plan` it ran (for
-    `"explain": true`). Whenever at least `limit` live records match the filter, exactly `limit` come back.
+    `"explain": true`); semantic scores are cosine similarities, keyword scores BM25 mapped into [0, 1), and
+    hybrid's the fused rank, with each hit's cosine similarity beside them (storage/search.py, `hybrid`).
+    Whenever at least `limit` live records match the filter, exactly `limit` come back (hybrid: that pass
+    `min_score`, when given).
     Exact-key queries never get here: the service answers them from the key index in every mode.
     """
 
@@ -229,8 +232,12 @@ class VectorSearch(Protocol):
         self, query: str, flt: Filter | None, limit: int, now: float
     ) -> tuple[Scored, dict[int, dict[str, Any]], Plan]: ...
     def hybrid(
-        self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float
-    ) -> tuple[Scored, dict[int, dict[str, Any]], Plan]: ...
+        self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float, min_score: float | None
+    ) -> tuple[Scored, dict[int, dict[str, Any]], Plan, Cosines]: ...
+    def similarity(self, vector: np.ndarray, seqs: Sequence[int]) -> Cosines:
+        """The cosine similarity of each of these records' stored vectors with `vector` (records gone are left
+        out): exact, for hits a plan found without scoring their vectors."""
+        ...
 
     # kept in step with storage: called after each commit, in commit order (no-ops where the database indexes)
     def added(self, seqs: np.ndarray, vectors: np.ndarray) -> None: ...

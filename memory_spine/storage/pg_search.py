@@ -11,7 +11,8 @@
                  walking the graph until `limit` rows pass the filter; `+exact` when even that came back short
                  while more records match (the scan gives up after `hnsw.max_scan_tuples`): scored exactly;
 - `keyword`      the generated `tsvector` column (GIN) ranked by `ts_rank`, the filter in the same SQL;
-- `hybrid`       both lists fused by reciprocal rank fusion (`search.hybrid`, as the embedded default).
+- `hybrid`       both lists fused by reciprocal rank fusion (`search.hybrid`, as the embedded default); hits only
+                 the keyword list found get their cosine from one more statement (`similarity`).
 
 Exact keys never reach this module: the service answers them from the key index. Hits come back with their
 rows, so a search is one or two statements and no separate hydration.
@@ -38,7 +39,7 @@ from ..models import Filter
 from .filters import parse_filter
 from .pg_schema import FTS_NORMALISE
 from .postgres import ROW_COLUMNS, PostgresStorage, compile_filter, row_dict
-from .search import Plan, Rows, Scored, drop_stopwords, exact_cap, hybrid, rarest
+from .search import Cosines, Plan, Rows, Scored, drop_stopwords, exact_cap, hybrid, rarest
 
 log = logging.getLogger("memory_spine.pg_search")
 _TOKENS = re.compile(r"[^\W_]+")  # how PostgreSQL's parser splits a chunk, near enough (it splits at "_")
@@ -290,13 +291,25 @@ class PostgresSearch:
         return hits, rows, Plan("keyword", ms=(time.perf_counter() - started) * 1000)
 
     def hybrid(
-        self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float
-    ) -> tuple[Scored, Rows, Plan]:
+        self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float, min_score: float | None
+    ) -> tuple[Scored, Rows, Plan, Cosines]:
         return hybrid(
             lambda depth: self.semantic(vector, flt, depth, now),
             lambda depth: self._keyword(query, flt, depth, now),
             limit,
+            lambda seqs: self.similarity(vector, seqs),
+            min_score,
         )
+
+    def similarity(self, vector: np.ndarray, seqs: Sequence[int]) -> Cosines:
+        """Exact cosine similarities of these rows' vectors with `vector`: one statement, by primary key."""
+        if not len(seqs):
+            return {}
+        found = self.storage.fetch_all(
+            "SELECT seq, 1 - (embedding <=> %s) FROM memories WHERE seq = ANY(%s::bigint[])",
+            [np.asarray(vector, dtype=np.float32), [int(s) for s in seqs]],
+        )
+        return {int(r[0]): float(r[1]) for r in found}
 
     # -- the rest of the contract: the database keeps the index itself ---------------------------------------------
     def added(self, seqs: np.ndarray, vectors: np.ndarray) -> None:

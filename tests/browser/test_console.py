@@ -99,6 +99,8 @@ def test_memories_search_modes_and_filters(page, console):
     page.click("#search button[type=submit]")
     page.wait_for_function("() => document.querySelector('#summary').textContent.includes('keyword')")
     assert "database migration timed out" in page.locator("#results li").first.inner_text()
+    # Keyword mode scores no vectors: the card shows the rank score, labelled as such, not a similarity.
+    assert "rank" in page.locator("#results li .score").first.inner_text()
 
     # Filters: tags (any of) and a metadata condition, with and without search words.
     page.fill("#q", "")

@@ -104,7 +104,9 @@ async def test_store_get_update_search_delete(server):
 
         found = await call(mcp, "memory_search", {"query": "billing migration timeout", "mode": "keyword", "limit": 5})
         assert [hit["id"] for hit in found["results"]] == [stored["id"]]
-        assert found["results"][0]["score"] > 0
+        assert found["results"][0]["rank_score"] > 0 and found["results"][0]["score"] is None  # keyword: no cosine
+        found = await call(mcp, "memory_search", {"query": "billing migration timeout", "mode": "hybrid"})
+        assert found["results"][0]["score"] > 0.3
         filtered = await call(mcp, "memory_search", {"query": "billing", "where": {"severity": {"$gte": 5}}})
         assert filtered["results"] == []
 

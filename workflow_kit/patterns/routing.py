@@ -77,7 +77,7 @@ class Router:
                 limit=self.k,
                 tags_all=["routing", f"router:{self.name}"],
                 min_score=self.min_score,
-                mode="semantic",  # min_score is a cosine similarity only in this mode
+                mode="semantic",  # ranked by similarity, the votes' weight (min_score filters on it in any mode)
             )
             votes: dict[str, float] = {}
             evidence = []
