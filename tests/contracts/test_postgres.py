@@ -31,7 +31,7 @@ def test_migrations_run_once_and_dimensions_are_kept(pg_cluster, tmp_path):
         MemoryService.open(settings, embedder=FakeEmbedder(dim=DIM)).close()
     with psycopg.connect(url) as conn:
         versions = conn.execute("SELECT version FROM memory_spine_migrations ORDER BY version").fetchall()
-        assert versions == [(1,), (2,), (3,)]
+        assert versions == [(1,), (2,), (3,), (4,)]
     with pytest.raises(StorageError, match="dimensional"):
         MemoryService.open(settings, embedder=FakeEmbedder(dim=DIM * 2))
     cluster.drop_database(url)
