@@ -137,7 +137,8 @@ async def test_a_window_lets_the_action_run_again_next_window(client):
     now[0] = 600_060.0  # window 10001
     await run()
     assert len(report.calls) == 2
-    record = await client.kit.get_key(f"dedup:{dedup_key('daily_report', {'team': 'ops'}, window_seconds=60, now=now[0])}")
+    key = dedup_key("daily_report", {"team": "ops"}, window_seconds=60, now=now[0])
+    record = await client.kit.get_key(f"dedup:{key}")
     assert record["metadata"]["window_seconds"] == 60
 
 
