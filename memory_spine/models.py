@@ -17,6 +17,12 @@ SearchMode = Literal["semantic", "keyword", "hybrid"]
 Timestamp = float | datetime
 
 
+_NS_ONE = (
+    "The namespace (e.g. 'team/agent-7'): segments of letters, digits, _ - . : joined by '/'. Else the"
+    " ?namespace= query, the X-Memory-Namespace header, or 'default'."
+)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -42,12 +48,14 @@ class MemoryIn(_Strict):
     fence: Fence | None = Field(
         default=None, description="Write only while this claim is still the key's current one (fencing token)."
     )
+    namespace: str | None = Field(default=None, description=_NS_ONE)
 
 
 class BatchIn(_Strict):
     """Several records ingested in one transaction, all or nothing."""
 
     records: list[MemoryIn]
+    namespace: str | None = Field(default=None, description="The namespace of records that name none.")
 
 
 class MemoryRestore(MemoryIn):
@@ -93,6 +101,10 @@ class Filter(_Strict):
     importance: list[Importance] | Importance | None = None
     key: str | None = Field(default=None, description="Exactly this key.")
     key_prefix: str | None = Field(default=None, description="Keys starting with this prefix.")
+    namespace: str | list[str] | None = Field(
+        default=None,
+        description=_NS_ONE + " A search may name several, and 'team/' selects team and everything under it.",
+    )
 
 
 class SearchQuery(Filter):
@@ -124,12 +136,14 @@ class ClaimIn(_Strict):
     lease_token: str | None = Field(
         default=None, description="Renew: the lease_token this claim returned. Leave out to take the claim."
     )
+    namespace: str | None = Field(default=None, description="Claims are per namespace. " + _NS_ONE)
 
 
 class Memory(BaseModel):
     """A stored record as the API returns it."""
 
     id: str
+    namespace: str = Field(default="default", description="The namespace the record lives in.")
     content: str
     tags: list[str]
     metadata: dict[str, Any]
@@ -184,6 +198,7 @@ class ListResponse(BaseModel):
 
 class Claim(BaseModel):
     key: str
+    namespace: str = "default"
     holder: str
     acquired_at: str
     expires_at: str

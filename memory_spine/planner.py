@@ -30,13 +30,14 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .index import INDEX_FILE, VectorIndex
 from .models import Filter
-from .storage.filters import parse_filter
+from .storage.filters import Conditions, parse_filter
 from .storage.search import Cosines, Plan, Scored, exact_cap, hybrid
 
 if TYPE_CHECKING:
@@ -77,19 +78,27 @@ class Planner:
     def semantic(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float) -> tuple[Scored, dict, Plan]:
         """Top `limit` (seq, cosine) pairs plus their hydrated rows."""
         started = time.perf_counter()
-        c = parse_filter(flt)
-        if not c:
+        c = self.scoped(parse_filter(flt))
+        if not c.restricts:
             hits, rows, plan = self._hnsw(vector, None, limit, now)
         else:
+            # A namespace is a filter like any other: one shared index, the namespace's records scored exactly
+            # when few (an index range on `namespace`), else HNSW candidates checked against it.
             cap = self.exact_cap(limit)
             broad = bool(c.tags) and self.storage.tag_count_upto(list(c.tags), cap) > cap
-            seqs = None if broad else self.storage.candidate_seqs(flt, now, cap)
+            seqs = None if broad else self.storage.candidate_seqs(c, now, cap)
             if seqs is not None:
                 hits, rows, plan = self._exact(vector, seqs, limit, now)
             else:
-                hits, rows, plan = self._hnsw(vector, flt, limit, now)
+                hits, rows, plan = self._hnsw(vector, c, limit, now)
         plan.ms = (time.perf_counter() - started) * 1000
         return hits, rows, plan
+
+    def scoped(self, c: Conditions) -> Conditions:
+        """`c` without its namespace selection when that selects every namespace holding records (filters nothing)."""
+        if c.namespaces is not None and c.namespaces.covers(self.storage.present_namespaces()):
+            return replace(c, namespaces=None)
+        return c
 
     def exact_cap(self, limit: int) -> int:
         """Most candidates worth scoring exactly rather than searching HNSW with a filter (storage/search.py)."""
@@ -108,7 +117,7 @@ class Planner:
         rows = self.storage.rows([s for s, _ in hits], None, now)
         return [(s, sc) for s, sc in hits if s in rows], rows, plan
 
-    def _hnsw(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float):
+    def _hnsw(self, vector: np.ndarray, flt: Filter | Conditions | None, limit: int, now: float):
         """HNSW, then the filter on the candidates in SQL; k widens with the pass rate seen so far.
 
         A broad filter (more than `exact_max` matches) needs no count: the first round asks for a few times
@@ -155,7 +164,7 @@ class Planner:
 
     def keyword(self, query: str, flt: Filter | None, limit: int, now: float) -> tuple[Scored, dict, Plan]:
         started = time.perf_counter()
-        ranked = self.storage.keyword(query, flt, now, limit, total=len(self.index))
+        ranked = self.storage.keyword(query, self.scoped(parse_filter(flt)), now, limit, total=len(self.index))
         rows = self.storage.rows([s for s, _ in ranked], None, now)
         # BM25 is unbounded; s / (1 + s) maps it into [0, 1) keeping the order.
         hits = [(s, sc / (1.0 + sc)) for s, sc in ranked if s in rows]

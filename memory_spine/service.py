@@ -42,6 +42,7 @@ from .errors import (
 )
 from .keys import derive_key, key_parent, parse_key_query
 from .models import ClaimIn, DeleteWhere, Filter, MemoryIn, MemoryPatch, MemoryRestore, SearchQuery
+from .namespaces import DEFAULT, resolve, validate
 from .storage import open_search, open_storage, redact
 from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, Storage, VectorSearch, VersionChanged
 from .storage.base import StaleFence as StaleFenceError
@@ -115,6 +116,15 @@ def _depth(value: Any, limit: int, level: int = 1) -> int:
     if isinstance(value, list):
         return max([level, *(_depth(v, limit, level + 1) for v in value)])
     return level - 1
+
+
+def _one_namespace(flt: Filter, fallback: str | None) -> Filter:
+    """`flt` with its namespace settled to one name: its own (a list or a subtree is refused), else `fallback`
+    (the request's query parameter or header), else `default`. For lists, counts and delete-by-filter."""
+    if isinstance(flt.namespace, list) or (isinstance(flt.namespace, str) and flt.namespace.endswith("/")):
+        raise InvalidInput("namespace", "must name one namespace here (several, or a subtree, only in a search)")
+    namespace = resolve(flt.namespace, fallback)
+    return flt if flt.namespace == namespace else flt.model_copy(update={"namespace": namespace})
 
 
 def _precondition(id: str, field: str, current: int) -> PreconditionFailed:
@@ -320,8 +330,10 @@ class MemoryService:
             return check_time(ts, f"{field}expires_at")
         return None
 
-    def _record(self, item: MemoryIn, now: float, field: str = "") -> NewRecord:
+    def _record(self, item: MemoryIn, now: float, field: str = "", namespace: str | None = None) -> NewRecord:
+        """A validated record; its namespace is the item's own, else `namespace` (the request's), else default."""
         s = self.settings
+        ns = resolve(item.namespace, namespace, field=f"{field}namespace")
         _check_text(item.content, f"{field}content", s.max_content_chars)
         if item.id is not None:
             _check_text(item.id, f"{field}id", s.max_id_chars)
@@ -342,6 +354,7 @@ class MemoryService:
             vector=None,
             now=now,
             fence=self._fence(item, field),
+            namespace=ns,
         )
 
     def _fence(self, item: MemoryIn, field: str) -> tuple[str, int] | None:
@@ -364,9 +377,20 @@ class MemoryService:
                 detail={"fence": {"key": exc.key, "token": exc.token, "current": exc.current}},
             ) from None
 
+    def _contents(self, records: Sequence[NewRecord]) -> dict[tuple[str, str], str]:
+        """The stored content of each (namespace, id) of `records` that exists."""
+        by_ns: dict[str, list[str]] = {}
+        for r in records:
+            by_ns.setdefault(r.namespace, []).append(r.id)
+        return {
+            (ns, id_): content
+            for ns, ids in by_ns.items()
+            for id_, content in self.storage.contents(ids, namespace=ns).items()
+        }
+
     def _put_fenced(self, records: list[NewRecord]) -> list[PutResult]:
-        known = self.storage.contents([r.id for r in records])
-        todo = [r for r in records if r.vector is None and known.get(r.id) != r.content]
+        known = self._contents(records)
+        todo = [r for r in records if r.vector is None and known.get((r.namespace, r.id)) != r.content]
         if todo:
             vectors = self._embed([r.content for r in todo])
             for rec, vec in zip(todo, vectors, strict=True):
@@ -380,54 +404,64 @@ class MemoryService:
                 rec.vector = vec
             return self.storage.put(records, on_commit=lambda res: self._after_put(records, res))
 
-    def ingest(self, item: MemoryIn) -> dict[str, Any]:
-        """Store one record (upsert by id). Returns {id, key, created} once committed."""
-        rec = self._record(item, time.time())
+    def ingest(self, item: MemoryIn, namespace: str | None = None) -> dict[str, Any]:
+        """Store one record (upsert by (namespace, id)). Returns {id, key, created} once committed.
+
+        The record's namespace is `item.namespace`, else `namespace` (the request's query or header), else
+        `default`."""
+        rec = self._record(item, time.time(), namespace=namespace)
         result = self._put([rec])[0]
         return {"id": result.id, "key": rec.key, "created": result.created}
 
-    def ingest_batch(self, items: Sequence[MemoryIn]) -> dict[str, Any]:
-        """Store many records in one transaction: all or nothing, embedded as one batch."""
+    def ingest_batch(self, items: Sequence[MemoryIn], namespace: str | None = None) -> dict[str, Any]:
+        """Store many records in one transaction: all or nothing, embedded as one batch. A record naming no
+        namespace lands in `namespace` (the batch's, else the request's), else `default`."""
         if not items:
             raise InvalidInput("records", "must hold at least one record")
         if len(items) > self.settings.max_batch:
             raise InvalidInput("records", f"holds {len(items)} records; the limit is {self.settings.max_batch}")
         now = time.time()
-        records = [self._record(item, now, f"records[{i}].") for i, item in enumerate(items)]
-        seen: dict[str, int] = {}
+        if namespace is not None:
+            validate(namespace)
+        records = [self._record(item, now, f"records[{i}].", namespace) for i, item in enumerate(items)]
+        seen: dict[tuple[str, str], int] = {}
         for i, rec in enumerate(records):
-            if rec.id in seen:
-                raise InvalidInput(f"records[{i}].id", f"repeats the id of records[{seen[rec.id]}]")
-            seen[rec.id] = i
+            if (rec.namespace, rec.id) in seen:
+                raise InvalidInput(f"records[{i}].id", f"repeats the id of records[{seen[rec.namespace, rec.id]}]")
+            seen[rec.namespace, rec.id] = i
         results = self._put(records)
         return {"ids": [r.id for r in results], "created": sum(r.created for r in results)}
 
     def restore(
-        self, items: Sequence[MemoryRestore], vectors: Sequence[np.ndarray | None] | None = None
+        self,
+        items: Sequence[MemoryRestore],
+        vectors: Sequence[np.ndarray | None] | None = None,
+        namespace: str | None = None,
     ) -> dict[str, Any]:
         """Write exported records back as they were (import): ids, timestamps and given vectors are kept.
 
-        Ids already present (or repeated in `items`) are skipped, not updated, so an interrupted import can run
-        again; records already expired are not written. Records without a vector are embedded as one batch.
+        Ids already present in their namespace (or repeated in `items`) are skipped, not updated, so an
+        interrupted import can run again; records already expired are not written. A record naming no namespace
+        goes to `namespace`, else `default`. Records without a vector are embedded as one batch.
         One transaction, all or nothing. Returns {"ids": written ids, "skipped", "expired", "embedded"}.
         """
         vecs = list(vectors) if vectors is not None else [None] * len(items)
         if len(vecs) != len(items):
             raise ValueError("restore(): vectors must be None or one per item")
         now = time.time()
-        present = set(self.storage.contents([it.id for it in items]))
         records: list[RestoredRecord] = []
         skipped = expired = 0
-        for i, (item, vec) in enumerate(zip(items, vecs, strict=True)):
+        bases = [self._record(item, now, f"records[{i}].", namespace) for i, item in enumerate(items)]
+        present = set(self._contents(bases))
+        for i, (item, vec, base) in enumerate(zip(items, vecs, bases, strict=True)):
             field = f"records[{i}]."
-            if item.id in present:
+            if (base.namespace, base.id) in present:
                 skipped += 1
                 continue
-            base = self._record(item, now, field)
             if base.expires_at is not None and base.expires_at <= now:
                 expired += 1
                 continue
-            present.add(item.id)
+            present.add((base.namespace, base.id))
             created = to_epoch(item.created_at, f"{field}created_at")
             created = now if created is None else check_time(created, f"{field}created_at")
             updated = to_epoch(item.updated_at, f"{field}updated_at")
@@ -446,18 +480,36 @@ class MemoryService:
         if todo:
             for rec, v in zip(todo, self._embed([r.content for r in todo]), strict=True):
                 rec.vector = v
-        by_id = {r.id: r for r in records}
-        results = self.storage.restore(records, on_commit=lambda res: self._after_put([by_id[r.id] for r in res], res))
+
+        def after(res: list[PutResult]) -> None:
+            # Results name (seq, id) of what was inserted; one id may be in several namespaces of a load.
+            queue: dict[str, list[RestoredRecord]] = {}
+            for r in records:
+                queue.setdefault(r.id, []).append(r)
+            self._after_put([queue[p.id].pop(0) for p in res], res)
+
+        results = self.storage.restore(records, on_commit=after)
         return {"ids": [r.id for r in results], "skipped": skipped, "expired": expired, "embedded": len(todo)}
 
-    def dump(self, *, vectors: bool = False) -> Iterator[dict[str, Any]]:
-        """Every live record, oldest first, from one snapshot (export); `vector` holds float32 bytes if asked."""
+    def dump(self, *, vectors: bool = False, namespace: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every live record (of `namespace`, or of all), oldest first, from one snapshot (export); each with its
+        `namespace`; `vector` holds float32 bytes if asked."""
+        if namespace is not None:
+            validate(namespace)
         for row in self.storage.dump(time.time(), vectors):
+            if namespace is not None and row.get("namespace") != namespace:
+                continue
             row.pop("seq", None)
             yield row
 
     def update(
-        self, id: str, patch: MemoryPatch, if_version: int | None = None, *, field: str = "if_version"
+        self,
+        id: str,
+        patch: MemoryPatch,
+        if_version: int | None = None,
+        *,
+        field: str = "if_version",
+        namespace: str | None = None,
     ) -> dict[str, Any]:
         """Change part of a record: content re-embeds, metadata merges (null removes a key), tags replace.
 
@@ -469,10 +521,11 @@ class MemoryService:
         """
         want = if_version if if_version is not None else patch.if_version
         check_text(id, "id")
+        ns = resolve(namespace)
         vector = None
         for _attempt in range(100):
             now = time.time()
-            current = self.storage.get(id, now)  # the row and its version, from one statement
+            current = self.storage.get(id, now, namespace=ns)  # the row and its version, from one statement
             if current is None:
                 raise NotFound(f"no memory with id {id!r}")
             version = current.pop("version")
@@ -499,6 +552,7 @@ class MemoryService:
                 ttl_seconds=patch.ttl_seconds,
                 expires_at=patch.expires_at if patch.expires_at is not None else expires,
                 fence=patch.fence,
+                namespace=ns,
             )
             rec = self._record(item, now)
             if rec.expires_at is not None and rec.expires_at <= now:
@@ -519,25 +573,30 @@ class MemoryService:
             from .errors import Conflict
 
             raise Conflict(f"memory {id!r} kept changing under concurrent writes; try the PATCH again")
-        updated = self.storage.get(id, now)
+        updated = self.storage.get(id, now, namespace=ns)
         if updated is None:  # expired by the patch itself
             raise NotFound(f"memory {id!r} expired")
         updated.pop("seq", None)
         return updated
 
-    def delete(self, id: str, if_version: int | None = None, *, field: str = "if_version") -> dict[str, Any]:
+    def delete(
+        self, id: str, if_version: int | None = None, *, field: str = "if_version", namespace: str | None = None
+    ) -> dict[str, Any]:
         """Delete one record; with `if_version`, only if it is still at that version (else PreconditionFailed)."""
         check_text(id, "id")
-        seqs = self.storage.delete([id], on_commit=self._after_delete, if_version=if_version)
+        ns = resolve(namespace)
+        seqs = self.storage.delete([id], on_commit=self._after_delete, if_version=if_version, namespace=ns)
         if not seqs:
-            current = self.storage.get(id, time.time()) if if_version is not None else None
+            current = self.storage.get(id, time.time(), namespace=ns) if if_version is not None else None
             if current is not None:
                 raise _precondition(id, field, current["version"])
             raise NotFound(f"no memory with id {id!r}")
         return {"deleted": len(seqs)}
 
-    def delete_where(self, req: DeleteWhere) -> dict[str, Any]:
-        """Delete (or with `dry_run` count) the records matching `req`; a filter without a condition is refused."""
+    def delete_where(self, req: DeleteWhere, namespace: str | None = None) -> dict[str, Any]:
+        """Delete (or with `dry_run` count) the records matching `req` in one namespace (`req.namespace`, else
+        `namespace`, else default); a filter without a condition is refused."""
+        req = _one_namespace(req, namespace)
         conditions = parse_filter(req, self.limits)
         if not conditions:
             # The first empty field given ("key_prefix": "" never gets here: an empty string is refused).
@@ -556,17 +615,24 @@ class MemoryService:
         return len(seqs)
 
     # -- reads ----------------------------------------------------------------------------------------
-    def get(self, id: str) -> dict[str, Any]:
+    def get(self, id: str, namespace: str | None = None) -> dict[str, Any]:
         check_text(id, "id")
-        row = self.storage.get(id, time.time())
+        row = self.storage.get(id, time.time(), namespace=resolve(namespace))
         if row is None:
             raise NotFound(f"no memory with id {id!r}")
         row.pop("seq", None)
         return row
 
     def list(
-        self, flt: Filter | None, limit: int = 50, cursor: str | None = None, order: str = "newest"
+        self,
+        flt: Filter | None,
+        limit: int = 50,
+        cursor: str | None = None,
+        order: str = "newest",
+        namespace: str | None = None,
     ) -> dict[str, Any]:
+        """One page of one namespace's records (`flt.namespace`, else `namespace`, else default)."""
+        flt = _one_namespace(flt or Filter(), namespace)
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit", "must be between 1 and 1000")
         if order not in ("newest", "oldest"):
@@ -579,28 +645,29 @@ class MemoryService:
             r.pop("seq", None)
         return {"results": rows, "next_cursor": str(nxt) if nxt is not None else None}
 
-    def get_key(self, key: str) -> dict[str, Any]:
+    def get_key(self, key: str, namespace: str | None = None) -> dict[str, Any]:
         check_text(key, "key")
-        rows = self.storage.find_key(key, False, None, time.time(), 1)
+        rows = self.storage.find_key(key, False, Filter(namespace=resolve(namespace)), time.time(), 1)
         if not rows:
             raise NotFound(f"no memory with key {key!r}")
         rows[0].pop("seq", None)
         return rows[0]
 
-    def list_keys(self, prefix: str, limit: int = 100) -> dict[str, Any]:
+    def list_keys(self, prefix: str, limit: int = 100, namespace: str | None = None) -> dict[str, Any]:
         if not prefix:
             raise InvalidInput("prefix", "must not be empty")
         check_text(prefix, "prefix")
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit", "must be between 1 and 1000")
         with self._budget():
-            rows, _ = self.storage.list(Filter(key_prefix=prefix), time.time(), limit, None, True)
+            flt = Filter(key_prefix=prefix, namespace=resolve(namespace))
+            rows, _ = self.storage.list(flt, time.time(), limit, None, True)
         rows.sort(key=lambda r: r["updated_at"], reverse=True)
         for r in rows:
             r.pop("seq", None)
         return {"results": rows}
 
-    def key_groups(self, prefix: str, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    def key_groups(self, prefix: str, limit: int = 50, offset: int = 0, namespace: str | None = None) -> dict[str, Any]:
         """The newest record of each key parent under `prefix`, newest first: one per workflow for `checkpoint:`.
 
         Returns {"results": [records], "total": how many parents there are}.
@@ -611,7 +678,9 @@ class MemoryService:
         if not 0 <= offset < 2**63:
             raise InvalidInput("offset", "must be between 0 and 2**63 - 1")
         with self._budget():
-            rows, total = self.storage.newest_per_parent(prefix, time.time(), limit, offset)
+            rows, total = self.storage.newest_per_parent(
+                prefix, time.time(), limit, offset, namespace=resolve(namespace)
+            )
         for r in rows:
             r.pop("seq", None)
         return {"results": rows, "total": total}
@@ -655,6 +724,8 @@ class MemoryService:
         return out
 
     def _search(self, q: SearchQuery) -> dict[str, Any]:
+        if q.namespace is None:
+            q = q.model_copy(update={"namespace": DEFAULT})
         if q.limit > self.settings.max_limit:
             raise InvalidInput("limit", f"must be at most {self.settings.max_limit}")
         if len(q.query) > self.settings.max_content_chars:
@@ -717,7 +788,7 @@ class MemoryService:
         return out
 
     # -- claims ---------------------------------------------------------------------------------------
-    def claim(self, req: ClaimIn) -> dict[str, Any]:
+    def claim(self, req: ClaimIn, namespace: str | None = None) -> dict[str, Any]:
         """Take the claim on `key` for `lease_seconds`, or renew it with its `lease_token`.
 
         Taking returns the claim with its `fence` (a number that grows with every claim taken, on any key) and a
@@ -727,12 +798,13 @@ class MemoryService:
         from .errors import Conflict, LeaseLost
 
         _check_text(req.key, "key", self.settings.max_key_chars)
+        ns = resolve(req.namespace, namespace)
         lease = req.lease_seconds or self.settings.default_lease_seconds
         if req.lease_token is not None:
             _check_text(req.lease_token, "lease_token", 256)
-            renewed = self.storage.renew(req.key, _token_hash(req.lease_token), lease, time.time())
+            renewed = self.storage.renew(req.key, _token_hash(req.lease_token), lease, time.time(), namespace=ns)
             if renewed is None:
-                current = self.storage.get_claim(req.key, time.time())
+                current = self.storage.get_claim(req.key, time.time(), namespace=ns)
                 raise LeaseLost(
                     f"lease_token is not the current claim's on key {req.key!r}: the lease was lost"
                     + (f" (now held by {current['holder']!r})" if current else " (expired or released)"),
@@ -742,7 +814,7 @@ class MemoryService:
         holder = req.holder or str(uuid.uuid4())
         _check_text(holder, "holder", 256)
         lease_token = secrets.token_urlsafe(24)
-        won, claim = self.storage.claim(req.key, holder, lease, time.time(), _token_hash(lease_token))
+        won, claim = self.storage.claim(req.key, holder, lease, time.time(), _token_hash(lease_token), namespace=ns)
         if not won:
             raise Conflict(
                 f"key {req.key!r} is claimed by {claim['holder']!r} until {claim['expires_at']}",
@@ -750,14 +822,14 @@ class MemoryService:
             )
         return {**claim, "lease_token": lease_token}
 
-    def get_claim(self, key: str) -> dict[str, Any]:
+    def get_claim(self, key: str, namespace: str | None = None) -> dict[str, Any]:
         check_text(key, "key")
-        claim = self.storage.get_claim(key, time.time())
+        claim = self.storage.get_claim(key, time.time(), namespace=resolve(namespace))
         if claim is None:
             raise NotFound(f"no live claim on key {key!r}")
         return claim
 
-    def release(self, key: str, lease_token: str | None) -> dict[str, Any]:
+    def release(self, key: str, lease_token: str | None, namespace: str | None = None) -> dict[str, Any]:
         """Give the claim back; needs the lease_token it returned (Forbidden without, LeaseLost if another's)."""
         from .errors import Forbidden, LeaseLost
 
@@ -768,7 +840,8 @@ class MemoryService:
                 field="lease_token",
             )
         _check_text(lease_token, "lease_token", 256)
-        blocking = self.storage.release(key, _token_hash(lease_token), time.time())  # NotFound: no live claim
+        ns = resolve(namespace)
+        blocking = self.storage.release(key, _token_hash(lease_token), time.time(), namespace=ns)  # NotFound: none
         if blocking is not None:
             raise LeaseLost(
                 f"lease_token is not the current claim's on key {key!r} (held by {blocking['holder']!r})",
@@ -777,9 +850,10 @@ class MemoryService:
         return {"released": True}
 
     # -- stats ----------------------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
+    def stats(self, namespace: str | None = None) -> dict[str, Any]:
+        """Counts and tags of one namespace (default `default`), every namespace's count, and the service's facts."""
         now = time.time()
-        out = self.storage.stats(now)
+        out = self.storage.stats(now, namespace=resolve(namespace))
         out.update(
             {
                 "index": self.planner.info(),
@@ -790,6 +864,7 @@ class MemoryService:
                 "started_in_seconds": round(self.opened_in, 3),
                 "version": __version__,
                 "backend": self.storage.backend,
+                "namespaces": self.storage.namespaces(now),
             }
         )
         if self.settings.database:
@@ -804,6 +879,11 @@ class MemoryService:
             return self.storage.ping()
         except MemorySpineError as exc:
             return {"backend": self.storage.backend, "status": "error", "error": exc.message}
+
+    def namespaces(self) -> dict[str, Any]:
+        """Every namespace holding live records, with its count: {"namespaces": [{"namespace", "memories"}]}."""
+        counts = self.storage.namespaces(time.time())
+        return {"namespaces": [{"namespace": ns, "memories": n} for ns, n in counts.items()]}
 
     def check(self, repair: bool = False) -> dict[str, Any]:
         """Verify the database and that the index holds exactly the live rows; rebuild it if asked."""

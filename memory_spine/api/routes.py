@@ -18,6 +18,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response
 
+from .. import namespaces as ns_
 from .._version import __version__
 from ..errors import InvalidInput, NotReady
 from ..models import (
@@ -64,6 +65,24 @@ async def service(request: Request) -> MemoryService:
 Svc = Annotated[MemoryService, Depends(service)]
 
 
+async def namespace(
+    namespace: Annotated[
+        str | None,
+        Query(description="The namespace (e.g. team/agent-7); a body's `namespace` wins over it. Default: default."),
+    ] = None,
+    x_memory_namespace: Annotated[
+        str | None, Header(alias=ns_.HEADER, description="The namespace, for clients that set it once.")
+    ] = None,
+) -> str | None:
+    """The request's namespace outside its body: `?namespace=`, else the X-Memory-Namespace header, else None.
+
+    The body's `namespace` (where a route takes a body) wins over both; the service resolves and validates."""
+    return namespace if namespace is not None else x_memory_namespace
+
+
+Ns = Annotated[str | None, Depends(namespace)]
+
+
 async def _read(svc: MemoryService, fn: Callable[..., Any], *args: Any) -> Any:
     """A cheap read: inline on the event loop when storage is a local file, else through the thread pool."""
     if svc.reads_are_local:
@@ -90,20 +109,22 @@ async def health(request: Request) -> Response:
 
 
 @router.post("/ingest", response_model=IngestResponse, responses={**_ERR, **_FENCED})
-def ingest(item: MemoryIn, svc: Svc) -> Response:
-    """Store one memory (upsert by `id`). A 200 means committed to disk."""
-    return JSON(svc.ingest(item))
+def ingest(item: MemoryIn, svc: Svc, ns: Ns) -> Response:
+    """Store one memory (upsert by `id` within its namespace). A 200 means committed to disk."""
+    return JSON(svc.ingest(item, ns))
 
 
 @router.post("/ingest/batch", response_model=BatchResponse, responses={**_ERR, **_FENCED})
-def ingest_batch(batch: BatchIn, svc: Svc) -> Response:
+def ingest_batch(batch: BatchIn, svc: Svc, ns: Ns) -> Response:
     """Store up to 1,000 memories in one transaction, embedded as one batch: all or nothing."""
-    return JSON(svc.ingest_batch(batch.records))
+    return JSON(svc.ingest_batch(batch.records, batch.namespace if batch.namespace is not None else ns))
 
 
 @router.post("/search", response_model=SearchResponse, responses=_ERR)
-async def search(q: SearchQuery, svc: Svc) -> Response:
-    """Search by exact key, meaning, keywords or both, with filters. See the README for the rules."""
+async def search(q: SearchQuery, svc: Svc, ns: Ns) -> Response:
+    """Search by exact key, meaning, keywords or both, with filters, in one namespace or several (`namespace`:
+    a name, `team/` for a subtree, or a list). Each hit says its `namespace`. See the README for the rules."""
+    q = q.model_copy(update={"namespace": q.namespace if q.namespace is not None else ns_.resolve(ns)})
     cached = svc.cached_search(q)  # the same search since the last write: no thread, no model, no index
     return JSON(cached if cached is not None else await run_in_threadpool(svc.search_uncached, q))
 
@@ -111,6 +132,7 @@ async def search(q: SearchQuery, svc: Svc) -> Response:
 @router.get("/memories", response_model=ListResponse, responses=_ERR)
 def list_memories(
     svc: Svc,
+    ns: Ns,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
     order: Annotated[str, Query(pattern="^(newest|oldest)$")] = "newest",
@@ -119,13 +141,14 @@ def list_memories(
 ) -> Response:
     """List memories newest (or oldest) first; pass `next_cursor` back as `cursor` for the next page."""
     flt = Filter(tags=tags, key_prefix=key_prefix or None)
-    return JSON(svc.list(flt, limit=limit, cursor=cursor, order=order))
+    return JSON(svc.list(flt, limit=limit, cursor=cursor, order=order, namespace=ns))
 
 
 @router.delete("/memories", responses=_ERR)
-def delete_where(req: Annotated[DeleteWhere, Body()], svc: Svc) -> Response:
-    """Delete every memory matching a filter (`dry_run: true` only counts). An empty filter is refused."""
-    return JSON(svc.delete_where(req))
+def delete_where(req: Annotated[DeleteWhere, Body()], svc: Svc, ns: Ns) -> Response:
+    """Delete every memory of one namespace matching a filter (`dry_run: true` only counts). An empty filter is
+    refused."""
+    return JSON(svc.delete_where(req, ns))
 
 
 _ETAG = {
@@ -174,9 +197,9 @@ def _condition(if_match: str | None, *given: int | None) -> tuple[int | None, st
 @router.get(
     "/memories/{id:path}", response_model=Memory, responses={**_ERR, **_200, 404: {"description": "No such memory"}}
 )
-async def get_memory(id: str, svc: Svc) -> Response:
+async def get_memory(id: str, svc: Svc, ns: Ns) -> Response:
     """One memory, with its `version` in the body and as the `ETag` header (for If-Match / if_version)."""
-    return _with_etag(await _read(svc, svc.get, id))
+    return _with_etag(await _read(svc, svc.get, id, ns))
 
 
 @router.patch(
@@ -185,34 +208,34 @@ async def get_memory(id: str, svc: Svc) -> Response:
     responses={**_ERR, **_200, **_412, **_FENCED, 404: {"description": "No such memory"}},
 )
 def patch_memory(
-    id: str, patch: MemoryPatch, svc: Svc, if_match: IfMatch = None, if_version: IfVersion = None
+    id: str, patch: MemoryPatch, svc: Svc, ns: Ns, if_match: IfMatch = None, if_version: IfVersion = None
 ) -> Response:
     """Change part of a memory: content re-embeds, metadata merges (null removes a key), tags replace.
 
     With `If-Match` or `if_version` (body or query), only if the memory is still at that version: else 412."""
     version, field = _condition(if_match, if_version, patch.if_version)
-    return _with_etag(svc.update(id, patch, version, field=field))
+    return _with_etag(svc.update(id, patch, version, field=field, namespace=ns))
 
 
 @router.delete("/memories/{id:path}", responses={**_ERR, **_412, 404: {"description": "No such memory"}})
-def delete_memory(id: str, svc: Svc, if_match: IfMatch = None, if_version: IfVersion = None) -> Response:
+def delete_memory(id: str, svc: Svc, ns: Ns, if_match: IfMatch = None, if_version: IfVersion = None) -> Response:
     """Delete one memory; with `If-Match` or `?if_version=`, only if it is still at that version: else 412."""
     version, field = _condition(if_match, if_version)
-    return JSON(svc.delete(id, version, field=field))
+    return JSON(svc.delete(id, version, field=field, namespace=ns))
 
 
 @router.get("/keys", responses=_ERR)
 def list_keys(
-    svc: Svc, prefix: Annotated[str, Query(min_length=1)], limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    svc: Svc, ns: Ns, prefix: Annotated[str, Query(min_length=1)], limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> Response:
     """Memories whose exact key starts with `prefix`, newest first."""
-    return JSON(svc.list_keys(prefix, limit))
+    return JSON(svc.list_keys(prefix, limit, namespace=ns))
 
 
 @router.get("/keys/{key:path}", response_model=Memory, responses={**_ERR, 404: {"description": "No such key"}})
-async def get_key(key: str, svc: Svc) -> Response:
+async def get_key(key: str, svc: Svc, ns: Ns) -> Response:
     """The newest memory holding exactly this key."""
-    return JSON(await _read(svc, svc.get_key, key))
+    return JSON(await _read(svc, svc.get_key, key, ns))
 
 
 @router.post(
@@ -221,15 +244,15 @@ async def get_key(key: str, svc: Svc) -> Response:
     response_model=Claim,
     responses={**_ERR, 409: {"description": "Held by another live holder"}},
 )
-def claim(req: ClaimIn, svc: Svc) -> Response:
+def claim(req: ClaimIn, svc: Svc, ns: Ns) -> Response:
     """Claim a key for a lease if no live claim holds it (atomic): the answer carries a `fence` and a secret
     `lease_token`. With `lease_token` in the body, renew that claim instead (409 lease_lost if it is gone)."""
-    return JSON(svc.claim(req), status_code=201)
+    return JSON(svc.claim(req, ns), status_code=201)
 
 
 @router.get("/claims/{key:path}", response_model=Claim, responses={**_ERR, 404: {"description": "No live claim"}})
-def get_claim(key: str, svc: Svc) -> Response:
-    return JSON(svc.get_claim(key))
+def get_claim(key: str, svc: Svc, ns: Ns) -> Response:
+    return JSON(svc.get_claim(key, ns))
 
 
 @router.delete(
@@ -244,19 +267,27 @@ def get_claim(key: str, svc: Svc) -> Response:
 def release_claim(
     key: str,
     svc: Svc,
+    ns: Ns,
     x_lease_token: Annotated[str | None, Header(description="The lease_token the claim returned.")] = None,
     lease_token: Annotated[
         str | None, Query(description="Same as X-Lease-Token; the header keeps it out of access logs.")
     ] = None,
 ) -> Response:
     """Release a claim: needs the `lease_token` its acquisition returned (X-Lease-Token header or ?lease_token=)."""
-    return JSON(svc.release(key, x_lease_token or lease_token))
+    return JSON(svc.release(key, x_lease_token or lease_token, ns))
 
 
 @router.get("/stats", responses=_ERR)
-def stats(svc: Svc) -> Response:
-    """Counts, index, embedder, database size, uptime, query-cache hit rate."""
-    return JSON(svc.stats())
+def stats(svc: Svc, ns: Ns) -> Response:
+    """Counts and tags of one namespace (default `default`), each namespace's count, index, embedder, database
+    size, uptime, query-cache hit rate."""
+    return JSON(svc.stats(ns))
+
+
+@router.get("/namespaces", responses=_ERR)
+def list_namespaces(svc: Svc) -> Response:
+    """Every namespace holding live records, with how many: `{"namespaces": [{"namespace", "memories"}]}`."""
+    return JSON(svc.namespaces())
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses=_ERR)

@@ -26,9 +26,10 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from .. import __version__
 from ..errors import NotFound
 from ..models import Filter
+from ..namespaces import KIT_PREFIX, kit_namespace, resolve
 from ..ui import views
 from .responses import JSON
-from .routes import Svc
+from .routes import Ns, Svc
 
 router = APIRouter(include_in_schema=False)
 
@@ -149,47 +150,55 @@ class ListQuery(Filter):
     order: str = Field(default="newest", pattern="^(newest|oldest)$")
 
 
+def _kit(ns: str | None) -> str:
+    """The namespace workflow pages read: the kit's of the page's namespace (`_kit/<it>`, or itself if a kit's)."""
+    namespace = resolve(ns)
+    return namespace if namespace.startswith(KIT_PREFIX) else kit_namespace(namespace)
+
+
 @router.post("/ui/api/memories")
-def list_memories(q: Annotated[ListQuery, Body()], svc: Svc) -> Response:
+def list_memories(q: Annotated[ListQuery, Body()], svc: Svc, ns: Ns) -> Response:
     flt = Filter(**q.model_dump(include=set(Filter.model_fields)))
-    return JSON(svc.list(flt, limit=q.limit, cursor=q.cursor, order=q.order), headers=_NO_STORE)
+    return JSON(svc.list(flt, limit=q.limit, cursor=q.cursor, order=q.order, namespace=ns), headers=_NO_STORE)
 
 
 @router.get("/ui/api/overview")
-def overview(request: Request, svc: Svc) -> Response:
+def overview(request: Request, svc: Svc, ns: Ns) -> Response:
     state = request.app.state
     rates = getattr(state, "ui_rates", None)
     if rates is None:
         rates = state.ui_rates = views.Rates(svc.started_at)
-    return JSON(views.overview(svc, state.metrics.registry, rates), headers=_NO_STORE)
+    return JSON(views.overview(svc, state.metrics.registry, rates, namespace=resolve(ns)), headers=_NO_STORE)
 
 
 @router.get("/ui/api/workflows")
 def workflows(
     svc: Svc,
+    ns: Ns,
     prefix: str = "",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    return JSON(views.workflows(svc, prefix, limit, offset), headers=_NO_STORE)
+    return JSON(views.workflows(svc, prefix, limit, offset, namespace=_kit(ns)), headers=_NO_STORE)
 
 
 @router.get("/ui/api/workflows/{workflow_id:path}")
-def workflow(workflow_id: str, svc: Svc) -> Response:
-    return JSON(views.workflow(svc, workflow_id), headers=_NO_STORE)
+def workflow(workflow_id: str, svc: Svc, ns: Ns) -> Response:
+    return JSON(views.workflow(svc, workflow_id, namespace=_kit(ns)), headers=_NO_STORE)
 
 
 @router.get("/ui/api/traces")
 def traces(
     svc: Svc,
+    ns: Ns,
     workflow_id: str | None = None,
     status: Annotated[str | None, Query(pattern="^(ok|error)$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> Response:
-    return JSON(views.traces(svc, workflow_id or None, status, limit, cursor), headers=_NO_STORE)
+    return JSON(views.traces(svc, workflow_id or None, status, limit, cursor, namespace=_kit(ns)), headers=_NO_STORE)
 
 
 @router.get("/ui/api/traces/{trace_id}")
-def trace(trace_id: str, svc: Svc) -> Response:
-    return JSON(views.trace(svc, trace_id), headers=_NO_STORE)
+def trace(trace_id: str, svc: Svc, ns: Ns) -> Response:
+    return JSON(views.trace(svc, trace_id, namespace=_kit(ns)), headers=_NO_STORE)

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import InvalidInput
 from ..models import Filter
+from ..namespaces import Selector, selector
 
 FIELDS = tuple(Filter.model_fields)  # tags, tags_all, tags_none, where, created_after, ..., key, key_prefix
 GROUPS = ("$and", "$or")
@@ -83,6 +84,9 @@ class Conditions:
     key: str | None = None
     key_prefix: str | None = None
     key_upper: str | None = None  # the least string above every string starting with key_prefix; None: none
+    # The namespaces read (None: every namespace, for admin paths only; the service always names them). Not a
+    # condition for the DELETE guard: deleting a whole namespace still needs a condition.
+    namespaces: Selector | None = None
     empty: tuple[str, ...] = field(default=(), compare=False)
 
     def __bool__(self) -> bool:
@@ -97,6 +101,31 @@ class Conditions:
             or self.key is not None
             or self.key_prefix is not None
         )
+
+    @property
+    def restricts(self) -> bool:
+        """True when anything (a condition or a namespace selection) narrows the records read."""
+        return bool(self) or self.namespaces is not None
+
+    def namespace_sql(self, mark: str) -> tuple[str | None, list[Any]]:
+        """The namespace selection as SQL on `m.namespace` with `mark` placeholders, or (None, []) for all.
+
+        A subtree `team/` is a range up to its upper bound, so it reads the namespace index like exact names.
+        """
+        sel = self.namespaces
+        if sel is None:
+            return None, []
+        parts: list[str] = []
+        params: list[Any] = []
+        if len(sel.names) == 1:
+            parts.append(f"m.namespace = {mark}")
+        else:
+            parts.append(f"m.namespace IN ({','.join([mark] * len(sel.names))})")
+        params.extend(sel.names)
+        for prefix in sel.prefixes:
+            parts.append(f"(m.namespace >= {mark} AND m.namespace < {mark})")
+            params.extend((prefix, prefix_upper(prefix)))
+        return (parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"), params
 
     def comparisons(self) -> list[tuple[str, str, Any]]:
         """The plain column comparisons, the same in every dialect: (column of `memories m`, operator, value).
@@ -188,10 +217,16 @@ class _Budget:
             )
 
 
-def parse_filter(flt: Filter | None, limits: Limits | None = None) -> Conditions:
-    """`flt` -> its `Conditions`, or InvalidInput naming the first field storage could not use."""
+def parse_filter(flt: Filter | Conditions | None, limits: Limits | None = None) -> Conditions:
+    """`flt` -> its `Conditions`, or InvalidInput naming the first field storage could not use.
+
+    Conditions already parsed pass through. A `namespace` left out (None) selects every namespace: the
+    service always fills it in (`default` when the request named none) before storage sees a filter.
+    """
     if flt is None:
         return NONE
+    if isinstance(flt, Conditions):
+        return flt
     budget = _Budget(limits)
     empty: list[str] = []
     lists: dict[str, tuple[str, ...]] = {}
@@ -242,6 +277,7 @@ def parse_filter(flt: Filter | None, limits: Limits | None = None) -> Conditions
         key=flt.key,
         key_prefix=flt.key_prefix,
         key_upper=prefix_upper(flt.key_prefix) if flt.key_prefix is not None else None,
+        namespaces=selector(flt.namespace) if getattr(flt, "namespace", None) is not None else None,
         empty=tuple(empty),
     )
 

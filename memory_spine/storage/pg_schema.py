@@ -88,11 +88,28 @@ def _isolation(conn: psycopg.Connection, params: dict[str, Any]) -> None:
     conn.execute("CREATE INDEX memory_kth_kth ON memory_kth (kth)")
 
 
+def _namespaces(conn: psycopg.Connection, params: dict[str, Any]) -> None:
+    # Namespaces (issue 18): every record and claim lives in one; existing ones land in 'default' (a constant
+    # default: no table rewrite). Ids and claims are unique per namespace; key lookups lead with it.
+    conn.execute("ALTER TABLE memories ADD COLUMN namespace text COLLATE \"C\" NOT NULL DEFAULT 'default'")
+    conn.execute("ALTER TABLE memories DROP CONSTRAINT memories_id_key")
+    conn.execute("CREATE UNIQUE INDEX memories_namespace_id ON memories (namespace, id)")
+    conn.execute("CREATE INDEX memories_namespace ON memories (namespace, seq)")
+    conn.execute("DROP INDEX memories_key")
+    conn.execute("DROP INDEX memories_key_parent")
+    conn.execute("CREATE INDEX memories_key ON memories (namespace, key, version)")
+    conn.execute("CREATE INDEX memories_key_parent ON memories (namespace, key_parent, version)")
+    conn.execute("ALTER TABLE claims ADD COLUMN namespace text COLLATE \"C\" NOT NULL DEFAULT 'default'")
+    conn.execute("ALTER TABLE claims DROP CONSTRAINT claims_pkey")
+    conn.execute("ALTER TABLE claims ADD PRIMARY KEY (namespace, key)")
+
+
 # (version, name, apply)
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection, dict[str, Any]], None]]] = [
     (1, "records, tags, keys, metadata, vectors (HNSW), full text (tsvector), claims", _initial),
     (2, "claims: fencing tokens (claim_fences sequence) and hashed lease tokens", _fencing),
     (3, "each record's 10th-neighbour distance, for the side list of isolated vectors", _isolation),
+    (4, "namespaces: records and claims unique per (namespace, id / key)", _namespaces),
 ]
 
 

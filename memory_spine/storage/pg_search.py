@@ -36,9 +36,10 @@ import numpy as np
 
 from ..index import ISOLATION_FLOOR, ISOLATION_K, ISOLATION_RATIO
 from ..models import Filter
+from ..namespaces import Selector
 from .filters import parse_filter
 from .pg_schema import FTS_NORMALISE
-from .postgres import ROW_COLUMNS, PostgresStorage, compile_filter, row_dict
+from .postgres import NCOLS, ROW_COLUMNS, PostgresStorage, compile_filter, row_dict
 from .search import Cosines, Plan, Rows, Scored, drop_stopwords, exact_cap, hybrid, rarest
 
 log = logging.getLogger("memory_spine.pg_search")
@@ -74,6 +75,7 @@ class PostgresSearch:
         self._limit = ISOLATION_FLOOR
         self._side = 0
         self._backfilling = True
+        self._namespaces: dict[str, int] = {}
         self._refresh()
 
     # -- statistics: table size (for the exact bound) and common lexemes (for keyword pruning) ----------------
@@ -92,9 +94,18 @@ class PostgresSearch:
             self._recent = np.array([r[0] for r in recent], dtype=np.float32)
             self._fit()
             self._side = conn.execute("SELECT count(*) FROM memory_kth WHERE kth > %s", (self._limit,)).fetchone()[0]
+            # Records per namespace (an index-only scan of (namespace, seq)): how selective a namespace is.
+            self._namespaces = dict(conn.execute("SELECT namespace, count(*) FROM memories GROUP BY namespace"))
         self._size = int(size)
         self._term_freq = dict(zip(row[0], row[1], strict=False)) if row and row[0] else {}
         self._stats_at = time.monotonic()
+
+    def _share(self, selected: Selector) -> float:
+        """The share of the records (by the last refresh's counts) that `selected` namespaces hold."""
+        total = sum(self._namespaces.values())
+        if not total:
+            return 0.0
+        return sum(n for ns, n in self._namespaces.items() if selected.matches(ns)) / total
 
     def _fit(self) -> None:
         typical = float(np.median(self._recent)) if len(self._recent) else 0.0
@@ -162,10 +173,14 @@ class PostgresSearch:
         c = parse_filter(flt)
         cond, params = compile_filter(c, now)
         q = np.asarray(vector, dtype=np.float32)
-        if not c and self._size <= self.exact_below:
+        # A namespace holding most of the table filters almost nothing: the plain plans, the namespace still in
+        # the SQL (the iterative scan walks on past other namespaces' rows). Whether it does is read from counts
+        # refreshed every minute; a stale count only picks a slower plan, never other namespaces' records.
+        wide = not c and (c.namespaces is None or self._share(c.namespaces) >= 0.5)
+        if wide and self._size <= self.exact_below:
             plan = Plan("exact", candidates=self._size)
             hits, rows = self._hnsw(q, cond, params, limit, force=False, exact=True)
-        elif not c:
+        elif wide:
             plan = Plan("hnsw", k=[limit])
             hits, rows = self._hnsw(q, cond, params, limit, force=False)
         else:
@@ -222,10 +237,10 @@ class PostgresSearch:
                     conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
                     found = conn.execute(query, args).fetchall()
         # relaxed_order: the scan may return near-ties slightly out of order; a side row may also be a graph row.
-        found.sort(key=lambda r: r[10])
+        found.sort(key=lambda r: r[NCOLS])
         seen: set[int] = set()
         found = [r for r in found if not (r[0] in seen or seen.add(r[0]))][:limit]
-        return [(r[0], 1.0 - float(r[10])) for r in found], {r[0]: row_dict(r) for r in found}
+        return [(r[0], 1.0 - float(r[NCOLS])) for r in found], {r[0]: row_dict(r) for r in found}
 
     def _exact(
         self, q: np.ndarray, cond: str, params: list[Any], limit: int, cap: int | None
@@ -249,7 +264,7 @@ class PostgresSearch:
         )
         n = int(found[0][0]) if found else 0
         got = [r[1:] for r in found if r[1] is not None]
-        return n, [(r[0], 1.0 - float(r[10])) for r in got], {r[0]: row_dict(r) for r in got}
+        return n, [(r[0], 1.0 - float(r[NCOLS])) for r in got], {r[0]: row_dict(r) for r in got}
 
     # -- keyword -----------------------------------------------------------------------------------------------
     def _chunks(self, query: str) -> list[str]:
@@ -281,7 +296,7 @@ class PostgresSearch:
             [chunks, *params, limit],
         )
         # ts_rank is unbounded above; s * 10 / (1 + s * 10) maps it into [0, 1) keeping the order.
-        return [(r[0], float(r[10]) * 10 / (1.0 + float(r[10]) * 10)) for r in found], {
+        return [(r[0], float(r[NCOLS]) * 10 / (1.0 + float(r[NCOLS]) * 10)) for r in found], {
             r[0]: row_dict(r) for r in found
         }
 

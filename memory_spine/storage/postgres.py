@@ -47,6 +47,7 @@ from ..errors import (
     StorageFull,
 )
 from ..models import Filter
+from ..namespaces import DEFAULT
 from . import budget, redact
 from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
 from .filters import Conditions, Group, Node, parse_filter, prefix_upper
@@ -54,8 +55,10 @@ from .pg_schema import migrate
 
 OnCommit = Callable[[Any], None]
 ROW_COLUMNS = (
-    "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at"
+    "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at,"
+    " m.namespace"
 )
+NCOLS = 11  # columns of ROW_COLUMNS: what a query selects after them starts at this index
 BULK_ROWS = 5000  # loads at least this large build the HNSW index after the rows (see bulk())
 _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
@@ -78,10 +81,11 @@ def iso(dt: datetime | None) -> str | None:
 
 
 def row_dict(r: Sequence[Any]) -> dict[str, Any]:
-    seq, id_, content, tags, metadata, importance, key, created, updated, expires = r[:10]
+    seq, id_, content, tags, metadata, importance, key, created, updated, expires, namespace = r[:NCOLS]
     return {
         "seq": seq,
         "id": id_,
+        "namespace": namespace,
         "content": content,
         "tags": list(tags),
         "metadata": metadata,
@@ -133,6 +137,7 @@ _INSERT_TYPES = (
     ("expires_at", "timestamptz"),
     ("version", "bigint"),
     ("embedding", "vector"),
+    ("namespace", "text"),
 )
 _COPY_TYPES = tuple((name, "int8" if kind == "bigint" else kind) for name, kind in _INSERT_TYPES)
 _INSERT_COLUMNS = ", ".join(name for name, _ in _INSERT_TYPES)
@@ -153,6 +158,7 @@ def _insert_row(rec: NewRecord, created: datetime | None, updated: datetime | No
         to_dt(rec.expires_at),
         version,
         np.asarray(rec.vector, dtype=np.float32),
+        rec.namespace,
     )
 
 
@@ -254,9 +260,13 @@ def _emit_where(node: Node, params: list[Any]) -> str:
 
 def compile_filter(flt: Filter | Conditions | None, now: float) -> tuple[str, list[Any]]:
     """A filter -> an SQL condition on `memories m` (expired records always excluded) and its params."""
-    c = flt if isinstance(flt, Conditions) else parse_filter(flt)
+    c = parse_filter(flt)
     clauses = ["(m.expires_at IS NULL OR m.expires_at > %s)"]
     params: list[Any] = [to_dt(now)]
+    ns_sql, ns_params = c.namespace_sql("%s")
+    if ns_sql is not None:
+        clauses.append(ns_sql)
+        params.extend(ns_params)
     if c.tags:
         clauses.append("m.tags && %s::text[]")
         params.append(list(c.tags))
@@ -414,25 +424,29 @@ class PostgresStorage:
 
     def _put(self, conn: psycopg.Connection, records: Sequence[NewRecord]) -> list[PutResult]:
         existing = {
-            r[0]: r
+            (r[6], r[0]): r
             for r in conn.execute(
-                "SELECT id, seq, content, created_at, expires_at, version FROM memories WHERE id = ANY(%s)"
-                " ORDER BY seq FOR UPDATE",
-                ([r.id for r in records],),
+                "SELECT m.id, m.seq, m.content, m.created_at, m.expires_at, m.version, m.namespace FROM memories m"
+                " JOIN unnest(%s::text[], %s::text[]) AS w(namespace, id) ON m.namespace = w.namespace AND m.id = w.id"
+                " ORDER BY m.seq FOR UPDATE OF m",
+                ([r.namespace for r in records], [r.id for r in records]),
             )
         }
-        for key, token in sorted({r.fence for r in records if r.fence is not None}):
+        fences = sorted({(r.namespace, *r.fence) for r in records if r.fence is not None})
+        for namespace, key, token in fences:
             # FOR SHARE: a takeover of the claim waits for this transaction, so the fence cannot change under it.
-            got = conn.execute("SELECT fence FROM claims WHERE key = %s FOR SHARE", (key,)).fetchone()
+            got = conn.execute(
+                "SELECT fence FROM claims WHERE namespace = %s AND key = %s FOR SHARE", (namespace, key)
+            ).fetchone()
             if got is None or got[0] != token:
                 raise StaleFence(key, token, got[0] if got else None)
         version = conn.execute("SELECT nextval('memory_versions')").fetchone()[0]
         inserts: list[tuple] = []
         updates: list[tuple] = []
         vector_updates: list[tuple] = []
-        out: dict[str, PutResult] = {}
+        out: dict[tuple[str, str], PutResult] = {}
         for rec in records:
-            row = existing.get(rec.id)
+            row = existing.get((rec.namespace, rec.id))
             if rec.if_version is not None and (row is None or row[5] != rec.if_version):
                 raise VersionChanged(rec.id)
             now = to_dt(round(rec.now, 6))
@@ -442,7 +456,7 @@ class PostgresStorage:
                     raise ContentChanged(rec.id)
                 inserts.append(_insert_row(rec, now, now, version))
                 continue
-            _, seq, old_content, old_created, old_expires, old_version = row
+            _, seq, old_content, old_created, old_expires, old_version, _ns = row
             # The UPDATE below writes only the version the caller read (if_version), else the one locked here.
             expected = rec.if_version if rec.if_version is not None else old_version
             # An expired row not purged yet is gone for clients: writing its id again creates it anew.
@@ -465,7 +479,9 @@ class PostgresStorage:
                 vector_updates.append((*fields, np.asarray(rec.vector, dtype=np.float32), seq, expected))
             else:
                 updates.append((*fields, seq, expected))
-            out[rec.id] = PutResult(seq=seq, id=rec.id, created=revived, vector_changed=rec.vector is not None)
+            out[rec.namespace, rec.id] = PutResult(
+                seq=seq, id=rec.id, created=revived, vector_changed=rec.vector is not None
+            )
         set_fields = (
             "content=%s, tags=%s, metadata=%s, importance=%s, key=%s, key_parent=%s, created_at=%s, updated_at=%s,"
             " expires_at=%s, version=%s"
@@ -483,10 +499,11 @@ class PostgresStorage:
                 if cur.rowcount != len(vector_updates):
                     raise VersionChanged(records[0].id if len(records) == 1 else "a record of the batch")
             if inserts:
-                inserts.sort(key=lambda row: row[0])  # one order for every writer: no deadlock on the id index
+                # One order for every writer: no deadlock on the (namespace, id) index.
+                inserts.sort(key=lambda row: (row[-1], row[0]))
                 cur.executemany(
                     f"INSERT INTO memories ({_INSERT_COLUMNS}) VALUES ({','.join(['%s'] * len(_INSERT_TYPES))})"
-                    " ON CONFLICT (id) DO NOTHING RETURNING seq, id",
+                    " ON CONFLICT (namespace, id) DO NOTHING RETURNING seq, id, namespace",
                     inserts,
                     returning=True,
                 )
@@ -499,9 +516,9 @@ class PostgresStorage:
                         break
                 if len(inserted) != len(inserts):
                     raise _Raced()
-                for seq, id_ in inserted:
-                    out[id_] = PutResult(seq=seq, id=id_, created=True, vector_changed=True)
-        return [out[r.id] for r in records]
+                for seq, id_, namespace in inserted:
+                    out[namespace, id_] = PutResult(seq=seq, id=id_, created=True, vector_changed=True)
+        return [out[r.namespace, r.id] for r in records]
 
     def restore(self, records: Sequence[RestoredRecord], on_commit: OnCommit | None = None) -> list[PutResult]:
         """Insert records as exported (their own timestamps and vectors), one transaction; ids present are skipped."""
@@ -527,22 +544,26 @@ class PostgresStorage:
                 for r in cur:
                     out = row_dict(r)
                     if vectors:
-                        out["vector"] = np.asarray(r[10], dtype="<f4").tobytes()
+                        out["vector"] = np.asarray(r[NCOLS], dtype="<f4").tobytes()
                     yield out
 
-    def contents(self, ids: Sequence[str]) -> dict[str, str]:
+    def contents(self, ids: Sequence[str], namespace: str = DEFAULT) -> dict[str, str]:
         if not ids:
             return {}
-        return dict(self.fetch_all("SELECT id, content FROM memories WHERE id = ANY(%s)", (list(ids),)))
+        return dict(
+            self.fetch_all(
+                "SELECT id, content FROM memories WHERE namespace = %s AND id = ANY(%s)", (namespace, list(ids))
+            )
+        )
 
-    def get(self, id: str, now: float) -> dict[str, Any] | None:
-        """The live record with this id, with its `version` (what `if_version` / an ETag names), or None."""
+    def get(self, id: str, now: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        """The live record (namespace, id), with its `version` (what `if_version` / an ETag names), or None."""
         rows = self.fetch_all(
             f"SELECT {ROW_COLUMNS}, m.version FROM memories m"
-            " WHERE m.id = %s AND (m.expires_at IS NULL OR m.expires_at > %s)",
-            (id, to_dt(now)),
+            " WHERE m.namespace = %s AND m.id = %s AND (m.expires_at IS NULL OR m.expires_at > %s)",
+            (namespace, id, to_dt(now)),
         )
-        return {**row_dict(rows[0]), "version": int(rows[0][10])} if rows else None
+        return {**row_dict(rows[0]), "version": int(rows[0][NCOLS])} if rows else None
 
     def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]:
         if not len(seqs):
@@ -553,10 +574,25 @@ class PostgresStorage:
         )
         return {r[0]: row_dict(r) for r in rows}
 
-    def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None, if_version: int | None = None) -> list[int]:
+    def delete(
+        self,
+        ids: Sequence[str],
+        on_commit: OnCommit | None = None,
+        if_version: int | None = None,
+        namespace: str = DEFAULT,
+    ) -> list[int]:
         # With `if_version`, one conditional statement: only rows still at that version go.
-        cond, args = ("", [list(ids)]) if if_version is None else (" AND version = %s", [list(ids), if_version])
-        seqs = [r[0] for r in self.fetch_all(f"DELETE FROM memories WHERE id = ANY(%s){cond} RETURNING seq", args)]
+        args: list[Any] = [namespace, list(ids)]
+        cond = ""
+        if if_version is not None:
+            cond = " AND version = %s"
+            args.append(if_version)
+        seqs = [
+            r[0]
+            for r in self.fetch_all(
+                f"DELETE FROM memories WHERE namespace = %s AND id = ANY(%s){cond} RETURNING seq", args
+            )
+        ]
         if on_commit is not None:
             on_commit(seqs)
         return seqs
@@ -605,21 +641,23 @@ class PostgresStorage:
             args = [key, *params, limit]
         return [row_dict(r) for r in self.fetch_all(query, args)]
 
-    def newest_per_parent(self, prefix: str, now: float, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    def newest_per_parent(
+        self, prefix: str, now: float, limit: int, offset: int, namespace: str = DEFAULT
+    ) -> tuple[list[dict[str, Any]], int]:
         """The newest live record of each key parent starting with `prefix`, newest first, and how many parents."""
         upper = prefix_upper(prefix)
         groups = (
-            "SELECT key_parent AS p, max(version) AS v FROM memories WHERE key_parent >= %s"
+            "SELECT key_parent AS p, max(version) AS v FROM memories WHERE namespace = %s AND key_parent >= %s"
             + (" AND key_parent < %s" if upper is not None else "")
             + " AND (expires_at IS NULL OR expires_at > %s) GROUP BY key_parent"
         )
-        args = (prefix, upper, to_dt(now)) if upper is not None else (prefix, to_dt(now))
+        args = (namespace, prefix, upper, to_dt(now)) if upper is not None else (namespace, prefix, to_dt(now))
         with self.conn() as conn:
             total = conn.execute(f"SELECT count(*) FROM ({groups}) g", args).fetchone()[0]
             rows = conn.execute(
                 f"SELECT {ROW_COLUMNS} FROM ({groups} ORDER BY v DESC LIMIT %s OFFSET %s) g"
-                " JOIN memories m ON m.key_parent = g.p AND m.version = g.v ORDER BY g.v DESC",
-                (*args, limit, offset),
+                " JOIN memories m ON m.namespace = %s AND m.key_parent = g.p AND m.version = g.v ORDER BY g.v DESC",
+                (*args, limit, offset, namespace),
             ).fetchall()
         return [row_dict(r) for r in rows], int(total)
 
@@ -644,51 +682,68 @@ class PostgresStorage:
         return seqs
 
     # -- claims: the database's clock, so every replica agrees on who holds a lease -----------------------------
-    _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence"
+    _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence, namespace"
 
     @staticmethod
     def _claim(row: Sequence[Any]) -> dict[str, Any]:
-        key, holder, acquired, expires, fence = row
-        return {"key": key, "holder": holder, "acquired_at": iso(acquired), "expires_at": iso(expires), "fence": fence}
+        key, holder, acquired, expires, fence, *rest = row
+        namespace = rest[0] if rest else DEFAULT
+        return {
+            "key": key,
+            "namespace": namespace,
+            "holder": holder,
+            "acquired_at": iso(acquired),
+            "expires_at": iso(expires),
+            "fence": fence,
+        }
 
-    def claim(self, key: str, holder: str, lease: float, now: float, token_hash: str) -> tuple[bool, dict[str, Any]]:
+    def claim(
+        self, key: str, holder: str, lease: float, now: float, token_hash: str, namespace: str = DEFAULT
+    ) -> tuple[bool, dict[str, Any]]:
         interval = f"{float(lease):.6f} seconds"  # fixed-point: PostgreSQL reads no exponent ("1e-300 seconds")
         with self.conn() as conn:
             for _attempt in range(10):
                 # One statement, atomic under the row lock: take a free or expired key, with the next fence.
                 got = conn.execute(
-                    "INSERT INTO claims AS c (key, holder, acquired_at, expires_at, fence, token_hash)"
-                    " VALUES (%s, %s, date_trunc('microseconds', clock_timestamp()),"
+                    "INSERT INTO claims AS c (namespace, key, holder, acquired_at, expires_at, fence, token_hash)"
+                    " VALUES (%s, %s, %s, date_trunc('microseconds', clock_timestamp()),"
                     " date_trunc('microseconds', clock_timestamp() + %s::interval), nextval('claim_fences'), %s)"
-                    " ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder, acquired_at = EXCLUDED.acquired_at,"
+                    " ON CONFLICT (namespace, key) DO UPDATE SET holder = EXCLUDED.holder,"
+                    " acquired_at = EXCLUDED.acquired_at,"
                     " expires_at = EXCLUDED.expires_at, fence = EXCLUDED.fence, token_hash = EXCLUDED.token_hash"
                     " WHERE c.expires_at <= clock_timestamp()"
                     f" RETURNING {self._CLAIM_COLS}",
-                    (key, holder, interval, token_hash),
+                    (namespace, key, holder, interval, token_hash),
                 ).fetchone()
                 if got is not None:
                     return True, self._claim(got)
                 other = conn.execute(
-                    f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = %s AND expires_at > now()", (key,)
+                    f"SELECT {self._CLAIM_COLS} FROM claims WHERE namespace = %s AND key = %s AND expires_at > now()",
+                    (namespace, key),
                 ).fetchone()
                 if other is not None:
                     return False, self._claim(other)
             raise StorageError(f"claiming {key!r} kept racing; try again")
 
-    def renew(self, key: str, token_hash: str, lease: float, now: float) -> dict[str, Any] | None:
+    def renew(
+        self, key: str, token_hash: str, lease: float, now: float, namespace: str = DEFAULT
+    ) -> dict[str, Any] | None:
         """Extend the lease whose token hashes to `token_hash` (even lapsed, while nobody took the key over)."""
         rows = self.fetch_all(
             "UPDATE claims SET expires_at = date_trunc('microseconds', clock_timestamp() + %s::interval)"
-            f" WHERE key = %s AND token_hash = %s RETURNING {self._CLAIM_COLS}",
-            (f"{float(lease)} seconds", key, token_hash),
+            f" WHERE namespace = %s AND key = %s AND token_hash = %s RETURNING {self._CLAIM_COLS}",
+            (f"{float(lease)} seconds", namespace, key, token_hash),
         )
         return self._claim(rows[0]) if rows else None
 
-    def get_claim(self, key: str, now: float) -> dict[str, Any] | None:
-        rows = self.fetch_all(f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = %s AND expires_at > now()", (key,))
+    def get_claim(self, key: str, now: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        rows = self.fetch_all(
+            f"SELECT {self._CLAIM_COLS} FROM claims WHERE namespace = %s AND key = %s AND expires_at > now()",
+            (namespace, key),
+        )
         return self._claim(rows[0]) if rows else None
 
-    def release(self, key: str, token_hash: str, now: float) -> dict[str, Any] | None:
+    def release(self, key: str, token_hash: str, now: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
         """Release the claim whose lease token hashes to `token_hash`. Returns the claim that blocks the release
         (another lease's), or None when released.
 
@@ -697,15 +752,16 @@ class PostgresStorage:
         """
         with self.conn() as conn, conn.transaction():
             row = conn.execute(
-                f"SELECT {self._CLAIM_COLS}, token_hash, expires_at > now() FROM claims WHERE key = %s FOR UPDATE",
-                (key,),
+                f"SELECT {self._CLAIM_COLS}, token_hash, expires_at > now() FROM claims"
+                " WHERE namespace = %s AND key = %s FOR UPDATE",
+                (namespace, key),
             ).fetchone()
-            if row is not None and row[5] == token_hash:
-                conn.execute("DELETE FROM claims WHERE key = %s", (key,))
+            if row is not None and row[6] == token_hash:
+                conn.execute("DELETE FROM claims WHERE namespace = %s AND key = %s", (namespace, key))
                 return None
-            if row is None or not row[6]:
+            if row is None or not row[7]:
                 raise NotFound(f"no live claim on key {key!r}")
-            return self._claim(row[:5])
+            return self._claim(row[:6])
 
     # -- bulk loading: rows first, the HNSW index after ---------------------------------------------------------
     def drop_vector_index(self) -> None:
@@ -770,26 +826,38 @@ class PostgresStorage:
                         copy.write_row(_insert_row(r, to_dt(r.created_at), to_dt(r.updated_at), version))
                 cur.execute(
                     f"INSERT INTO memories ({columns}) SELECT {columns} FROM memory_spine_load"
-                    " ON CONFLICT (id) DO NOTHING RETURNING seq, id"
+                    " ON CONFLICT (namespace, id) DO NOTHING RETURNING seq, id"
                 )
                 return [(int(seq), id_) for seq, id_ in cur.fetchall()]
 
     # -- housekeeping ------------------------------------------------------------------------------------------
-    def stats(self, now: float) -> dict[str, Any]:
+    def namespaces(self, now: float) -> dict[str, int]:
+        """Each namespace holding live records -> how many."""
+        rows = self.fetch_all(
+            "SELECT namespace, count(*) FROM memories WHERE expires_at IS NULL OR expires_at > %s"
+            " GROUP BY namespace ORDER BY namespace",
+            (to_dt(now),),
+        )
+        return {ns: int(n) for ns, n in rows}
+
+    def stats(self, now: float, namespace: str = DEFAULT) -> dict[str, Any]:
         with self.conn() as conn:
             total = conn.execute(
-                "SELECT count(*) FROM memories WHERE expires_at IS NULL OR expires_at > %s", (to_dt(now),)
+                "SELECT count(*) FROM memories WHERE namespace = %s AND (expires_at IS NULL OR expires_at > %s)",
+                (namespace, to_dt(now)),
             ).fetchone()[0]
             tags = dict(
                 conn.execute(
-                    "SELECT t, count(*) AS n FROM memories, unnest(tags) t GROUP BY t ORDER BY n DESC, t LIMIT 100"
+                    "SELECT t, count(*) AS n FROM memories, unnest(tags) t WHERE namespace = %s"
+                    " GROUP BY t ORDER BY n DESC, t LIMIT 100",
+                    (namespace,),
                 ).fetchall()
             )
             size = conn.execute(
                 "SELECT coalesce(sum(pg_total_relation_size(c)), 0) FROM unnest(ARRAY['memories', 'claims',"
                 " 'memory_spine_meta']::regclass[]) c"
             ).fetchone()[0]
-        return {"total_memories": int(total), "tags": tags, "database_bytes": int(size)}
+        return {"namespace": namespace, "total_memories": int(total), "tags": tags, "database_bytes": int(size)}
 
     def check(self) -> list[str]:
         problems = []

@@ -37,6 +37,7 @@ from filelock import FileLock, Timeout
 
 from ..errors import DataDirLocked, InvalidInput, NotFound, ReadOnlyStorage, StorageError, StorageFull
 from ..models import Filter
+from ..namespaces import DEFAULT
 from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
 from .budget import PROGRESS_STEPS, over_budget
 from .filters import Conditions, Group, Node, filter_is_empty, parse_filter, prefix_upper, to_epoch  # noqa: F401
@@ -50,8 +51,10 @@ OnCommit = Callable[[Any], None]
 READER_CACHE_KIB = 2048  # each reader connection's page cache
 _IN_CHUNK = 900  # values per IN list, under SQLite's default limit of 999 bound variables
 _ROW_COLUMNS = (
-    "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at"
+    "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at,"
+    " m.namespace"
 )
+_NCOLS = 11  # columns of _ROW_COLUMNS: what a query selects after them starts at this index
 _OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 
@@ -81,10 +84,11 @@ def _translate(exc: sqlite3.Error) -> StorageError:
 
 
 def _row(r: sqlite3.Row | tuple) -> dict[str, Any]:
-    seq, id_, content, tags, metadata, importance, key, created, updated, expires = r
+    seq, id_, content, tags, metadata, importance, key, created, updated, expires, namespace = r
     return {
         "seq": seq,
         "id": id_,
+        "namespace": namespace,
         "content": content,
         "tags": _loads(tags),
         "metadata": _loads(metadata),
@@ -106,6 +110,8 @@ def dump_rows(conn: sqlite3.Connection, now: float, vectors: bool, batch: int = 
     try:
         last = 0
         columns = _ROW_COLUMNS + (", m.vector" if vectors else "")
+        if "namespace" not in {r[1] for r in conn.execute("PRAGMA table_info(memories)")}:
+            columns = columns.replace("m.namespace", "'default'")  # a data dir not yet migrated (read-only export)
         while True:
             rows = conn.execute(
                 f"SELECT {columns} FROM memories m WHERE m.seq > ? AND (m.expires_at IS NULL OR m.expires_at > ?)"
@@ -116,14 +122,14 @@ def dump_rows(conn: sqlite3.Connection, now: float, vectors: bool, batch: int = 
                 return
             for r in rows:
                 try:
-                    out = _row(r[:10])
+                    out = _row(r[:_NCOLS])
                 except ValueError as exc:  # orjson's and json's decode errors are ValueErrors
                     raise StorageError(
                         f"row {r[1]}: its tags or metadata are not JSON ({exc}); `memory-spine check --repair`"
                         ' keeps such metadata as {"unparsed_metadata": ...}'
                     ) from exc
                 if vectors:
-                    out["vector"] = r[10]
+                    out["vector"] = r[_NCOLS]
                 yield out
             last = int(rows[-1][0])
     finally:
@@ -176,9 +182,13 @@ def compile_filter(
     """
     # In the probe form `+t.tag` keeps SQLite on the (seq) index, reading the record's few tags: left to itself
     # it probed (tag, seq) once per listed tag and row, 10 s for 1,024 `tags_none` over 20k records (now 70 ms).
-    c = flt if isinstance(flt, Conditions) else parse_filter(flt)
+    c = parse_filter(flt)
     clauses = ["(m.expires_at IS NULL OR m.expires_at > ?)"]
     params: list[Any] = [now]
+    ns_sql, ns_params = c.namespace_sql("?")
+    if ns_sql is not None:
+        clauses.append(ns_sql)
+        params.extend(ns_params)
     if c.tags and not omit_tags:
         marks = ",".join("?" * len(c.tags))
         if probe:
@@ -242,10 +252,11 @@ def _insert(
     """INSERT a new record's row (put and restore: only the timestamps differ) with its vector. Returns its seq."""
     assert rec.vector is not None  # callers raise ContentChanged / ValueError first
     cur = conn.execute(
-        "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent,"
+        "INSERT INTO memories (namespace, id, content, tags, metadata, importance, key, key_parent,"
         " created_at, updated_at, expires_at, version, vector_version, vector)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
+            rec.namespace,
             rec.id,
             rec.content,
             *encoded,
@@ -286,6 +297,7 @@ class SQLiteStorage:
         # Committed write transactions since open; this process is the only writer (the data dir is locked), so
         # an unchanged count means unchanged data: what the search result cache keys on.
         self.commits = 0
+        self._present: frozenset[str] | None = None  # present_namespaces(), read once
         try:
             self._writer = self._connect()
             self.db = sqlite_utils.Database(self._writer)
@@ -420,11 +432,13 @@ class SQLiteStorage:
             tx.after.append(lambda: on_commit(results))
         with tx as conn:
             version = self._next_version()
+            self._saw_namespaces(records)
             for rec in records:
                 if rec.fence is not None:
-                    self._check_fence(conn, *rec.fence)
+                    self._check_fence(conn, *rec.fence, rec.namespace)
                 existing = conn.execute(
-                    "SELECT seq, content, created_at, expires_at, version FROM memories WHERE id = ?", (rec.id,)
+                    "SELECT seq, content, created_at, expires_at, version FROM memories WHERE namespace = ? AND id = ?",
+                    (rec.namespace, rec.id),
                 ).fetchone()
                 if rec.if_version is not None and (existing is None or existing[4] != rec.if_version):
                     raise VersionChanged(rec.id)
@@ -486,10 +500,14 @@ class SQLiteStorage:
             tx.after.append(lambda: on_commit(results))
         with tx as conn:
             version: int | None = None
+            self._saw_namespaces(records)
             for rec in records:
                 if rec.vector is None:
                     raise ValueError(f"restore() needs a vector for {rec.id!r}")
-                if conn.execute("SELECT 1 FROM memories WHERE id = ?", (rec.id,)).fetchone() is not None:
+                found = conn.execute(
+                    "SELECT 1 FROM memories WHERE namespace = ? AND id = ?", (rec.namespace, rec.id)
+                ).fetchone()
+                if found is not None:
                     continue
                 if version is None:  # only a write that inserts something takes a version
                     version = self._next_version()
@@ -514,21 +532,25 @@ class SQLiteStorage:
             chunk = values[start : start + _IN_CHUNK]
             yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), [*chunk, *params])
 
-    def contents(self, ids: Sequence[str]) -> dict[str, str]:
-        return dict(self._select_in("SELECT id, content FROM memories WHERE id IN ({marks})", ids))
+    def contents(self, ids: Sequence[str], namespace: str = DEFAULT) -> dict[str, str]:
+        return dict(
+            self._select_in(
+                "SELECT id, content FROM memories WHERE id IN ({marks}) AND namespace = ?", ids, (namespace,)
+            )
+        )
 
-    def get(self, id: str, now: float) -> dict[str, Any] | None:
-        """The live record with this id, with its `version` (what `if_version` / an ETag names), or None."""
+    def get(self, id: str, now: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        """The live record (namespace, id), with its `version` (what `if_version` / an ETag names), or None."""
         row = (
             self._reader()
             .execute(
                 f"SELECT {_ROW_COLUMNS}, m.version FROM memories m"
-                " WHERE m.id = ? AND (m.expires_at IS NULL OR m.expires_at > ?)",
-                (id, now),
+                " WHERE m.namespace = ? AND m.id = ? AND (m.expires_at IS NULL OR m.expires_at > ?)",
+                (namespace, id, now),
             )
             .fetchone()
         )
-        return {**_row(row[:10]), "version": int(row[10])} if row else None
+        return {**_row(row[:_NCOLS]), "version": int(row[_NCOLS])} if row else None
 
     def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]:
         if not len(seqs):
@@ -563,11 +585,21 @@ class SQLiteStorage:
                 conn.execute(stmt, args)
         return seqs
 
-    def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None, if_version: int | None = None) -> list[int]:
+    def delete(
+        self,
+        ids: Sequence[str],
+        on_commit: OnCommit | None = None,
+        if_version: int | None = None,
+        namespace: str = DEFAULT,
+    ) -> list[int]:
         # With `if_version`, only rows still at that version are selected, in the same write transaction.
-        cond, args = ("", list(ids)) if if_version is None else (" AND version = ?", [*ids, if_version])
+        cond, args = (
+            ("", [namespace, *ids]) if if_version is None else (" AND version = ?", [namespace, *ids, if_version])
+        )
         return self._delete_selected(
-            f"SELECT seq FROM memories WHERE id IN ({','.join('?' * len(ids))}){cond}", args, on_commit
+            f"SELECT seq FROM memories WHERE namespace = ? AND id IN ({','.join('?' * len(ids))}){cond}",
+            args,
+            on_commit,
         )
 
     def delete_where(
@@ -616,25 +648,27 @@ class SQLiteStorage:
             rows.sort(key=lambda r: r[-1], reverse=True)
         return [_row(r[:-1]) for r in rows[:limit]]
 
-    def newest_per_parent(self, prefix: str, now: float, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    def newest_per_parent(
+        self, prefix: str, now: float, limit: int, offset: int, namespace: str = DEFAULT
+    ) -> tuple[list[dict[str, Any]], int]:
         """The newest live record of each key parent starting with `prefix`, newest first, and how many parents.
 
-        One pass over the (key_parent, version) index range: `checkpoint:` lists each workflow once, by its
-        latest checkpoint, without reading every checkpoint record.
+        One pass over the (namespace, key_parent, version) index range: `checkpoint:` lists each workflow once, by
+        its latest checkpoint, without reading every checkpoint record.
         """
         upper = prefix_upper(prefix)
         groups = (
-            "SELECT key_parent AS p, max(version) AS v FROM memories WHERE key_parent >= ?"
+            "SELECT key_parent AS p, max(version) AS v FROM memories WHERE namespace = ? AND key_parent >= ?"
             + (" AND key_parent < ?" if upper is not None else "")
             + " AND (expires_at IS NULL OR expires_at > ?) GROUP BY key_parent"
         )
-        args = (prefix, upper, now) if upper is not None else (prefix, now)
+        args = (namespace, prefix, upper, now) if upper is not None else (namespace, prefix, now)
         conn = self._reader()
         total = conn.execute(f"SELECT count(*) FROM ({groups})", args).fetchone()[0]
         rows = conn.execute(
             f"SELECT {_ROW_COLUMNS} FROM ({groups} ORDER BY v DESC LIMIT ? OFFSET ?) g"
-            " JOIN memories m ON m.key_parent = g.p AND m.version = g.v ORDER BY g.v DESC",
-            (*args, limit, offset),
+            " JOIN memories m ON m.namespace = ? AND m.key_parent = g.p AND m.version = g.v ORDER BY g.v DESC",
+            (*args, limit, offset, namespace),
         ).fetchall()
         return [_row(r) for r in rows], int(total)
 
@@ -877,56 +911,74 @@ class SQLiteStorage:
             conn.execute("COMMIT")
 
     # -- claims ----------------------------------------------------------------------------------------
-    _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence"
+    _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence, namespace"
 
     @staticmethod
     def _claim(row: tuple) -> dict[str, Any]:
-        key, holder, acquired, expires, fence = row
-        return {"key": key, "holder": holder, "acquired_at": iso(acquired), "expires_at": iso(expires), "fence": fence}
+        key, holder, acquired, expires, fence, *rest = row
+        namespace = rest[0] if rest else DEFAULT
+        return {
+            "key": key,
+            "namespace": namespace,
+            "holder": holder,
+            "acquired_at": iso(acquired),
+            "expires_at": iso(expires),
+            "fence": fence,
+        }
 
     @staticmethod
-    def _check_fence(conn: sqlite3.Connection, key: str, token: int) -> None:
+    def _check_fence(conn: sqlite3.Connection, key: str, token: int, namespace: str = DEFAULT) -> None:
         """Under the write lock: the claim on `key` must still carry fence `token` (live or not, if not replaced)."""
-        row = conn.execute("SELECT fence FROM claims WHERE key = ?", (key,)).fetchone()
+        row = conn.execute("SELECT fence FROM claims WHERE namespace = ? AND key = ?", (namespace, key)).fetchone()
         if row is None or row[0] != token:
             raise StaleFence(key, token, row[0] if row else None)
 
-    def claim(self, key: str, holder: str, lease: float, now: float, token_hash: str) -> tuple[bool, dict[str, Any]]:
+    def claim(
+        self, key: str, holder: str, lease: float, now: float, token_hash: str, namespace: str = DEFAULT
+    ) -> tuple[bool, dict[str, Any]]:
         with self._tx() as conn:
-            row = conn.execute(f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = ?", (key,)).fetchone()
+            row = conn.execute(
+                f"SELECT {self._CLAIM_COLS} FROM claims WHERE namespace = ? AND key = ?", (namespace, key)
+            ).fetchone()
             if row is not None and row[3] > now:
                 return False, self._claim(row)
             got = conn.execute("SELECT value FROM meta WHERE name = 'claim_fence'").fetchone()
             fence = (int(got[0]) if got else 0) + 1
             conn.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('claim_fence', ?)", (str(fence),))
             conn.execute(
-                "INSERT OR REPLACE INTO claims (key, holder, acquired_at, expires_at, fence, token_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (key, holder, now, now + lease, fence, token_hash),
+                "INSERT OR REPLACE INTO claims (namespace, key, holder, acquired_at, expires_at, fence, token_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (namespace, key, holder, now, now + lease, fence, token_hash),
             )
-            return True, self._claim((key, holder, now, now + lease, fence))
+            return True, self._claim((key, holder, now, now + lease, fence, namespace))
 
-    def renew(self, key: str, token_hash: str, lease: float, now: float) -> dict[str, Any] | None:
+    def renew(
+        self, key: str, token_hash: str, lease: float, now: float, namespace: str = DEFAULT
+    ) -> dict[str, Any] | None:
         """Extend the lease whose token hashes to `token_hash` (even lapsed, while nobody took the key over).
 
         Returns the renewed claim, or None when the key's claim is not that lease any more.
         """
         with self._tx() as conn:
             row = conn.execute(
-                f"UPDATE claims SET expires_at = ? WHERE key = ? AND token_hash = ? RETURNING {self._CLAIM_COLS}",
-                (now + lease, key, token_hash),
+                "UPDATE claims SET expires_at = ? WHERE namespace = ? AND key = ? AND token_hash = ?"
+                f" RETURNING {self._CLAIM_COLS}",
+                (now + lease, namespace, key, token_hash),
             ).fetchone()
             return self._claim(row) if row else None
 
-    def get_claim(self, key: str, now: float) -> dict[str, Any] | None:
+    def get_claim(self, key: str, now: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
         row = (
             self._reader()
-            .execute(f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = ? AND expires_at > ?", (key, now))
+            .execute(
+                f"SELECT {self._CLAIM_COLS} FROM claims WHERE namespace = ? AND key = ? AND expires_at > ?",
+                (namespace, key, now),
+            )
             .fetchone()
         )
         return self._claim(row) if row else None
 
-    def release(self, key: str, token_hash: str, now: float) -> dict[str, Any] | None:
+    def release(self, key: str, token_hash: str, now: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
         """Release the claim whose lease token hashes to `token_hash`. Returns the claim that blocks the release
         (another lease's), or None when released.
 
@@ -934,23 +986,55 @@ class SQLiteStorage:
             NotFound: no live claim on the key, and no lapsed one of this token.
         """
         with self._tx() as conn:
-            row = conn.execute(f"SELECT {self._CLAIM_COLS}, token_hash FROM claims WHERE key = ?", (key,)).fetchone()
-            if row is not None and row[5] == token_hash:
-                conn.execute("DELETE FROM claims WHERE key = ?", (key,))
+            row = conn.execute(
+                f"SELECT {self._CLAIM_COLS}, token_hash FROM claims WHERE namespace = ? AND key = ?", (namespace, key)
+            ).fetchone()
+            if row is not None and row[6] == token_hash:
+                conn.execute("DELETE FROM claims WHERE namespace = ? AND key = ?", (namespace, key))
                 return None
             if row is None or row[3] <= now:
                 raise NotFound(f"no live claim on key {key!r}")
-            return self._claim(row[:5])
+            return self._claim(row[:6])
 
     # -- housekeeping ----------------------------------------------------------------------------------
-    def stats(self, now: float) -> dict[str, Any]:
+    def namespaces(self, now: float) -> dict[str, int]:
+        """Each namespace holding live records -> how many (from the namespace index)."""
+        rows = self._reader().execute(
+            "SELECT namespace, count(*) FROM memories WHERE expires_at IS NULL OR expires_at > ?"
+            " GROUP BY namespace ORDER BY namespace",
+            (now,),
+        )
+        return {ns: int(n) for ns, n in rows}
+
+    def present_namespaces(self) -> frozenset[str]:
+        """Every namespace that may hold records (a superset: kept as writes add them, never narrowed until
+        restart). The planner drops a namespace selection that covers them all: it would filter nothing."""
+        present = self._present
+        if present is not None:
+            return present
+        with self._write_lock:
+            if self._present is None:
+                rows = self._writer.execute("SELECT DISTINCT namespace FROM memories").fetchall()
+                self._present = frozenset(r[0] for r in rows)
+            return self._present
+
+    def _saw_namespaces(self, records: Sequence[NewRecord]) -> None:
+        # Under the write lock, inside the write's transaction: a reader that sees the new rows after the commit
+        # cannot have read the set from before it.
+        if self._present is not None and any(r.namespace not in self._present for r in records):
+            self._present = self._present | {r.namespace for r in records}
+
+    def stats(self, now: float, namespace: str = DEFAULT) -> dict[str, Any]:
         conn = self._reader()
         total = conn.execute(
-            "SELECT count(*) FROM memories WHERE expires_at IS NULL OR expires_at > ?", (now,)
+            "SELECT count(*) FROM memories WHERE namespace = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (namespace, now),
         ).fetchone()[0]
         tags = dict(
             conn.execute(
-                "SELECT tag, count(*) AS n FROM memory_tags GROUP BY tag ORDER BY n DESC, tag LIMIT 100"
+                "SELECT t.tag, count(*) AS n FROM memories m JOIN memory_tags t ON t.seq = m.seq"
+                " WHERE m.namespace = ? GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT 100",
+                (namespace,),
             ).fetchall()
         )
         size = 0
@@ -958,7 +1042,7 @@ class SQLiteStorage:
             p = Path(str(self.path) + suffix)
             if p.exists():
                 size += p.stat().st_size
-        return {"total_memories": int(total), "tags": tags, "database_bytes": size}
+        return {"namespace": namespace, "total_memories": int(total), "tags": tags, "database_bytes": size}
 
     def check(self) -> list[str]:
         try:

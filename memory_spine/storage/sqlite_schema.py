@@ -13,6 +13,7 @@ A database made by a newer release (a `schema_version` this one does not know) i
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Callable
 
@@ -87,9 +88,67 @@ def _initial(conn: sqlite3.Connection) -> None:
     )
 
 
+def _namespaces(conn: sqlite3.Connection) -> None:
+    """Namespaces (issue 18): a `namespace` column on memories and claims; ids and claims unique per namespace.
+
+    Existing records and claims land in `default`. SQLite cannot drop the column-level UNIQUE on `memories.id`,
+    so the table is rebuilt: its own CREATE text (whatever columns it has by now) without that UNIQUE, plus the
+    column, rows copied with their seqs (the FTS index and tags stay valid, keyed by seq), the AUTOINCREMENT
+    counter kept (seqs are never reused), its other indexes and triggers re-created; the key indexes now lead
+    with the namespace. About a second per 100k records, once.
+    """
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(memories)")}
+    claim_columns = {r[1] for r in conn.execute("PRAGMA table_info(claims)")}
+    if "namespace" not in columns:
+        found = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='memories'").fetchone()
+        table_sql = found[0]
+        rebuilt, n = re.subn(r"\bid\s+TEXT\s+NOT\s+NULL\s+UNIQUE", "id TEXT NOT NULL", table_sql, flags=re.I)
+        if n != 1:
+            raise StorageError("cannot add namespaces: memories.id is not declared as this version expects")
+        rebuilt = re.sub(r"^\s*CREATE\s+TABLE\s+\"?memories\"?", "CREATE TABLE memories_ns", rebuilt, flags=re.I)
+        rebuilt = rebuilt.rstrip().removesuffix(")") + ", namespace TEXT NOT NULL DEFAULT 'default')"
+        keep = conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'memories' AND sql IS NOT NULL"
+            " AND type IN ('index', 'trigger')"
+        ).fetchall()
+        counter = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
+        listed = ", ".join(f'"{c}"' for c in sorted(columns))
+        conn.execute(rebuilt)
+        conn.execute(f"INSERT INTO memories_ns ({listed}) SELECT {listed} FROM memories")
+        conn.execute("DROP TABLE memories")  # no trigger fires: the FTS rows stay, keyed by the same seqs
+        conn.execute("ALTER TABLE memories_ns RENAME TO memories")
+        if counter is not None:
+            conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'memories'", (counter[0],))
+            if conn.execute("SELECT changes()").fetchone()[0] == 0:
+                conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('memories', ?)", (counter[0],))
+        replaced = {"idx_memories_key_version", "idx_memories_key_parent_version"}
+        for _kind, name, stmt in keep:
+            if name not in replaced:
+                conn.execute(stmt)
+        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS memories_namespace_id ON memories(namespace, id)")
+        # (namespace) alone: a namespace's records in seq order (lists, candidates), counts per namespace.
+        conn.execute("CREATE INDEX IF NOT EXISTS memories_namespace ON memories(namespace)")
+        conn.execute("CREATE INDEX IF NOT EXISTS memories_namespace_key ON memories(namespace, key, version)")
+        conn.execute(
+            "CREATE INDEX IF NOT EXISTS memories_namespace_key_parent ON memories(namespace, key_parent, version)"
+        )
+    if "namespace" not in claim_columns:
+        conn.execute(
+            "CREATE TABLE claims_ns (namespace TEXT NOT NULL DEFAULT 'default', key TEXT NOT NULL, holder TEXT,"
+            " acquired_at FLOAT, expires_at FLOAT, fence INTEGER, token_hash TEXT, PRIMARY KEY (namespace, key))"
+        )
+        conn.execute(
+            "INSERT INTO claims_ns (key, holder, acquired_at, expires_at, fence, token_hash)"
+            " SELECT key, holder, acquired_at, expires_at, fence, token_hash FROM claims"
+        )
+        conn.execute("DROP TABLE claims")
+        conn.execute("ALTER TABLE claims_ns RENAME TO claims")
+
+
 # (version, name, apply). Each apply runs inside the migration's transaction; it must not COMMIT.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
     (1, "records, tags, keys, metadata, vectors, full text (FTS5 + vocabulary), claims with fencing, meta", _initial),
+    (2, "namespaces: ids, exact keys and claims unique per namespace", _namespaces),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -71,12 +71,14 @@ async def test_tools_have_descriptions_and_schemas(server):
         search = tools["memory_search"].input_schema
         assert search["required"] == ["query"]
         assert search["properties"]["limit"]["maximum"] == 100 and search["properties"]["limit"]["minimum"] == 1
-        assert set(search["properties"]) == {"query", "limit", "tags", "min_score", "mode", "where"}
+        assert set(search["properties"]) == {"query", "limit", "tags", "min_score", "mode", "where", "namespace"}
         modes = [s for s in search["properties"]["mode"]["anyOf"] if "enum" in s][0]["enum"]
         assert modes == ["semantic", "keyword", "hybrid"]
         store = tools["memory_store"].input_schema
         assert store["required"] == ["content"]
-        assert set(store["properties"]) == {"id", "content", "tags", "importance", "metadata", "key"}
+        assert set(store["properties"]) == {"id", "content", "tags", "importance", "metadata", "key", "namespace"}
+        for tool in tools.values():  # every tool works in a namespace of the caller's choosing
+            assert "namespace" in tool.input_schema["properties"], tool.name
         assert tools["memory_get"].annotations.read_only_hint is True
         assert tools["memory_delete"].annotations.destructive_hint is True
 
@@ -127,12 +129,14 @@ async def test_checkpoints_are_the_seed_records(server, kit):
         )
         await call(mcp, "checkpoint_save", {"workflow_id": "wf-12", "step": "other", "result": None})
 
-        # What the seed's checkpoint() would have written, and what its resume_from_checkpoint() reads back.
-        record = await kit.get(saved["id"])
+        # What the seed's checkpoint() would have written, and what its resume_from_checkpoint() reads back,
+        # in the kit's namespace (`_kit/default`), out of users' searches.
+        record = await kit.kit.get(saved["id"])
         assert record["content"] == "checkpoint:wf-1:fetch"
         assert record["metadata"] == {"workflow_id": "wf-1", "step": "fetch", "result": {"n": 3}}
         assert record["tags"] == ["checkpoint", "workflow", "wf-1"]
-        seed = (await kit.search("checkpoint:wf-1", limit=1))["results"][0]["metadata"]
+        seed = (await kit.kit.search("checkpoint:wf-1", limit=1))["results"][0]["metadata"]
+        assert (await kit.search("checkpoint:wf-1", limit=1))["results"] == []
 
         latest = await call(mcp, "checkpoint_latest", {"workflow_id": "wf-1"})
         assert latest["found"] is True
@@ -314,3 +318,17 @@ def test_token_files_fill_the_tokens_and_a_bad_one_is_one_line_exit_2(tmp_path, 
         err = capsys.readouterr().err
         assert words in err and err.startswith("memory-spine: ") and err.count("\n") == 1, err
         assert "s3cret" not in err
+
+
+async def test_tools_work_in_the_namespace_they_are_given(server):
+    async with Client(server) as mcp:
+        await call(mcp, "memory_store", {"content": "the billing db is postgres", "id": "m", "namespace": "team/a"})
+        await call(mcp, "memory_store", {"content": "the billing db is mysql", "id": "m", "namespace": "team/b"})
+        assert (await call(mcp, "memory_get", {"id": "m", "namespace": "team/b"}))["content"].endswith("mysql")
+        found = await call(mcp, "memory_search", {"query": "billing db", "mode": "keyword", "namespace": "team/"})
+        assert sorted(h["namespace"] for h in found["results"]) == ["team/a", "team/b"]
+        assert (await call(mcp, "memory_search", {"query": "billing db", "mode": "keyword"}))["results"] == []
+        claim = await call(mcp, "claim_acquire", {"key": "task:1", "namespace": "team/a"})
+        assert claim["namespace"] == "team/a"
+        assert (await call(mcp, "claim_get", {"key": "task:1"}))["claimed"] is False
+        assert "namespace" in await error(mcp, "memory_get", {"id": "m", "namespace": "a//b"})

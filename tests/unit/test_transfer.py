@@ -80,6 +80,7 @@ def test_export_format(source):
     rich = next(r for r in rows if r["id"] == "rich")
     assert set(rich) == {
         "id",
+        "namespace",
         "content",
         "tags",
         "metadata",
