@@ -9,7 +9,7 @@ import random
 import pytest
 from tokenizers import Tokenizer
 
-from memory_spine.embedders.base import model_dir
+from memory_spine.embedders.weights import model_dir
 from memory_spine.embedders.clip import Clipper
 
 MAX_TOKENS = 256
