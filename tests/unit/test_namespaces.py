@@ -21,6 +21,7 @@ from memory_spine.models import ClaimIn, DeleteWhere, Filter, MemoryIn, SearchQu
 from memory_spine.namespaces import Selector, kit_namespace, resolve, selector
 from memory_spine.service import MemoryService
 from memory_spine.storage import sqlite as sqlite_mod
+from memory_spine.storage import sqlite_schema
 from memory_spine.storage.filters import parse_filter
 
 DIM = 32
@@ -34,7 +35,8 @@ def _open(tmp_path, **kw) -> MemoryService:
 def _old_data_dir(tmp_path, monkeypatch) -> None:
     """A data dir in the schema from before namespaces, holding three records (one deleted) and a claim."""
     with monkeypatch.context() as m:
-        m.setattr(sqlite_mod, "_add_namespaces", lambda conn: None)
+        m.setattr(sqlite_schema, "MIGRATIONS", sqlite_schema.MIGRATIONS[:1])  # the schema's version 1
+        m.setattr(sqlite_schema, "LATEST", 1)
         svc = _open(tmp_path)
         svc.close()
     db = tmp_path / "data" / sqlite_mod.DB_FILE

@@ -31,10 +31,14 @@ def test_a_fresh_file_is_at_the_latest_version_with_its_dimension(tmp_path):
     assert {("table", "memories_fts_vocab"), ("index", "memories_expiry_metadata")} <= _objects(tmp_path / "m.db")
 
 
-def test_a_pre_versioning_data_dir_gets_what_later_copies_of_version_1_created(tmp_path):
+def test_a_pre_versioning_data_dir_gets_what_later_copies_of_version_1_created(tmp_path, monkeypatch):
+    SQLiteStorage(tmp_path / "fresh.db", DIM).close()
+    fresh = _objects(tmp_path / "fresh.db")
     path = tmp_path / "m.db"
-    SQLiteStorage(path, DIM).close()
-    fresh = _objects(path)
+    with monkeypatch.context() as m:  # schema version 1, as every release before versioned migrations said
+        m.setattr(sqlite_schema, "MIGRATIONS", sqlite_schema.MIGRATIONS[:1])
+        m.setattr(sqlite_schema, "LATEST", 1)
+        SQLiteStorage(path, DIM).close()
     with sqlite3.connect(path) as conn:  # as made by the first releases: no vocabulary, old index, no fencing
         conn.execute("DROP TABLE memories_fts_vocab")
         conn.execute("DROP INDEX memories_expiry_metadata")
