@@ -42,6 +42,10 @@ class MemoryIn(_Strict):
     fence: Fence | None = Field(
         default=None, description="Write only while this claim is still the key's current one (fencing token)."
     )
+    occurred_at: Timestamp | None = Field(
+        default=None,
+        description="When what it records happened (ISO 8601 or epoch); default: when it is first stored.",
+    )
 
 
 class BatchIn(_Strict):
@@ -68,6 +72,7 @@ class MemoryPatch(_Strict):
     key: str | None = None
     ttl_seconds: float | None = None
     expires_at: Timestamp | None = None
+    occurred_at: Timestamp | None = None
     if_version: int | None = Field(
         default=None,
         ge=0,
@@ -90,6 +95,8 @@ class Filter(_Strict):
     )
     created_after: Timestamp | None = None
     created_before: Timestamp | None = None
+    occurred_after: Timestamp | None = Field(default=None, description="Happened after this time (`occurred_at`).")
+    occurred_before: Timestamp | None = Field(default=None, description="Happened before this time.")
     importance: list[Importance] | Importance | None = None
     key: str | None = Field(default=None, description="Exactly this key.")
     key_prefix: str | None = Field(default=None, description="Keys starting with this prefix.")
@@ -103,6 +110,12 @@ class SearchQuery(Filter):
     mode: SearchMode | None = None
     min_score: float | None = None
     explain: bool = False
+    when: str | None = Field(
+        default=None,
+        description="When it happened, in words ('last week', 'in May 2023', 'two days before 2023-06-09'):"
+        " keeps records whose `occurred_at` falls in that range, read against `as_of`.",
+    )
+    as_of: Timestamp | None = Field(default=None, description="The time `when` is read against; default: now.")
 
 
 class DeleteWhere(Filter):
@@ -134,6 +147,7 @@ class Memory(BaseModel):
     created_at: str
     updated_at: str
     expires_at: str | None = None
+    occurred_at: str | None = Field(default=None, description="When it happened; `created_at` unless given.")
     version: int | None = Field(
         default=None,
         description="Changes with every write of the record (GET and PATCH answers; also the ETag):"
@@ -148,6 +162,9 @@ class SearchHit(Memory):
 class SearchResponse(BaseModel):
     results: list[SearchHit]
     plan: dict[str, Any] | None = None
+    time_range: dict[str, Any] | None = Field(
+        default=None, description="With `when`: the range applied, {from, to, period, when, as_of} (UTC; null = open)."
+    )
 
 
 class IngestResponse(BaseModel):

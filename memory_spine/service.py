@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, 
 from .storage.base import StaleFence as StaleFenceError
 from .storage.budget import query_budget
 from .storage.filters import Limits, check_text, check_time, parse_filter, to_epoch
+from .when import parse_when
 
 log = logging.getLogger("memory_spine.service")
 
@@ -341,7 +343,18 @@ class MemoryService:
             vector=None,
             now=now,
             fence=self._fence(item, field),
+            occurred_at=self._occurred(item.occurred_at, f"{field}occurred_at"),
         )
+
+    @staticmethod
+    def _occurred(value: Any, field: str) -> float | None:
+        """`occurred_at` as given (ISO 8601 or epoch) -> epoch seconds in whole microseconds; None if absent."""
+        ts = to_epoch(value, field)
+        if ts is None:
+            return None
+        if not math.isfinite(ts):
+            raise InvalidInput(field, "must be a finite time")
+        return round(check_time(ts, field), 6)
 
     def _fence(self, item: MemoryIn, field: str) -> tuple[str, int] | None:
         if item.fence is None:
@@ -498,6 +511,7 @@ class MemoryService:
                 ttl_seconds=patch.ttl_seconds,
                 expires_at=patch.expires_at if patch.expires_at is not None else expires,
                 fence=patch.fence,
+                occurred_at=patch.occurred_at,
             )
             rec = self._record(item, now)
             if rec.expires_at is not None and rec.expires_at <= now:
@@ -621,8 +635,8 @@ class MemoryService:
         return self.storage.reads_are_local
 
     def _result_key(self, q: SearchQuery) -> str | None:
-        if self.result_cache is None or q.explain:
-            return None
+        if self.result_cache is None or q.explain or (q.when is not None and q.as_of is None):
+            return None  # a `when` read against now names another range as time passes
         try:
             return q.model_dump_json()
         except ValueError:  # not encodable (a lone surrogate): not cached; search() says what is wrong
@@ -661,6 +675,9 @@ class MemoryService:
         _check_text(q.query, "query", allow_empty=True)
         parse_filter(q, self.limits)
         now = time.time()
+        time_range = None
+        if q.when is not None or q.as_of is not None:
+            q, time_range = self._when(q, now)
         mode = q.mode or self.settings.default_mode
         keyq = parse_key_query(q.query)
         if keyq is not None:
@@ -693,11 +710,33 @@ class MemoryService:
         plan["mode"] = mode
         log.debug("search", extra={"event": "search", **plan})
         out: dict[str, Any] = {"results": hits}
+        if time_range is not None:
+            out["time_range"] = time_range
         if q.explain:
             out["plan"] = plan
         if self.observer is not None:
             self.observer.observe_plan(plan["plan"])
         return out
+
+    @staticmethod
+    def _when(q: SearchQuery, now: float) -> tuple[SearchQuery, dict[str, Any] | None]:
+        """`q` with its `when` phrase turned into occurred_after/occurred_before (intersected with any given)."""
+        ref = to_epoch(q.as_of, "as_of")
+        ref = now if ref is None else check_time(ref, "as_of")
+        if q.when is None:
+            return q, None
+        _check_text(q.when, "when")
+        ref_dt = datetime.fromtimestamp(ref, tz=UTC)
+        rng = parse_when(q.when, ref_dt)
+        after = to_epoch(q.occurred_after, "occurred_after")
+        before = to_epoch(q.occurred_before, "occurred_before")
+        if rng.start is not None:
+            start = rng.start.timestamp() - 1e-6  # occurred_after is strict; the range includes its start
+            after = start if after is None else max(after, start)
+        if rng.end is not None:
+            before = rng.end.timestamp() if before is None else min(before, rng.end.timestamp())
+        applied = {**rng.as_dict(), "when": q.when, "as_of": ref_dt.isoformat(timespec="seconds")[:-6] + "Z"}
+        return q.model_copy(update={"occurred_after": after, "occurred_before": before}), applied
 
     # -- claims ---------------------------------------------------------------------------------------
     def claim(self, req: ClaimIn) -> dict[str, Any]:

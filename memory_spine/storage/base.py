@@ -50,6 +50,8 @@ class NewRecord:
     # Written under a claim: (claim key, fence token). Refused with StaleFence unless the key's claim row still
     # carries that fence, checked inside the write's own transaction.
     fence: tuple[str, int] | None = None
+    # When what it records happened (epoch seconds); None: when it is first stored (an upsert keeps the old one).
+    occurred_at: float | None = None
 
 
 @dataclass

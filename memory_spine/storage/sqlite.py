@@ -54,8 +54,10 @@ _EXPIRY_METADATA_INDEX = "CREATE INDEX IF NOT EXISTS memories_expiry_metadata ON
 READER_CACHE_KIB = 2048  # each reader connection's page cache
 _IN_CHUNK = 900  # values per IN list, under SQLite's default limit of 999 bound variables
 _ROW_COLUMNS = (
-    "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at"
+    "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at,"
+    " m.occurred_at"
 )
+ROW_WIDTH = 11  # columns in _ROW_COLUMNS: what a query selects after them starts at this index
 _OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 
@@ -85,7 +87,7 @@ def _translate(exc: sqlite3.Error) -> StorageError:
 
 
 def _row(r: sqlite3.Row | tuple) -> dict[str, Any]:
-    seq, id_, content, tags, metadata, importance, key, created, updated, expires = r
+    seq, id_, content, tags, metadata, importance, key, created, updated, expires, occurred = r
     return {
         "seq": seq,
         "id": id_,
@@ -97,6 +99,7 @@ def _row(r: sqlite3.Row | tuple) -> dict[str, Any]:
         "created_at": iso(created),
         "updated_at": iso(updated),
         "expires_at": iso(expires),
+        "occurred_at": iso(occurred if occurred is not None else created),
     }
 
 
@@ -120,14 +123,14 @@ def dump_rows(conn: sqlite3.Connection, now: float, vectors: bool, batch: int = 
                 return
             for r in rows:
                 try:
-                    out = _row(r[:10])
+                    out = _row(r[:ROW_WIDTH])
                 except ValueError as exc:  # orjson's and json's decode errors are ValueErrors
                     raise StorageError(
                         f"row {r[1]}: its tags or metadata are not JSON ({exc}); `memory-spine check --repair`"
                         ' keeps such metadata as {"unparsed_metadata": ...}'
                     ) from exc
                 if vectors:
-                    out["vector"] = r[10]
+                    out["vector"] = r[ROW_WIDTH]
                 yield out
             last = int(rows[-1][0])
     finally:
@@ -247,8 +250,8 @@ def _insert(
     assert rec.vector is not None  # callers raise ContentChanged / ValueError first
     cur = conn.execute(
         "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent,"
-        " created_at, updated_at, expires_at, version, vector_version, vector)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " created_at, updated_at, expires_at, version, vector_version, vector, occurred_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             rec.id,
             rec.content,
@@ -262,9 +265,29 @@ def _insert(
             version,
             version,
             rec.vector.astype(np.float32).tobytes(),
+            rec.occurred_at if rec.occurred_at is not None else created,
         ),
     )
     return int(cur.lastrowid or 0)
+
+
+def _add_occurred_at(conn: sqlite3.Connection) -> None:
+    """Event time (issue 24): an `occurred_at` column, indexed, set to `created_at` on the rows that lack it.
+
+    Idempotent: does nothing when the column exists. A read-only database keeps serving without it.
+    """
+    if "occurred_at" in {r[1] for r in conn.execute("PRAGMA table_info(memories)")}:
+        return
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ALTER TABLE memories ADD COLUMN occurred_at REAL")
+        conn.execute("UPDATE memories SET occurred_at = created_at")
+        conn.execute("CREATE INDEX IF NOT EXISTS memories_occurred_at ON memories(occurred_at)")
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        log.warning("could not add occurred_at (event time): %s", exc)
 
 
 def _add_tags(conn: sqlite3.Connection, seq: int, tags: Sequence[str]) -> None:
@@ -432,6 +455,8 @@ class SQLiteStorage:
                     self._writer.execute("ALTER TABLE claims ADD COLUMN token_hash TEXT")
                 except sqlite3.OperationalError as exc:  # read-only: claims cannot be taken anyway
                     log.warning("could not add fencing tokens to claims: %s", exc)
+        with self._write_lock:
+            _add_occurred_at(self._writer)
         stored_dim = self.meta("dim")
         if stored_dim is not None and int(stored_dim) != self.dim:
             raise StorageError(f"this data dir holds {stored_dim}-dimensional vectors; the embedder makes {self.dim}")
@@ -548,7 +573,7 @@ class SQLiteStorage:
                     vector_changed = rec.vector is not None
                     cur = conn.execute(
                         "UPDATE memories SET content=?, tags=?, metadata=?, importance=?, key=?, key_parent=?,"
-                        " created_at=?, updated_at=?, expires_at=?, version=?"
+                        " created_at=?, updated_at=?, expires_at=?, version=?, occurred_at=COALESCE(?, occurred_at)"
                         + (", vector_version=?, vector=?" if vector_changed else "")
                         + " WHERE seq=? AND version=?",
                         (
@@ -562,6 +587,7 @@ class SQLiteStorage:
                             now,
                             rec.expires_at,
                             version,
+                            rec.occurred_at if rec.occurred_at is not None else (now if revived else None),
                             *((version, rec.vector.astype(np.float32).tobytes()) if vector_changed else ()),
                             seq,
                             expected,
@@ -629,7 +655,7 @@ class SQLiteStorage:
             )
             .fetchone()
         )
-        return {**_row(row[:10]), "version": int(row[10])} if row else None
+        return {**_row(row[:ROW_WIDTH]), "version": int(row[ROW_WIDTH])} if row else None
 
     def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]:
         if not len(seqs):
