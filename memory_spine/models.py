@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Importance = Literal["low", "medium", "high", "critical"]
 SearchMode = Literal["semantic", "keyword", "hybrid"]
+Granularity = Literal["turn", "record"]
 Timestamp = float | datetime
 
 
@@ -116,6 +117,39 @@ class SearchQuery(Filter):
         " keeps records whose `occurred_at` falls in that range, read against `as_of`.",
     )
     as_of: Timestamp | None = Field(default=None, description="The time `when` is read against; default: now.")
+    conversation: str | None = Field(
+        default=None, description="Only this conversation's records (`POST /conversations`); ranked as turns."
+    )
+    granularity: Granularity | None = Field(
+        default=None,
+        description="`turn` (the default where conversation records are found): each result a different turn,"
+        " ranked with the evidence of its window and session; `record`: records ranked on their own.",
+    )
+
+
+class TurnIn(_Strict):
+    """One turn of a conversation session."""
+
+    id: str | None = Field(default=None, description="Unique in the conversation; default: '<session>:<position>'.")
+    speaker: str
+    text: str
+    captions: list[str] | None = Field(default=None, description="What a shared image shows, in words.")
+
+
+class SessionIn(_Strict):
+    """One session: its turns, in order, and when it took place (the turns' `occurred_at`)."""
+
+    id: str | None = Field(default=None, description="Unique in the conversation; default: its position from 1.")
+    date: Timestamp | None = Field(default=None, description="ISO 8601 or epoch seconds; default: now.")
+    turns: list[TurnIn]
+
+
+class ConversationIn(_Strict):
+    """A conversation to store turn by turn (`POST /conversations`); ingesting it again rewrites it."""
+
+    id: str
+    sessions: list[SessionIn]
+    tags: list[str] | None = None
 
 
 class DeleteWhere(Filter):

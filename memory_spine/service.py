@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, allocator
+from . import __version__, allocator, conversations
 from .cache import LRU
 from .config import Settings
 from .embedders import Embedder, create_embedder
@@ -41,12 +41,22 @@ from .errors import (
     StorageError,
 )
 from .keys import derive_key, key_parent, parse_key_query
-from .models import ClaimIn, DeleteWhere, Filter, MemoryIn, MemoryPatch, MemoryRestore, SearchQuery
+from .models import (
+    ClaimIn,
+    ConversationIn,
+    DeleteWhere,
+    Filter,
+    MemoryIn,
+    MemoryPatch,
+    MemoryRestore,
+    SearchQuery,
+)
 from .storage import open_search, open_storage, redact
 from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, Storage, VectorSearch, VersionChanged
 from .storage.base import StaleFence as StaleFenceError
 from .storage.budget import query_budget
 from .storage.filters import Limits, check_text, check_time, parse_filter, to_epoch
+from .storage.search import Plan, fuse_units
 from .when import parse_when
 
 log = logging.getLogger("memory_spine.service")
@@ -568,6 +578,50 @@ class MemoryService:
             log.info("purged expired memories", extra={"event": "purged", "count": len(seqs)})
         return len(seqs)
 
+    # -- conversations ----------------------------------------------------------------------------------
+    def ingest_conversation(self, conv: ConversationIn) -> dict[str, Any]:
+        """Store a conversation turn by turn, with its window and session records (conversations.py).
+
+        One transaction: every record or none. Ingesting the same conversation again rewrites the same records
+        (texts unchanged are not embedded again) and deletes the ones it no longer has. Returns
+        {"id", "turns", "records", "created", "deleted"}.
+        """
+        _check_text(conv.id, "id", self.settings.max_id_chars - 64)
+        items = conversations.records(conv, self.settings.max_content_chars)
+        now = time.time()
+        tags = self._tags(conv.tags, "tags")
+        records = [self._record(item.model_copy(update={"tags": tags}), now) for item in items]
+        stale = set(self._conversation_ids(conv.id, now)) - {r.id for r in records}
+        results = self._put(records)
+        deleted = self.storage.delete(sorted(stale), on_commit=self._after_delete) if stale else []
+        turns = sum(1 for it in items if "derived" not in (it.metadata or {}))
+        return {
+            "id": conv.id,
+            "turns": turns,
+            "records": len(records),
+            "created": sum(r.created for r in results),
+            "deleted": len(deleted),
+        }
+
+    def _conversation_ids(self, cid: str, now: float) -> list[str]:
+        ids: list[str] = []
+        cursor = None
+        flt = Filter(where={"conversation": cid})
+        while True:
+            rows, cursor = self.storage.list(flt, now, 1000, cursor, False)
+            ids += [r["id"] for r in rows if r["id"].startswith(f"{cid}#")]
+            if cursor is None:
+                return ids
+
+    def delete_conversation(self, cid: str) -> dict[str, Any]:
+        """Delete a conversation's turns and the records derived from them; NotFound if it has none."""
+        _check_text(cid, "id")
+        ids = self._conversation_ids(cid, time.time())
+        if not ids:
+            raise NotFound(f"no conversation with id {cid!r}")
+        seqs = self.storage.delete(ids, on_commit=self._after_delete)
+        return {"deleted": len(seqs)}
+
     # -- reads ----------------------------------------------------------------------------------------
     def get(self, id: str) -> dict[str, Any]:
         check_text(id, "id")
@@ -679,8 +733,12 @@ class MemoryService:
         if q.when is not None or q.as_of is not None:
             q, time_range = self._when(q, now)
         mode = q.mode or self.settings.default_mode
+        if q.conversation is not None:
+            _check_text(q.conversation, "conversation")
+            match = {"conversation": q.conversation}
+            q = q.model_copy(update={"where": {"$and": [q.where, match]} if q.where else match})
         keyq = parse_key_query(q.query)
-        if keyq is not None:
+        if keyq is not None and q.conversation is None and q.granularity is None:
             started = time.perf_counter()
             rows = self.storage.find_key(keyq.key, keyq.include_children, q, now, q.limit)
             hits = []
@@ -692,12 +750,18 @@ class MemoryService:
         else:
             if not q.query.strip():
                 raise InvalidInput("query", "must not be empty")
+            if q.granularity == "turn" or (q.conversation is not None and q.granularity is None):
+                return self._finish(q, mode, *self._turns(q, mode, now), time_range)
             if mode == "keyword":
                 scored, rows, p = self.planner.keyword(q.query, q, q.limit, now)
             elif mode == "hybrid":
                 scored, rows, p = self.planner.hybrid(q.query, self.embed_query(q.query), q, q.limit, now)
             else:
                 scored, rows, p = self.planner.semantic(self.embed_query(q.query), q, q.limit, now)
+            if any(conversations.is_derived(rows[s]) for s, _ in scored if s in rows):
+                if q.granularity is None:  # conversation records found: ranked as turns, the default for them
+                    return self._finish(q, mode, *self._turns(q, mode, now), time_range)
+                scored = [(s, sc) for s, sc in scored if not conversations.is_derived(rows[s])]
             plan = p.as_dict()
             hits = []
             for seq, score in scored:
@@ -707,6 +771,52 @@ class MemoryService:
                 row.pop("seq", None)
                 row["score"] = round(score, 6)
                 hits.append(row)
+        return self._finish(q, mode, hits, plan, time_range)
+
+    def _turns(self, q: SearchQuery, mode: str, now: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Conversation turns, each once, ranked by the fused evidence of their own, window and session hits.
+
+        The mode's lists are searched deeper than `limit` (window and session hits fold into turns), then
+        `fuse_units` credits each hit to the turns it stands for; turns found only through their windows or
+        session are read by id.
+        """
+        started = time.perf_counter()
+        depth = min(max(q.limit * 4, 40), self.settings.max_limit * 4)
+        lists = []
+        detail: dict[str, Any] = {}
+        if mode in ("semantic", "hybrid"):
+            sem, sem_rows, sem_plan = self.planner.semantic(self.embed_query(q.query), q, depth, now)
+            lists.append((sem, sem_rows))
+            detail["semantic"] = sem_plan.as_dict()
+        if mode in ("keyword", "hybrid"):
+            kw, kw_rows, _ = self.planner.keyword(q.query, q, depth, now)
+            lists.append((kw, kw_rows))
+            detail["keyword_hits"] = len(kw)
+        ranked = fuse_units(lists, conversations.units, q.limit * 2)
+        by_id = {row["id"]: row for _, rows in lists for row in rows.values()}
+        hits: list[dict[str, Any]] = []
+        for unit, score in ranked:
+            row = by_id.get(unit)
+            if row is None or conversations.is_derived(row):
+                row = self.storage.get(unit, now)
+                if row is None or conversations.is_derived(row):
+                    continue  # deleted since, or a derived record naming another derived one
+                row.pop("version", None)
+            if q.min_score is not None and score < q.min_score:
+                continue
+            row = dict(row)
+            row.pop("seq", None)
+            row["score"] = round(score, 6)
+            hits.append(row)
+            if len(hits) == q.limit:
+                break
+        plan = Plan("turns", ms=(time.perf_counter() - started) * 1000, detail=detail)
+        plan.candidates = len(ranked)
+        return hits, plan.as_dict()
+
+    def _finish(
+        self, q: SearchQuery, mode: str, hits: list[dict[str, Any]], plan: dict[str, Any], time_range: Any
+    ) -> dict[str, Any]:
         plan["mode"] = mode
         log.debug("search", extra={"event": "search", **plan})
         out: dict[str, Any] = {"results": hits}

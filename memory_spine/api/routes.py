@@ -25,6 +25,7 @@ from ..models import (
     BatchResponse,
     Claim,
     ClaimIn,
+    ConversationIn,
     DeleteWhere,
     Filter,
     HealthResponse,
@@ -99,6 +100,18 @@ def ingest(item: MemoryIn, svc: Svc) -> Response:
 def ingest_batch(batch: BatchIn, svc: Svc) -> Response:
     """Store up to 1,000 memories in one transaction, embedded as one batch: all or nothing."""
     return JSON(svc.ingest_batch(batch.records))
+
+
+@router.post("/conversations", responses=_ERR)
+def ingest_conversation(conv: ConversationIn, svc: Svc) -> Response:
+    """Store a conversation turn by turn (plus window and session records for context); again = rewrite."""
+    return JSON(svc.ingest_conversation(conv))
+
+
+@router.delete("/conversations/{id:path}", responses={**_ERR, 404: {"description": "No such conversation"}})
+def delete_conversation(id: str, svc: Svc) -> Response:
+    """Delete a conversation's turns and every record derived from them."""
+    return JSON(svc.delete_conversation(id))
 
 
 @router.post("/search", response_model=SearchResponse, responses=_ERR)

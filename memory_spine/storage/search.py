@@ -4,6 +4,8 @@
 - `Scored`, `Rows`: (seq, score) pairs best first, and the hydrated rows by seq;
 - `fuse`, `hybrid`: reciprocal rank fusion (k=60) of a semantic and a keyword list, the hybrid mode of every
   backend;
+- `fuse_units`: the same fusion where hits are evidence for other units (a conversation's window and session
+  records for the turns they cover), so each unit appears once, ranked by all of its evidence;
 - `exact_cap`: how many filter matches are still worth scoring exactly rather than walking HNSW with a filter;
 - `drop_stopwords`, `rarest` (`STOPWORDS`, `MAX_KEYWORD_TERMS`): the keyword pruning both dialects apply to a
   query's phrases, each dialect with its own tokens and its own document frequencies.
@@ -30,6 +32,7 @@ __all__ = [
     "drop_stopwords",
     "exact_cap",
     "fuse",
+    "fuse_units",
     "hybrid",
     "rarest",
 ]
@@ -81,6 +84,27 @@ def fuse(semantic: Scored, keyword: Scored, limit: int) -> Scored:
     best = 2.0 / (RRF_K + 1)  # first in both lists
     order = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[:limit]
     return [(s, sc / best) for s, sc in order]
+
+
+def fuse_units(
+    lists: Sequence[tuple[Scored, Rows]],
+    units: Callable[[dict[str, Any]], Sequence[tuple[str, float]]],
+    limit: int,
+    k: int = RRF_K,
+) -> list[tuple[str, float]]:
+    """Weighted reciprocal rank fusion of ranked lists whose hits stand for units (`units(row)`: (unit id, weight)
+    pairs). Returns the `limit` best (unit id, score) pairs; 1.0 means first in every list on a weight-1 hit."""
+    fused: dict[str, float] = {}
+    for ranked, rows in lists:
+        for rank, (seq, _score) in enumerate(ranked):
+            row = rows.get(seq)
+            if row is None:
+                continue
+            for unit, weight in units(row):
+                fused[unit] = fused.get(unit, 0.0) + weight / (k + rank + 1)
+    best = max(len(lists), 1) / (k + 1)
+    order = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[:limit]
+    return [(u, sc / best) for u, sc in order]
 
 
 def hybrid(
