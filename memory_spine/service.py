@@ -792,7 +792,7 @@ class MemoryService:
             kw, kw_rows, _ = self.planner.keyword(q.query, q, depth, now)
             lists.append((kw, kw_rows))
             detail["keyword_hits"] = len(kw)
-        ranked = fuse_units(lists, conversations.units, q.limit * 2)
+        ranked = fuse_units(lists, conversations.units_for(q.query), q.limit * 2, k=conversations.RRF_K)
         by_id = {row["id"]: row for _, rows in lists for row in rows.values()}
         hits: list[dict[str, Any]] = []
         for unit, score in ranked:
