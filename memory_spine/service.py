@@ -781,7 +781,9 @@ class MemoryService:
         session are read by id.
         """
         started = time.perf_counter()
-        depth = min(max(q.limit * 4, 40), self.settings.max_limit * 4)
+        # Deep enough for window and session hits to fold into `limit` turns: on LoCoMo's tune split recall stops
+        # growing at 20 for semantic alone and at 30 for the fused lists (benchmarks/conversations.py).
+        depth = max(q.limit * 2, 20) if mode == "semantic" else max(q.limit * 3, 30)
         lists = []
         detail: dict[str, Any] = {}
         if mode in ("semantic", "hybrid"):
