@@ -31,6 +31,7 @@ The split: conversations 0-4 (in the zip's numeric order: 26, 30, 41, 42, 43) ar
 48, 49, 50) the held-out test split; choices are made on `--split tune` only and reported on `--split test`.
 
     python -m benchmarks.conversations [--split tune|test|all] [--granularity turns,facts,...] [--json out.json]
+    python -m benchmarks.conversations --sweep    # turn-fusion variants, tune split only
 """
 
 from __future__ import annotations
@@ -414,6 +415,86 @@ def run(
     }
 
 
+# -- the fusion sweep (tune split only): the lists a conversation search fuses, fused other ways -------------
+def sweep(conversations: list[dict[str, Any]], embedder: str, cache: Path | None) -> list[dict[str, Any]]:
+    """Turn fusion variants on the tune split: RRF k, window/session weights, speaker weight, min-max fusion.
+
+    Reads each question's semantic and keyword lists (60 deep) once from a store filled by `POST
+    /conversations`, then fuses them offline; the held-out split is never read here.
+    """
+    import itertools
+
+    emb = CachedEmbedder(embedder, cache)
+    questions_lists = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in SPLITS["tune"]:
+            conv = conversations[i]
+            settings = Settings(data_dir=Path(tmp) / str(i), purge_seconds=3600, index_save_seconds=3600)
+            svc = MemoryService.open(settings, embedder=emb)  # type: ignore[arg-type]
+            try:
+                _ingest_conversation(svc, conv)
+                known = {t["dia_id"] for s in sessions(conv) for t in s["turns"]}
+                now = time.time()
+                for q, ev, _cat in questions(conv, known):
+                    sem, srows, _ = svc.planner.semantic(svc.embed_query(q), None, 60, now)
+                    kw, krows, _ = svc.planner.keyword(q, None, 60, now)
+                    rows = {**srows, **krows}
+                    questions_lists.append((q, [(rows[s], sc) for s, sc in sem], [(rows[s], sc) for s, sc in kw], ev))
+            finally:
+                svc.close()
+    emb.save()
+
+    def score(center: float, nb: float, sess: float, spk: float, k: int, depth: int, fusion: str) -> tuple:
+        recalls, rrs = [], []
+        for q, sem, kw, ev in questions_lists:
+            fused: dict[str, float] = {}
+            for lst in (sem[:depth], kw[:depth]):
+                if fusion == "rrf":
+                    contrib = [(row, 1.0 / (k + r + 1)) for r, (row, _sc) in enumerate(lst)]
+                else:
+                    scs = [sc for _, sc in lst] or [0.0]
+                    lo, hi = min(scs), max(scs)
+                    contrib = [(row, 0.5 * ((sc - lo) / (hi - lo) if hi > lo else 1.0)) for row, sc in lst]
+                for row, c in contrib:
+                    md = row["metadata"]
+                    if md.get("derived") == "window":
+                        pairs = [(t, center if t == md["center"] else nb) for t in md["turns"]]
+                    elif md.get("derived") == "session":
+                        pairs = [(t, sess) for t in md["turns"]]
+                    else:
+                        named = re.search(r"\b" + re.escape(md.get("speaker", "")) + r"\b", q) is not None
+                        pairs = [(row["id"], 1.0 + spk if named else 1.0)]
+                    for unit, w in pairs:
+                        fused[unit] = fused.get(unit, 0.0) + w * c
+            top = [u.split("#turn:", 1)[1] for u, _ in sorted(fused.items(), key=lambda kv: -kv[1])[:10]]
+            r, rr = _score([{t} for t in top], ev)
+            recalls.append(r)
+            rrs.append(rr)
+        return round(float(np.mean(recalls)), 4), round(float(np.mean(rrs)), 4)
+
+    out = []
+    grid = itertools.product([0.5, 1.0], [0.0, 0.5, 0.75], [0.0, 0.15, 0.3], [0.0, 0.5], [10, 60], [30, 60])
+    for center, nb, sess, spk, k, depth in grid:
+        r, rr = score(center, nb, sess, spk, k, depth, "rrf")
+        out.append(
+            {
+                "fusion": "rrf",
+                "center": center,
+                "neighbour": nb,
+                "session": sess,
+                "speaker": spk,
+                "k": k,
+                "depth": depth,
+                "recall@5": r,
+                "mrr@10": rr,
+            }
+        )
+    for depth in (30, 60):
+        r, rr = score(1.0, 0.5, 0.15, 0.5, 0, depth, "minmax")
+        out.append({"fusion": "minmax 0.5/0.5", "depth": depth, "recall@5": r, "mrr@10": rr})
+    return sorted(out, key=lambda d: -d["recall@5"])
+
+
 def render(report: dict[str, Any]) -> str:
     lines = [
         f"LoCoMo split {report['split']} (conversations {report['conversations']}), embedder {report['embedder']},"
@@ -447,7 +528,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="text -> vector cache across runs ('' for none)",
     )
     ap.add_argument("--json", type=Path, help="also write the report here")
+    ap.add_argument("--sweep", action="store_true", help="the turn-fusion sweep on the tune split (no report)")
     args = ap.parse_args(argv)
+    if args.sweep:
+        rows = sweep(load(args.data), args.embedder, args.cache if str(args.cache) else None)
+        for row in rows[:15] + rows[-3:]:
+            print(json.dumps(row))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        return
     grans = [g for g in args.granularity.split(",") if g]
     bad = [g for g in grans if g not in GRANULARITIES]
     if bad:

@@ -31,11 +31,13 @@ __all__ = ["DERIVED_KINDS", "RRF_K", "WINDOW", "is_derived", "records", "turn_co
 WINDOW = 1  # neighbours on each side of a turn in its window record
 DERIVED_KINDS = ("window", "session")
 # How much a derived record's rank counts for each turn it covers, relative to the turn's own rank, and how
-# much more a turn's own hit counts when the query names its speaker. Chosen on LoCoMo's tune split
-# (benchmarks/conversations.py; top-5 recall within 0.005 of the best of a 288-point grid, which was flat
-# around these), with the fusion's k: RRF_K below.
+# much more a turn's own hit counts when the query names its speaker; and the fusion's k. Chosen on LoCoMo's
+# tune split (`python -m benchmarks.conversations --sweep`, benchmarks/results/conversations-sweep-tune.json):
+# top-5 recall 0.657 here, 0.664 at the best of 144 points on a flat surface; k=60 gives 0.640, min-max score
+# fusion 0.648-0.653, windows for their centre turn only (k=60) 0.606, the turn records alone 0.530; the
+# speaker weight adds 0.004 recall and 0.019 MRR.
 CENTER, NEIGHBOUR, SESSION, SPEAKER = 1.0, 0.5, 0.15, 0.5
-RRF_K = 10  # turns: 0.617 -> 0.646 hybrid recall@5 on tune against k=60; min-max score fusion 0.630 at best
+RRF_K = 10
 
 
 def turn_content(speaker: str, text: str, captions: Sequence[str] | None) -> str:
