@@ -34,7 +34,7 @@ DERIVED_KINDS = ("window", "session")
 # much more a turn's own hit counts when the query names its speaker; and the fusion's k. Chosen on LoCoMo's
 # tune split (`python -m benchmarks.conversations --sweep`, benchmarks/results/conversations-sweep-tune.json):
 # top-5 recall 0.657 here, 0.664 at the best of 144 points on a flat surface; k=60 gives 0.640, min-max score
-# fusion 0.648-0.653, windows for their centre turn only (k=60) 0.606, the turn records alone 0.530; the
+# fusion 0.648-0.653, windows for their centre turn only (k=60) 0.608, the turn records alone 0.530; the
 # speaker weight adds 0.004 recall and 0.019 MRR.
 CENTER, NEIGHBOUR, SESSION, SPEAKER = 1.0, 0.5, 0.15, 0.5
 RRF_K = 10
