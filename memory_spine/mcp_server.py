@@ -270,17 +270,48 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
             ),
         ] = None,
         namespace: SearchNamespaceArg = None,
+        when: Annotated[
+            str | None,
+            Field(
+                description="When it happened, in words: 'last week', 'in May 2023', 'two days before 2023-06-09'"
+                " (against as_of, default now). The answer's time_range says the range applied."
+            ),
+        ] = None,
+        as_of: Annotated[str | None, Field(description="The time `when` is read against (ISO 8601).")] = None,
+        conversation: Annotated[
+            str | None, Field(description="Only this conversation's turns (conversation_store), each turn once.")
+        ] = None,
     ) -> dict[str, Any]:
         """Search memories by meaning, words or both, best first. Returns {results: [memory + score + rank_score]}:
         `score` is the cosine similarity with the query (null in keyword mode without min_score, and for exact key
         answers), `rank_score` what the results are ordered by."""
+        given = _given(when=when, as_of=as_of, conversation=conversation)
         return await call(
             ctx,
             "memory_search",
             lambda c: c.search(
-                query, limit=limit, tags=tags, min_score=min_score, mode=mode, where=where, namespace=namespace
+                query, limit=limit, tags=tags, min_score=min_score, mode=mode, where=where, namespace=namespace, **given
             ),
         )
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
+    async def conversation_store(
+        ctx: Context,
+        id: Annotated[str, Field(description="The conversation's id; storing the same id again rewrites it.")],
+        sessions: Annotated[
+            list[dict[str, Any]],
+            Field(
+                description='Sessions in order: [{"id": "s1", "date": "2023-05-08T13:56:00Z", "turns": [{"id": "t1",'
+                ' "speaker": "Ann", "text": "...", "captions": ["a photo of ..."]}]}]; ids are optional.'
+            ),
+        ],
+        tags: Tags = None,
+        namespace: NamespaceArg = None,
+    ) -> dict[str, Any]:
+        """Store a conversation turn by turn (each turn searchable with the context of its neighbours and its
+        session; `memory_search` with `conversation` ranks its turns). Returns {id, turns, records, created}."""
+        body = {"id": id, "sessions": sessions, **_given(tags=tags)}
+        return await call(ctx, "conversation_store", lambda c: c.ingest_conversation(body), namespace)
 
     @server.tool(annotations=read_only)
     async def memory_get(ctx: Context, id: MemoryId, namespace: NamespaceArg = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Importance = Literal["low", "medium", "high", "critical"]
 SearchMode = Literal["semantic", "keyword", "hybrid"]
+Granularity = Literal["turn", "record"]
 Timestamp = float | datetime
 
 
@@ -49,6 +50,10 @@ class MemoryIn(_Strict):
         default=None, description="Write only while this claim is still the key's current one (fencing token)."
     )
     namespace: str | None = Field(default=None, description=_NS_ONE)
+    occurred_at: Timestamp | None = Field(
+        default=None,
+        description="When what it records happened (ISO 8601 or epoch); default: when it is first stored.",
+    )
 
 
 class BatchIn(_Strict):
@@ -76,6 +81,7 @@ class MemoryPatch(_Strict):
     key: str | None = None
     ttl_seconds: float | None = None
     expires_at: Timestamp | None = None
+    occurred_at: Timestamp | None = None
     if_version: int | None = Field(
         default=None,
         ge=0,
@@ -98,6 +104,8 @@ class Filter(_Strict):
     )
     created_after: Timestamp | None = None
     created_before: Timestamp | None = None
+    occurred_after: Timestamp | None = Field(default=None, description="Happened after this time (`occurred_at`).")
+    occurred_before: Timestamp | None = Field(default=None, description="Happened before this time.")
     importance: list[Importance] | Importance | None = None
     key: str | None = Field(default=None, description="Exactly this key.")
     key_prefix: str | None = Field(default=None, description="Keys starting with this prefix.")
@@ -119,6 +127,46 @@ class SearchQuery(Filter):
         " in keyword mode it makes the search embed the query to score its hits. Exact key answers ignore it.",
     )
     explain: bool = False
+    when: str | None = Field(
+        default=None,
+        description="When it happened, in words ('last week', 'in May 2023', 'two days before 2023-06-09'):"
+        " keeps records whose `occurred_at` falls in that range, read against `as_of`.",
+    )
+    as_of: Timestamp | None = Field(default=None, description="The time `when` is read against; default: now.")
+    conversation: str | None = Field(
+        default=None, description="Only this conversation's records (`POST /conversations`); ranked as turns."
+    )
+    granularity: Granularity | None = Field(
+        default=None,
+        description="`turn` (the default where conversation records are found): each result a different turn,"
+        " ranked with the evidence of its window and session; `record`: records ranked on their own.",
+    )
+
+
+class TurnIn(_Strict):
+    """One turn of a conversation session."""
+
+    id: str | None = Field(default=None, description="Unique in the conversation; default: '<session>:<position>'.")
+    speaker: str
+    text: str
+    captions: list[str] | None = Field(default=None, description="What a shared image shows, in words.")
+
+
+class SessionIn(_Strict):
+    """One session: its turns, in order, and when it took place (the turns' `occurred_at`)."""
+
+    id: str | None = Field(default=None, description="Unique in the conversation; default: its position from 1.")
+    date: Timestamp | None = Field(default=None, description="ISO 8601 or epoch seconds; default: now.")
+    turns: list[TurnIn]
+
+
+class ConversationIn(_Strict):
+    """A conversation to store turn by turn (`POST /conversations`); ingesting it again rewrites it."""
+
+    id: str
+    sessions: list[SessionIn]
+    tags: list[str] | None = None
+    namespace: str | None = Field(default=None, description=_NS_ONE)
 
 
 class DeleteWhere(Filter):
@@ -152,6 +200,7 @@ class Memory(BaseModel):
     created_at: str
     updated_at: str
     expires_at: str | None = None
+    occurred_at: str | None = Field(default=None, description="When it happened; `created_at` unless given.")
     version: int | None = Field(
         default=None,
         description="Changes with every write of the record (GET and PATCH answers; also the ETag):"
@@ -178,6 +227,9 @@ class SearchHit(Memory):
 class SearchResponse(BaseModel):
     results: list[SearchHit]
     plan: dict[str, Any] | None = None
+    time_range: dict[str, Any] | None = Field(
+        default=None, description="With `when`: the range applied, {from, to, period, when, as_of} (UTC; null = open)."
+    )
 
 
 class IngestResponse(BaseModel):

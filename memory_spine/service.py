@@ -22,12 +22,13 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import allocator
+from . import allocator, conversations
 from ._version import __version__
 from .cache import LRU
 from .config import Settings
@@ -41,13 +42,24 @@ from .errors import (
     StorageError,
 )
 from .keys import derive_key, key_parent, parse_key_query
-from .models import ClaimIn, DeleteWhere, Filter, MemoryIn, MemoryPatch, MemoryRestore, SearchQuery
+from .models import (
+    ClaimIn,
+    ConversationIn,
+    DeleteWhere,
+    Filter,
+    MemoryIn,
+    MemoryPatch,
+    MemoryRestore,
+    SearchQuery,
+)
 from .namespaces import DEFAULT, resolve, validate
 from .storage import open_search, open_storage, redact
 from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, Storage, VectorSearch, VersionChanged
 from .storage.base import StaleFence as StaleFenceError
 from .storage.budget import query_budget
 from .storage.filters import Limits, check_text, check_time, parse_filter, to_epoch
+from .storage.search import Plan, fuse_units
+from .when import parse_when
 
 log = logging.getLogger("memory_spine.service")
 
@@ -355,7 +367,18 @@ class MemoryService:
             now=now,
             fence=self._fence(item, field),
             namespace=ns,
+            occurred_at=self._occurred(item.occurred_at, f"{field}occurred_at"),
         )
+
+    @staticmethod
+    def _occurred(value: Any, field: str) -> float | None:
+        """`occurred_at` as given (ISO 8601 or epoch) -> epoch seconds in whole microseconds; None if absent."""
+        ts = to_epoch(value, field)
+        if ts is None:
+            return None
+        if not math.isfinite(ts):
+            raise InvalidInput(field, "must be a finite time")
+        return round(check_time(ts, field), 6)
 
     def _fence(self, item: MemoryIn, field: str) -> tuple[str, int] | None:
         if item.fence is None:
@@ -553,6 +576,7 @@ class MemoryService:
                 expires_at=patch.expires_at if patch.expires_at is not None else expires,
                 fence=patch.fence,
                 namespace=ns,
+                occurred_at=patch.occurred_at,
             )
             rec = self._record(item, now)
             if rec.expires_at is not None and rec.expires_at <= now:
@@ -613,6 +637,53 @@ class MemoryService:
         if seqs:
             log.info("purged expired memories", extra={"event": "purged", "count": len(seqs)})
         return len(seqs)
+
+    # -- conversations ----------------------------------------------------------------------------------
+    def ingest_conversation(self, conv: ConversationIn, namespace: str | None = None) -> dict[str, Any]:
+        """Store a conversation turn by turn, with its window and session records (conversations.py), in one
+        namespace (`conv.namespace`, else `namespace`, else default).
+
+        One transaction: every record or none. Ingesting the same conversation again rewrites the same records
+        (texts unchanged are not embedded again) and deletes the ones it no longer has. Returns
+        {"id", "turns", "records", "created", "deleted"}.
+        """
+        _check_text(conv.id, "id", self.settings.max_id_chars - 64)
+        ns = resolve(conv.namespace, namespace)
+        items = conversations.records(conv, self.settings.max_content_chars)
+        now = time.time()
+        tags = self._tags(conv.tags, "tags")
+        records = [self._record(item.model_copy(update={"tags": tags}), now, namespace=ns) for item in items]
+        stale = set(self._conversation_ids(conv.id, now, ns)) - {r.id for r in records}
+        results = self._put(records)
+        deleted = self.storage.delete(sorted(stale), on_commit=self._after_delete, namespace=ns) if stale else []
+        turns = sum(1 for it in items if "derived" not in (it.metadata or {}))
+        return {
+            "id": conv.id,
+            "turns": turns,
+            "records": len(records),
+            "created": sum(r.created for r in results),
+            "deleted": len(deleted),
+        }
+
+    def _conversation_ids(self, cid: str, now: float, namespace: str) -> list[str]:
+        ids: list[str] = []
+        cursor = None
+        flt = Filter(where={"conversation": cid}, namespace=namespace)
+        while True:
+            rows, cursor = self.storage.list(flt, now, 1000, cursor, False)
+            ids += [r["id"] for r in rows if r["id"].startswith(f"{cid}#")]
+            if cursor is None:
+                return ids
+
+    def delete_conversation(self, cid: str, namespace: str | None = None) -> dict[str, Any]:
+        """Delete a conversation's turns and the records derived from them; NotFound if it has none."""
+        _check_text(cid, "id")
+        ns = resolve(namespace)
+        ids = self._conversation_ids(cid, time.time(), ns)
+        if not ids:
+            raise NotFound(f"no conversation with id {cid!r}")
+        seqs = self.storage.delete(ids, on_commit=self._after_delete, namespace=ns)
+        return {"deleted": len(seqs)}
 
     # -- reads ----------------------------------------------------------------------------------------
     def get(self, id: str, namespace: str | None = None) -> dict[str, Any]:
@@ -691,8 +762,8 @@ class MemoryService:
         return self.storage.reads_are_local
 
     def _result_key(self, q: SearchQuery) -> str | None:
-        if self.result_cache is None or q.explain:
-            return None
+        if self.result_cache is None or q.explain or (q.when is not None and q.as_of is None):
+            return None  # a `when` read against now names another range as time passes
         try:
             return q.model_dump_json()
         except ValueError:  # not encodable (a lone surrogate): not cached; search() says what is wrong
@@ -733,9 +804,16 @@ class MemoryService:
         _check_text(q.query, "query", allow_empty=True)
         parse_filter(q, self.limits)
         now = time.time()
+        time_range = None
+        if q.when is not None or q.as_of is not None:
+            q, time_range = self._when(q, now)
         mode = q.mode or self.settings.default_mode
+        if q.conversation is not None:
+            _check_text(q.conversation, "conversation")
+            match = {"conversation": q.conversation}
+            q = q.model_copy(update={"where": {"$and": [q.where, match]} if q.where else match})
         keyq = parse_key_query(q.query)
-        if keyq is not None:
+        if keyq is not None and q.conversation is None and q.granularity is None:
             started = time.perf_counter()
             rows = self.storage.find_key(keyq.key, keyq.include_children, q, now, q.limit)
             hits = []
@@ -749,6 +827,8 @@ class MemoryService:
         else:
             if not q.query.strip():
                 raise InvalidInput("query", "must not be empty")
+            if q.granularity == "turn" or (q.conversation is not None and q.granularity is None):
+                return self._finish(q, mode, *self._turns(q, mode, now), time_range)
             # `score` is the cosine similarity wherever a vector was scored, `rank_score` the mode's own order
             # (storage/search.py); min_score filters on the similarity in every mode.
             if mode == "keyword":
@@ -765,6 +845,10 @@ class MemoryService:
             else:
                 ranked, rows, p = self.planner.semantic(self.embed_query(q.query), q, q.limit, now)
                 cosines = dict(ranked)
+            if any(conversations.is_derived(rows[s]) for s, _ in ranked if s in rows):
+                if q.granularity is None:  # conversation records found: ranked as turns, the default for them
+                    return self._finish(q, mode, *self._turns(q, mode, now), time_range)
+                ranked = [(s, sc) for s, sc in ranked if not conversations.is_derived(rows[s])]
             plan = p.as_dict()
             hits = []
             for seq, rank_score in ranked:
@@ -778,14 +862,101 @@ class MemoryService:
                 hits.append(row)
                 if len(hits) == q.limit:
                     break
+        return self._finish(q, mode, hits, plan, time_range)
+
+    def _turns(self, q: SearchQuery, mode: str, now: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Conversation turns, each once, ranked by the fused evidence of their own, window and session hits.
+
+        The mode's lists are searched deeper than `limit` (window and session hits fold into turns), then
+        `fuse_units` credits each hit to the turns it stands for; turns found only through their windows or
+        session are read by id. `rank_score` is the fused evidence; `score` the turn's own cosine similarity with
+        the query (as in every mode: its stored vector scored exactly when the semantic list did not reach it),
+        which `min_score` filters on.
+        """
+        started = time.perf_counter()
+        # Deep enough for window and session hits to fold into `limit` turns: on LoCoMo's tune split recall stops
+        # growing at 20 for semantic alone and at 30 for the fused lists (benchmarks/conversations.py).
+        depth = max(q.limit * 2, 20) if mode == "semantic" else max(q.limit * 3, 30)
+        lists = []
+        detail: dict[str, Any] = {}
+        vector = None
+        cosines: dict[int, float] = {}
+        if mode in ("semantic", "hybrid") or q.min_score is not None:
+            vector = self.embed_query(q.query)
+        if mode in ("semantic", "hybrid"):
+            sem, sem_rows, sem_plan = self.planner.semantic(vector, q, depth, now)
+            lists.append((sem, sem_rows))
+            cosines.update(sem)
+            detail["semantic"] = sem_plan.as_dict()
+        if mode in ("keyword", "hybrid"):
+            kw, kw_rows, _ = self.planner.keyword(q.query, q, depth, now)
+            lists.append((kw, kw_rows))
+            detail["keyword_hits"] = len(kw)
+        ranked = fuse_units(lists, conversations.units_for(q.query), q.limit * 2, k=conversations.RRF_K)
+        by_id = {row["id"]: row for _, rows in lists for row in rows.values()}
+        # A turn found only through a derived record lives in that record's namespace.
+        home = {u: row["namespace"] for _, rows in lists for row in rows.values() for u, _ in conversations.units(row)}
+        turns: list[tuple[dict[str, Any], float]] = []
+        for unit, rank_score in ranked:
+            row = by_id.get(unit)
+            if row is None or conversations.is_derived(row):
+                row = self.storage.get(unit, now, namespace=home.get(unit, DEFAULT))
+                if row is None or conversations.is_derived(row):
+                    continue  # deleted since, or a derived record naming another derived one
+                row.pop("version", None)
+            turns.append((row, rank_score))
+        if vector is not None:
+            missing = [row["seq"] for row, _ in turns if row["seq"] not in cosines]
+            cosines.update(self.planner.similarity(vector, missing))
+        hits: list[dict[str, Any]] = []
+        for row, rank_score in turns:
+            cosine = cosines.get(row["seq"])
+            if q.min_score is not None and (cosine is None or cosine < q.min_score):
+                continue
+            hit = dict(row)
+            hit.pop("seq", None)
+            hit["score"] = None if cosine is None else round(cosine, 6)
+            hit["rank_score"] = round(rank_score, 6)
+            hits.append(hit)
+            if len(hits) == q.limit:
+                break
+        plan = Plan("turns", ms=(time.perf_counter() - started) * 1000, detail=detail)
+        plan.candidates = len(ranked)
+        return hits, plan.as_dict()
+
+    def _finish(
+        self, q: SearchQuery, mode: str, hits: list[dict[str, Any]], plan: dict[str, Any], time_range: Any
+    ) -> dict[str, Any]:
         plan["mode"] = mode
         log.debug("search", extra={"event": "search", **plan})
         out: dict[str, Any] = {"results": hits}
+        if time_range is not None:
+            out["time_range"] = time_range
         if q.explain:
             out["plan"] = plan
         if self.observer is not None:
             self.observer.observe_plan(plan["plan"])
         return out
+
+    @staticmethod
+    def _when(q: SearchQuery, now: float) -> tuple[SearchQuery, dict[str, Any] | None]:
+        """`q` with its `when` phrase turned into occurred_after/occurred_before (intersected with any given)."""
+        ref = to_epoch(q.as_of, "as_of")
+        ref = now if ref is None else check_time(ref, "as_of")
+        if q.when is None:
+            return q, None
+        _check_text(q.when, "when")
+        ref_dt = datetime.fromtimestamp(ref, tz=UTC)
+        rng = parse_when(q.when, ref_dt)
+        after = to_epoch(q.occurred_after, "occurred_after")
+        before = to_epoch(q.occurred_before, "occurred_before")
+        if rng.start is not None:
+            start = rng.start.timestamp() - 1e-6  # occurred_after is strict; the range includes its start
+            after = start if after is None else max(after, start)
+        if rng.end is not None:
+            before = rng.end.timestamp() if before is None else min(before, rng.end.timestamp())
+        applied = {**rng.as_dict(), "when": q.when, "as_of": ref_dt.isoformat(timespec="seconds")[:-6] + "Z"}
+        return q.model_copy(update={"occurred_after": after, "occurred_before": before}), applied
 
     # -- claims ---------------------------------------------------------------------------------------
     def claim(self, req: ClaimIn, namespace: str | None = None) -> dict[str, Any]:

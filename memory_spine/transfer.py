@@ -4,7 +4,8 @@ The file: a header line, then one memory per line.
 
     {"memory_spine_export": 1, "model": "all-MiniLM-L6-v2", "dim": 384, "vectors": true, "exported_at": "..."}
     {"id": "...", "content": "...", "tags": [...], "metadata": {...}, "importance": "medium", "key": null,
-     "created_at": "2026-11-24T06:10:00.123456Z", "updated_at": "...", "expires_at": null, "vector": "<base64>"}
+     "created_at": "2026-11-24T06:10:00.123456Z", "updated_at": "...", "expires_at": null,
+     "occurred_at": "...", "vector": "<base64>"}
 
 `vector` (only with `--vectors`) is the stored vector as base64 of float32 little-endian. Importing keeps ids,
 tags, metadata, importance, keys and timestamps; vectors are used only when the header names the same model

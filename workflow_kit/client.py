@@ -247,10 +247,19 @@ class MemoryClient:
         key_prefix: str | None = None,
         explain: bool | None = None,
         namespace: str | Sequence[str] | None = None,
+        occurred_after: str | float | None = None,
+        occurred_before: str | float | None = None,
+        when: str | None = None,
+        as_of: str | float | None = None,
+        conversation: str | None = None,
+        granularity: str | None = None,
     ) -> dict[str, Any]:
         """Search; returns `{"results": [hit, ...], "plan"?: ...}` like the service (and the seed's mocks).
 
-        `namespace`: one, several, or `team/` for a subtree (default: the client's)."""
+        `namespace`: one, several, or `team/` for a subtree (default: the client's). `when` ("last week", "in May
+        2023") keeps records whose `occurred_at` falls in that range, read against `as_of` (default now); the
+        answer's `time_range` says which. `conversation` searches one conversation's turns
+        (`ingest_conversation`), each turn once."""
         body = _clean(
             {
                 "query": query,
@@ -268,9 +277,26 @@ class MemoryClient:
                 "key_prefix": key_prefix,
                 "explain": explain,
                 "namespace": namespace if isinstance(namespace, str | None) else list(namespace),
+                "occurred_after": occurred_after,
+                "occurred_before": occurred_before,
+                "when": when,
+                "as_of": as_of,
+                "conversation": conversation,
+                "granularity": granularity,
             }
         )
         return await self._request("search", "POST", "/search", json=body)
+
+    async def ingest_conversation(self, conversation: Mapping[str, Any]) -> dict[str, Any]:
+        """Store a conversation turn by turn: `{"id", "sessions": [{"id", "date", "turns": [{"id", "speaker",
+        "text", "captions"}]}], "tags"}`. Ingesting it again rewrites it; returns `{"id", "turns", "records",
+        "created", "deleted"}`."""
+        return await self._request("ingest_conversation", "POST", "/conversations", json=dict(conversation))
+
+    async def delete_conversation(self, conversation_id: str) -> dict[str, Any]:
+        """Delete a conversation's turns and the records derived from them; raises NotFound."""
+        path = f"/conversations/{quote(conversation_id, safe='')}"
+        return await self._request("delete_conversation", "DELETE", path)
 
     async def get(self, memory_id: str) -> dict[str, Any]:
         """One memory by id, with its `version` (for `if_version`); raises NotFound."""

@@ -26,6 +26,7 @@ from ..models import (
     BatchResponse,
     Claim,
     ClaimIn,
+    ConversationIn,
     DeleteWhere,
     Filter,
     HealthResponse,
@@ -118,6 +119,18 @@ def ingest(item: MemoryIn, svc: Svc, ns: Ns) -> Response:
 def ingest_batch(batch: BatchIn, svc: Svc, ns: Ns) -> Response:
     """Store up to 1,000 memories in one transaction, embedded as one batch: all or nothing."""
     return JSON(svc.ingest_batch(batch.records, batch.namespace if batch.namespace is not None else ns))
+
+
+@router.post("/conversations", responses=_ERR)
+def ingest_conversation(conv: ConversationIn, svc: Svc, ns: Ns) -> Response:
+    """Store a conversation turn by turn (plus window and session records for context); again = rewrite."""
+    return JSON(svc.ingest_conversation(conv, ns))
+
+
+@router.delete("/conversations/{id:path}", responses={**_ERR, 404: {"description": "No such conversation"}})
+def delete_conversation(id: str, svc: Svc, ns: Ns) -> Response:
+    """Delete a conversation's turns and every record derived from them."""
+    return JSON(svc.delete_conversation(id, ns))
 
 
 @router.post("/search", response_model=SearchResponse, responses=_ERR)

@@ -52,6 +52,8 @@ class NewRecord:
     fence: tuple[str, int] | None = None
     # The namespace the record lives in: (namespace, id) addresses it; the fence's claim is in it too.
     namespace: str = "default"
+    # When what it records happened (epoch seconds); None: when it is first stored (an upsert keeps the old one).
+    occurred_at: float | None = None
 
 
 @dataclass

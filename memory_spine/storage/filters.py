@@ -80,6 +80,8 @@ class Conditions:
     where: Group | None = None
     created_after: float | None = None
     created_before: float | None = None
+    occurred_after: float | None = None
+    occurred_before: float | None = None
     importance: tuple[str, ...] = ()
     key: str | None = None
     key_prefix: str | None = None
@@ -97,6 +99,8 @@ class Conditions:
             or self.where is not None
             or self.created_after is not None
             or self.created_before is not None
+            or self.occurred_after is not None
+            or self.occurred_before is not None
             or self.importance
             or self.key is not None
             or self.key_prefix is not None
@@ -137,6 +141,10 @@ class Conditions:
             out.append(("m.created_at", ">", self.created_after))
         if self.created_before is not None:
             out.append(("m.created_at", "<", self.created_before))
+        if self.occurred_after is not None:
+            out.append(("m.occurred_at", ">", self.occurred_after))
+        if self.occurred_before is not None:
+            out.append(("m.occurred_at", "<", self.occurred_before))
         if self.key is not None:
             out.append(("m.key", "=", self.key))
         if self.key_prefix is not None:
@@ -255,7 +263,7 @@ def parse_filter(flt: Filter | Conditions | None, limits: Limits | None = None) 
                 raise InvalidInput(name, "must not be empty (leave it out for no condition)")
             check_text(value, name)
     times = {}
-    for name in ("created_after", "created_before"):
+    for name in ("created_after", "created_before", "occurred_after", "occurred_before"):
         ts = to_epoch(getattr(flt, name), name)
         times[name] = None if ts is None else check_time(ts, name)
     where = None
@@ -273,6 +281,8 @@ def parse_filter(flt: Filter | Conditions | None, limits: Limits | None = None) 
         where=where,
         created_after=times["created_after"],
         created_before=times["created_before"],
+        occurred_after=times["occurred_after"],
+        occurred_before=times["occurred_before"],
         importance=importance,
         key=flt.key,
         key_prefix=flt.key_prefix,

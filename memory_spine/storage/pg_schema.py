@@ -104,12 +104,20 @@ def _namespaces(conn: psycopg.Connection, params: dict[str, Any]) -> None:
     conn.execute("ALTER TABLE claims ADD PRIMARY KEY (namespace, key)")
 
 
+def _occurred_at(conn: psycopg.Connection, params: dict[str, Any]) -> None:
+    # Event time (issue 24): when what a record holds happened; rows stored before it happened when stored.
+    conn.execute("ALTER TABLE memories ADD COLUMN IF NOT EXISTS occurred_at timestamptz")
+    conn.execute("UPDATE memories SET occurred_at = created_at WHERE occurred_at IS NULL")
+    conn.execute("CREATE INDEX IF NOT EXISTS memories_occurred ON memories (occurred_at)")
+
+
 # (version, name, apply)
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection, dict[str, Any]], None]]] = [
     (1, "records, tags, keys, metadata, vectors (HNSW), full text (tsvector), claims", _initial),
     (2, "claims: fencing tokens (claim_fences sequence) and hashed lease tokens", _fencing),
     (3, "each record's 10th-neighbour distance, for the side list of isolated vectors", _isolation),
     (4, "namespaces: records and claims unique per (namespace, id / key)", _namespaces),
+    (5, "records: occurred_at (event time), indexed", _occurred_at),
 ]
 
 

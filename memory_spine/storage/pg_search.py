@@ -39,7 +39,7 @@ from ..models import Filter
 from ..namespaces import Selector
 from .filters import parse_filter
 from .pg_schema import FTS_NORMALISE
-from .postgres import NCOLS, ROW_COLUMNS, PostgresStorage, compile_filter, row_dict
+from .postgres import ROW_COLUMNS, ROW_WIDTH, PostgresStorage, compile_filter, row_dict
 from .search import Cosines, Plan, Rows, Scored, drop_stopwords, exact_cap, hybrid, rarest
 
 log = logging.getLogger("memory_spine.pg_search")
@@ -237,10 +237,10 @@ class PostgresSearch:
                     conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
                     found = conn.execute(query, args).fetchall()
         # relaxed_order: the scan may return near-ties slightly out of order; a side row may also be a graph row.
-        found.sort(key=lambda r: r[NCOLS])
+        found.sort(key=lambda r: r[ROW_WIDTH])
         seen: set[int] = set()
         found = [r for r in found if not (r[0] in seen or seen.add(r[0]))][:limit]
-        return [(r[0], 1.0 - float(r[NCOLS])) for r in found], {r[0]: row_dict(r) for r in found}
+        return [(r[0], 1.0 - float(r[ROW_WIDTH])) for r in found], {r[0]: row_dict(r) for r in found}
 
     def _exact(
         self, q: np.ndarray, cond: str, params: list[Any], limit: int, cap: int | None
@@ -264,7 +264,7 @@ class PostgresSearch:
         )
         n = int(found[0][0]) if found else 0
         got = [r[1:] for r in found if r[1] is not None]
-        return n, [(r[0], 1.0 - float(r[NCOLS])) for r in got], {r[0]: row_dict(r) for r in got}
+        return n, [(r[0], 1.0 - float(r[ROW_WIDTH])) for r in got], {r[0]: row_dict(r) for r in got}
 
     # -- keyword -----------------------------------------------------------------------------------------------
     def _chunks(self, query: str) -> list[str]:
@@ -296,7 +296,7 @@ class PostgresSearch:
             [chunks, *params, limit],
         )
         # ts_rank is unbounded above; s * 10 / (1 + s * 10) maps it into [0, 1) keeping the order.
-        return [(r[0], float(r[NCOLS]) * 10 / (1.0 + float(r[NCOLS]) * 10)) for r in found], {
+        return [(r[0], float(r[ROW_WIDTH]) * 10 / (1.0 + float(r[ROW_WIDTH]) * 10)) for r in found], {
             r[0]: row_dict(r) for r in found
         }
 

@@ -56,9 +56,9 @@ from .pg_schema import migrate
 OnCommit = Callable[[Any], None]
 ROW_COLUMNS = (
     "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at,"
-    " m.namespace"
+    " m.namespace, m.occurred_at"
 )
-NCOLS = 11  # columns of ROW_COLUMNS: what a query selects after them starts at this index
+ROW_WIDTH = 12  # columns in ROW_COLUMNS: what a query selects after them starts at this index
 BULK_ROWS = 5000  # loads at least this large build the HNSW index after the rows (see bulk())
 _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
@@ -81,7 +81,7 @@ def iso(dt: datetime | None) -> str | None:
 
 
 def row_dict(r: Sequence[Any]) -> dict[str, Any]:
-    seq, id_, content, tags, metadata, importance, key, created, updated, expires, namespace = r[:NCOLS]
+    seq, id_, content, tags, metadata, importance, key, created, updated, expires, namespace, occurred = r[:ROW_WIDTH]
     return {
         "seq": seq,
         "id": id_,
@@ -94,6 +94,7 @@ def row_dict(r: Sequence[Any]) -> dict[str, Any]:
         "created_at": iso(created),
         "updated_at": iso(updated),
         "expires_at": iso(expires),
+        "occurred_at": iso(occurred if occurred is not None else created),
     }
 
 
@@ -138,6 +139,7 @@ _INSERT_TYPES = (
     ("version", "bigint"),
     ("embedding", "vector"),
     ("namespace", "text"),
+    ("occurred_at", "timestamptz"),
 )
 _COPY_TYPES = tuple((name, "int8" if kind == "bigint" else kind) for name, kind in _INSERT_TYPES)
 _INSERT_COLUMNS = ", ".join(name for name, _ in _INSERT_TYPES)
@@ -159,6 +161,7 @@ def _insert_row(rec: NewRecord, created: datetime | None, updated: datetime | No
         version,
         np.asarray(rec.vector, dtype=np.float32),
         rec.namespace,
+        to_dt(rec.occurred_at) if rec.occurred_at is not None else created,
     )
 
 
@@ -283,7 +286,7 @@ def compile_filter(flt: Filter | Conditions | None, now: float) -> tuple[str, li
         params.append(list(c.importance))
     for column, op, value in c.comparisons():
         clauses.append(f"{column} {op} %s")
-        params.append(to_dt(value) if column == "m.created_at" else value)
+        params.append(to_dt(value) if column in ("m.created_at", "m.occurred_at") else value)
     return " AND ".join(clauses), params
 
 
@@ -474,6 +477,7 @@ class PostgresStorage:
                 now,
                 to_dt(rec.expires_at),
                 version,
+                to_dt(rec.occurred_at) if rec.occurred_at is not None else (now if revived else None),
             )
             if rec.vector is not None:
                 vector_updates.append((*fields, np.asarray(rec.vector, dtype=np.float32), seq, expected))
@@ -484,7 +488,7 @@ class PostgresStorage:
             )
         set_fields = (
             "content=%s, tags=%s, metadata=%s, importance=%s, key=%s, key_parent=%s, created_at=%s, updated_at=%s,"
-            " expires_at=%s, version=%s"
+            " expires_at=%s, version=%s, occurred_at=COALESCE(%s::timestamptz, occurred_at)"
         )
         with conn.cursor() as cur:
             # Conditional on the expected version: `if_version` is checked by the write itself, not only above.
@@ -544,7 +548,7 @@ class PostgresStorage:
                 for r in cur:
                     out = row_dict(r)
                     if vectors:
-                        out["vector"] = np.asarray(r[NCOLS], dtype="<f4").tobytes()
+                        out["vector"] = np.asarray(r[ROW_WIDTH], dtype="<f4").tobytes()
                     yield out
 
     def contents(self, ids: Sequence[str], namespace: str = DEFAULT) -> dict[str, str]:
@@ -563,7 +567,7 @@ class PostgresStorage:
             " WHERE m.namespace = %s AND m.id = %s AND (m.expires_at IS NULL OR m.expires_at > %s)",
             (namespace, id, to_dt(now)),
         )
-        return {**row_dict(rows[0]), "version": int(rows[0][NCOLS])} if rows else None
+        return {**row_dict(rows[0]), "version": int(rows[0][ROW_WIDTH])} if rows else None
 
     def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]:
         if not len(seqs):

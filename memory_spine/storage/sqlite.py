@@ -52,9 +52,9 @@ READER_CACHE_KIB = 2048  # each reader connection's page cache
 _IN_CHUNK = 900  # values per IN list, under SQLite's default limit of 999 bound variables
 _ROW_COLUMNS = (
     "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at,"
-    " m.namespace"
+    " m.namespace, m.occurred_at"
 )
-_NCOLS = 11  # columns of _ROW_COLUMNS: what a query selects after them starts at this index
+ROW_WIDTH = 12  # columns in _ROW_COLUMNS: what a query selects after them starts at this index
 _OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 
@@ -84,7 +84,7 @@ def _translate(exc: sqlite3.Error) -> StorageError:
 
 
 def _row(r: sqlite3.Row | tuple) -> dict[str, Any]:
-    seq, id_, content, tags, metadata, importance, key, created, updated, expires, namespace = r
+    seq, id_, content, tags, metadata, importance, key, created, updated, expires, namespace, occurred = r
     return {
         "seq": seq,
         "id": id_,
@@ -97,6 +97,7 @@ def _row(r: sqlite3.Row | tuple) -> dict[str, Any]:
         "created_at": iso(created),
         "updated_at": iso(updated),
         "expires_at": iso(expires),
+        "occurred_at": iso(occurred if occurred is not None else created),
     }
 
 
@@ -122,14 +123,14 @@ def dump_rows(conn: sqlite3.Connection, now: float, vectors: bool, batch: int = 
                 return
             for r in rows:
                 try:
-                    out = _row(r[:_NCOLS])
+                    out = _row(r[:ROW_WIDTH])
                 except ValueError as exc:  # orjson's and json's decode errors are ValueErrors
                     raise StorageError(
                         f"row {r[1]}: its tags or metadata are not JSON ({exc}); `memory-spine check --repair`"
                         ' keeps such metadata as {"unparsed_metadata": ...}'
                     ) from exc
                 if vectors:
-                    out["vector"] = r[_NCOLS]
+                    out["vector"] = r[ROW_WIDTH]
                 yield out
             last = int(rows[-1][0])
     finally:
@@ -253,8 +254,8 @@ def _insert(
     assert rec.vector is not None  # callers raise ContentChanged / ValueError first
     cur = conn.execute(
         "INSERT INTO memories (namespace, id, content, tags, metadata, importance, key, key_parent,"
-        " created_at, updated_at, expires_at, version, vector_version, vector)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " created_at, updated_at, expires_at, version, vector_version, vector, occurred_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             rec.namespace,
             rec.id,
@@ -269,6 +270,7 @@ def _insert(
             version,
             version,
             rec.vector.astype(np.float32).tobytes(),
+            rec.occurred_at if rec.occurred_at is not None else created,
         ),
     )
     return int(cur.lastrowid or 0)
@@ -461,7 +463,7 @@ class SQLiteStorage:
                     vector_changed = rec.vector is not None
                     cur = conn.execute(
                         "UPDATE memories SET content=?, tags=?, metadata=?, importance=?, key=?, key_parent=?,"
-                        " created_at=?, updated_at=?, expires_at=?, version=?"
+                        " created_at=?, updated_at=?, expires_at=?, version=?, occurred_at=COALESCE(?, occurred_at)"
                         + (", vector_version=?, vector=?" if vector_changed else "")
                         + " WHERE seq=? AND version=?",
                         (
@@ -475,6 +477,7 @@ class SQLiteStorage:
                             now,
                             rec.expires_at,
                             version,
+                            rec.occurred_at if rec.occurred_at is not None else (now if revived else None),
                             *((version, rec.vector.astype(np.float32).tobytes()) if vector_changed else ()),
                             seq,
                             expected,
@@ -550,7 +553,7 @@ class SQLiteStorage:
             )
             .fetchone()
         )
-        return {**_row(row[:_NCOLS]), "version": int(row[_NCOLS])} if row else None
+        return {**_row(row[:ROW_WIDTH]), "version": int(row[ROW_WIDTH])} if row else None
 
     def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]:
         if not len(seqs):

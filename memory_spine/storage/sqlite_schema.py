@@ -145,10 +145,18 @@ def _namespaces(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE claims_ns RENAME TO claims")
 
 
+def _occurred_at(conn: sqlite3.Connection) -> None:
+    """Event time (issue 24): an `occurred_at` column, indexed; rows stored before it happened when stored."""
+    conn.execute("ALTER TABLE memories ADD COLUMN occurred_at REAL")
+    conn.execute("UPDATE memories SET occurred_at = created_at")
+    conn.execute("CREATE INDEX memories_occurred_at ON memories(occurred_at)")
+
+
 # (version, name, apply). Each apply runs inside the migration's transaction; it must not COMMIT.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
     (1, "records, tags, keys, metadata, vectors, full text (FTS5 + vocabulary), claims with fencing, meta", _initial),
     (2, "namespaces: ids, exact keys and claims unique per namespace", _namespaces),
+    (3, "records: occurred_at (event time), indexed", _occurred_at),
 ]
 LATEST = MIGRATIONS[-1][0]
 

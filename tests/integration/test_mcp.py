@@ -35,6 +35,7 @@ TOOLS = {
     "memory_update",
     "memory_delete",
     "memory_stats",
+    "conversation_store",
     "checkpoint_save",
     "checkpoint_latest",
     "key_get",

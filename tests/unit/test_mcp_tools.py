@@ -25,6 +25,7 @@ TOOLS = {
     "memory_update",
     "memory_delete",
     "memory_stats",
+    "conversation_store",
     "checkpoint_save",
     "checkpoint_latest",
     "key_get",
@@ -71,7 +72,10 @@ async def test_tools_have_descriptions_and_schemas(server):
         search = tools["memory_search"].input_schema
         assert search["required"] == ["query"]
         assert search["properties"]["limit"]["maximum"] == 100 and search["properties"]["limit"]["minimum"] == 1
-        assert set(search["properties"]) == {"query", "limit", "tags", "min_score", "mode", "where", "namespace"}
+        assert set(search["properties"]) == {
+            *("query", "limit", "tags", "min_score", "mode", "where", "namespace"),
+            *("when", "as_of", "conversation"),
+        }
         modes = [s for s in search["properties"]["mode"]["anyOf"] if "enum" in s][0]["enum"]
         assert modes == ["semantic", "keyword", "hybrid"]
         store = tools["memory_store"].input_schema
@@ -332,3 +336,27 @@ async def test_tools_work_in_the_namespace_they_are_given(server):
         assert claim["namespace"] == "team/a"
         assert (await call(mcp, "claim_get", {"key": "task:1"}))["claimed"] is False
         assert "namespace" in await error(mcp, "memory_get", {"id": "m", "namespace": "a//b"})
+
+
+async def test_conversation_store_and_search_by_conversation(server):
+    sessions = [
+        {
+            "id": "s1",
+            "date": "2023-05-08T13:56:00Z",
+            "turns": [
+                {"speaker": "Ann", "text": "We adopted a corgi named Biscuit."},
+                {"speaker": "Bo", "text": "Lovely! Send a photo."},
+            ],
+        }
+    ]
+    async with Client(server) as mcp:
+        stored = await call(mcp, "conversation_store", {"id": "c1", "sessions": sessions, "tags": ["chat"]})
+        assert stored["turns"] == 2 and stored["records"] == 2 + 2 + 1
+        found = await call(
+            mcp, "memory_search", {"query": "corgi", "conversation": "c1", "when": "May 2023", "mode": "keyword"}
+        )
+        assert [h["id"] for h in found["results"]][0] == "c1#turn:s1:1"
+        assert found["time_range"]["from"] == "2023-05-01T00:00:00Z"
+        assert "sessions[0].turns[0].text" in await error(
+            mcp, "conversation_store", {"id": "c2", "sessions": [{"turns": [{"speaker": "Ann", "text": ""}]}]}
+        )

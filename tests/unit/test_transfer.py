@@ -89,6 +89,7 @@ def test_export_format(source):
         "created_at",
         "updated_at",
         "expires_at",
+        "occurred_at",
         "vector",
     }
     import base64
