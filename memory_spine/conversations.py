@@ -37,6 +37,7 @@ DERIVED_KINDS = ("window", "session")
 # fusion 0.648-0.653, windows for their centre turn only (k=60) 0.608, the turn records alone 0.530; the
 # speaker weight adds 0.004 recall and 0.019 MRR.
 CENTER, NEIGHBOUR, SESSION, SPEAKER = 1.0, 0.5, 0.15, 0.5
+_WORDS = re.compile(r"\w+")
 RRF_K = 10
 
 
@@ -138,6 +139,8 @@ def is_derived(row: dict[str, Any]) -> bool:
 def units_for(query: str) -> Callable[[dict[str, Any]], list[tuple[str, float]]]:
     """`units`, with a turn's own hit weighing 1 + SPEAKER when `query` names its speaker ("What did Ann ...")."""
     named: dict[str, bool] = {}
+    # Whole words only ("Ann" is not named by "Anne"): the speaker's words as a run of the query's words.
+    words = f" {' '.join(_WORDS.findall(query))} "
 
     def weigh(row: dict[str, Any]) -> list[tuple[str, float]]:
         found = units(row)
@@ -145,7 +148,7 @@ def units_for(query: str) -> Callable[[dict[str, Any]], list[tuple[str, float]]]
         if not isinstance(speaker, str) or is_derived(row):
             return found
         if speaker not in named:
-            named[speaker] = re.search(r"\b" + re.escape(speaker) + r"\b", query) is not None
+            named[speaker] = f" {' '.join(_WORDS.findall(speaker))} " in words
         return [(u, w * (1 + SPEAKER)) for u, w in found] if named[speaker] else found
 
     return weigh

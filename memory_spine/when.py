@@ -30,12 +30,12 @@ __all__ = ["TimeRange", "parse_when"]
 MAX_CHARS = 200
 _MONTHS = "january february march april may june july august september october november december".split()
 _OPEN = re.compile(r"^(before|until|till|prior to|after|since|from)\s+(.+)$")
-_BETWEEN = re.compile(r"^between\s+(.+?)\s+and\s+(.+)$")
-_REL_MONTH = re.compile(
-    r"^(last|this|past|previous)\s+(" + "|".join(_MONTHS) + r"|" + "|".join(m[:3] for m in _MONTHS) + r")$"
+_REL_MONTH = re.compile(  # a literal, so tests/unit/test_regex_linear.py can check it
+    r"^(last|this|past|previous)\s+(january|february|march|april|may|june|july|august|september|october|november"
+    r"|december|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)$"
 )
 _WEEKEND = re.compile(r"^(last|this|past|previous)\s+weekend$")
-_OFFSET = re.compile(r"^(.+?\b(?:day|week|month|year)s?)\s+(before|after)\s+(.+)$")
+_UNITS = ("day", "days", "week", "weeks", "month", "months", "year", "years")
 _LEAD = re.compile(r"^(in|on|during|at|around)\s+")
 
 
@@ -96,13 +96,24 @@ def _dateparser(phrase: str, ref: datetime) -> TimeRange | None:
     return _span(point, data.period or "day")
 
 
+def _offset(phrase: str) -> tuple[str, str, str] | None:
+    """("two days", "before", "2023-06-09") from "two days before 2023-06-09": an amount of a unit, a side, a
+    time. String operations, not a regex: a lazy `.+?` before "before|after" backtracks quadratically."""
+    for side in ("before", "after"):
+        left, sep, right = phrase.partition(f" {side} ")
+        if sep and right and left.rsplit(" ", 1)[-1] in _UNITS and " " in left:
+            return left, side, right
+    return None
+
+
 def _one(phrase: str, ref: datetime) -> TimeRange | None:
-    m = _OFFSET.match(phrase)
-    if m:  # "two days before 2023-06-09": dateparser reads the offset against now, not the date given
-        anchor = _one(m.group(3), ref)
+    found = _offset(phrase)
+    if found:  # "two days before 2023-06-09": dateparser reads the offset against now, not the date given
+        amount, side, when = found
+        anchor = _one(when, ref)
         if anchor is None or anchor.start is None:
             return None
-        offset = f"{m.group(1)} ago" if m.group(2) == "before" else f"in {m.group(1)}"
+        offset = f"{amount} ago" if side == "before" else f"in {amount}"
         return _dateparser(offset, anchor.start)
     m = _REL_MONTH.match(phrase)
     if m:
@@ -135,9 +146,9 @@ def parse_when(phrase: str, ref: datetime, field: str = "when") -> TimeRange:
     if len(text) > MAX_CHARS:
         raise InvalidInput(field, f"is longer than {MAX_CHARS} characters")
     found: TimeRange | None
-    m = _BETWEEN.match(text)
-    if m:
-        a, b = _one(m.group(1), ref), _one(m.group(2), ref)
+    first, sep, second = text.removeprefix("between ").partition(" and ")
+    if text.startswith("between ") and sep:
+        a, b = _one(first, ref), _one(second, ref)
         found = TimeRange(a.start, b.end, "open") if a and b and a.start and b.end and a.start < b.end else None
     elif (m := _OPEN.match(text)) and (inner := _one(m.group(2), ref)) is not None:
         if m.group(1) in ("before", "until", "till", "prior to"):
