@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,13 @@ from .errors import (
     StorageError,
 )
 from .keys import derive_key, key_parent, parse_key_query
-from .models import ClaimIn, DeleteWhere, Filter, MemoryIn, MemoryPatch, MemoryRestore, SearchQuery
+from .models import ClaimIn, DeleteWhere, Filter, MemoryIn, MemoryPatch, MemoryRestore, RestoreIn, RevertIn, SearchQuery
 from .storage import open_search, open_storage, redact
 from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, Storage, VectorSearch, VersionChanged
 from .storage.base import StaleFence as StaleFenceError
 from .storage.budget import query_budget
 from .storage.filters import Limits, check_text, check_time, parse_filter, to_epoch
+from .storage.history import describe
 
 log = logging.getLogger("memory_spine.service")
 
@@ -114,6 +116,25 @@ def _depth(value: Any, limit: int, level: int = 1) -> int:
     if isinstance(value, list):
         return max([level, *(_depth(v, limit, level + 1) for v in value)])
     return level - 1
+
+
+def _as_of(value: str) -> float:
+    """`?as_of=`: an ISO 8601 time (naive = UTC; `Z` allowed) or epoch seconds -> epoch seconds."""
+    text = value.strip()
+    try:
+        ts = float(text)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput("as_of", "must be an ISO 8601 time or epoch seconds") from None
+        ts = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    return check_time(ts, "as_of")
+
+
+def _iso_time(value: str | None) -> datetime | None:
+    """A time as rows give it (ISO 8601 with Z) -> datetime, for to_epoch."""
+    return None if value is None else datetime.fromisoformat(value)
 
 
 def _precondition(id: str, field: str, current: int) -> PreconditionFailed:
@@ -230,6 +251,7 @@ class MemoryService:
             try:
                 if time.monotonic() >= next_purge:
                     self.purge_expired()
+                    self.prune_history()
                     next_purge = time.monotonic() + self.settings.purge_seconds
                 self.planner.maintain()
                 if time.monotonic() >= next_trim:
@@ -505,6 +527,7 @@ class MemoryService:
                 field = "ttl_seconds" if patch.ttl_seconds is not None else "expires_at"
                 raise InvalidInput(field, "would expire the memory at once; DELETE it instead")
             rec.if_version = version
+            rec.op = "patch"
             if patch.content is not None and patch.content != current["content"]:
                 if vector is None:
                     vector = self._embed([patch.content])[0]  # once, however many times the write is retried
@@ -527,7 +550,7 @@ class MemoryService:
     def delete(self, id: str, if_version: int | None = None, *, field: str = "if_version") -> dict[str, Any]:
         """Delete one record; with `if_version`, only if it is still at that version (else PreconditionFailed)."""
         check_text(id, "id")
-        seqs = self.storage.delete([id], on_commit=self._after_delete, if_version=if_version)
+        seqs = self.storage.delete([id], on_commit=self._after_delete, if_version=if_version, now=time.time())
         if not seqs:
             current = self.storage.get(id, time.time()) if if_version is not None else None
             if current is not None:
@@ -554,12 +577,192 @@ class MemoryService:
             log.info("purged expired memories", extra={"event": "purged", "count": len(seqs)})
         return len(seqs)
 
-    # -- reads ----------------------------------------------------------------------------------------
-    def get(self, id: str) -> dict[str, Any]:
+    # -- history (storage/history.py) -----------------------------------------------------------------
+    def prune_history(self, now: float | None = None) -> int:
+        """Drop history older than `history_days` (run with the expiry purge; `now` for tests). Returns how many."""
+        days = self.settings.history_days
+        if days <= 0:
+            return 0
+        n = self.storage.prune_history((time.time() if now is None else now) - days * 86_400)
+        if n:
+            log.info("pruned record history", extra={"event": "history_pruned", "count": n})
+        return n
+
+    def history(self, id: str, limit: int = 100) -> dict[str, Any]:
+        """The record's versions newest first: the live one (if any) and the kept prior ones (see `describe`).
+
+        Raises NotFound when there is neither a live record nor a kept version.
+        """
         check_text(id, "id")
-        row = self.storage.get(id, time.time())
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be between 1 and 1000")
+        current, prior = self.storage.history(id, time.time(), limit)
+        if current is None and not prior:
+            raise NotFound(f"no memory with id {id!r}, and no kept version of one")
+        deleted = current is None and prior[0]["superseded_by"] is None
+        return {
+            "id": id,
+            "current_version": current["version"] if current else None,
+            "deleted_at": prior[0]["superseded_at"] if deleted else None,
+            "versions": describe(current, prior),
+        }
+
+    def deleted(self, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        """Deleted records still kept (within retention), newest deletion first, each as deleted."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be between 1 and 1000")
+        rows, nxt = self.storage.deleted(time.time(), limit, _cursor(cursor))
+        for r in rows:
+            r.pop("seq", None)
+        return {"results": rows, "next_cursor": str(nxt) if nxt is not None else None}
+
+    def _kept(self, id: str, version: int) -> dict[str, Any]:
+        row = self.storage.get_version(id, version)
         if row is None:
-            raise NotFound(f"no memory with id {id!r}")
+            raise NotFound(
+                f"memory {id!r} has no version {version} (not one of its versions, or past the history's"
+                f" retention: see GET /memories/{id}/history)",
+                field="version",
+            )
+        return row
+
+    def revert(
+        self,
+        id: str,
+        req: RevertIn,
+        if_version: int | None = None,
+        *,
+        field: str = "if_version",
+    ) -> dict[str, Any]:
+        """Write a new version equal to kept version `req.version` (content, tags, metadata, importance, key; its
+        stored vector, so no re-embedding). The expiry stays the current one's. Conditional like PATCH.
+
+        Raises NotFound (no such record or version), Conflict (the record is deleted: restore it instead),
+        PreconditionFailed, StaleFence.
+        """
+        check_text(id, "id")
+        want = if_version if if_version is not None else req.if_version
+        fence = self._fence_of(req.fence)
+        for _attempt in range(100):
+            now = time.time()
+            current = self.storage.get(id, now)
+            if current is None:
+                raise self._absent(id)
+            version = current.pop("version")
+            if want is not None and version != want:
+                raise _precondition(id, field, version)
+            target = self._kept(id, req.version)
+            rec = NewRecord(
+                id=id,
+                content=target["content"],
+                tags=target["tags"],
+                metadata=target["metadata"],
+                importance=target["importance"],
+                key=target["key"],
+                key_parent=key_parent(target["key"]),
+                expires_at=to_epoch(_iso_time(current["expires_at"]), "expires_at"),
+                vector=target["vector"],
+                now=now,
+                if_version=version,
+                fence=fence,
+                op="revert",
+            )
+            try:
+                self._put([rec])
+                break
+            except VersionChanged:
+                continue
+        else:
+            from .errors import Conflict
+
+            raise Conflict(f"memory {id!r} kept changing under concurrent writes; try the revert again")
+        return self.get(id)
+
+    def restore_deleted(self, id: str, req: RestoreIn | None = None) -> dict[str, Any]:
+        """Bring a deleted record back as a new version: the version deleted, or `req.version` (any kept one),
+        with its vector and created_at. Conflict while a live record has the id; NotFound with nothing kept."""
+        check_text(id, "id")
+        req = req or RestoreIn()
+        now = time.time()
+        current, prior = self.storage.history(id, now, 1)
+        if current is not None:
+            from .errors import Conflict
+
+            raise Conflict(
+                f"memory {id!r} is not deleted (it is at version {current['version']}); to go back to an older"
+                f" version, POST /memories/{id}/revert",
+                detail={"current_version": current["version"]},
+            )
+        if req.version is None and not prior:
+            raise NotFound(f"no deleted memory with id {id!r} within the history's retention")
+        target = self._kept(id, req.version if req.version is not None else prior[0]["version"])
+        expires = to_epoch(_iso_time(target["expires_at"]), "expires_at")
+        if expires is not None and expires <= now:
+            from .errors import Conflict
+
+            raise Conflict(
+                f"version {target['version']} of memory {id!r} expired at {target['expires_at']}: restored, it would"
+                " be gone at once"
+            )
+        rec = NewRecord(
+            id=id,
+            content=target["content"],
+            tags=target["tags"],
+            metadata=target["metadata"],
+            importance=target["importance"],
+            key=target["key"],
+            key_parent=key_parent(target["key"]),
+            expires_at=expires,
+            vector=target["vector"],
+            now=now,
+            fence=self._fence_of(req.fence),
+            op="restore",
+            absent=True,
+            first_created_at=to_epoch(_iso_time(target["created_at"]), "created_at"),
+        )
+        try:
+            self._put([rec])
+        except VersionChanged:
+            from .errors import Conflict
+
+            raise Conflict(f"memory {id!r} was written again while being restored; it is live now") from None
+        return self.get(id)
+
+    def _fence_of(self, fence: Any) -> tuple[str, int] | None:
+        if fence is None:
+            return None
+        _check_text(fence.key, "fence.key", self.settings.max_key_chars)
+        return fence.key, fence.token
+
+    def _absent(self, id: str) -> MemorySpineError:
+        """The error for a write to a record that is not live: Conflict when it was deleted (restore it first),
+        else NotFound."""
+        _, prior = self.storage.history(id, time.time(), 1)
+        if prior and prior[0]["superseded_by"] is None:
+            from .errors import Conflict
+
+            return Conflict(
+                f"memory {id!r} was deleted at {prior[0]['superseded_at']}; restore it first"
+                f" (POST /memories/{id}/restore, optionally with a version)"
+            )
+        return NotFound(f"no memory with id {id!r}")
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def get(self, id: str, as_of: str | None = None) -> dict[str, Any]:
+        """The live record with its version; with `as_of` (ISO 8601 or epoch seconds), the version live then."""
+        check_text(id, "id")
+        if as_of is not None:
+            at = _as_of(as_of)
+            row = self.storage.as_of(id, at)
+            if row is None:
+                raise NotFound(
+                    f"memory {id!r} did not exist at as_of={as_of} (or its version then is past the history's"
+                    " retention)"
+                )
+        else:
+            row = self.storage.get(id, time.time())
+            if row is None:
+                raise NotFound(f"no memory with id {id!r}")
         row.pop("seq", None)
         return row
 

@@ -50,6 +50,12 @@ class NewRecord:
     # Written under a claim: (claim key, fence token). Refused with StaleFence unless the key's claim row still
     # carries that fence, checked inside the write's own transaction.
     fence: tuple[str, int] | None = None
+    # What this write is, for the history row of the version it replaces (storage/history.py OPS).
+    op: str = "upsert"
+    # Write only if no live record has this id (restore of a deleted one), else VersionChanged.
+    absent: bool = False
+    # The created_at a record written anew keeps (restore: the deleted version's); None: now.
+    first_created_at: float | None = None
 
 
 @dataclass
