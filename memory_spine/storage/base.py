@@ -5,6 +5,7 @@
 - full text: BM25 keyword search
 - vectors: the stored float32 vectors, and the changes since a version (for the derived index)
 - claims: atomic conditional ownership of a key with a lease
+- history: the prior versions of replaced and deleted records (storage/history.py)
 
 and, beside it, `VectorSearch`: semantic, keyword and hybrid search over a backend's vectors and text. The
 embedded default answers it with the planner over a derived hnswlib index (`Planner`, which also needs the
@@ -145,7 +146,11 @@ class Storage(Protocol):
     def get(self, id: str, now: float) -> dict[str, Any] | None: ...
     def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]: ...
     def delete(
-        self, ids: Sequence[str], on_commit: OnCommit | None = None, if_version: int | None = None
+        self,
+        ids: Sequence[str],
+        on_commit: OnCommit | None = None,
+        if_version: int | None = None,
+        now: float | None = None,
     ) -> list[int]: ...
     def delete_where(
         self, flt: Filter, now: float, dry_run: bool, on_commit: OnCommit | None = None
@@ -159,6 +164,16 @@ class Storage(Protocol):
     def newest_per_parent(
         self, prefix: str, now: float, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]: ...
+
+    # history (storage/history.py): every write that replaces or deletes a record (not the expiry purge) keeps
+    # the prior version, vector included, in its own transaction, at most `history_versions` per record.
+    history_versions: int
+
+    def history(self, id: str, now: float, limit: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]: ...
+    def get_version(self, id: str, version: int) -> dict[str, Any] | None: ...
+    def as_of(self, id: str, at: float) -> dict[str, Any] | None: ...
+    def deleted(self, now: float, limit: int, cursor: int | None) -> tuple[list[dict[str, Any]], int | None]: ...
+    def prune_history(self, before: float) -> int: ...
 
     # tags and filters
     def count(self, flt: Filter | None, now: float) -> int: ...
