@@ -9,6 +9,7 @@ from memory_spine.config import Settings
 from memory_spine.embedders import FakeEmbedder
 from memory_spine.errors import InvalidInput, StorageError
 from memory_spine.service import MemoryService
+from memory_spine.storage.pg_schema import MIGRATIONS
 
 from .conftest import DIM, postgres_or_skip
 
@@ -31,7 +32,7 @@ def test_migrations_run_once_and_dimensions_are_kept(pg_cluster, tmp_path):
         MemoryService.open(settings, embedder=FakeEmbedder(dim=DIM)).close()
     with psycopg.connect(url) as conn:
         versions = conn.execute("SELECT version FROM memory_spine_migrations ORDER BY version").fetchall()
-        assert versions == [(1,), (2,), (3,)]
+        assert versions == [(v,) for v, _, _ in MIGRATIONS]  # each once, in order
     with pytest.raises(StorageError, match="dimensional"):
         MemoryService.open(settings, embedder=FakeEmbedder(dim=DIM * 2))
     cluster.drop_database(url)
