@@ -34,6 +34,7 @@ from .config import Settings
 from .embedders import Embedder, create_embedder
 from .embedders.batching import CoalescingEmbedder
 from .errors import (
+    Conflict,
     InvalidInput,
     MemorySpineError,
     NotFound,
@@ -132,9 +133,26 @@ def _as_of(value: str) -> float:
     return check_time(ts, "as_of")
 
 
-def _iso_time(value: str | None) -> datetime | None:
-    """A time as rows give it (ISO 8601 with Z) -> datetime, for to_epoch."""
-    return None if value is None else datetime.fromisoformat(value)
+def _epoch(value: str | None) -> float | None:
+    """A time as rows give it (ISO 8601 with Z) -> epoch seconds."""
+    return None if value is None else datetime.fromisoformat(value).timestamp()
+
+
+def _version_record(target: dict[str, Any], expires_at: float | None, now: float, **kw: Any) -> NewRecord:
+    """A write of kept version `target` (a get_version row) as a new version: its fields and its stored vector."""
+    return NewRecord(
+        id=target["id"],
+        content=target["content"],
+        tags=target["tags"],
+        metadata=target["metadata"],
+        importance=target["importance"],
+        key=target["key"],
+        key_parent=key_parent(target["key"]),
+        expires_at=expires_at,
+        vector=target["vector"],
+        now=now,
+        **kw,
+    )
 
 
 def _precondition(id: str, field: str, current: int) -> PreconditionFailed:
@@ -652,20 +670,8 @@ class MemoryService:
             if want is not None and version != want:
                 raise _precondition(id, field, version)
             target = self._kept(id, req.version)
-            rec = NewRecord(
-                id=id,
-                content=target["content"],
-                tags=target["tags"],
-                metadata=target["metadata"],
-                importance=target["importance"],
-                key=target["key"],
-                key_parent=key_parent(target["key"]),
-                expires_at=to_epoch(_iso_time(current["expires_at"]), "expires_at"),
-                vector=target["vector"],
-                now=now,
-                if_version=version,
-                fence=fence,
-                op="revert",
+            rec = _version_record(
+                target, _epoch(current["expires_at"]), now, if_version=version, fence=fence, op="revert"
             )
             try:
                 self._put([rec])
@@ -673,8 +679,6 @@ class MemoryService:
             except VersionChanged:
                 continue
         else:
-            from .errors import Conflict
-
             raise Conflict(f"memory {id!r} kept changing under concurrent writes; try the revert again")
         return self.get(id)
 
@@ -686,8 +690,6 @@ class MemoryService:
         now = time.time()
         current, prior = self.storage.history(id, now, 1)
         if current is not None:
-            from .errors import Conflict
-
             raise Conflict(
                 f"memory {id!r} is not deleted (it is at version {current['version']}); to go back to an older"
                 f" version, POST /memories/{id}/revert",
@@ -696,35 +698,24 @@ class MemoryService:
         if req.version is None and not prior:
             raise NotFound(f"no deleted memory with id {id!r} within the history's retention")
         target = self._kept(id, req.version if req.version is not None else prior[0]["version"])
-        expires = to_epoch(_iso_time(target["expires_at"]), "expires_at")
+        expires = _epoch(target["expires_at"])
         if expires is not None and expires <= now:
-            from .errors import Conflict
-
             raise Conflict(
                 f"version {target['version']} of memory {id!r} expired at {target['expires_at']}: restored, it would"
                 " be gone at once"
             )
-        rec = NewRecord(
-            id=id,
-            content=target["content"],
-            tags=target["tags"],
-            metadata=target["metadata"],
-            importance=target["importance"],
-            key=target["key"],
-            key_parent=key_parent(target["key"]),
-            expires_at=expires,
-            vector=target["vector"],
-            now=now,
+        rec = _version_record(
+            target,
+            expires,
+            now,
             fence=self._fence_of(req.fence),
             op="restore",
             absent=True,
-            first_created_at=to_epoch(_iso_time(target["created_at"]), "created_at"),
+            first_created_at=_epoch(target["created_at"]),
         )
         try:
             self._put([rec])
         except VersionChanged:
-            from .errors import Conflict
-
             raise Conflict(f"memory {id!r} was written again while being restored; it is live now") from None
         return self.get(id)
 
@@ -739,8 +730,6 @@ class MemoryService:
         else NotFound."""
         _, prior = self.storage.history(id, time.time(), 1)
         if prior and prior[0]["superseded_by"] is None:
-            from .errors import Conflict
-
             return Conflict(
                 f"memory {id!r} was deleted at {prior[0]['superseded_at']}; restore it first"
                 f" (POST /memories/{id}/restore, optionally with a version)"
