@@ -200,7 +200,8 @@ async def memory_history(
     delete), each with its `version`, `valid_from` / `valid_until`, `ended_by` and the fields `changed`."""
     if _encoded_suffix(request, "history"):
         return await get_memory(f"{id}/history", svc, as_of)
-    return JSON(await _read(svc, svc.history, id, limit))
+    # Through the pool even on SQLite: up to `limit` versions of up to 100k characters each is no point read.
+    return JSON(await run_in_threadpool(svc.history, id, limit))
 
 
 @router.post(

@@ -261,3 +261,24 @@ def test_history_row_and_new_version_commit_together(service, monkeypatch, write
         act()
     monkeypatch.undo()
     assert (service.get("s"), service.history("s")) == before
+
+
+async def test_concurrent_patches_leave_one_unbroken_chain_of_versions(client, service):
+    import asyncio
+
+    service.storage.history_versions = 100
+    await _ok(await client.post("/ingest", json={"id": "cc", "content": "base"}))
+    writers = 20
+    answers = await asyncio.gather(
+        *(client.patch("/memories/cc", json={"metadata": {f"w{i}": i}}) for i in range(writers))
+    )
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers if r.status_code != 200]
+    h = await _history(client, "cc")
+    versions = h["versions"]
+    assert len(versions) == writers + 1  # every write kept exactly the version it replaced: none lost, none twice
+    assert len(versions[0]["metadata"]) == writers  # and no PATCH lost another's change
+    for newer, older in zip(versions, versions[1:], strict=False):
+        assert older["version"] < newer["version"]
+        assert older["superseded_by"] == newer["version"] and older["ended_by"] == "patch"
+        assert older["valid_until"] == newer["valid_from"]
+        assert len(older["metadata"]) == len(newer["metadata"]) - 1  # each version one merge after the one before
