@@ -289,28 +289,25 @@ def _history_of(id: str) -> tuple[str, list[Any]]:
 
 
 def _add_history(conn: sqlite3.Connection) -> None:
-    """Create `memory_history` (storage/history.py), or add the columns of `history.COLUMNS` it lacks."""
+    """Create `memory_history` (storage/history.py), or add the columns of `history.COLUMNS` it lacks.
+
+    Idempotent, DDL only: the caller holds the transaction (a migration step). Run again after a column is
+    added to memories and to `history.COLUMNS`, it adds that column to the history too.
+    """
     have = {r[1] for r in conn.execute("PRAGMA table_info(memory_history)")}
-    if not have:
-        copied = ", ".join(f"{name} {kind}" for name, kind, _ in HISTORY_COLUMNS)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "CREATE TABLE memory_history (hid INTEGER PRIMARY KEY AUTOINCREMENT, "
-                + copied
-                + ", vector BLOB NOT NULL, superseded_at REAL NOT NULL, superseded_by INTEGER, op TEXT NOT NULL)"
-            )
-            conn.execute(f"CREATE INDEX memory_history_record ON memory_history ({_RECORD_KEY}, version)")
-            conn.execute("CREATE INDEX memory_history_ended ON memory_history (superseded_at)")
-            conn.execute("CREATE INDEX memory_history_deleted ON memory_history (hid) WHERE superseded_by IS NULL")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    if have:
+        for name, kind, _ in HISTORY_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE memory_history ADD COLUMN {name} {kind}")
         return
-    for name, kind, _ in HISTORY_COLUMNS:
-        if name not in have:
-            conn.execute(f"ALTER TABLE memory_history ADD COLUMN {name} {kind}")
+    copied = ", ".join(f"{name} {kind}" for name, kind, _ in HISTORY_COLUMNS)
+    conn.execute(
+        f"CREATE TABLE memory_history (hid INTEGER PRIMARY KEY AUTOINCREMENT, {copied}, vector BLOB NOT NULL,"
+        " superseded_at REAL NOT NULL, superseded_by INTEGER, op TEXT NOT NULL)"
+    )
+    conn.execute(f"CREATE INDEX memory_history_record ON memory_history ({_RECORD_KEY}, version)")
+    conn.execute("CREATE INDEX memory_history_ended ON memory_history (superseded_at)")
+    conn.execute("CREATE INDEX memory_history_deleted ON memory_history (hid) WHERE superseded_by IS NULL")
 
 
 class SQLiteStorage:
@@ -477,8 +474,12 @@ class SQLiteStorage:
                     log.warning("could not add fencing tokens to claims: %s", exc)
         with self._write_lock:
             try:
+                self._writer.execute("BEGIN IMMEDIATE")
                 _add_history(self._writer)
+                self._writer.execute("COMMIT")
             except sqlite3.OperationalError as exc:  # read-only: nothing will be written to keep history of
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
                 log.warning("could not add the history table: %s", exc)
         stored_dim = self.meta("dim")
         if stored_dim is not None and int(stored_dim) != self.dim:
