@@ -282,3 +282,30 @@ async def test_concurrent_patches_leave_one_unbroken_chain_of_versions(client, s
         assert older["superseded_by"] == newer["version"] and older["ended_by"] == "patch"
         assert older["valid_until"] == newer["valid_from"]
         assert len(older["metadata"]) == len(newer["metadata"]) - 1  # each version one merge after the one before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("GET", "/memories/a%00b/history", None, "id"),
+        ("GET", "/memories/h1/history?limit=0", None, "limit"),
+        ("GET", "/memories/h1/history?limit=5000", None, "limit"),
+        ("POST", "/memories/h1/revert", {"version": -1}, "version"),
+        ("POST", "/memories/h1/revert", {"version": 2**63}, "version"),
+        ("POST", "/memories/h1/revert", {"version": 1.5}, "version"),
+        ("POST", "/memories/h1/revert", {"version": 1, "versoin": 2}, "versoin"),
+        ("POST", "/memories/h1/revert", {"version": 1, "fence": {"key": "k"}}, "fence.token"),
+        ("POST", "/memories/h1/restore", {"version": -5}, "version"),
+        ("GET", "/deleted?limit=0", None, "limit"),
+        ("GET", "/deleted?cursor=-1", None, "cursor"),
+        ("GET", "/memories/h1?as_of=2026-01-01T00:00:00Zjunk", None, "as_of"),
+    ],
+)
+async def test_bad_input_to_the_history_routes_is_422_naming_the_field_and_writes_nothing(
+    client, method, path, body, field
+):
+    await _ok(await client.post("/ingest", json={"id": "h1", "content": "one"}))
+    before = await _history(client, "h1")
+    r = await client.request(method, path, json=body)
+    assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    assert await _history(client, "h1") == before
