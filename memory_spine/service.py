@@ -695,8 +695,12 @@ class MemoryService:
                 f" version, POST /memories/{id}/revert",
                 detail={"current_version": current["version"]},
             )
-        if req.version is None and not prior:
-            raise NotFound(f"no deleted memory with id {id!r} within the history's retention")
+        if req.version is None and (not prior or prior[0]["superseded_by"] is not None):
+            # Nothing deleted to bring back: never kept, deleted past retention, or it expired (not kept).
+            raise NotFound(
+                f"no deleted memory with id {id!r} within the history's retention"
+                + (f"; its kept versions can be restored by number (GET /memories/{id}/history)" if prior else "")
+            )
         target = self._kept(id, req.version if req.version is not None else prior[0]["version"])
         expires = _epoch(target["expires_at"])
         if expires is not None and expires <= now:

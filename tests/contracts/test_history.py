@@ -234,6 +234,18 @@ async def test_no_history_when_retention_is_zero_and_none_for_the_expiry_purge(c
     service.purge_expired()
     assert (await client.get("/memories/x/history")).status_code == 404  # expiry is not a change anybody made
     assert (await _ok(await client.get("/deleted")))["results"] == []
+    # A record that was patched, then expired: its earlier versions stay, but it was not deleted.
+    await _ok(await client.post("/ingest", json={"id": "y", "content": "first", "ttl_seconds": 60}))
+    first = await _ok(await client.get("/memories/y"))
+    await _ok(await client.patch("/memories/y", json={"content": "second", "ttl_seconds": 0.2}))
+    time.sleep(0.3)
+    service.purge_expired()
+    assert [v["content"] for v in (await _history(client, "y"))["versions"]] == ["first"]
+    assert (await _ok(await client.get("/deleted")))["results"] == []
+    r = await client.post("/memories/y/restore")
+    assert r.status_code == 404 and "by number" in r.json()["error"]["message"], r.text
+    r = await client.post("/memories/y/restore", json={"version": first["version"]})
+    assert (await _ok(r))["content"] == "first"
 
 
 @pytest.mark.parametrize("write", ["patch", "upsert", "revert", "delete", "delete_where"])
