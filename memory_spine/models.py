@@ -91,6 +91,25 @@ class MemoryPatch(_Strict):
     fence: Fence | None = None
 
 
+class RevertIn(_Strict):
+    """Make a new version of a memory equal to one of its kept versions (content, tags, metadata, importance, key)."""
+
+    version: int = Field(description="The version to go back to (from GET /memories/{id}/history).", ge=0, le=2**63 - 1)
+    if_version: int | None = Field(
+        default=None, ge=0, le=2**63 - 1, description="Only if the memory is still at this version; else 412."
+    )
+    fence: Fence | None = None
+
+
+class RestoreIn(_Strict):
+    """Bring a deleted memory back as a new version: the version deleted, or another kept one."""
+
+    version: int | None = Field(
+        default=None, ge=0, le=2**63 - 1, description="The kept version to restore; default: the one deleted."
+    )
+    fence: Fence | None = None
+
+
 class Filter(_Strict):
     """Conditions a record must meet. All given conditions must hold."""
 

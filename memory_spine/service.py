@@ -35,6 +35,7 @@ from .config import Settings
 from .embedders import Embedder, create_embedder
 from .embedders.batching import CoalescingEmbedder
 from .errors import (
+    Conflict,
     InvalidInput,
     MemorySpineError,
     NotFound,
@@ -50,6 +51,8 @@ from .models import (
     MemoryIn,
     MemoryPatch,
     MemoryRestore,
+    RestoreIn,
+    RevertIn,
     SearchQuery,
 )
 from .namespaces import DEFAULT, resolve, validate
@@ -58,6 +61,7 @@ from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, 
 from .storage.base import StaleFence as StaleFenceError
 from .storage.budget import query_budget
 from .storage.filters import Limits, check_text, check_time, parse_filter, to_epoch
+from .storage.history import describe
 from .storage.search import Plan, fuse_units
 from .when import parse_when
 
@@ -137,6 +141,44 @@ def _one_namespace(flt: Filter, fallback: str | None) -> Filter:
         raise InvalidInput("namespace", "must name one namespace here (several, or a subtree, only in a search)")
     namespace = resolve(flt.namespace, fallback)
     return flt if flt.namespace == namespace else flt.model_copy(update={"namespace": namespace})
+
+
+def _as_of(value: str) -> float:
+    """`?as_of=`: an ISO 8601 time (naive = UTC; `Z` allowed) or epoch seconds -> epoch seconds."""
+    text = value.strip()
+    try:
+        ts = float(text)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput("as_of", "must be an ISO 8601 time or epoch seconds") from None
+        ts = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    return check_time(ts, "as_of")
+
+
+def _epoch(value: str | None) -> float | None:
+    """A time as rows give it (ISO 8601 with Z) -> epoch seconds."""
+    return None if value is None else datetime.fromisoformat(value).timestamp()
+
+
+def _version_record(target: dict[str, Any], expires_at: float | None, now: float, **kw: Any) -> NewRecord:
+    """A write of kept version `target` (a get_version row) as a new version: its fields and its stored vector."""
+    return NewRecord(
+        id=target["id"],
+        content=target["content"],
+        tags=target["tags"],
+        metadata=target["metadata"],
+        importance=target["importance"],
+        key=target["key"],
+        key_parent=key_parent(target["key"]),
+        expires_at=expires_at,
+        vector=target["vector"],
+        now=now,
+        namespace=target["namespace"],
+        occurred_at=_epoch(target.get("occurred_at")),
+        **kw,
+    )
 
 
 def _precondition(id: str, field: str, current: int) -> PreconditionFailed:
@@ -253,6 +295,7 @@ class MemoryService:
             try:
                 if time.monotonic() >= next_purge:
                     self.purge_expired()
+                    self.prune_history()
                     next_purge = time.monotonic() + self.settings.purge_seconds
                 self.planner.maintain()
                 if time.monotonic() >= next_trim:
@@ -584,6 +627,7 @@ class MemoryService:
                 field = "ttl_seconds" if patch.ttl_seconds is not None else "expires_at"
                 raise InvalidInput(field, "would expire the memory at once; DELETE it instead")
             rec.if_version = version
+            rec.op = "patch"
             if patch.content is not None and patch.content != current["content"]:
                 if vector is None:
                     vector = self._embed([patch.content])[0]  # once, however many times the write is retried
@@ -609,7 +653,9 @@ class MemoryService:
         """Delete one record; with `if_version`, only if it is still at that version (else PreconditionFailed)."""
         check_text(id, "id")
         ns = resolve(namespace)
-        seqs = self.storage.delete([id], on_commit=self._after_delete, if_version=if_version, namespace=ns)
+        seqs = self.storage.delete(
+            [id], on_commit=self._after_delete, if_version=if_version, namespace=ns, now=time.time()
+        )
         if not seqs:
             current = self.storage.get(id, time.time(), namespace=ns) if if_version is not None else None
             if current is not None:
@@ -685,12 +731,171 @@ class MemoryService:
         seqs = self.storage.delete(ids, on_commit=self._after_delete, namespace=ns)
         return {"deleted": len(seqs)}
 
-    # -- reads ----------------------------------------------------------------------------------------
-    def get(self, id: str, namespace: str | None = None) -> dict[str, Any]:
+    # -- history (storage/history.py) -----------------------------------------------------------------
+    def prune_history(self, now: float | None = None) -> int:
+        """Drop history older than `history_days` (run with the expiry purge; `now` for tests). Returns how many."""
+        days = self.settings.history_days
+        if days <= 0:
+            return 0
+        n = self.storage.prune_history((time.time() if now is None else now) - days * 86_400)
+        if n:
+            log.info("pruned record history", extra={"event": "history_pruned", "count": n})
+        return n
+
+    def history(self, id: str, limit: int = 100, namespace: str | None = None) -> dict[str, Any]:
+        """The record's versions newest first: the live one (if any) and the kept prior ones (see `describe`).
+
+        Raises NotFound when there is neither a live record nor a kept version.
+        """
         check_text(id, "id")
-        row = self.storage.get(id, time.time(), namespace=resolve(namespace))
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be between 1 and 1000")
+        current, prior = self.storage.history(id, time.time(), limit, namespace=resolve(namespace))
+        if current is None and not prior:
+            raise NotFound(f"no memory with id {id!r}, and no kept version of one")
+        deleted = current is None and prior[0]["superseded_by"] is None
+        return {
+            "id": id,
+            "current_version": current["version"] if current else None,
+            "deleted_at": prior[0]["superseded_at"] if deleted else None,
+            "versions": describe(current, prior),
+        }
+
+    def deleted(self, limit: int = 50, cursor: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+        """A namespace's deleted records still kept (within retention), newest deletion first, each as deleted."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be between 1 and 1000")
+        rows, nxt = self.storage.deleted(time.time(), limit, _cursor(cursor), namespace=resolve(namespace))
+        for r in rows:
+            r.pop("seq", None)
+        return {"results": rows, "next_cursor": str(nxt) if nxt is not None else None}
+
+    def _kept(self, id: str, version: int, namespace: str) -> dict[str, Any]:
+        row = self.storage.get_version(id, version, namespace=namespace)
         if row is None:
-            raise NotFound(f"no memory with id {id!r}")
+            raise NotFound(
+                f"memory {id!r} has no version {version} (not one of its versions, or past the history's"
+                f" retention: see GET /memories/{id}/history)",
+                field="version",
+            )
+        return row
+
+    def revert(
+        self,
+        id: str,
+        req: RevertIn,
+        if_version: int | None = None,
+        *,
+        field: str = "if_version",
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
+        """Write a new version equal to kept version `req.version` (content, tags, metadata, importance, key; its
+        stored vector, so no re-embedding). The expiry stays the current one's. Conditional like PATCH.
+
+        Raises NotFound (no such record or version), Conflict (the record is deleted: restore it instead),
+        PreconditionFailed, StaleFence.
+        """
+        check_text(id, "id")
+        ns = resolve(namespace)
+        want = if_version if if_version is not None else req.if_version
+        fence = self._fence_of(req.fence)
+        for _attempt in range(100):
+            now = time.time()
+            current = self.storage.get(id, now, namespace=ns)
+            if current is None:
+                raise self._absent(id, ns)
+            version = current.pop("version")
+            if want is not None and version != want:
+                raise _precondition(id, field, version)
+            target = self._kept(id, req.version, ns)
+            rec = _version_record(
+                target, _epoch(current["expires_at"]), now, if_version=version, fence=fence, op="revert"
+            )
+            try:
+                self._put([rec])
+                break
+            except VersionChanged:
+                continue
+        else:
+            raise Conflict(f"memory {id!r} kept changing under concurrent writes; try the revert again")
+        return self.get(id, namespace=ns)
+
+    def restore_deleted(self, id: str, req: RestoreIn | None = None, namespace: str | None = None) -> dict[str, Any]:
+        """Bring a deleted record back as a new version: the version deleted, or `req.version` (any kept one),
+        with its vector and created_at. Conflict while a live record has the id; NotFound with nothing kept."""
+        check_text(id, "id")
+        req = req or RestoreIn()
+        ns = resolve(namespace)
+        now = time.time()
+        current, prior = self.storage.history(id, now, 1, namespace=ns)
+        if current is not None:
+            raise Conflict(
+                f"memory {id!r} is not deleted (it is at version {current['version']}); to go back to an older"
+                f" version, POST /memories/{id}/revert",
+                detail={"current_version": current["version"]},
+            )
+        if req.version is None and (not prior or prior[0]["superseded_by"] is not None):
+            # Nothing deleted to bring back: never kept, deleted past retention, or it expired (not kept).
+            raise NotFound(
+                f"no deleted memory with id {id!r} within the history's retention"
+                + (f"; its kept versions can be restored by number (GET /memories/{id}/history)" if prior else "")
+            )
+        target = self._kept(id, req.version if req.version is not None else prior[0]["version"], ns)
+        expires = _epoch(target["expires_at"])
+        if expires is not None and expires <= now:
+            raise Conflict(
+                f"version {target['version']} of memory {id!r} expired at {target['expires_at']}: restored, it would"
+                " be gone at once"
+            )
+        rec = _version_record(
+            target,
+            expires,
+            now,
+            fence=self._fence_of(req.fence),
+            op="restore",
+            absent=True,
+            first_created_at=_epoch(target["created_at"]),
+        )
+        try:
+            self._put([rec])
+        except VersionChanged:
+            raise Conflict(f"memory {id!r} was written again while being restored; it is live now") from None
+        return self.get(id, namespace=ns)
+
+    def _fence_of(self, fence: Any) -> tuple[str, int] | None:
+        if fence is None:
+            return None
+        _check_text(fence.key, "fence.key", self.settings.max_key_chars)
+        return fence.key, fence.token
+
+    def _absent(self, id: str, namespace: str) -> MemorySpineError:
+        """The error for a write to a record that is not live: Conflict when it was deleted (restore it first),
+        else NotFound."""
+        _, prior = self.storage.history(id, time.time(), 1, namespace=namespace)
+        if prior and prior[0]["superseded_by"] is None:
+            return Conflict(
+                f"memory {id!r} was deleted at {prior[0]['superseded_at']}; restore it first"
+                f" (POST /memories/{id}/restore, optionally with a version)"
+            )
+        return NotFound(f"no memory with id {id!r}")
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def get(self, id: str, namespace: str | None = None, as_of: str | None = None) -> dict[str, Any]:
+        """The live record with its version; with `as_of` (ISO 8601 or epoch seconds), the version live then."""
+        check_text(id, "id")
+        ns = resolve(namespace)
+        if as_of is not None:
+            at = _as_of(as_of)
+            row = self.storage.as_of(id, at, namespace=ns)
+            if row is None:
+                raise NotFound(
+                    f"memory {id!r} did not exist at as_of={as_of} (or its version then is past the history's"
+                    " retention)"
+                )
+        else:
+            row = self.storage.get(id, time.time(), namespace=ns)
+            if row is None:
+                raise NotFound(f"no memory with id {id!r}")
         row.pop("seq", None)
         return row
 

@@ -21,6 +21,7 @@ import contextvars
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -298,9 +299,50 @@ class MemoryClient:
         path = f"/conversations/{quote(conversation_id, safe='')}"
         return await self._request("delete_conversation", "DELETE", path)
 
-    async def get(self, memory_id: str) -> dict[str, Any]:
-        """One memory by id, with its `version` (for `if_version`); raises NotFound."""
-        return await self._request("get", "GET", f"/memories/{quote(memory_id, safe='')}")
+    async def get(self, memory_id: str, *, as_of: str | float | datetime | None = None) -> dict[str, Any]:
+        """One memory by id, with its `version` (for `if_version`); raises NotFound.
+
+        With `as_of` (a datetime, ISO 8601 text or epoch seconds), the version that was live then (NotFound if
+        the memory did not exist then, or that version is past the history's retention)."""
+        if isinstance(as_of, datetime):
+            as_of = as_of.isoformat()
+        params = _clean({"as_of": None if as_of is None else str(as_of)})
+        return await self._request("get", "GET", f"/memories/{quote(memory_id, safe='')}", params=params or None)
+
+    async def history(self, memory_id: str, *, limit: int | None = None) -> dict[str, Any]:
+        """A memory's versions, newest first: `{"id", "current_version", "deleted_at", "versions": [...]}`, each
+        version with `version`, `valid_from`, `valid_until`, `ended_by` and `changed`; raises NotFound."""
+        params = _clean({"limit": limit})
+        return await self._request(
+            "history", "GET", f"/memories/{quote(memory_id, safe='')}/history", params=params or None
+        )
+
+    async def revert(
+        self,
+        memory_id: str,
+        version: int,
+        *,
+        if_version: int | None = None,
+        fence: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Make a new version of the memory equal to kept version `version`; returns the memory (new `version`).
+
+        Raises NotFound (no such version), Conflict (the memory is deleted: `restore` it), PreconditionFailed
+        (with `if_version`, when it changed), StaleFence (with a `fence` no longer the claim's)."""
+        body = _clean({"version": version, "if_version": if_version, "fence": dict(fence) if fence else None})
+        return await self._request("revert", "POST", f"/memories/{quote(memory_id, safe='')}/revert", json=body)
+
+    async def restore(
+        self, memory_id: str, *, version: int | None = None, fence: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Bring a deleted memory back (the version deleted, or `version`); returns it. Conflict while it is live,
+        NotFound when nothing of it is kept."""
+        body = _clean({"version": version, "fence": dict(fence) if fence else None})
+        return await self._request("restore", "POST", f"/memories/{quote(memory_id, safe='')}/restore", json=body)
+
+    async def deleted(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """Deleted memories still kept, newest deletion first: `{"results", "next_cursor"}`."""
+        return await self._request("deleted", "GET", "/deleted", params=_clean({"limit": limit, "cursor": cursor}))
 
     async def update(self, memory_id: str, *, if_version: int | None = None, **fields: Any) -> dict[str, Any]:
         """PATCH a memory: content, tags (replace), metadata (merge; None removes a key), importance, key,

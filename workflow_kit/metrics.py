@@ -41,6 +41,8 @@ WRITES = frozenset(
         "release",
         "ingest_conversation",
         "delete_conversation",
+        "revert",
+        "restore",
     }
 )
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}

@@ -35,6 +35,8 @@ from ..models import (
     Memory,
     MemoryIn,
     MemoryPatch,
+    RestoreIn,
+    RevertIn,
     SearchQuery,
     SearchResponse,
 )
@@ -207,11 +209,81 @@ def _condition(if_match: str | None, *given: int | None) -> tuple[int | None, st
     return tagged, "If-Match"
 
 
+AsOf = Annotated[
+    str | None,
+    Query(description="A time (ISO 8601 or epoch seconds): the memory as it was then (404 if it did not exist)."),
+]
+
+
+def _encoded_suffix(request: Request, suffix: str) -> bool:
+    """True when the path's last `/<suffix>` came as `%2F<suffix>`: part of an id (`notes%2Fhistory` is the id
+    `notes/history`), not a sub-resource. Clients that quote ids (the kit, the console) reach every id so."""
+    raw = request.scope.get("raw_path") or b""
+    return raw.split(b"?", 1)[0].lower().endswith(b"%2f" + suffix.encode())
+
+
+_HISTORY = {
+    404: {"description": "No such memory, nor a kept version of one; or (revert, restore) no such kept version"},
+    409: {"description": "revert: the memory is deleted (restore it); restore: it is live, or would expire at once"},
+}
+
+
+@router.get("/memories/{id:path}/history", responses={**_ERR, **_HISTORY})
+async def memory_history(
+    id: str,
+    request: Request,
+    svc: Svc,
+    ns: Ns,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    as_of: AsOf = None,
+) -> Response:
+    """A memory's versions, newest first: the live one and the kept prior ones (after PATCH, upsert, revert and
+    delete), each with its `version`, `valid_from` / `valid_until`, `ended_by` and the fields `changed`."""
+    if _encoded_suffix(request, "history"):
+        return await get_memory(f"{id}/history", svc, ns, as_of)
+    # Through the pool even on SQLite: up to `limit` versions of up to 100k characters each is no point read.
+    return JSON(await run_in_threadpool(svc.history, id, limit, ns))
+
+
+@router.post(
+    "/memories/{id:path}/revert",
+    response_model=Memory,
+    responses={**_ERR, **_200, **_412, **_FENCED, **_HISTORY},
+)
+def revert_memory(
+    id: str, req: RevertIn, svc: Svc, ns: Ns, if_match: IfMatch = None, if_version: IfVersion = None
+) -> Response:
+    """Make a NEW version equal to kept version `version` (its stored vector: no re-embedding); the expiry stays.
+
+    With `If-Match` or `if_version` (body or query), only if the memory is still at that version: else 412."""
+    version, field = _condition(if_match, if_version, req.if_version)
+    return _with_etag(svc.revert(id, req, version, field=field, namespace=ns))
+
+
+@router.post("/memories/{id:path}/restore", response_model=Memory, responses={**_ERR, **_200, **_FENCED, **_HISTORY})
+def restore_memory(id: str, svc: Svc, ns: Ns, req: Annotated[RestoreIn | None, Body()] = None) -> Response:
+    """Bring a deleted memory back (within the history's retention): the version deleted, or `version`."""
+    return _with_etag(svc.restore_deleted(id, req, ns))
+
+
+@router.get("/deleted", responses=_ERR)
+def deleted_memories(
+    svc: Svc, ns: Ns, limit: Annotated[int, Query(ge=1, le=1000)] = 50, cursor: str | None = None
+) -> Response:
+    """A namespace's memories deleted (by id or filter) and still kept, newest deletion first; restore one with
+    POST /memories/{id}/restore."""
+    return JSON(svc.deleted(limit, cursor, ns))
+
+
 @router.get(
     "/memories/{id:path}", response_model=Memory, responses={**_ERR, **_200, 404: {"description": "No such memory"}}
 )
-async def get_memory(id: str, svc: Svc, ns: Ns) -> Response:
-    """One memory, with its `version` in the body and as the `ETag` header (for If-Match / if_version)."""
+async def get_memory(id: str, svc: Svc, ns: Ns, as_of: AsOf = None) -> Response:
+    """One memory, with its `version` in the body and as the `ETag` header (for If-Match / if_version).
+
+    With `as_of`, the version that was live at that time (no ETag: it may not be the current version)."""
+    if as_of is not None:
+        return JSON(await _read(svc, svc.get, id, ns, as_of))
     return _with_etag(await _read(svc, svc.get, id, ns))
 
 

@@ -5,6 +5,7 @@
 - full text: BM25 keyword search
 - vectors: the stored float32 vectors, and the changes since a version (for the derived index)
 - claims: atomic conditional ownership of a key with a lease
+- history: the prior versions of replaced and deleted records (storage/history.py)
 
 and, beside it, `VectorSearch`: semantic, keyword and hybrid search over a backend's vectors and text. The
 embedded default answers it with the planner over a derived hnswlib index (`Planner`, which also needs the
@@ -54,6 +55,12 @@ class NewRecord:
     namespace: str = "default"
     # When what it records happened (epoch seconds); None: when it is first stored (an upsert keeps the old one).
     occurred_at: float | None = None
+    # What this write is, for the history row of the version it replaces (storage/history.py OPS).
+    op: str = "upsert"
+    # Write only if no live record has this id (restore of a deleted one), else VersionChanged.
+    absent: bool = False
+    # The created_at a record written anew keeps (restore: the deleted version's); None: now.
+    first_created_at: float | None = None
 
 
 @dataclass
@@ -150,6 +157,7 @@ class Storage(Protocol):
         on_commit: OnCommit | None = None,
         if_version: int | None = None,
         namespace: str = "default",
+        now: float | None = None,
     ) -> list[int]: ...
     def delete_where(
         self, flt: Filter, now: float, dry_run: bool, on_commit: OnCommit | None = None
@@ -166,6 +174,16 @@ class Storage(Protocol):
     def namespaces(self, now: float) -> dict[str, int]:
         """Each namespace holding live records -> its count."""
         ...
+
+    # history (storage/history.py): every write that replaces or deletes a record (not the expiry purge) keeps
+    # the prior version, vector included, in its own transaction, at most `history_versions` per record.
+    history_versions: int
+
+    def history(self, id: str, now: float, limit: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]: ...
+    def get_version(self, id: str, version: int) -> dict[str, Any] | None: ...
+    def as_of(self, id: str, at: float) -> dict[str, Any] | None: ...
+    def deleted(self, now: float, limit: int, cursor: int | None) -> tuple[list[dict[str, Any]], int | None]: ...
+    def prune_history(self, before: float) -> int: ...
 
     # tags and filters
     def count(self, flt: Filter | None, now: float) -> int: ...

@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import StorageError
+from .history import COLUMNS as HISTORY_COLUMNS
 
 _LOCK_ID = 0x6D656D73  # "mems": pg_advisory_xact_lock key shared by every memory-spine replica
 
@@ -111,6 +112,36 @@ def _occurred_at(conn: psycopg.Connection, params: dict[str, Any]) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS memories_occurred ON memories (occurred_at)")
 
 
+def _history(conn: psycopg.Connection, params: dict[str, Any]) -> None:
+    # Prior versions of records (storage/history.py): the columns of history.COLUMNS (added to later by
+    # _sync_history, not by editing this), the vector, and when and by what each version ended.
+    copied = ", ".join(f"{name} {kind}" for name, _, kind in HISTORY_COLUMNS)
+    conn.execute(
+        f"CREATE TABLE memory_history (hid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {copied},"
+        f" embedding vector({int(params['dim'])}) NOT NULL, superseded_at timestamptz NOT NULL,"
+        " superseded_by bigint, op text NOT NULL)"
+    )
+    conn.execute("CREATE INDEX memory_history_record ON memory_history (namespace, id, version)")
+    conn.execute("CREATE INDEX memory_history_ended ON memory_history (superseded_at)")
+    conn.execute("CREATE INDEX memory_history_deleted ON memory_history (hid) WHERE superseded_by IS NULL")
+
+
+def _sync_history(conn: psycopg.Connection) -> None:
+    """Add the history.COLUMNS memory_history lacks (a column added to memories after the table was made)."""
+    have = {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'memory_history'"
+        )
+    }
+    if not have:
+        return
+    for name, _, kind in HISTORY_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE memory_history ADD COLUMN {name} {kind}")
+
+
 # (version, name, apply)
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection, dict[str, Any]], None]]] = [
     (1, "records, tags, keys, metadata, vectors (HNSW), full text (tsvector), claims", _initial),
@@ -118,6 +149,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection, dict[str, Any]], 
     (3, "each record's 10th-neighbour distance, for the side list of isolated vectors", _isolation),
     (4, "namespaces: records and claims unique per (namespace, id / key)", _namespaces),
     (5, "records: occurred_at (event time), indexed", _occurred_at),
+    (6, "record history: prior versions of replaced and deleted records", _history),
 ]
 
 
@@ -144,4 +176,7 @@ def migrate(conn: psycopg.Connection, **params: Any) -> list[int]:
             apply(conn, params)
             conn.execute("INSERT INTO memory_spine_migrations (version, name) VALUES (%s, %s)", (version, name))
             applied.append(version)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        _sync_history(conn)
     return applied

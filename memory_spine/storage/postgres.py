@@ -51,14 +51,29 @@ from ..namespaces import DEFAULT
 from . import budget, redact
 from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
 from .filters import Conditions, Group, Node, parse_filter, prefix_upper
+from .history import column_names, keep_versions
 from .pg_schema import migrate
 
 OnCommit = Callable[[Any], None]
+# memory_history holds these columns too (it is read with this list): a new one is also a line in history.COLUMNS.
 ROW_COLUMNS = (
     "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at,"
     " m.namespace, m.occurred_at"
 )
 ROW_WIDTH = 12  # columns in ROW_COLUMNS: what a query selects after them starts at this index
+# History rows copy history.COLUMNS (which include the namespace); a record is addressed by (namespace, id).
+_HISTORY_COLUMNS = f"{column_names()}, embedding, superseded_at, superseded_by, op"
+_HISTORY_INSERT = (
+    f"INSERT INTO memory_history ({_HISTORY_COLUMNS})"
+    f" SELECT {column_names('m.')}, m.embedding, %s, %s, %s FROM memories m WHERE m.seq = %s"
+)
+
+
+def _history_of(id: str, namespace: str) -> tuple[str, list[Any]]:
+    """The condition (on alias `m`) and params selecting one record's rows, in memories or memory_history."""
+    return "m.namespace = %s AND m.id = %s", [namespace, id]
+
+
 BULK_ROWS = 5000  # loads at least this large build the HNSW index after the rows (see bulk())
 _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
@@ -309,9 +324,12 @@ class PostgresStorage:
         ef_search: int = 128,
         connect_timeout: float = 10.0,
         query_seconds: float = 0.0,
+        history_versions: int = 10,
     ) -> None:
         self.url = url
         self.dim = dim
+        # Prior versions each record keeps in memory_history (0: none); see storage/history.py.
+        self.history_versions = history_versions
         self.ef_search = ef_search
         self.hnsw_m = hnsw_m
         self.hnsw_ef_construction = hnsw_ef_construction
@@ -447,17 +465,21 @@ class PostgresStorage:
         inserts: list[tuple] = []
         updates: list[tuple] = []
         vector_updates: list[tuple] = []
+        history: list[tuple] = []  # (superseded_at, superseded_by, op, seq) of each row replaced
         out: dict[tuple[str, str], PutResult] = {}
         for rec in records:
             row = existing.get((rec.namespace, rec.id))
             if rec.if_version is not None and (row is None or row[5] != rec.if_version):
+                raise VersionChanged(rec.id)
+            if rec.absent and row is not None and (row[4] is None or row[4].timestamp() > rec.now):
                 raise VersionChanged(rec.id)
             now = to_dt(round(rec.now, 6))
             meta = Jsonb(rec.metadata)
             if row is None:
                 if rec.vector is None:
                     raise ContentChanged(rec.id)
-                inserts.append(_insert_row(rec, now, now, version))
+                born = now if rec.first_created_at is None else to_dt(rec.first_created_at)
+                inserts.append(_insert_row(rec, born, now, version))
                 continue
             _, seq, old_content, old_created, old_expires, old_version, _ns = row
             # The UPDATE below writes only the version the caller read (if_version), else the one locked here.
@@ -479,6 +501,7 @@ class PostgresStorage:
                 version,
                 to_dt(rec.occurred_at) if rec.occurred_at is not None else (now if revived else None),
             )
+            history.append((now, version, rec.op, seq))
             if rec.vector is not None:
                 vector_updates.append((*fields, np.asarray(rec.vector, dtype=np.float32), seq, expected))
             else:
@@ -491,6 +514,9 @@ class PostgresStorage:
             " expires_at=%s, version=%s, occurred_at=COALESCE(%s::timestamptz, occurred_at)"
         )
         with conn.cursor() as cur:
+            if history and self.history_versions:
+                # The versions replaced (rows locked above), kept in this same transaction (storage/history.py).
+                cur.executemany(_HISTORY_INSERT, history)
             # Conditional on the expected version: `if_version` is checked by the write itself, not only above.
             if updates:
                 cur.executemany(f"UPDATE memories SET {set_fields} WHERE seq=%s AND version=%s", updates)
@@ -522,7 +548,38 @@ class PostgresStorage:
                     raise _Raced()
                 for seq, id_, namespace in inserted:
                     out[namespace, id_] = PutResult(seq=seq, id=id_, created=True, vector_changed=True)
+        if history:
+            self._prune_versions(conn, [(r.namespace, r.id) for r in records if (r.namespace, r.id) in existing])
         return [out[r.namespace, r.id] for r in records]
+
+    def _prune_versions(self, conn: psycopg.Connection, records: Sequence[tuple[str, str]]) -> None:
+        """Keep at most `history_versions` history rows of each of these (namespace, id) records (in the
+        writing transaction)."""
+        if not self.history_versions or not records:
+            return
+        conn.execute(
+            "DELETE FROM memory_history WHERE hid IN (SELECT hid FROM (SELECT h.hid, row_number() OVER"
+            " (PARTITION BY h.namespace, h.id ORDER BY h.version DESC) AS n FROM memory_history h"
+            " JOIN unnest(%s::text[], %s::text[]) AS w(namespace, id) ON h.namespace = w.namespace AND h.id = w.id)"
+            " x WHERE n > %s)",
+            ([n for n, _ in records], [i for _, i in records], self.history_versions),
+        )
+
+    def _delete_kept(self, cond: str, params: Sequence[Any], op: str, now: float) -> list[int]:
+        """Delete the records matching `cond` (on `memories m`); their versions go to the history, ended by
+        `op`, in the same statement (a data-modifying CTE: exactly the rows deleted). Returns their seqs."""
+        delete = f"DELETE FROM memories m WHERE {cond}"
+        if not self.history_versions:
+            return [r[0] for r in self.fetch_all(f"{delete} RETURNING m.seq", params)]
+        with self.conn() as conn, conn.transaction():
+            rows = conn.execute(
+                f"WITH gone AS ({delete} RETURNING {column_names('m.')}, m.embedding)"
+                f" INSERT INTO memory_history ({_HISTORY_COLUMNS})"
+                f" SELECT {column_names()}, embedding, %s, NULL, %s FROM gone RETURNING seq, namespace, id",
+                [*params, to_dt(round(now, 6)), op],
+            ).fetchall()
+            self._prune_versions(conn, [(r[1], r[2]) for r in rows])
+        return [r[0] for r in rows]
 
     def restore(self, records: Sequence[RestoredRecord], on_commit: OnCommit | None = None) -> list[PutResult]:
         """Insert records as exported (their own timestamps and vectors), one transaction; ids present are skipped."""
@@ -584,19 +641,17 @@ class PostgresStorage:
         on_commit: OnCommit | None = None,
         if_version: int | None = None,
         namespace: str = DEFAULT,
+        now: float | None = None,
     ) -> list[int]:
         # With `if_version`, one conditional statement: only rows still at that version go.
-        args: list[Any] = [namespace, list(ids)]
-        cond = ""
-        if if_version is not None:
-            cond = " AND version = %s"
-            args.append(if_version)
-        seqs = [
-            r[0]
-            for r in self.fetch_all(
-                f"DELETE FROM memories WHERE namespace = %s AND id = ANY(%s){cond} RETURNING seq", args
-            )
-        ]
+        cond, args = (
+            ("", [namespace, list(ids)])
+            if if_version is None
+            else (" AND m.version = %s", [namespace, list(ids), if_version])
+        )
+        seqs = self._delete_kept(
+            f"m.namespace = %s AND m.id = ANY(%s){cond}", args, "delete", time.time() if now is None else now
+        )
         if on_commit is not None:
             on_commit(seqs)
         return seqs
@@ -607,7 +662,7 @@ class PostgresStorage:
         if dry_run:
             return self.count(flt, now), []
         cond, params = compile_filter(flt, now)
-        seqs = [r[0] for r in self.fetch_all(f"DELETE FROM memories m WHERE {cond} RETURNING m.seq", params)]
+        seqs = self._delete_kept(cond, params, "delete_where", now)
         if on_commit is not None:
             on_commit(seqs)
         return len(seqs), seqs
@@ -664,6 +719,99 @@ class PostgresStorage:
                 (*args, limit, offset, namespace),
             ).fetchall()
         return [row_dict(r) for r in rows], int(total)
+
+    # -- history (storage/history.py) ----------------------------------------------------------------------------
+    def history(
+        self, id: str, now: float, limit: int, namespace: str = DEFAULT
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The live record (with its version) or None, and up to `limit` prior versions newest first, each with
+        `version`, `superseded_at`, `superseded_by` and `op`; both from one snapshot."""
+        where, args = _history_of(id, namespace)
+        with self.conn() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            live = conn.execute(
+                f"SELECT {ROW_COLUMNS}, m.version FROM memories m WHERE {where}"
+                " AND (m.expires_at IS NULL OR m.expires_at > %s)",
+                [*args, to_dt(now)],
+            ).fetchone()
+            rows = conn.execute(
+                f"SELECT {ROW_COLUMNS}, m.version, m.superseded_at, m.superseded_by, m.op FROM memory_history m"
+                f" WHERE {where} ORDER BY m.version DESC LIMIT %s",
+                [*args, limit],
+            ).fetchall()
+        current = {**row_dict(live), "version": int(live[ROW_WIDTH])} if live else None
+        prior = [
+            {
+                **row_dict(r),
+                "version": int(r[ROW_WIDTH]),
+                "superseded_at": iso(r[ROW_WIDTH + 1]),
+                "superseded_by": r[ROW_WIDTH + 2],
+                "op": r[ROW_WIDTH + 3],
+            }
+            for r in rows
+        ]
+        return current, prior
+
+    def get_version(self, id: str, version: int, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        """Version `version` of the record (live or kept in the history), with its `vector`; None if not kept."""
+        where, args = _history_of(id, namespace)
+        one = f"SELECT {ROW_COLUMNS}, m.version, m.embedding FROM {{table}} m WHERE {where} AND m.version = %s"
+        rows = self.fetch_all(
+            f"{one.format(table='memories')} UNION ALL {one.format(table='memory_history')} LIMIT 1",
+            [*args, version, *args, version],
+        )
+        if not rows:
+            return None
+        return {
+            **row_dict(rows[0]),
+            "version": int(rows[0][ROW_WIDTH]),
+            "vector": np.asarray(rows[0][ROW_WIDTH + 1], np.float32),
+        }
+
+    def as_of(self, id: str, at: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        """The version of the record that was live at `at` (written at or before it, not yet replaced, deleted
+        or expired), with its `version`; None if none was, or that version is past the history's retention."""
+        where, args = _history_of(id, namespace)
+        t = to_dt(at)
+        live = "(m.expires_at IS NULL OR m.expires_at > %s)"
+        rows = self.fetch_all(
+            f"SELECT {ROW_COLUMNS}, m.version FROM memories m WHERE {where} AND m.updated_at <= %s AND {live}"
+            f" UNION ALL SELECT {ROW_COLUMNS}, m.version FROM memory_history m WHERE {where}"
+            f" AND m.updated_at <= %s AND m.superseded_at > %s AND {live} ORDER BY version DESC LIMIT 1",
+            [*args, t, t, *args, t, t, t],
+        )
+        return {**row_dict(rows[0]), "version": int(rows[0][ROW_WIDTH])} if rows else None
+
+    def deleted(
+        self, now: float, limit: int, cursor: int | None, namespace: str = DEFAULT
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Records deleted (by id or filter) and not written again, newest deletion first: each one's version
+        as deleted, with `version`, `deleted_at` and `deleted_by`; and the cursor of the next page."""
+        rows = self.fetch_all(
+            f"SELECT {ROW_COLUMNS}, m.version, m.superseded_at, m.op, m.hid FROM memory_history m"
+            " WHERE m.namespace = %s AND m.superseded_by IS NULL AND m.hid < %s"
+            " AND m.hid = (SELECT max(h.hid) FROM memory_history h WHERE h.namespace = m.namespace AND h.id = m.id)"
+            " AND NOT EXISTS (SELECT 1 FROM memories l WHERE l.namespace = m.namespace AND l.id = m.id"
+            " AND (l.expires_at IS NULL OR l.expires_at > %s)) ORDER BY m.hid DESC LIMIT %s",
+            (namespace, 2**63 - 1 if cursor is None else cursor, to_dt(now), limit + 1),
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        out = [
+            {
+                **row_dict(r),
+                "version": int(r[ROW_WIDTH]),
+                "deleted_at": iso(r[ROW_WIDTH + 1]),
+                "deleted_by": r[ROW_WIDTH + 2],
+            }
+            for r in rows
+        ]
+        return out, (int(rows[-1][ROW_WIDTH + 3]) if more and rows else None)
+
+    def prune_history(self, before: float) -> int:
+        """Drop the history rows of versions replaced or deleted before `before`. Returns how many."""
+        with self.conn() as conn:
+            return conn.execute("DELETE FROM memory_history WHERE superseded_at < %s", (to_dt(before),)).rowcount
 
     # -- tags and filters --------------------------------------------------------------------------------------
     def count(self, flt: Filter | None, now: float) -> int:
@@ -859,7 +1007,7 @@ class PostgresStorage:
             )
             size = conn.execute(
                 "SELECT coalesce(sum(pg_total_relation_size(c)), 0) FROM unnest(ARRAY['memories', 'claims',"
-                " 'memory_spine_meta']::regclass[]) c"
+                " 'memory_spine_meta', 'memory_history']::regclass[]) c"
             ).fetchone()[0]
         return {"namespace": namespace, "total_memories": int(total), "tags": tags, "database_bytes": int(size)}
 
@@ -908,4 +1056,5 @@ def open_postgres(settings: Any, dim: int) -> PostgresStorage:
             hnsw_ef_construction=settings.hnsw_ef_construction,
             ef_search=settings.hnsw_ef_search,
             query_seconds=settings.max_query_seconds,
+            history_versions=keep_versions(settings),
         )

@@ -23,6 +23,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,6 +42,7 @@ from ..namespaces import DEFAULT
 from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
 from .budget import PROGRESS_STEPS, over_budget
 from .filters import Conditions, Group, Node, filter_is_empty, parse_filter, prefix_upper, to_epoch  # noqa: F401
+from .history import column_names, keep_versions
 from .search import drop_stopwords, rarest
 from .sqlite_schema import migrate
 
@@ -50,11 +52,17 @@ CLAIM_GRACE_SECONDS = 86_400  # how long a lapsed claim (and its fence) is kept 
 OnCommit = Callable[[Any], None]
 READER_CACHE_KIB = 2048  # each reader connection's page cache
 _IN_CHUNK = 900  # values per IN list, under SQLite's default limit of 999 bound variables
+# memory_history holds these columns too (it is read with this list): a new one is also a line in history.COLUMNS.
 _ROW_COLUMNS = (
     "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at,"
     " m.namespace, m.occurred_at"
 )
 ROW_WIDTH = 12  # columns in _ROW_COLUMNS: what a query selects after them starts at this index
+# History rows copy history.COLUMNS (which include the namespace); a record is addressed by (namespace, id).
+_HISTORY_INSERT = (
+    f"INSERT INTO memory_history ({column_names()}, vector, superseded_at, superseded_by, op)"
+    f" SELECT {column_names('m.')}, m.vector, ?, ?, ? FROM memories m WHERE m.seq = ?"
+)
 _OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 
@@ -281,15 +289,22 @@ def _add_tags(conn: sqlite3.Connection, seq: int, tags: Sequence[str]) -> None:
         conn.executemany("INSERT OR IGNORE INTO memory_tags (tag, seq) VALUES (?, ?)", [(t, seq) for t in tags])
 
 
+def _history_of(id: str, namespace: str) -> tuple[str, list[Any]]:
+    """The condition (on alias `m`) and params selecting one record's rows, in memories or memory_history."""
+    return "m.namespace = ? AND m.id = ?", [namespace, id]
+
+
 class SQLiteStorage:
     """The `Storage` contract over one SQLite file."""
 
     backend = "sqlite"
     reads_are_local = True  # a point read is a lookup in a local file
 
-    def __init__(self, path: Path, dim: int, *, synchronous: str = "normal") -> None:
+    def __init__(self, path: Path, dim: int, *, synchronous: str = "normal", history_versions: int = 10) -> None:
         self.path = Path(path)
         self.dim = dim
+        # Prior versions each record keeps in memory_history (0: none); see storage/history.py.
+        self.history_versions = history_versions
         self.lock: FileLock | None = None  # the data dir's, when opened by open_sqlite(); released by close()
         self._synchronous = synchronous.upper()
         self._write_lock = threading.Lock()
@@ -444,13 +459,16 @@ class SQLiteStorage:
                 ).fetchone()
                 if rec.if_version is not None and (existing is None or existing[4] != rec.if_version):
                     raise VersionChanged(rec.id)
+                if rec.absent and existing is not None and (existing[3] is None or existing[3] > rec.now):
+                    raise VersionChanged(rec.id)
                 # Whole microseconds, as iso() shows them: filtering on a returned created_at is then exact.
                 now = round(rec.now, 6)
                 tags_json, meta_json = _encoded(rec)
                 if existing is None:
                     if rec.vector is None:
                         raise ContentChanged(rec.id)
-                    seq = _insert(conn, rec, (tags_json, meta_json), now, now, version)
+                    born = now if rec.first_created_at is None else rec.first_created_at
+                    seq = _insert(conn, rec, (tags_json, meta_json), born, now, version)
                     created, vector_changed = True, True
                 else:
                     seq, old_content, old_created, old_expires, old_version = existing
@@ -461,6 +479,9 @@ class SQLiteStorage:
                     if rec.vector is None and old_content != rec.content:
                         raise ContentChanged(rec.id)
                     vector_changed = rec.vector is not None
+                    if self.history_versions:
+                        # The version replaced, kept in this same transaction (storage/history.py).
+                        conn.execute(_HISTORY_INSERT, (now, version, rec.op, seq))
                     cur = conn.execute(
                         "UPDATE memories SET content=?, tags=?, metadata=?, importance=?, key=?, key_parent=?,"
                         " created_at=?, updated_at=?, expires_at=?, version=?, occurred_at=COALESCE(?, occurred_at)"
@@ -489,6 +510,7 @@ class SQLiteStorage:
                     created = revived
                 _add_tags(conn, seq, rec.tags)
                 results.append(PutResult(seq=seq, id=rec.id, created=created, vector_changed=vector_changed))
+            self._prune_versions(conn, [r.id for r in results])
         return results
 
     def restore(self, records: Sequence[RestoredRecord], on_commit: OnCommit | None = None) -> list[PutResult]:
@@ -562,20 +584,49 @@ class SQLiteStorage:
         sql = f"SELECT {_ROW_COLUMNS} FROM memories m WHERE m.seq IN ({{marks}}) AND {cond}"
         return {r[0]: _row(r) for r in self._select_in(sql, [int(s) for s in seqs], params)}
 
-    def _delete_seqs(self, conn: sqlite3.Connection, seqs: list[int]) -> None:
+    def _delete_seqs(self, conn: sqlite3.Connection, seqs: list[int], op: str | None, now: float) -> None:
         version = self._next_version()
+        ids: list[str] = []
         for start in range(0, len(seqs), 900):
             chunk = seqs[start : start + 900]
             marks = ",".join("?" * len(chunk))
+            if op is not None and self.history_versions:
+                # The deleted versions, kept in the delete's own transaction (never for the expiry purge: op None).
+                conn.execute(
+                    _HISTORY_INSERT.replace("m.seq = ?", f"m.seq IN ({marks})"), [round(now, 6), None, op, *chunk]
+                )
+                ids += [r[0] for r in conn.execute(f"SELECT id FROM memories WHERE seq IN ({marks})", chunk)]
             conn.execute(f"DELETE FROM memories WHERE seq IN ({marks})", chunk)
             conn.execute(f"DELETE FROM memory_tags WHERE seq IN ({marks})", chunk)
         conn.executemany("INSERT OR REPLACE INTO tombstones (seq, version) VALUES (?, ?)", [(s, version) for s in seqs])
+        self._prune_versions(conn, ids)
+
+    def _prune_versions(self, conn: sqlite3.Connection, ids: Sequence[str]) -> None:
+        """Keep at most `history_versions` history rows of each record with one of these ids, in any namespace
+        (in the writing transaction)."""
+        if not self.history_versions:
+            return
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = list(ids[start : start + _IN_CHUNK])
+            conn.execute(
+                "DELETE FROM memory_history WHERE hid IN (SELECT hid FROM (SELECT hid, row_number() OVER"
+                " (PARTITION BY namespace, id ORDER BY version DESC) AS n FROM memory_history"
+                f" WHERE id IN ({','.join('?' * len(chunk))})) WHERE n > ?)",
+                [*chunk, self.history_versions],
+            )
 
     def _delete_selected(
-        self, sql: str, params: Sequence[Any], on_commit: OnCommit | None, *also: tuple[str, Sequence[Any]]
+        self,
+        sql: str,
+        params: Sequence[Any],
+        on_commit: OnCommit | None,
+        *also: tuple[str, Sequence[Any]],
+        op: str | None = None,
+        now: float = 0.0,
     ) -> list[int]:
         """In one transaction: delete the records whose seqs `sql` selects (plus the `also` statements), then
-        hand the seqs to `on_commit` after the commit, still under the write lock."""
+        hand the seqs to `on_commit` after the commit, still under the write lock. With `op`, the deleted
+        versions go to the history as ended by it."""
         seqs: list[int] = []
         tx = self._tx()
         if on_commit is not None:
@@ -583,7 +634,7 @@ class SQLiteStorage:
         with tx as conn:
             seqs[:] = [r[0] for r in conn.execute(sql, list(params)).fetchall()]
             if seqs:
-                self._delete_seqs(conn, seqs)
+                self._delete_seqs(conn, seqs, op, now)
             for stmt, args in also:
                 conn.execute(stmt, args)
         return seqs
@@ -594,6 +645,7 @@ class SQLiteStorage:
         on_commit: OnCommit | None = None,
         if_version: int | None = None,
         namespace: str = DEFAULT,
+        now: float | None = None,
     ) -> list[int]:
         # With `if_version`, only rows still at that version are selected, in the same write transaction.
         cond, args = (
@@ -603,6 +655,8 @@ class SQLiteStorage:
             f"SELECT seq FROM memories WHERE namespace = ? AND id IN ({','.join('?' * len(ids))}){cond}",
             args,
             on_commit,
+            op="delete",
+            now=time.time() if now is None else now,
         )
 
     def delete_where(
@@ -611,7 +665,9 @@ class SQLiteStorage:
         cond, params = compile_filter(flt, now)
         if dry_run:
             return self.count(flt, now), []
-        seqs = self._delete_selected(f"SELECT m.seq FROM memories m WHERE {cond}", params, on_commit)
+        seqs = self._delete_selected(
+            f"SELECT m.seq FROM memories m WHERE {cond}", params, on_commit, op="delete_where", now=now
+        )
         return len(seqs), seqs
 
     def list(
@@ -674,6 +730,116 @@ class SQLiteStorage:
             (*args, limit, offset, namespace),
         ).fetchall()
         return [_row(r) for r in rows], int(total)
+
+    # -- history (storage/history.py) --------------------------------------------------------------------
+    def history(
+        self, id: str, now: float, limit: int, namespace: str = DEFAULT
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The live record (with its version) or None, and up to `limit` prior versions newest first, each with
+        `version`, `superseded_at`, `superseded_by` and `op`; both from one snapshot."""
+        where, args = _history_of(id, namespace)
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            live = conn.execute(
+                f"SELECT {_ROW_COLUMNS}, m.version FROM memories m WHERE {where}"
+                " AND (m.expires_at IS NULL OR m.expires_at > ?)",
+                [*args, now],
+            ).fetchone()
+            rows = conn.execute(
+                f"SELECT {_ROW_COLUMNS}, m.version, m.superseded_at, m.superseded_by, m.op FROM memory_history m"
+                f" WHERE {where} ORDER BY m.version DESC LIMIT ?",
+                [*args, limit],
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        current = {**_row(live[:ROW_WIDTH]), "version": int(live[ROW_WIDTH])} if live else None
+        prior = [
+            {
+                **_row(r[:ROW_WIDTH]),
+                "version": int(r[ROW_WIDTH]),
+                "superseded_at": iso(r[ROW_WIDTH + 1]),
+                "superseded_by": r[ROW_WIDTH + 2],
+                "op": r[ROW_WIDTH + 3],
+            }
+            for r in rows
+        ]
+        return current, prior
+
+    def get_version(self, id: str, version: int, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        """Version `version` of the record (live or kept in the history), with its `vector`; None if not kept."""
+        where, args = _history_of(id, namespace)
+        one = f"SELECT {_ROW_COLUMNS}, m.version, m.vector FROM {{table}} m WHERE {where} AND m.version = ?"
+        row = (
+            self._reader()
+            .execute(
+                f"{one.format(table='memories')} UNION ALL {one.format(table='memory_history')} LIMIT 1",
+                [*args, version, *args, version],
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return {
+            **_row(row[:ROW_WIDTH]),
+            "version": int(row[ROW_WIDTH]),
+            "vector": np.frombuffer(row[ROW_WIDTH + 1], dtype=np.float32),
+        }
+
+    def as_of(self, id: str, at: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        """The version of the record that was live at `at` (written at or before it, not yet replaced, deleted
+        or expired), with its `version`; None if none was, or that version is past the history's retention."""
+        where, args = _history_of(id, namespace)
+        live = "(m.expires_at IS NULL OR m.expires_at > ?)"
+        row = (
+            self._reader()
+            .execute(
+                f"SELECT {_ROW_COLUMNS}, m.version FROM memories m WHERE {where} AND m.updated_at <= ? AND {live}"
+                f" UNION ALL SELECT {_ROW_COLUMNS}, m.version FROM memory_history m WHERE {where}"
+                f" AND m.updated_at <= ? AND m.superseded_at > ? AND {live} ORDER BY version DESC LIMIT 1",
+                [*args, at, at, *args, at, at, at],
+            )
+            .fetchone()
+        )
+        return {**_row(row[:ROW_WIDTH]), "version": int(row[ROW_WIDTH])} if row else None
+
+    def deleted(
+        self, now: float, limit: int, cursor: int | None, namespace: str = DEFAULT
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Records deleted (by id or filter) and not written again, newest deletion first: each one's version
+        as deleted, with `version`, `deleted_at` and `deleted_by`; and the cursor of the next page."""
+        rows = (
+            self._reader()
+            .execute(
+                f"SELECT {_ROW_COLUMNS}, m.version, m.superseded_at, m.op, m.hid FROM memory_history m"
+                " WHERE m.namespace = ? AND m.superseded_by IS NULL AND m.hid < ?"
+                " AND m.hid = (SELECT max(h.hid) FROM memory_history h WHERE h.namespace = m.namespace AND h.id = m.id)"
+                " AND NOT EXISTS (SELECT 1 FROM memories l WHERE l.namespace = m.namespace AND l.id = m.id"
+                " AND (l.expires_at IS NULL OR l.expires_at > ?)) ORDER BY m.hid DESC LIMIT ?",
+                (namespace, 2**63 - 1 if cursor is None else cursor, now, limit + 1),
+            )
+            .fetchall()
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        out = [
+            {
+                **_row(r[:ROW_WIDTH]),
+                "version": int(r[ROW_WIDTH]),
+                "deleted_at": iso(r[ROW_WIDTH + 1]),
+                "deleted_by": r[ROW_WIDTH + 2],
+            }
+            for r in rows
+        ]
+        return out, (int(rows[-1][ROW_WIDTH + 3]) if more and rows else None)
+
+    def prune_history(self, before: float) -> int:
+        """Drop the history rows of versions replaced or deleted before `before`. Returns how many."""
+        # Looked for first: an empty write would still count as a commit and empty the result cache.
+        if self._reader().execute("SELECT 1 FROM memory_history WHERE superseded_at < ? LIMIT 1", (before,)).fetchone():
+            with self._tx() as conn:
+                return conn.execute("DELETE FROM memory_history WHERE superseded_at < ?", (before,)).rowcount
+        return 0
 
     # -- tags and filters ------------------------------------------------------------------------------
     def count(self, flt: Filter | None, now: float) -> int:
@@ -1113,7 +1279,9 @@ def open_sqlite(settings: Any, dim: int) -> SQLiteStorage:
     data_dir = Path(settings.data_dir).expanduser()
     lock = lock_data_dir(data_dir)
     try:
-        storage = SQLiteStorage(data_dir / DB_FILE, dim, synchronous=settings.synchronous)
+        storage = SQLiteStorage(
+            data_dir / DB_FILE, dim, synchronous=settings.synchronous, history_versions=keep_versions(settings)
+        )
     except BaseException:
         lock.release()
         raise

@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Callable
 
 from ..errors import StorageError
+from .history import COLUMNS as HISTORY_COLUMNS
 
 log = logging.getLogger("memory_spine.storage")
 
@@ -152,11 +153,34 @@ def _occurred_at(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX memories_occurred_at ON memories(occurred_at)")
 
 
+def _add_history(conn: sqlite3.Connection) -> None:
+    """Create `memory_history` (storage/history.py), or add the columns of `history.COLUMNS` it lacks.
+
+    Idempotent, DDL only: the caller holds the transaction (a migration step). Run again after a column is
+    added to memories and to `history.COLUMNS`, it adds that column to the history too.
+    """
+    have = {r[1] for r in conn.execute("PRAGMA table_info(memory_history)")}
+    if have:
+        for name, kind, _ in HISTORY_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE memory_history ADD COLUMN {name} {kind}")
+        return
+    copied = ", ".join(f"{name} {kind}" for name, kind, _ in HISTORY_COLUMNS)
+    conn.execute(
+        f"CREATE TABLE memory_history (hid INTEGER PRIMARY KEY AUTOINCREMENT, {copied}, vector BLOB NOT NULL,"
+        " superseded_at REAL NOT NULL, superseded_by INTEGER, op TEXT NOT NULL)"
+    )
+    conn.execute("CREATE INDEX memory_history_record ON memory_history (namespace, id, version)")
+    conn.execute("CREATE INDEX memory_history_ended ON memory_history (superseded_at)")
+    conn.execute("CREATE INDEX memory_history_deleted ON memory_history (hid) WHERE superseded_by IS NULL")
+
+
 # (version, name, apply). Each apply runs inside the migration's transaction; it must not COMMIT.
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
     (1, "records, tags, keys, metadata, vectors, full text (FTS5 + vocabulary), claims with fencing, meta", _initial),
     (2, "namespaces: ids, exact keys and claims unique per namespace", _namespaces),
     (3, "records: occurred_at (event time), indexed", _occurred_at),
+    (4, "record history: prior versions of replaced and deleted records", _add_history),
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -237,6 +261,11 @@ def migrate(conn: sqlite3.Connection, dim: int) -> list[int]:
                 log.info("migrating the database to schema version %d: %s", version, name)
                 _in_transaction(conn, apply, version)
                 applied.append(version)
+                current = version
+        have = {r[1] for r in conn.execute("PRAGMA table_info(memory_history)")}
+        if have and any(name not in have for name, _, _ in HISTORY_COLUMNS):
+            # A column added to history.COLUMNS (with its migration of memories): the history follows.
+            _in_transaction(conn, _add_history, current)
     except sqlite3.OperationalError as exc:
         if "readonly" not in str(exc).replace(" ", "").lower():
             raise

@@ -167,6 +167,36 @@ def test_memory_record_edit_then_delete(page, console):
     assert memory["id"] not in result_ids(page)
 
 
+def test_memory_history_revert_and_restore(page, console):
+    made = api(console, "POST", "/ingest", json={"id": "notes/history-demo", "content": "first draft", "tags": ["h"]})
+    assert made.status_code == 200, made.text
+    first = api(console, "GET", "/memories/notes%2Fhistory-demo").json()
+    url = f"{console.url}/ui/memories/notes%2Fhistory-demo"
+    open_page(page, url)
+    assert page.locator("#history tbody tr").count() == 1
+    page.fill("#edit-content", "second draft")
+    page.click("#edit button[type=submit]")
+    page.wait_for_function("() => document.querySelectorAll('#history tbody tr').length === 2")
+    rows = page.locator("#history tbody tr")
+    assert "content" in rows.nth(0).text_content() and "patch" in rows.nth(1).text_content()
+    screenshot(page, "memory-history")
+    assert_accessible(page, "memory history")
+
+    page.click(f"#history tr[data-version='{first['version']}'] button.revert")
+    page.wait_for_function("() => document.querySelector('#notice').textContent.startsWith('Reverted')")
+    assert page.text_content("#content") == "first draft"
+    now = api(console, "GET", "/memories/notes%2Fhistory-demo").json()
+    assert now["content"] == "first draft" and now["version"] > first["version"]
+
+    assert api(console, "DELETE", "/memories/notes%2Fhistory-demo").status_code == 200
+    open_page(page, url)
+    assert page.is_visible("#deleted-panel") and not page.is_visible("#edit-panel")
+    page.click("#restore")
+    page.wait_for_function("() => document.querySelector('#notice').textContent.startsWith('Restored')")
+    assert page.text_content("#content") == "first draft"
+    assert api(console, "GET", "/memories/notes%2Fhistory-demo").json()["content"] == "first draft"
+
+
 def test_bulk_delete_shows_the_count_first(page, console):
     open_page(page, console.url + "/ui/memories")
     page.click("#bulk-count")
