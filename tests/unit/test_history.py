@@ -16,7 +16,7 @@ import pytest
 from memory_spine.config import Settings
 from memory_spine.errors import InvalidInput
 from memory_spine.service import _as_of
-from memory_spine.storage import history, sqlite
+from memory_spine.storage import history, sqlite, sqlite_schema
 from memory_spine.storage.base import NewRecord
 from workflow_kit import errors
 from workflow_kit.client import MemoryClient
@@ -100,9 +100,9 @@ def test_sqlite_history_table_follows_the_column_list(tmp_path, monkeypatch):
     with sqlite3.connect(path) as conn:
         conn.execute("ALTER TABLE memories ADD COLUMN extra TEXT NOT NULL DEFAULT 'dflt'")
     columns = (*history.COLUMNS, ("extra", "TEXT NOT NULL DEFAULT 'dflt'", "text NOT NULL DEFAULT 'dflt'"))
-    monkeypatch.setattr(sqlite, "HISTORY_COLUMNS", columns)
-    insert = sqlite._HISTORY_INSERT.replace("version, vector", "version, extra, vector").replace(
-        "m.version, m.vector", "m.version, m.extra, m.vector"
+    monkeypatch.setattr(sqlite_schema, "HISTORY_COLUMNS", columns)
+    insert = sqlite._HISTORY_INSERT.replace("occurred_at, vector", "occurred_at, extra, vector").replace(
+        "m.occurred_at, m.vector", "m.occurred_at, m.extra, m.vector"
     )
     monkeypatch.setattr(sqlite, "_HISTORY_INSERT", insert)
     s = SQLiteStorage(path, 8)
