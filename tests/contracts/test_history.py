@@ -321,3 +321,25 @@ async def test_bad_input_to_the_history_routes_is_422_naming_the_field_and_write
     r = await client.request(method, path, json=body)
     assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
     assert await _history(client, "h1") == before
+
+
+async def test_history_revert_and_restore_stay_in_their_namespace(client):
+    for ns, text in (("team/a", "a1"), ("team/b", "b1")):
+        await _ok(await client.post("/ingest", json={"id": "same", "content": text, "namespace": ns}))
+        await _ok(await client.post("/ingest", json={"id": "same", "content": text + "-2", "namespace": ns}))
+    a = await _ok(await client.get("/memories/same/history", params={"namespace": "team/a"}))
+    b = await _ok(await client.get("/memories/same/history", headers={"X-Memory-Namespace": "team/b"}))
+    assert len(a["versions"]) == len(b["versions"]) == 2
+    assert (await client.get("/memories/same/history")).status_code == 404  # nothing of it in `default`
+    first_a = a["versions"][-1]["version"]
+    reverted = await _ok(
+        await client.post("/memories/same/revert", params={"namespace": "team/a"}, json={"version": first_a})
+    )
+    assert reverted["content"] == "a1" and reverted["namespace"] == "team/a"
+    assert (await _ok(await client.get("/memories/same", params={"namespace": "team/b"})))["content"] == "b1-2"
+    await _ok(await client.delete("/memories/same", params={"namespace": "team/b"}))
+    gone_a = await _ok(await client.get("/deleted", params={"namespace": "team/a"}))
+    gone_b = await _ok(await client.get("/deleted", params={"namespace": "team/b"}))
+    assert gone_a["results"] == [] and [r["id"] for r in gone_b["results"]] == ["same"]
+    restored = await _ok(await client.post("/memories/same/restore", params={"namespace": "team/b"}))
+    assert restored["content"] == "b1-2" and restored["namespace"] == "team/b"
