@@ -22,11 +22,11 @@ One item is one record (`_Layout` below is the only place that knows how):
     tags        ["langgraph", "langgraph:store"] (+ "langgraph:unindexed")
 
 A LangGraph namespace is a key prefix in the service's `default` namespace (mapping it onto service namespaces
-would need a list over a subtree, which the service offers only in a search): `search(("users", "42"))` lists keys starting
-with `{prefix}:users/42/`, which never matches namespace ("users", "420"). Filters follow LangGraph's meaning
-(equality, `$eq $ne $gt $gte $lt $lte` on top-level fields; a range compares numbers with numbers and strings with
-strings, as the service's `where` does); in a query search the simple ones are also sent to the service as `where`
-(`value.{field}`), so the service ranks only matching items. Listing without a query and
+would need a list over a subtree, which the service offers only in a search): `search(("users", "42"))` lists keys
+starting with `{prefix}:users/42/`, which never matches namespace ("users", "420"). Filters follow LangGraph's
+meaning (equality, `$eq $ne $gt $gte $lt $lte` on top-level fields; a range compares numbers with numbers and
+strings with strings, as the service's `where` does); in a query search the simple ones are also sent to the
+service as `where` (`value.{field}`), so the service ranks only matching items. Listing without a query and
 `list_namespaces` page through the namespace's records (cost grows with the namespace, not the service).
 """
 
