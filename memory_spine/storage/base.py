@@ -79,6 +79,20 @@ class Changes:
     deletes: list[int] = field(default_factory=list)
 
 
+def claim_dict(row: Sequence[Any], iso: Any) -> dict[str, Any]:
+    """A claim row (key, holder, acquired_at, expires_at, fence[, namespace]) as the API shows it; `iso` renders
+    the backend's times."""
+    key, holder, acquired, expires, fence, *rest = row
+    return {
+        "key": key,
+        "namespace": rest[0] if rest else "default",
+        "holder": holder,
+        "acquired_at": iso(acquired),
+        "expires_at": iso(expires),
+        "fence": fence,
+    }
+
+
 class ContentChanged(Exception):
     """put() was told the content was unchanged, but it changed meanwhile: embed and retry."""
 

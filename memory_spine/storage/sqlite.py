@@ -38,7 +38,7 @@ from filelock import FileLock, Timeout
 from ..errors import DataDirLocked, InvalidInput, NotFound, ReadOnlyStorage, StorageError, StorageFull
 from ..models import Filter
 from ..namespaces import DEFAULT
-from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
+from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged, claim_dict
 from .budget import PROGRESS_STEPS, over_budget
 from .filters import Conditions, Group, Node, filter_is_empty, parse_filter, prefix_upper, to_epoch  # noqa: F401
 from .search import drop_stopwords, rarest
@@ -1083,17 +1083,8 @@ class SQLiteStorage:
     _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence, namespace"
 
     @staticmethod
-    def _claim(row: tuple) -> dict[str, Any]:
-        key, holder, acquired, expires, fence, *rest = row
-        namespace = rest[0] if rest else DEFAULT
-        return {
-            "key": key,
-            "namespace": namespace,
-            "holder": holder,
-            "acquired_at": iso(acquired),
-            "expires_at": iso(expires),
-            "fence": fence,
-        }
+    def _claim(row: Sequence[Any]) -> dict[str, Any]:
+        return claim_dict(row, iso)
 
     @staticmethod
     def _check_fence(conn: sqlite3.Connection, key: str, token: int, namespace: str = DEFAULT) -> None:
