@@ -286,6 +286,7 @@ def _add_tags(conn: sqlite3.Connection, seq: int, tags: Sequence[str]) -> None:
 def _add_namespaces(conn: sqlite3.Connection) -> None:
     """Namespaces (issue 18): a `namespace` column on memories and claims; ids and claims unique per namespace.
 
+    Runs inside the caller's transaction (it opens none, so it can be one step of a versioned migration list).
     Idempotent: does nothing once `memories.namespace` and `claims.namespace` exist. Existing records and claims
     land in `default`. SQLite cannot drop the column-level UNIQUE on `memories.id`, so the table is rebuilt:
     its own CREATE text (whatever columns it has by now) without that UNIQUE, plus the column, rows copied with
@@ -295,58 +296,57 @@ def _add_namespaces(conn: sqlite3.Connection) -> None:
     """
     columns = {r[1] for r in conn.execute("PRAGMA table_info(memories)")}
     claim_columns = {r[1] for r in conn.execute("PRAGMA table_info(claims)")}
-    if "namespace" in columns and "namespace" in claim_columns:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if "namespace" not in columns:
-            found = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='memories'").fetchone()
-            table_sql = found[0]
-            rebuilt, n = re.subn(r"\bid\s+TEXT\s+NOT\s+NULL\s+UNIQUE", "id TEXT NOT NULL", table_sql, flags=re.I)
-            if n != 1:
-                raise StorageError("cannot add namespaces: memories.id is not declared as this version expects")
-            rebuilt = re.sub(r"^\s*CREATE\s+TABLE\s+\"?memories\"?", "CREATE TABLE memories_ns", rebuilt, flags=re.I)
-            rebuilt = rebuilt.rstrip().removesuffix(")") + ", namespace TEXT NOT NULL DEFAULT 'default')"
-            keep = conn.execute(
-                "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'memories' AND sql IS NOT NULL"
-                " AND type IN ('index', 'trigger')"
-            ).fetchall()
-            counter = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
-            listed = ", ".join(f'"{c}"' for c in sorted(columns))
-            conn.execute(rebuilt)
-            conn.execute(f"INSERT INTO memories_ns ({listed}) SELECT {listed} FROM memories")
-            conn.execute("DROP TABLE memories")  # no trigger fires: the FTS rows stay, keyed by the same seqs
-            conn.execute("ALTER TABLE memories_ns RENAME TO memories")
-            if counter is not None:
-                conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'memories'", (counter[0],))
-                if conn.execute("SELECT changes()").fetchone()[0] == 0:
-                    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('memories', ?)", (counter[0],))
-            replaced = {"idx_memories_key_version", "idx_memories_key_parent_version"}
-            for _kind, name, stmt in keep:
-                if name not in replaced:
-                    conn.execute(stmt)
-            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS memories_namespace_id ON memories(namespace, id)")
-            # (namespace) alone: a namespace's records in seq order (lists, candidates), counts per namespace.
-            conn.execute("CREATE INDEX IF NOT EXISTS memories_namespace ON memories(namespace)")
-            conn.execute("CREATE INDEX IF NOT EXISTS memories_namespace_key ON memories(namespace, key, version)")
-            conn.execute(
-                "CREATE INDEX IF NOT EXISTS memories_namespace_key_parent ON memories(namespace, key_parent, version)"
-            )
-        if "namespace" not in claim_columns:
-            conn.execute(
-                "CREATE TABLE claims_ns (namespace TEXT NOT NULL DEFAULT 'default', key TEXT NOT NULL, holder TEXT,"
-                " acquired_at FLOAT, expires_at FLOAT, fence INTEGER, token_hash TEXT, PRIMARY KEY (namespace, key))"
-            )
-            conn.execute(
-                "INSERT INTO claims_ns (key, holder, acquired_at, expires_at, fence, token_hash)"
-                " SELECT key, holder, acquired_at, expires_at, fence, token_hash FROM claims"
-            )
-            conn.execute("DROP TABLE claims")
-            conn.execute("ALTER TABLE claims_ns RENAME TO claims")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    if "namespace" not in columns:
+        found = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='memories'").fetchone()
+        table_sql = found[0]
+        rebuilt, n = re.subn(r"\bid\s+TEXT\s+NOT\s+NULL\s+UNIQUE", "id TEXT NOT NULL", table_sql, flags=re.I)
+        if n != 1:
+            raise StorageError("cannot add namespaces: memories.id is not declared as this version expects")
+        rebuilt = re.sub(r"^\s*CREATE\s+TABLE\s+\"?memories\"?", "CREATE TABLE memories_ns", rebuilt, flags=re.I)
+        rebuilt = rebuilt.rstrip().removesuffix(")") + ", namespace TEXT NOT NULL DEFAULT 'default')"
+        keep = conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'memories' AND sql IS NOT NULL"
+            " AND type IN ('index', 'trigger')"
+        ).fetchall()
+        counter = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memories'").fetchone()
+        listed = ", ".join(f'"{c}"' for c in sorted(columns))
+        conn.execute(rebuilt)
+        conn.execute(f"INSERT INTO memories_ns ({listed}) SELECT {listed} FROM memories")
+        conn.execute("DROP TABLE memories")  # no trigger fires: the FTS rows stay, keyed by the same seqs
+        conn.execute("ALTER TABLE memories_ns RENAME TO memories")
+        if counter is not None:
+            conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'memories'", (counter[0],))
+            if conn.execute("SELECT changes()").fetchone()[0] == 0:
+                conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('memories', ?)", (counter[0],))
+        replaced = {"idx_memories_key_version", "idx_memories_key_parent_version"}
+        for _kind, name, stmt in keep:
+            if name not in replaced:
+                conn.execute(stmt)
+        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS memories_namespace_id ON memories(namespace, id)")
+        # (namespace) alone: a namespace's records in seq order (lists, candidates), counts per namespace.
+        conn.execute("CREATE INDEX IF NOT EXISTS memories_namespace ON memories(namespace)")
+        conn.execute("CREATE INDEX IF NOT EXISTS memories_namespace_key ON memories(namespace, key, version)")
+        conn.execute(
+            "CREATE INDEX IF NOT EXISTS memories_namespace_key_parent ON memories(namespace, key_parent, version)"
+        )
+    if "namespace" not in claim_columns:
+        conn.execute(
+            "CREATE TABLE claims_ns (namespace TEXT NOT NULL DEFAULT 'default', key TEXT NOT NULL, holder TEXT,"
+            " acquired_at FLOAT, expires_at FLOAT, fence INTEGER, token_hash TEXT, PRIMARY KEY (namespace, key))"
+        )
+        conn.execute(
+            "INSERT INTO claims_ns (key, holder, acquired_at, expires_at, fence, token_hash)"
+            " SELECT key, holder, acquired_at, expires_at, fence, token_hash FROM claims"
+        )
+        conn.execute("DROP TABLE claims")
+        conn.execute("ALTER TABLE claims_ns RENAME TO claims")
+
+
+def _needs_namespaces(conn: sqlite3.Connection) -> bool:
+    return any(
+        "namespace" not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for table in ("memories", "claims")
+    )
 
 
 class SQLiteStorage:
@@ -510,8 +510,15 @@ class SQLiteStorage:
                     self._writer.execute("ALTER TABLE claims ADD COLUMN token_hash TEXT")
                 except sqlite3.OperationalError as exc:  # read-only: claims cannot be taken anyway
                     log.warning("could not add fencing tokens to claims: %s", exc)
-        with self._write_lock:
-            _add_namespaces(self._writer)
+        if _needs_namespaces(self._writer):
+            with self._write_lock:
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    _add_namespaces(self._writer)
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    raise
+                self._writer.execute("COMMIT")
         stored_dim = self.meta("dim")
         if stored_dim is not None and int(stored_dim) != self.dim:
             raise StorageError(f"this data dir holds {stored_dim}-dimensional vectors; the embedder makes {self.dim}")
