@@ -177,10 +177,10 @@ def test_the_service_dies_mid_run_the_workflow_finishes_on_its_journal_and_flush
     trace = json.loads(httpx.get(f"{server.url}/keys/trace:{trace_id}", params=KIT).json()["content"])
     assert {"step review", "step post"} <= {s["name"] for s in trace["spans"]}
     # Delivered once: flushing again (as every later run does) adds nothing.
-    total = httpx.get(f"{server.url}/stats").json()["total_memories"]
+    total = httpx.get(f"{server.url}/stats", params=KIT).json()["total_memories"]
     finish(start(server.url, wf, journal, "--quiet"))
     # Only the replay's own trace and run record.
-    assert httpx.get(f"{server.url}/stats").json()["total_memories"] == total + 2
+    assert httpx.get(f"{server.url}/stats", params=KIT).json()["total_memories"] == total + 2
 
 
 # -- a dependency failing three times trips the breaker; the cooldown brings it back -------------------------
