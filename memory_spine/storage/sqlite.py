@@ -901,6 +901,37 @@ class SQLiteStorage:
         sql = f"SELECT m.seq FROM memories m WHERE m.seq IN ({{marks}}) AND {cond}"
         return {r[0] for r in self._select_in(sql, [int(s) for s in seqs], params)}
 
+    def namespace_count_upto(self, flt: Filter | Conditions, cap: int) -> int:
+        """How many records the filter's namespaces hold, counting no further than cap + 1 (expired ones too):
+        from the namespace index alone, cheap enough to ask before every namespace-scoped search."""
+        ns_sql, params = parse_filter(flt).namespace_sql("?")
+        if ns_sql is None:
+            return cap + 1
+        row = (
+            self._reader()
+            .execute(f"SELECT count(*) FROM (SELECT 1 FROM memories m WHERE {ns_sql} LIMIT ?)", [*params, cap + 1])
+            .fetchone()
+        )
+        return int(row[0])
+
+    def candidate_vectors(self, flt: Filter | Conditions, now: float, cap: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(seqs, vectors) of the live records matching `flt` in one pass, or None when more than `cap` match.
+
+        What `candidate_seqs` then `vectors` give, reading each row once: half the time for a namespace of 1,000
+        records (1.8 against 3.5 ms). For filters known to be narrow: a broad one reads cap + 1 vectors first.
+        """
+        cond, params = compile_filter(parse_filter(flt), now)
+        rows = self._reader().execute(
+            f"SELECT m.seq, m.vector FROM memories m WHERE {cond} LIMIT ?", [*params, cap + 1]
+        )
+        found = rows.fetchall()
+        if len(found) > cap:
+            return None
+        if not found:
+            return np.empty(0, dtype=np.int64), np.empty((0, self.dim), dtype=np.float32)
+        seqs = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
+        return seqs, np.frombuffer(b"".join(r[1] for r in found), dtype=np.float32).reshape(len(found), self.dim)
+
     def vectors(self, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The stored vectors of these seqs (those still present), as (seqs, matrix)."""
         out_seqs: list[int] = []
