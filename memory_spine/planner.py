@@ -85,12 +85,21 @@ class Planner:
             # A namespace is a filter like any other: one shared index, the namespace's records scored exactly
             # when few (an index range on `namespace`), else HNSW candidates checked against it.
             cap = self.exact_cap(limit)
-            broad = bool(c.tags) and self.storage.tag_count_upto(list(c.tags), cap) > cap
-            seqs = None if broad else self.storage.candidate_seqs(c, now, cap)
-            if seqs is not None:
-                hits, rows, plan = self._exact(vector, seqs, limit, now)
+            if not c:  # only a namespace: counted from its index, then its vectors read in the same pass
+                found = None
+                if self.storage.namespace_count_upto(c, cap) <= cap:
+                    found = self.storage.candidate_vectors(c, now, cap)
+                if found is not None:
+                    hits, rows, plan = self._scored(vector, *found, limit, now)
+                else:
+                    hits, rows, plan = self._hnsw(vector, c, limit, now)
             else:
-                hits, rows, plan = self._hnsw(vector, c, limit, now)
+                broad = bool(c.tags) and self.storage.tag_count_upto(list(c.tags), cap) > cap
+                seqs = None if broad else self.storage.candidate_seqs(c, now, cap)
+                if seqs is not None:
+                    hits, rows, plan = self._exact(vector, seqs, limit, now)
+                else:
+                    hits, rows, plan = self._hnsw(vector, c, limit, now)
         plan.ms = (time.perf_counter() - started) * 1000
         return hits, rows, plan
 
@@ -105,7 +114,10 @@ class Planner:
         return exact_cap(limit, len(self.index), self.exact_max)
 
     def _exact(self, vector: np.ndarray, candidates: np.ndarray, limit: int, now: float):
-        seqs, vecs = self.storage.vectors(candidates)
+        return self._scored(vector, *self.storage.vectors(candidates), limit, now)
+
+    def _scored(self, vector: np.ndarray, seqs: np.ndarray, vecs: np.ndarray, limit: int, now: float):
+        """The top `limit` of these (seqs, vectors) by cosine, exactly, with their rows."""
         plan = Plan("exact", candidates=len(seqs))
         if not len(seqs):
             return [], {}, plan

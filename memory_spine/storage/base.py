@@ -88,6 +88,20 @@ class Changes:
     deletes: list[int] = field(default_factory=list)
 
 
+def claim_dict(row: Sequence[Any], iso: Any) -> dict[str, Any]:
+    """A claim row (key, holder, acquired_at, expires_at, fence[, namespace]) as the API shows it; `iso` renders
+    the backend's times."""
+    key, holder, acquired, expires, fence, *rest = row
+    return {
+        "key": key,
+        "namespace": rest[0] if rest else "default",
+        "holder": holder,
+        "acquired_at": iso(acquired),
+        "expires_at": iso(expires),
+        "fence": fence,
+    }
+
+
 class ContentChanged(Exception):
     """put() was told the content was unchanged, but it changed meanwhile: embed and retry."""
 
@@ -231,6 +245,8 @@ class VectorSource(Storage, Protocol):
     def candidate_seqs(self, flt: Filter, now: float, cap: int) -> np.ndarray | None: ...
     def matching(self, seqs: Sequence[int], flt: Filter | None, now: float) -> set[int]: ...
     def vectors(self, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]: ...
+    def namespace_count_upto(self, flt: Filter | Any, cap: int) -> int: ...
+    def candidate_vectors(self, flt: Filter | Any, now: float, cap: int) -> tuple[np.ndarray, np.ndarray] | None: ...
     def keyword(
         self, query: str, flt: Filter | None, now: float, limit: int, total: int | None = None
     ) -> list[tuple[int, float]]: ...

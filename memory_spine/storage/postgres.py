@@ -49,7 +49,7 @@ from ..errors import (
 from ..models import Filter
 from ..namespaces import DEFAULT
 from . import budget, redact
-from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
+from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged, claim_dict
 from .filters import Conditions, Group, Node, parse_filter, prefix_upper
 from .history import column_names, keep_versions
 from .pg_schema import migrate
@@ -838,16 +838,7 @@ class PostgresStorage:
 
     @staticmethod
     def _claim(row: Sequence[Any]) -> dict[str, Any]:
-        key, holder, acquired, expires, fence, *rest = row
-        namespace = rest[0] if rest else DEFAULT
-        return {
-            "key": key,
-            "namespace": namespace,
-            "holder": holder,
-            "acquired_at": iso(acquired),
-            "expires_at": iso(expires),
-            "fence": fence,
-        }
+        return claim_dict(row, iso)
 
     def claim(
         self, key: str, holder: str, lease: float, now: float, token_hash: str, namespace: str = DEFAULT

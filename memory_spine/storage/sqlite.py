@@ -39,7 +39,7 @@ from filelock import FileLock, Timeout
 from ..errors import DataDirLocked, InvalidInput, NotFound, ReadOnlyStorage, StorageError, StorageFull
 from ..models import Filter
 from ..namespaces import DEFAULT
-from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
+from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged, claim_dict
 from .budget import PROGRESS_STEPS, over_budget
 from .filters import Conditions, Group, Node, filter_is_empty, parse_filter, prefix_upper, to_epoch  # noqa: F401
 from .history import column_names, keep_versions
@@ -894,6 +894,37 @@ class SQLiteStorage:
         sql = f"SELECT m.seq FROM memories m WHERE m.seq IN ({{marks}}) AND {cond}"
         return {r[0] for r in self._select_in(sql, [int(s) for s in seqs], params)}
 
+    def namespace_count_upto(self, flt: Filter | Conditions, cap: int) -> int:
+        """How many records the filter's namespaces hold, counting no further than cap + 1 (expired ones too):
+        from the namespace index alone, cheap enough to ask before every namespace-scoped search."""
+        ns_sql, params = parse_filter(flt).namespace_sql("?")
+        if ns_sql is None:
+            return cap + 1
+        row = (
+            self._reader()
+            .execute(f"SELECT count(*) FROM (SELECT 1 FROM memories m WHERE {ns_sql} LIMIT ?)", [*params, cap + 1])
+            .fetchone()
+        )
+        return int(row[0])
+
+    def candidate_vectors(self, flt: Filter | Conditions, now: float, cap: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(seqs, vectors) of the live records matching `flt` in one pass, or None when more than `cap` match.
+
+        What `candidate_seqs` then `vectors` give, reading each row once: half the time for a namespace of 1,000
+        records (1.8 against 3.5 ms). For filters known to be narrow: a broad one reads cap + 1 vectors first.
+        """
+        cond, params = compile_filter(parse_filter(flt), now)
+        rows = self._reader().execute(
+            f"SELECT m.seq, m.vector FROM memories m WHERE {cond} LIMIT ?", [*params, cap + 1]
+        )
+        found = rows.fetchall()
+        if len(found) > cap:
+            return None
+        if not found:
+            return np.empty(0, dtype=np.int64), np.empty((0, self.dim), dtype=np.float32)
+        seqs = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
+        return seqs, np.frombuffer(b"".join(r[1] for r in found), dtype=np.float32).reshape(len(found), self.dim)
+
     def vectors(self, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The stored vectors of these seqs (those still present), as (seqs, matrix)."""
         out_seqs: list[int] = []
@@ -1083,17 +1114,8 @@ class SQLiteStorage:
     _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence, namespace"
 
     @staticmethod
-    def _claim(row: tuple) -> dict[str, Any]:
-        key, holder, acquired, expires, fence, *rest = row
-        namespace = rest[0] if rest else DEFAULT
-        return {
-            "key": key,
-            "namespace": namespace,
-            "holder": holder,
-            "acquired_at": iso(acquired),
-            "expires_at": iso(expires),
-            "fence": fence,
-        }
+    def _claim(row: Sequence[Any]) -> dict[str, Any]:
+        return claim_dict(row, iso)
 
     @staticmethod
     def _check_fence(conn: sqlite3.Connection, key: str, token: int, namespace: str = DEFAULT) -> None:

@@ -526,7 +526,13 @@ def workflow(svc: MemoryService, workflow_id: str, namespace: str = KIT_DEFAULT)
         "steps": steps,
         "runs": list(reversed(runs)),  # newest first
         "escalations": [
-            {"id": e["id"], "key": e["key"], "created_at": e["created_at"], **(e.get("metadata") or {})}
+            {
+                "id": e["id"],
+                "namespace": e.get("namespace"),
+                "key": e["key"],
+                "created_at": e["created_at"],
+                **(e.get("metadata") or {}),
+            }
             for e in escalations
         ],
         "dedup": dedup,

@@ -210,3 +210,43 @@ def test_grammar_property(value):
     if ok:
         sel = selector(value + "/")
         assert sel.matches(value) and sel.matches(value + "/x") and not sel.matches(value + "x")
+
+
+def test_a_postgres_database_from_before_namespaces_migrates_in_place(pg_cluster, tmp_path, monkeypatch):
+    """Migrations 1-3 only (the schema before namespaces), a record and a claim written as then; opening the
+    service applies the namespace migration: both land in `default`, and the same id can live elsewhere."""
+    import psycopg
+
+    from memory_spine.config import Settings
+    from memory_spine.embedders import FakeEmbedder
+    from memory_spine.models import MemoryIn
+    from memory_spine.service import MemoryService
+    from memory_spine.storage import pg_schema
+
+    from .conftest import DIM, postgres_or_skip
+
+    cluster = postgres_or_skip(pg_cluster)
+    url = cluster.create_database("before_namespaces")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            monkeypatch.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:3])
+            pg_schema.migrate(conn, dim=DIM, hnsw_m=16, hnsw_ef_construction=64)
+            monkeypatch.undo()
+            vector = "[" + ",".join(["0.125"] * DIM) + "]"
+            conn.execute(
+                "INSERT INTO memories (id, content, created_at, updated_at, version, embedding)"
+                " VALUES ('old', 'an old note', now(), now(), nextval('memory_versions'), %s::vector)",
+                (vector,),
+            )
+            conn.execute(
+                "INSERT INTO claims (key, holder, acquired_at, expires_at, fence, token_hash)"
+                " VALUES ('job:1', 'w1', now(), now() + interval '1 hour', 1, 'h')"
+            )
+        settings = Settings(database=url, data_dir=tmp_path, embedder="fake")
+        with MemoryService.open(settings, embedder=FakeEmbedder(dim=DIM)) as svc:
+            assert svc.get("old")["namespace"] == "default"
+            assert svc.get_claim("job:1")["namespace"] == "default"
+            svc.ingest(MemoryIn(id="old", content="another", namespace="team/x"))
+            assert svc.get("old")["content"] == "an old note" and svc.get("old", "team/x")["content"] == "another"
+    finally:
+        cluster.drop_database(url)
