@@ -659,6 +659,8 @@ class MemoryService:
         if len(q.query) > self.settings.max_content_chars:
             raise InvalidInput("query", f"is longer than {self.settings.max_content_chars} characters")
         _check_text(q.query, "query", allow_empty=True)
+        if q.min_score is not None and not math.isfinite(q.min_score):
+            raise InvalidInput("min_score", "must be a finite number (a cosine similarity, -1..1)")
         parse_filter(q, self.limits)
         now = time.time()
         mode = q.mode or self.settings.default_mode
@@ -686,6 +688,7 @@ class MemoryService:
                 if q.min_score is not None:
                     # Only min_score needs the query's embedding here (keyword search otherwise runs no model).
                     cosines = self.planner.similarity(self.embed_query(q.query), [s for s, _ in ranked])
+                    p.detail["similarity_scored"] = len(cosines)
             elif mode == "hybrid":
                 ranked, rows, p, cosines = self.planner.hybrid(
                     q.query, self.embed_query(q.query), q, q.limit, now, q.min_score

@@ -103,7 +103,10 @@ def ingest_batch(batch: BatchIn, svc: Svc) -> Response:
 
 @router.post("/search", response_model=SearchResponse, responses=_ERR)
 async def search(q: SearchQuery, svc: Svc) -> Response:
-    """Search by exact key, meaning, keywords or both, with filters. See the README for the rules."""
+    """Search by exact key, meaning, keywords or both, with filters. See the README for the rules.
+
+    Each hit has `score`, the cosine similarity of query and record (null where no vector was scored: keyword
+    mode without `min_score`, exact key answers), and `rank_score`, what the results are ordered by."""
     cached = svc.cached_search(q)  # the same search since the last write: no thread, no model, no index
     return JSON(cached if cached is not None else await run_in_threadpool(svc.search_uncached, q))
 
