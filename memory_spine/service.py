@@ -869,7 +869,16 @@ class MemoryService:
         out.update(
             {
                 "index": self.planner.info(),
-                "embedder": {"name": self.embedder.name, "model": self.embedder.model, "dim": self.embedder.dim},
+                "embedder": {
+                    "name": self.embedder.name,
+                    "model": self.embedder.model,
+                    "dim": self.embedder.dim,
+                    # Calls per run: how many callers' texts a model run served (concurrent callers share runs).
+                    "calls": getattr(self.embedder, "calls", None),
+                    "runs": getattr(self.embedder, "runs", None),
+                },
+                # The same for /ingest's group commit: single-record ingests per transaction.
+                "group_commit": {"calls": self._group_commit.calls, "runs": self._group_commit.runs},
                 "query_cache": self.query_cache.info(),
                 "result_cache": self.result_cache.info() if self.result_cache is not None else None,
                 "uptime_seconds": round(now - self.started_at, 3),
