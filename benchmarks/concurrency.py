@@ -70,24 +70,47 @@ def _per_run(before: dict[str, Any], after: dict[str, Any], part: str) -> float 
     return round((b["calls"] - a["calls"]) / (b["runs"] - a["runs"]), 2)
 
 
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU seconds of a process, all its threads (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def model_rates(texts_q: list[str], texts_p: list[str]) -> dict[str, float]:
-    """The model alone in this process: query texts/s in batches of 32, passages/s in batches of 64."""
+    """The model alone in this process: query texts/s in batches of 32, passages/s in batches of 64, and the
+    CPU milliseconds each costs (all threads: the load on the machine slows the first, not the second)."""
     from memory_spine.embedders import create_embedder
 
     emb = create_embedder("onnx")
     try:
         emb.embed(texts_q[:QUERY_BATCH])  # warm
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for s in range(0, len(texts_q), QUERY_BATCH):
             emb.embed(texts_q[s : s + QUERY_BATCH])
         q = len(texts_q) / (time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        q_cpu = (time.process_time() - c0) * 1000 / len(texts_q)
+        t0, c0 = time.perf_counter(), time.process_time()
         for s in range(0, len(texts_p), PASSAGE_BATCH):
             emb.embed(texts_p[s : s + PASSAGE_BATCH])
         p = len(texts_p) / (time.perf_counter() - t0)
+        p_cpu = (time.process_time() - c0) * 1000 / len(texts_p)
     finally:
         emb.close()
-    return {"queries_per_s": round(q, 1), "passages_per_s": round(p, 1)}
+    return {
+        "queries_per_s": round(q, 1),
+        "passages_per_s": round(p, 1),
+        "query_cpu_ms": round(q_cpu, 2),
+        "passage_cpu_ms": round(p_cpu, 2),
+    }
+
+
+def _timed_run(pid: int, path: str, bodies: list[dict[str, Any]], clients: int, url: str) -> dict[str, Any]:
+    """`_concurrent`, plus the CPU milliseconds per request the server and this client spent."""
+    s0, c0 = cpu_seconds(pid), time.process_time()
+    out = asyncio.run(_concurrent(url, path, bodies, clients))
+    out["server_cpu_ms"] = round((cpu_seconds(pid) - s0) * 1000 / len(bodies), 2)
+    out["client_cpu_ms"] = round((time.process_time() - c0) * 1000 / len(bodies), 2)
+    return out
 
 
 class Profiler:
@@ -191,7 +214,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 _log(f"semantic search, {c} clients")
                 before = bench.stats()
                 with Profiler(pid, prof):
-                    res["search"][c] = asyncio.run(_concurrent(server.url, "/search", bodies, c))
+                    res["search"][c] = _timed_run(pid, "/search", bodies, c, server.url)
                 res["search"][c]["per_model_run"] = _per_run(before, bench.stats(), "embedder")
                 if prof is not None and prof.exists():
                     res["search"][c]["profile"] = summarize_profile(prof)
@@ -203,7 +226,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rates.append(model_rates(floor_q, floor_p))
             before = bench.stats()
             with Profiler(pid, prof):
-                res["ingest_concurrent"] = asyncio.run(_concurrent(server.url, "/ingest", ing, 32))
+                res["ingest_concurrent"] = _timed_run(pid, "/ingest", ing, 32, server.url)
             after = bench.stats()
             res["ingest_concurrent"]["per_model_run"] = _per_run(before, after, "embedder")
             res["ingest_concurrent"]["per_commit"] = _per_run(before, after, "group_commit")
@@ -211,7 +234,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 res["ingest_concurrent"]["profile"] = summarize_profile(prof)
             _log("ingest, batches")
             batch_texts = [next(tx) for _ in range(args.ingest)]
+            s0 = cpu_seconds(pid)
             res["ingest_batched"] = bench.ingest_batched(batch_texts, "b", PASSAGE_BATCH)
+            res["ingest_batched"]["server_cpu_ms"] = round((cpu_seconds(pid) - s0) * 1000 / len(batch_texts), 2)
             bench.close()
             _log("the model alone (2)")
             rates.append(model_rates(floor_q, floor_p))
@@ -242,6 +267,8 @@ def render(res: dict[str, Any]) -> str:
         f"n={res['n']}; load avg start {tuple(round(x, 2) for x in res['loadavg_start'])},"
         f" end {tuple(round(x, 2) for x in res['loadavg_end'])}",
         f"model alone: queries {mq} /s (batches of {QUERY_BATCH}), passages {mp} /s (batches of {PASSAGE_BATCH})",
+        f"model alone, CPU ms each: queries {[r['query_cpu_ms'] for r in res['model']]},"
+        f" passages {[r['passage_cpu_ms'] for r in res['model']]}",
         "",
         "scenario                          per s    p50 ms    p99 ms   x model batch (mean; beside)",
     ]
@@ -249,18 +276,19 @@ def render(res: dict[str, Any]) -> str:
         lines.append(
             f"search, {c:>2} clients              {d['per_s']:>7}  {d['p50']:>8.1f}  {d['p99']:>8.1f}"
             f"   {d['ratio_to_model_batch']:.2f}; {d['ratio_to_model_beside']:.2f}   callers/model run"
-            f" {d.get('per_model_run')}"
+            f" {d.get('per_model_run')}; CPU ms/request server {d.get('server_cpu_ms')},"
+            f" client {d.get('client_cpu_ms')}"
         )
     d = res["ingest_concurrent"]
     lines.append(
         f"ingest, 32 single-record clients  {d['per_s']:>7}  {d['p50']:>8.1f}  {d['p99']:>8.1f}"
         f"   {d['ratio_to_model_batch']:.2f}   callers/model run {d.get('per_model_run')}, records/commit"
-        f" {d.get('per_commit')}"
+        f" {d.get('per_commit')}; CPU ms/record server {d.get('server_cpu_ms')}, client {d.get('client_cpu_ms')}"
     )
     d = res["ingest_batched"]
     lines.append(
         f"ingest, batches of {PASSAGE_BATCH}             {d['records_per_s']:>7}  {d['p50']:>8.1f}  {d['p99']:>8.1f}"
-        f"   {d['ratio_to_model_batch']:.2f}"
+        f"   {d['ratio_to_model_batch']:.2f}   CPU ms/record server {d.get('server_cpu_ms')}"
     )
     for name, d in [*((f"search {c}", v) for c, v in res["search"].items()), ("ingest 32", res["ingest_concurrent"])]:
         if "profile" in d:
