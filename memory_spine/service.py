@@ -7,11 +7,15 @@ It owns one `Storage` and one `VectorSearch` (storage/base.py), opened from the 
 storage-first: a call returns only after the database committed, and a derived index is updated in commit order
 right after (see `SQLiteStorage._Tx`). A background thread purges expired records and lets the search maintain
 itself (persisting the hnswlib index now and then). Every method is synchronous and thread-safe; the HTTP layer
-runs them in a thread pool so the event loop never blocks on the database, numpy or the model.
+runs them in a thread pool so the event loop never blocks on the database, numpy or the model. Two are for the
+event loop itself, so that many concurrent clients do not each hold a worker thread while the model runs:
+`query_vector` (a search's embedding, awaited; the rest of the search then runs in the pool) and `ingest_async`
+(embedding and commit awaited; concurrent single-record ingests share model runs and one transaction).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -31,6 +35,7 @@ import numpy as np
 from . import allocator, conversations
 from ._version import __version__
 from .cache import LRU
+from .coalesce import Coalescer
 from .config import Settings
 from .embedders import Embedder, create_embedder
 from .embedders.batching import CoalescingEmbedder
@@ -229,6 +234,8 @@ class MemoryService:
         self.opened_in: float = 0.0
         self._stop = threading.Event()
         self._closed = False
+        # Concurrent single-record ingests (ingest_async) committed together: one transaction, one index update.
+        self._group_commit = Coalescer(self._commit_group, max_items=settings.max_batch, name="memory-spine-commit")
         self._housekeeper = threading.Thread(target=self._housekeeping, name="memory-spine-housekeeping", daemon=True)
         self._housekeeper.start()
 
@@ -274,6 +281,7 @@ class MemoryService:
         self._closed = True
         self._stop.set()
         self._housekeeper.join(timeout=30)
+        self._group_commit.close()  # what is queued is committed (and answered) first
         self.planner.close()
         self.storage.close()
         self.embedder.close()
@@ -323,6 +331,18 @@ class MemoryService:
     def _embed(self, texts: list[str]) -> np.ndarray:
         started = time.perf_counter()
         vectors = self.embedder.embed(texts)
+        if self.observer is not None:
+            self.observer.observe_embed(time.perf_counter() - started)
+        return vectors
+
+    async def _embed_async(self, texts: list[str]) -> np.ndarray:
+        """`_embed` awaited on the event loop: the model thread runs it (with whatever else is queued)."""
+        started = time.perf_counter()
+        submit = getattr(self.embedder, "submit", None)  # a CoalescingEmbedder's (MemoryService.open wraps)
+        if submit is None:
+            vectors = await asyncio.to_thread(self.embedder.embed, texts)
+        else:
+            vectors = await asyncio.wrap_future(submit(texts))
         if self.observer is not None:
             self.observer.observe_embed(time.perf_counter() - started)
         return vectors
@@ -478,6 +498,45 @@ class MemoryService:
         rec = self._record(item, time.time(), namespace=namespace)
         result = self._put([rec])[0]
         return {"id": result.id, "key": rec.key, "created": result.created}
+
+    async def ingest_async(self, item: MemoryIn, namespace: str | None = None) -> dict[str, Any]:
+        """`ingest` for the event loop: the model and the commit are awaited, no thread is held meanwhile.
+
+        Concurrent calls share model runs (the embedder's coalescer) and are committed together, one
+        transaction for all queued (`_commit_group`): one commit and one index update instead of one per
+        record. Returns, like `ingest`, only once the record is committed.
+        """
+        rec = self._record(item, time.time(), namespace=namespace)
+        if self.reads_are_local:  # an indexed lookup in the local file: cheaper than a thread hop
+            known = self.storage.contents([rec.id], namespace=rec.namespace)
+        else:
+            known = await asyncio.to_thread(self.storage.contents, [rec.id], rec.namespace)
+        if known.get(rec.id) != rec.content:  # unchanged content keeps its vector
+            rec.vector = (await self._embed_async([rec.content]))[0]
+        result = (await asyncio.wrap_future(self._group_commit.submit([rec])))[0]
+        if isinstance(result, BaseException):
+            raise result
+        return {"id": result.id, "key": rec.key, "created": result.created}
+
+    def _commit_group(self, records: list[NewRecord]) -> list[PutResult | BaseException]:
+        """Single-record ingests queued together, in one transaction; on the commit coalescer's thread.
+
+        If the group fails (a record's fence is stale, a write raced ours, the disk is full), each record is
+        written again alone, so one record's error fails its own request only, as it would have without the
+        group. Returns each record's result or its error, in order.
+        """
+        if len(records) > 1:
+            try:
+                return list(self._put(records))
+            except Exception:  # noqa: BLE001 - the transaction rolled back; each record alone says what is wrong
+                pass
+        out: list[PutResult | BaseException] = []
+        for rec in records:
+            try:
+                out.append(self._put([rec])[0])
+            except Exception as exc:  # noqa: BLE001 - handed to that record's caller, raised there
+                out.append(exc)
+        return out
 
     def ingest_batch(self, items: Sequence[MemoryIn], namespace: str | None = None) -> dict[str, Any]:
         """Store many records in one transaction: all or nothing, embedded as one batch. A record naming no
@@ -989,17 +1048,40 @@ class MemoryService:
         cached = self.cached_search(q)
         return cached if cached is not None else self.search_uncached(q)
 
-    def search_uncached(self, q: SearchQuery) -> dict[str, Any]:
-        """Run the search (after `cached_search` missed) and keep the answer for the next identical search."""
+    async def query_vector(self, q: SearchQuery) -> np.ndarray | None:
+        """The embedding `search_uncached(q, vector)` needs, awaited on the event loop without holding a thread
+        (concurrent queries share model runs); None when the search needs none (a key query, keyword mode
+        without min_score) or is invalid (search_uncached then says what is wrong)."""
+        text = q.query
+        if not text.strip() or len(text) > self.settings.max_content_chars or parse_key_query(text) is not None:
+            return None
+        if (q.mode or self.settings.default_mode) == "keyword" and q.min_score is None:
+            return None
+        try:
+            _check_text(text, "query", allow_empty=True)
+            parse_filter(q, self.limits)
+        except InvalidInput:
+            return None
+        vec = self.query_cache.get(text)
+        if vec is None:
+            vec = (await self._embed_async([text]))[0]
+            self.query_cache.put(text, vec)
+        return vec
+
+    def search_uncached(self, q: SearchQuery, vector: np.ndarray | None = None) -> dict[str, Any]:
+        """Run the search (after `cached_search` missed) and keep the answer for the next identical search.
+
+        `vector` is the query's embedding when the caller has it already (`query_vector`); else it is made here.
+        """
         key = self._result_key(q)
         commits = self.storage.commits  # read before searching: a write during it makes it stale
         with self._budget():
-            out = self._search(q)
+            out = self._search(q, vector)
         if key is not None and not any(hit.get("expires_at") for hit in out["results"]):
             self.result_cache.put(key, commits, out)  # type: ignore[union-attr]
         return out
 
-    def _search(self, q: SearchQuery) -> dict[str, Any]:
+    def _search(self, q: SearchQuery, vector: np.ndarray | None = None) -> dict[str, Any]:
         if q.namespace is None:
             q = q.model_copy(update={"namespace": DEFAULT})
         if q.limit > self.settings.max_limit:
@@ -1007,6 +1089,8 @@ class MemoryService:
         if len(q.query) > self.settings.max_content_chars:
             raise InvalidInput("query", f"is longer than {self.settings.max_content_chars} characters")
         _check_text(q.query, "query", allow_empty=True)
+        if q.min_score is not None and not math.isfinite(q.min_score):
+            raise InvalidInput("min_score", "must be a finite number (a cosine similarity, -1..1)")
         parse_filter(q, self.limits)
         now = time.time()
         time_range = None
@@ -1033,26 +1117,29 @@ class MemoryService:
             if not q.query.strip():
                 raise InvalidInput("query", "must not be empty")
             if q.granularity == "turn" or (q.conversation is not None and q.granularity is None):
-                return self._finish(q, mode, *self._turns(q, mode, now), time_range)
+                return self._finish(q, mode, *self._turns(q, mode, now, vector), time_range)
+
             # `score` is the cosine similarity wherever a vector was scored, `rank_score` the mode's own order
             # (storage/search.py); min_score filters on the similarity in every mode.
+            def qvec() -> np.ndarray:
+                return vector if vector is not None else self.embed_query(q.query)
+
             if mode == "keyword":
                 depth = q.limit if q.min_score is None else max(q.limit * 3, 30)
                 ranked, rows, p = self.planner.keyword(q.query, q, depth, now)
                 cosines: dict[int, float] = {}
                 if q.min_score is not None:
                     # Only min_score needs the query's embedding here (keyword search otherwise runs no model).
-                    cosines = self.planner.similarity(self.embed_query(q.query), [s for s, _ in ranked])
+                    cosines = self.planner.similarity(qvec(), [s for s, _ in ranked])
+                    p.detail["similarity_scored"] = len(cosines)
             elif mode == "hybrid":
-                ranked, rows, p, cosines = self.planner.hybrid(
-                    q.query, self.embed_query(q.query), q, q.limit, now, q.min_score
-                )
+                ranked, rows, p, cosines = self.planner.hybrid(q.query, qvec(), q, q.limit, now, q.min_score)
             else:
-                ranked, rows, p = self.planner.semantic(self.embed_query(q.query), q, q.limit, now)
+                ranked, rows, p = self.planner.semantic(qvec(), q, q.limit, now)
                 cosines = dict(ranked)
             if any(conversations.is_derived(rows[s]) for s, _ in ranked if s in rows):
                 if q.granularity is None:  # conversation records found: ranked as turns, the default for them
-                    return self._finish(q, mode, *self._turns(q, mode, now), time_range)
+                    return self._finish(q, mode, *self._turns(q, mode, now, vector), time_range)
                 ranked = [(s, sc) for s, sc in ranked if not conversations.is_derived(rows[s])]
             plan = p.as_dict()
             hits = []
@@ -1069,7 +1156,9 @@ class MemoryService:
                     break
         return self._finish(q, mode, hits, plan, time_range)
 
-    def _turns(self, q: SearchQuery, mode: str, now: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def _turns(
+        self, q: SearchQuery, mode: str, now: float, vector: np.ndarray | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Conversation turns, each once, ranked by the fused evidence of their own, window and session hits.
 
         The mode's lists are searched deeper than `limit` (window and session hits fold into turns), then
@@ -1084,9 +1173,8 @@ class MemoryService:
         depth = max(q.limit * 2, 20) if mode == "semantic" else max(q.limit * 3, 30)
         lists = []
         detail: dict[str, Any] = {}
-        vector = None
         cosines: dict[int, float] = {}
-        if mode in ("semantic", "hybrid") or q.min_score is not None:
+        if vector is None and (mode in ("semantic", "hybrid") or q.min_score is not None):
             vector = self.embed_query(q.query)
         if mode in ("semantic", "hybrid"):
             sem, sem_rows, sem_plan = self.planner.semantic(vector, q, depth, now)
@@ -1233,7 +1321,16 @@ class MemoryService:
         out.update(
             {
                 "index": self.planner.info(),
-                "embedder": {"name": self.embedder.name, "model": self.embedder.model, "dim": self.embedder.dim},
+                "embedder": {
+                    "name": self.embedder.name,
+                    "model": self.embedder.model,
+                    "dim": self.embedder.dim,
+                    # Calls per run: how many callers' texts a model run served (concurrent callers share runs).
+                    "calls": getattr(self.embedder, "calls", None),
+                    "runs": getattr(self.embedder, "runs", None),
+                },
+                # The same for /ingest's group commit: single-record ingests per transaction.
+                "group_commit": {"calls": self._group_commit.calls, "runs": self._group_commit.runs},
                 "query_cache": self.query_cache.info(),
                 "result_cache": self.result_cache.info() if self.result_cache is not None else None,
                 "uptime_seconds": round(now - self.started_at, 3),

@@ -4,8 +4,10 @@ Most routes are plain `def`, so Starlette runs them in its thread pool and the e
 model, hnswlib or a write. A few are `async` because a trip through the thread pool costs more than their
 work (measured: /health 0.28 ms async against 0.50 ms through the pool): /health, a repeated search answered
 from the result cache, and point reads by key or id when storage is the local SQLite file (an indexed
-lookup of tens of microseconds; with PostgreSQL they go through the pool). No logic lives here beyond
-reading parameters.
+lookup of tens of microseconds; with PostgreSQL they go through the pool). `/search` and `/ingest` await the
+model on the event loop (the service's model thread batches concurrent callers) instead of holding a pool
+thread each while it runs; `/ingest` awaits its (group) commit the same way, and `/search` takes the pool
+only for the index and the database. No logic lives here beyond reading parameters.
 """
 
 from __future__ import annotations
@@ -112,9 +114,9 @@ async def health(request: Request) -> Response:
 
 
 @router.post("/ingest", response_model=IngestResponse, responses={**_ERR, **_FENCED})
-def ingest(item: MemoryIn, svc: Svc, ns: Ns) -> Response:
+async def ingest(item: MemoryIn, svc: Svc, ns: Ns) -> Response:
     """Store one memory (upsert by `id` within its namespace). A 200 means committed to disk."""
-    return JSON(svc.ingest(item, ns))
+    return JSON(await svc.ingest_async(item, ns))
 
 
 @router.post("/ingest/batch", response_model=BatchResponse, responses={**_ERR, **_FENCED})
@@ -138,10 +140,16 @@ def delete_conversation(id: str, svc: Svc, ns: Ns) -> Response:
 @router.post("/search", response_model=SearchResponse, responses=_ERR)
 async def search(q: SearchQuery, svc: Svc, ns: Ns) -> Response:
     """Search by exact key, meaning, keywords or both, with filters, in one namespace or several (`namespace`:
-    a name, `team/` for a subtree, or a list). Each hit says its `namespace`. See the README for the rules."""
+    a name, `team/` for a subtree, or a list). Each hit says its `namespace`. See the README for the rules.
+
+    Each hit has `score`, the cosine similarity of query and record (null where no vector was scored: keyword
+    mode without `min_score`, exact key answers), and `rank_score`, what the results are ordered by."""
     q = q.model_copy(update={"namespace": q.namespace if q.namespace is not None else ns_.resolve(ns)})
     cached = svc.cached_search(q)  # the same search since the last write: no thread, no model, no index
-    return JSON(cached if cached is not None else await run_in_threadpool(svc.search_uncached, q))
+    if cached is not None:
+        return JSON(cached)
+    vector = await svc.query_vector(q)  # no pool thread waits for the model
+    return JSON(await run_in_threadpool(svc.search_uncached, q, vector))
 
 
 @router.get("/memories", response_model=ListResponse, responses=_ERR)

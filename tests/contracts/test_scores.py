@@ -124,3 +124,10 @@ def test_fake_embedder_spread_is_what_the_cut_assumes():
     assert max(abs(cosine("chocolate cake recipe", k)) for k in KIT_LIKE) < 0.2
     assert min(cosine("chocolate cake recipe", c) for c in CAKES) > 0.3
     assert np.isclose(cosine("chocolate cake recipe", "chocolate cake recipe"), 1.0)
+
+
+async def test_a_min_score_that_is_no_number_is_refused(client):
+    for bad in ("NaN", "Infinity", "-Infinity"):
+        body = '{"query": "cake", "min_score": ' + bad + "}"
+        r = await client.post("/search", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "min_score", (bad, r.text)
