@@ -17,7 +17,7 @@ The SQL itself lives in each backend (storage/sqlite.py, storage/postgres.py); t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
@@ -26,8 +26,10 @@ __all__ = [
     "FIELDS",
     "OPS",
     "column_names",
+    "deleted_version",
     "describe",
     "keep_versions",
+    "prior_version",
 ]
 
 # (name, SQLite type, PostgreSQL type): the memories columns a history row copies, in this order. The vector
@@ -61,6 +63,26 @@ FIELDS = ("content", "tags", "metadata", "importance", "key", "expires_at", "occ
 def column_names(prefix: str = "") -> str:
     """The copied columns as an SQL list, each with `prefix` (say "m."): for INSERT ... SELECT."""
     return ", ".join(prefix + name for name, _, _ in COLUMNS)
+
+
+def prior_version(record: dict[str, Any], extra: Sequence[Any], iso: Callable[[Any], str | None]) -> dict[str, Any]:
+    """A history row as `history()` returns it: the record's fields (`record`, from the backend's row reader)
+    and the columns selected after them, `version, superseded_at, superseded_by, op` (`iso` renders a time)."""
+    version, superseded_at, superseded_by, op = extra[:4]
+    return {
+        **record,
+        "version": int(version),
+        "superseded_at": iso(superseded_at),
+        "superseded_by": superseded_by,
+        "op": op,
+    }
+
+
+def deleted_version(record: dict[str, Any], extra: Sequence[Any], iso: Callable[[Any], str | None]) -> dict[str, Any]:
+    """A deleted record as `deleted()` returns it: its fields and `version, deleted_at, deleted_by` (the
+    columns selected after them)."""
+    version, deleted_at, deleted_by = extra[:3]
+    return {**record, "version": int(version), "deleted_at": iso(deleted_at), "deleted_by": deleted_by}
 
 
 def keep_versions(settings: Any) -> int:

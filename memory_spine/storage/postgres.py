@@ -51,7 +51,7 @@ from ..namespaces import DEFAULT
 from . import budget, redact
 from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged, claim_dict
 from .filters import Conditions, Group, Node, parse_filter, prefix_upper
-from .history import column_names, keep_versions
+from .history import column_names, deleted_version, keep_versions, prior_version
 from .pg_schema import migrate
 
 OnCommit = Callable[[Any], None]
@@ -740,16 +740,7 @@ class PostgresStorage:
                 [*args, limit],
             ).fetchall()
         current = {**row_dict(live), "version": int(live[ROW_WIDTH])} if live else None
-        prior = [
-            {
-                **row_dict(r),
-                "version": int(r[ROW_WIDTH]),
-                "superseded_at": iso(r[ROW_WIDTH + 1]),
-                "superseded_by": r[ROW_WIDTH + 2],
-                "op": r[ROW_WIDTH + 3],
-            }
-            for r in rows
-        ]
+        prior = [prior_version(row_dict(r), r[ROW_WIDTH:], iso) for r in rows]
         return current, prior
 
     def get_version(self, id: str, version: int, namespace: str = DEFAULT) -> dict[str, Any] | None:
@@ -797,15 +788,7 @@ class PostgresStorage:
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        out = [
-            {
-                **row_dict(r),
-                "version": int(r[ROW_WIDTH]),
-                "deleted_at": iso(r[ROW_WIDTH + 1]),
-                "deleted_by": r[ROW_WIDTH + 2],
-            }
-            for r in rows
-        ]
+        out = [deleted_version(row_dict(r), r[ROW_WIDTH:], iso) for r in rows]
         return out, (int(rows[-1][ROW_WIDTH + 3]) if more and rows else None)
 
     def prune_history(self, before: float) -> int:

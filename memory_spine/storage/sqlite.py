@@ -42,7 +42,7 @@ from ..namespaces import DEFAULT
 from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged, claim_dict
 from .budget import PROGRESS_STEPS, over_budget
 from .filters import Conditions, Group, Node, filter_is_empty, parse_filter, prefix_upper, to_epoch  # noqa: F401
-from .history import column_names, keep_versions
+from .history import column_names, deleted_version, keep_versions, prior_version
 from .search import drop_stopwords, rarest
 from .sqlite_schema import migrate
 
@@ -754,16 +754,7 @@ class SQLiteStorage:
         finally:
             conn.execute("COMMIT")
         current = {**_row(live[:ROW_WIDTH]), "version": int(live[ROW_WIDTH])} if live else None
-        prior = [
-            {
-                **_row(r[:ROW_WIDTH]),
-                "version": int(r[ROW_WIDTH]),
-                "superseded_at": iso(r[ROW_WIDTH + 1]),
-                "superseded_by": r[ROW_WIDTH + 2],
-                "op": r[ROW_WIDTH + 3],
-            }
-            for r in rows
-        ]
+        prior = [prior_version(_row(r[:ROW_WIDTH]), r[ROW_WIDTH:], iso) for r in rows]
         return current, prior
 
     def get_version(self, id: str, version: int, namespace: str = DEFAULT) -> dict[str, Any] | None:
@@ -822,15 +813,7 @@ class SQLiteStorage:
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        out = [
-            {
-                **_row(r[:ROW_WIDTH]),
-                "version": int(r[ROW_WIDTH]),
-                "deleted_at": iso(r[ROW_WIDTH + 1]),
-                "deleted_by": r[ROW_WIDTH + 2],
-            }
-            for r in rows
-        ]
+        out = [deleted_version(_row(r[:ROW_WIDTH]), r[ROW_WIDTH:], iso) for r in rows]
         return out, (int(rows[-1][ROW_WIDTH + 3]) if more and rows else None)
 
     def prune_history(self, before: float) -> int:
