@@ -1,18 +1,30 @@
 """Bearer-token check: when a token is configured, every route but /health and the console's page shells needs
-`Authorization: Bearer <t>`.
+`Authorization: Bearer <t>`: the admin token (`serve --token`, every namespace and right) or a scoped token
+(`memory-spine token create`, see memory_spine/tokens.py).
 
-The comparison is constant-time (hmac.compare_digest) and the token is never logged.
+The middleware resolves the request's `Scope` once and leaves it in the ASGI scope under `SCOPE_KEY`; it also
+refuses a scoped token a route's right (api/rights.py). Routes then call `authorize(request, namespaces)` once
+with the namespaces they touch. The admin token is compared in constant time; no token is ever logged.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from ..errors import Unauthorized
+from ..tokens import PREFIX, Scope, TokenResolver, hash_token
+from .rights import right_of
 
 OPEN_PATHS = frozenset({"/health", "/"})
 #: Swagger UI's own files (from the fastapi-offline package): vendor code, no data.
 DOCS_STATIC = "/docs/static/"
+#: Where the middleware leaves the request's Scope in the ASGI scope.
+SCOPE_KEY = "memory_spine.scope"
 
 
 def is_open(path: str) -> bool:
@@ -24,10 +36,53 @@ def is_open(path: str) -> bool:
     return (path == "/ui" or path.startswith("/ui/")) and not (path == "/ui/api" or path.startswith("/ui/api/"))
 
 
-def check_bearer(header: bytes | None, token: bytes) -> None:
-    """Raise Unauthorized unless `header` is `Bearer <token>`."""
+def bearer(header: bytes | None) -> bytes:
+    """The token of an `Authorization: Bearer <token>` header; Unauthorized for none or another scheme."""
     if not header:
         raise Unauthorized("this service requires a token: send 'Authorization: Bearer <token>'")
     scheme, _, value = header.partition(b" ")
-    if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), token):
+    if scheme.lower() != b"bearer" or not value.strip():
         raise Unauthorized("the bearer token is missing or wrong")
+    return value.strip()
+
+
+def check_bearer(header: bytes | None, token: bytes) -> None:
+    """Raise Unauthorized unless `header` is `Bearer <token>`."""
+    if not hmac.compare_digest(bearer(header), token):
+        raise Unauthorized("the bearer token is missing or wrong")
+
+
+async def resolve(header: bytes | None, admin_token: bytes, resolver: Callable[[], TokenResolver]) -> Scope:
+    """The Scope a request's Authorization header grants: FULL for the admin token, a scoped token's from the
+    store (cached; the store is read in the thread pool), else Unauthorized."""
+    value = bearer(header)
+    if hmac.compare_digest(value, admin_token):
+        return Scope.FULL
+    if not value.startswith(PREFIX.encode()) or len(value) > 128:
+        raise Unauthorized("the bearer token is missing or wrong")  # not a scoped token: no lookup for junk
+    tokens = resolver()
+    h = hash_token(value.decode("latin-1"))
+    row = tokens.cached(h)
+    if row is None:
+        row = await run_in_threadpool(tokens.load, h)
+    return tokens.scope(row)
+
+
+def request_scope(request: Request) -> Scope:
+    """The Scope the middleware resolved for this request (FULL when the service needs no token)."""
+    found = request.scope.get(SCOPE_KEY)
+    if found is None:  # no RequestMiddleware in front (it always sets one): refuse rather than grant everything
+        raise Unauthorized("no authentication ran for this request")
+    return found
+
+
+def authorize(request: Request, namespaces: str | Sequence[str]) -> Scope:
+    """The one call a route makes with the namespaces it reads or changes: 403 (`forbidden_namespace` naming the
+    namespace, or `forbidden_right`) unless the request's token reaches them with the route's right."""
+    scope = request_scope(request)
+    if scope.is_full:
+        return scope
+    route: Any = request.scope.get("route")
+    template = getattr(route, "path_format", None) or request.url.path
+    scope.check(namespaces, right_of(request.method, template))
+    return scope

@@ -86,11 +86,22 @@ def _isolation(conn: psycopg.Connection, params: dict[str, Any]) -> None:
     conn.execute("CREATE INDEX memory_kth_kth ON memory_kth (kth)")
 
 
+def _tokens(conn: psycopg.Connection, params: dict[str, Any]) -> None:
+    # Scoped bearer tokens (tokens.py): only the SHA-256 of each token, so replicas share them and a leak of the
+    # table leaks no token.
+    conn.execute(
+        "CREATE TABLE tokens (id text PRIMARY KEY, token_hash text NOT NULL UNIQUE, name text,"
+        " namespaces text[] NOT NULL, rights text[] NOT NULL, created_at timestamptz NOT NULL,"
+        " expires_at timestamptz, revoked_at timestamptz, last_used_at timestamptz)"
+    )
+
+
 # (version, name, apply)
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection, dict[str, Any]], None]]] = [
     (1, "records, tags, keys, metadata, vectors (HNSW), full text (tsvector), claims", _initial),
     (2, "claims: fencing tokens (claim_fences sequence) and hashed lease tokens", _fencing),
     (3, "each record's 10th-neighbour distance, for the side list of isolated vectors", _isolation),
+    (4, "scoped tokens (their SHA-256, namespaces, rights, expiry, revocation)", _tokens),
 ]
 
 

@@ -10,6 +10,8 @@ Schema (created with sqlite-utils, WAL mode):
 - `tombstones(seq, version)`: deleted vectors the index may still hold.
 - `claims(key, holder, acquired_at, expires_at, fence, token_hash)`: leases for exactly-once actions; `fence`
   comes from the meta row `claim_fence`, a counter that only grows (fencing tokens).
+- `tokens(id, token_hash, name, namespaces, rights, created_at, expires_at, revoked_at, last_used_at)`: scoped
+  bearer tokens, by the SHA-256 of the token (never the token itself); see tokens.py.
 
 One writer connection behind a lock (SQLite has one writer anyway; queuing in Python avoids "database is
 locked"); readers use one connection per thread, which WAL lets run beside the writer.
@@ -272,6 +274,19 @@ def _add_tags(conn: sqlite3.Connection, seq: int, tags: Sequence[str]) -> None:
         conn.executemany("INSERT OR IGNORE INTO memory_tags (tag, seq) VALUES (?, ?)", [(t, seq) for t in tags])
 
 
+def _add_tokens(conn: sqlite3.Connection) -> None:
+    """The scoped tokens' table (tokens.py, storage/tokens.py), if missing: only each token's SHA-256 is kept.
+
+    `namespaces` and `rights` are JSON lists; times are epoch seconds. Idempotent; also run by `memory-spine token`
+    on a data dir a server may hold open (it writes this table only, never the records or the index).
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, name TEXT,"
+        " namespaces TEXT NOT NULL, rights TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL,"
+        " revoked_at REAL, last_used_at REAL)"
+    )
+
+
 class SQLiteStorage:
     """The `Storage` contract over one SQLite file."""
 
@@ -432,6 +447,11 @@ class SQLiteStorage:
                     self._writer.execute("ALTER TABLE claims ADD COLUMN token_hash TEXT")
                 except sqlite3.OperationalError as exc:  # read-only: claims cannot be taken anyway
                     log.warning("could not add fencing tokens to claims: %s", exc)
+        with self._write_lock:
+            try:
+                _add_tokens(self._writer)
+            except sqlite3.OperationalError as exc:  # read-only: scoped tokens cannot be resolved, the admin token can
+                log.warning("could not add the tokens table: %s", exc)
         stored_dim = self.meta("dim")
         if stored_dim is not None and int(stored_dim) != self.dim:
             raise StorageError(f"this data dir holds {stored_dim}-dimensional vectors; the embedder makes {self.dim}")
