@@ -509,7 +509,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--http-token",
         dest="http_token",
-        help="with --http: token MCP clients must send (env MEMORY_SPINE_MCP_TOKEN; default: the --token)",
+        help="with --http: token MCP clients must send (env MEMORY_SPINE_MCP_TOKEN; default: the --token); without"
+        " --token it is also sent to the service, so a scoped token scopes the tools",
     )
     p.add_argument(
         "--http-token-file",
@@ -598,6 +599,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     http_token = args.http_token or os.environ.get("MEMORY_SPINE_MCP_TOKEN") or args.token
     http_token = http_token or os.environ.get("MEMORY_SPINE_TOKEN") or None
+    if not (args.token or os.environ.get("MEMORY_SPINE_TOKEN")) and http_token:
+        # One token for both sides: the MCP clients' token is also the service's bearer, so a scoped token
+        # (memory-spine token create) given to an MCP server scopes every tool call it makes.
+        args.token = http_token
     from .api.hosts import is_loopback
 
     if args.http and not is_loopback(args.host) and not http_token and not args.insecure:

@@ -20,7 +20,7 @@ from ..errors import Unauthorized
 from ..tokens import PREFIX, Scope, TokenResolver, hash_token
 from .rights import right_of
 
-OPEN_PATHS = frozenset({"/health", "/"})
+OPEN_PATHS = frozenset({"/health", "/", "/docs/oauth2-redirect"})
 #: Swagger UI's own files (from the fastapi-offline package): vendor code, no data.
 DOCS_STATIC = "/docs/static/"
 #: Where the middleware leaves the request's Scope in the ASGI scope.
@@ -28,9 +28,9 @@ SCOPE_KEY = "memory_spine.scope"
 
 
 def is_open(path: str) -> bool:
-    """Paths served without a token: /health, `/` (a redirect to /ui), Swagger UI's files, and the console's HTML
-    shells and static files under /ui, which hold no data (their data comes from /ui/api/ and the rest of the API,
-    which need the token)."""
+    """Paths served without a token: /health, `/` (a redirect to /ui), Swagger UI's files and OAuth2 redirect page,
+    and the console's HTML shells and static files under /ui, which hold no data (their data comes from /ui/api/
+    and the rest of the API, which need the token)."""
     if path in OPEN_PATHS or path.startswith(DOCS_STATIC):
         return True
     return (path == "/ui" or path.startswith("/ui/")) and not (path == "/ui/api" or path.startswith("/ui/api/"))

@@ -112,7 +112,7 @@ class RequestMiddleware:
                 status_box["status"] = await self._reject(send, exc, rid)
                 return
             granted = Scope.FULL
-            if self.token is not None and not is_open(path) and not path.startswith("/docs/oauth2"):
+            if self.token is not None and not is_open(path):
                 try:
                     granted = await resolve(headers.get(b"authorization"), self.token, self.tokens or self._no_tokens)
                     if not granted.is_full and (route := self._match(scope)) is not None:
