@@ -374,15 +374,14 @@ def _token_store(args: argparse.Namespace) -> Any:
     if not settings.database:
         from .storage.tokens import data_dir_token_store
 
-        return data_dir_token_store(settings.data_dir), None
+        return data_dir_token_store(settings.data_dir)
     if (why := _driver_missing(settings)) is not None:
         raise _Usage(why)
-    from .embedders import MODEL_DIM
-    from .storage import open_storage
-    from .storage.tokens import token_store
+    from .storage import backend_of
+    from .storage.tokens import database_token_store
 
-    storage = open_storage(settings, MODEL_DIM)  # migrates a new database, so the tokens table exists
-    return token_store(storage), storage
+    backend_of(settings.database)  # InvalidInput for a URL of another scheme
+    return database_token_store(settings.database)
 
 
 class _Usage(Exception):
@@ -404,7 +403,7 @@ def _token(args: argparse.Namespace) -> int:
         if args.token_command == "create" and rights is None:
             rights = (args.rights or "read,write").split(",")
         expires = parse_duration(args.expires, "--expires") if getattr(args, "expires", None) else None
-        store, storage = _token_store(args)
+        store = _token_store(args)
     except _Usage as exc:
         return _fail(str(exc))
     except InvalidInput as exc:
@@ -440,8 +439,6 @@ def _token(args: argparse.Namespace) -> int:
         return _fail(exc.message, EXIT_DAMAGE)
     finally:
         store.close()
-        if storage is not None:
-            storage.close()
     return EXIT_OK
 
 

@@ -157,7 +157,10 @@ class PostgresTokenStore:
             conn.execute("UPDATE tokens SET last_used_at = %s WHERE id = %s", (_dt(now), token_id))
 
     def close(self) -> None:
-        """The pool belongs to the storage."""
+        """The pool belongs to the storage (the CLI's own connection is closed by `database_token_store`'s)."""
+        closer = getattr(self, "_close", None)
+        if closer is not None:
+            closer()
 
 
 def token_store(storage: Any) -> SQLiteTokenStore | PostgresTokenStore:
@@ -172,3 +175,42 @@ def data_dir_token_store(data_dir: Path) -> SQLiteTokenStore:
     from ..datadir import require_data_dir
 
     return SQLiteTokenStore(require_data_dir(data_dir) / DB_FILE)
+
+
+def database_token_store(url: str) -> PostgresTokenStore:
+    """The CLI's store of a PostgreSQL database a service has set up (DataDirMissing-like InvalidInput otherwise):
+    one connection of its own; adds the tokens table (pg_schema's migration) if this database predates it."""
+    import psycopg
+
+    from ..errors import InvalidInput
+    from . import pg_schema, redact
+
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot connect to {redact(url)}: {exc}") from exc
+    try:
+        dim = conn.execute(
+            "SELECT value FROM memory_spine_meta WHERE name = 'dim'"
+            if conn.execute("SELECT to_regclass('memory_spine_meta')").fetchone()[0]
+            else "SELECT NULL"
+        ).fetchone()[0]
+        if dim is None:
+            raise InvalidInput(
+                "--database", f"{redact(url)} holds no memory-spine database (start `memory-spine serve` on it once)"
+            )
+        pg_schema.migrate(conn, dim=int(dim), hnsw_m=16, hnsw_ef_construction=64)  # only adds what is missing
+    except BaseException:
+        conn.close()
+        raise
+
+    @contextmanager
+    def one() -> Iterator[Any]:
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            raise StorageError(f"the tokens table could not be read or written: {exc}") from exc
+
+    store = PostgresTokenStore(one)
+    store._close = conn.close  # type: ignore[attr-defined]
+    return store
