@@ -366,3 +366,37 @@ def test_cli_creates_lists_and_revokes(svc, tmp_path, capsys):
     assert cli.main(["token", "list", "--data-dir", str(tmp_path / "missing")]) == 2
     _, err = capsys.readouterr()
     assert "missing" in err and not (tmp_path / "missing").exists()
+
+
+# -- MCP ----------------------------------------------------------------------------------------------------------
+
+
+async def test_mcp_tools_carry_the_scope_of_their_token(http):
+    from mcp import Client
+
+    from memory_spine.mcp_server import build_server
+    from workflow_kit import MemoryClient
+
+    token = await make_token(http, ["x/"], ["read"])
+    transport = httpx.ASGITransport(app=http.app)
+    server = build_server(lambda: MemoryClient("http://ms", token=token, transport=transport, retries=0))
+    async with Client(server) as mcp:
+        stored = await mcp.call_tool("memory_store", {"content": "a read-only token cannot store"})
+        assert stored.is_error and "HTTP 403: this needs the 'write' right" in stored.content[0].text
+        stats = await mcp.call_tool("memory_stats", {})
+        assert not stats.is_error, stats.content[0].text
+
+
+def test_mcp_http_token_is_the_service_bearer_without_a_token(monkeypatch):
+    import argparse
+
+    from memory_spine.mcp_server import _share_tokens
+
+    monkeypatch.delenv("MEMORY_SPINE_TOKEN", raising=False)
+    monkeypatch.delenv("MEMORY_SPINE_MCP_TOKEN", raising=False)
+    args = argparse.Namespace(token=None, http_token="mst_scoped")
+    assert _share_tokens(args) == "mst_scoped" and args.token == "mst_scoped"
+    args = argparse.Namespace(token="service", http_token="clients")
+    assert _share_tokens(args) == "clients" and args.token == "service"
+    args = argparse.Namespace(token="service", http_token=None)
+    assert _share_tokens(args) == "service" and args.token == "service"
