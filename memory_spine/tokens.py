@@ -137,6 +137,13 @@ class Scope:
             if not self.covers(ns):
                 raise ForbiddenNamespace(ns, self.namespaces or ())
 
+    def check_every_namespace(self) -> None:
+        """Raise ForbiddenNamespace unless this scope reaches every namespace (a route answering for all at once)."""
+        if self.namespaces is not None:
+            raise ForbiddenNamespace(
+                "*", self.namespaces, "this route answers for every namespace at once: only the admin token reaches it"
+            )
+
     def within(self, namespaces: Sequence[str], rights: Iterable[str]) -> bool:
         """Whether a token of these namespaces and rights grants nothing this scope lacks (no escalation)."""
         return set(rights) <= self.rights and all(self.covers(ns) for ns in namespaces)
@@ -163,9 +170,10 @@ class ForbiddenNamespace(Forbidden):
 
     type = "forbidden_namespace"
 
-    def __init__(self, namespace: str, allowed: Sequence[str]) -> None:
+    def __init__(self, namespace: str, allowed: Sequence[str], message: str | None = None) -> None:
         super().__init__(
-            f"this token does not reach the namespace {namespace!r} (it reaches {', '.join(allowed) or 'none'})",
+            message
+            or f"this token does not reach the namespace {namespace!r} (it reaches {', '.join(allowed) or 'none'})",
             field="namespace",
         )
         self.detail = {"namespace": namespace}

@@ -21,7 +21,7 @@ from ..tokens import Scope, TokenResolver
 from .auth import SCOPE_KEY, is_open, resolve
 from .errors import refusal_body, status_for
 from .hosts import HostCheck
-from .rights import right_of
+from .rights import EVERY_NAMESPACE, right_of
 
 log = logging.getLogger("memory_spine.http")
 
@@ -125,6 +125,8 @@ class RequestMiddleware:
                     if not granted.is_full and (route := self._match(scope)) is not None:
                         template = getattr(route, "path_format", None) or route.path
                         granted.check_right(right_of(scope.get("method", ""), template))
+                        if (scope.get("method", ""), template) in EVERY_NAMESPACE:
+                            granted.check_every_namespace()
                 except MemorySpineError as exc:  # Unauthorized, ForbiddenRight, NotReady (tokens before the service)
                     status_box["status"] = await self._reject(send, exc, rid)
                     return

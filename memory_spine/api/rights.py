@@ -7,7 +7,8 @@ refused to every scoped token (`admin` is the default), never let through.
 
 `admin` is what reaches across namespaces or acts on the service itself: token management, delete-by-filter
 (`DELETE /memories`, the one bulk erase) and `/metrics` (process-wide counts of every namespace, for the
-operator's scraper). Import, export and backup are CLI commands on the data dir or database, not routes.
+operator's scraper; in `EVERY_NAMESPACE`, so only the admin token itself reaches it). Import, export and backup
+are CLI commands on the data dir or database, not routes.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ ROUTE_RIGHTS: dict[tuple[str, str], Right] = {
     ("POST", "/tokens"): "admin",
     ("DELETE", "/tokens/{id}"): "admin",
 }
+
+
+#: Routes that answer for every namespace at once and cannot be narrowed to a scope's: only a token reaching every
+#: namespace (the admin token) may call them; a scoped token, even with `admin`, gets 403 forbidden_namespace.
+EVERY_NAMESPACE: frozenset[tuple[str, str]] = frozenset({("GET", "/metrics")})
 
 
 def right_of(method: str, template: str) -> Right:

@@ -276,6 +276,14 @@ async def test_every_route_refuses_a_token_without_its_right_and_admits_one_with
     assert checked >= 25
 
 
+async def test_metrics_answer_for_every_namespace_so_only_the_admin_token_reaches_them(http):
+    scoped_admin = await make_token(http, ["x/"], ["read", "write", "admin"])
+    r = await http.get("/metrics", headers=bearer(scoped_admin))
+    assert r.status_code == 403 and r.json()["error"]["type"] == "forbidden_namespace"
+    assert r.json()["error"]["namespace"] == "*" and "only the admin token" in r.json()["error"]["message"]
+    assert (await http.get("/metrics", headers=bearer(ADMIN))).status_code == 200
+
+
 async def test_unknown_revoked_and_expired_tokens_are_401(http, svc):
     for token in ("mst_" + "A" * 43, "nonsense", "mst_"):
         r = await http.post("/search", json={"query": "q"}, headers=bearer(token))
