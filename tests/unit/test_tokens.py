@@ -385,7 +385,7 @@ async def test_mcp_tools_carry_the_scope_of_their_token(http):
     from memory_spine.mcp_server import build_server
     from workflow_kit import MemoryClient
 
-    token = await make_token(http, ["x/"], ["read"])
+    token = await make_token(http, ["default"], ["read"])
     transport = httpx.ASGITransport(app=http.app)
     server = build_server(lambda: MemoryClient("http://ms", token=token, transport=transport, retries=0))
     async with Client(server) as mcp:
