@@ -1,6 +1,7 @@
 """Scoped tokens against a real `memory-spine serve` (real model, admin token from a file): a token made by the
 CLI beside the running server works over HTTP at once, holds only its rights, and is refused (401) within the
-documented cache window (`token_cache_seconds`, 5 s) after the CLI revokes it."""
+documented cache window (`token_cache_seconds`, 5 s) after the CLI revokes it; and the cross-namespace leak walk
+of tests/contracts/test_token_leaks.py over real HTTP."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ import httpx
 import pytest
 
 from ..conftest import ROOT, ServerProcess
-
-ADMIN = "integration-admin-token"
+from ..contracts.test_token_leaks import ADMIN, seed, walk, walkable
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -35,7 +35,19 @@ def served(tmp_path_factory) -> ServerProcess:
 
 def test_cli_token_over_http_then_revoked(served: ServerProcess) -> None:
     data = str(served.data_dir)
-    made = cli("token", "create", "--data-dir", data, "--namespace", "team/", "--read-only", "--expires", "30d")
+    made = cli(
+        "token",
+        "create",
+        "--data-dir",
+        data,
+        "--namespace",
+        "team/",
+        "--namespace",
+        "default",
+        "--read-only",
+        "--expires",
+        "30d",
+    )
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
     token_id = made.stderr.split()[2]
@@ -43,7 +55,8 @@ def test_cli_token_over_http_then_revoked(served: ServerProcess) -> None:
     h = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=served.url, timeout=30) as c:
         me = c.get("/whoami", headers=h)
-        assert me.status_code == 200 and me.json()["namespaces"] == ["team/"] and me.json()["rights"] == ["read"]
+        assert me.status_code == 200 and me.json()["namespaces"] == ["team/", "default"]
+        assert me.json()["rights"] == ["read"]
         assert c.post("/search", json={"query": "anything"}, headers=h).status_code == 200
         r = c.post("/ingest", json={"content": "a read-only token cannot write"}, headers=h)
         assert r.status_code == 403 and r.json()["error"]["type"] == "forbidden_right"
@@ -66,3 +79,18 @@ def test_cli_token_over_http_then_revoked(served: ServerProcess) -> None:
 def test_cli_refuses_a_missing_data_dir(tmp_path: Path) -> None:
     r = cli("token", "create", "--data-dir", str(tmp_path / "none"), "--namespace", "a")
     assert r.returncode == 2 and "does not exist" in r.stderr and not (tmp_path / "none").exists()
+
+
+async def test_no_route_leaks_across_namespaces_over_http(served: ServerProcess, capsys) -> None:
+    pytest.importorskip("memory_spine.namespaces")
+    from memory_spine.api.app import _route_table, create_app
+    from memory_spine.config import Settings
+
+    routes = _route_table(create_app(Settings(embedder="fake")).router.routes)  # the served app's table
+    async with httpx.AsyncClient(base_url=served.url, timeout=60) as c:
+        walked, requests, statuses = await walk(c, routes, await seed(c))
+    assert walked == len(walkable(routes))
+    with capsys.disabled():
+        print(
+            f"\nleak walk (real serve): {walked} routes, {requests} requests, statuses {dict(sorted(statuses.items()))}"
+        )
