@@ -46,12 +46,6 @@ def bearer(header: bytes | None) -> bytes:
     return value.strip()
 
 
-def check_bearer(header: bytes | None, token: bytes) -> None:
-    """Raise Unauthorized unless `header` is `Bearer <token>`."""
-    if not hmac.compare_digest(bearer(header), token):
-        raise Unauthorized("the bearer token is missing or wrong")
-
-
 async def resolve(header: bytes | None, admin_token: bytes, resolver: Callable[[], TokenResolver]) -> Scope:
     """The Scope a request's Authorization header grants: FULL for the admin token, a scoped token's from the
     store (cached; the store is read in the thread pool), else Unauthorized."""
