@@ -13,7 +13,9 @@ Three kinds of labelled query, each with exactly one right passage:
 
 For each mode: hit@1, hit@5 and MRR@10 per kind, and overall (the kinds weighted equally). Alternative
 fusions of the same two lists (convex combinations of normalised scores, RRF with other k) are scored too, to
-show whether a different fusion would change the choice.
+show whether a different fusion would change the choice. Hybrid is also run with `min_score` (a cut on each
+hit's cosine similarity, `score`), and the report gives the median similarity of the right passage and of the
+other hits per kind: what a `min_score` keeps.
 
     python -m benchmarks.quality_modes [--n 3000] [--queries 200] [--embedder onnx] [--json out.json]
 """
@@ -45,6 +47,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(`'\"])")
 _IDENT = re.compile(r"(?<![\w.])[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?![\w.])")
 _SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "ensurepip", "turtledemo", "__pycache__"}
 QUESTIONS = ("what does {} do?", "how do I use {}", "when is {} used?", "explain {}")
+MIN_SCORES = (0.2, 0.3)  # hybrid is also scored with these cuts on similarity
 
 
 def _distinctive(token: str) -> bool:
@@ -207,6 +210,8 @@ def run(n: int, n_queries: int, embedder: str, seed: int = 0) -> dict[str, Any]:
             modes = ("semantic", "keyword", "hybrid")
             ranks: dict[str, dict[str, list[int | None]]] = {}
             latency: dict[str, list[float]] = {m: [] for m in modes}
+            # Hybrid hits' cosine similarity (`score`): the right passage's, and the other hits'.
+            similarity: dict[str, dict[str, list[float]]] = {}
             for kind, qs in queries.items():
                 for query, target_i in qs:
                     target = f"p{target_i}"
@@ -216,6 +221,15 @@ def run(n: int, n_queries: int, embedder: str, seed: int = 0) -> dict[str, Any]:
                         out = svc.search(SearchQuery(query=query, limit=10, mode=mode))
                         latency[mode].append((time.perf_counter() - t1) * 1000)
                         ranks.setdefault(mode, {}).setdefault(kind, []).append(
+                            _rank([h["id"] for h in out["results"]], target)
+                        )
+                        if mode == "hybrid":
+                            sims = similarity.setdefault(kind, {"right": [], "other": []})
+                            for h in out["results"]:
+                                sims["right" if h["id"] == target else "other"].append(h["score"])
+                    for cut in MIN_SCORES:
+                        out = svc.search(SearchQuery(query=query, limit=10, mode="hybrid", min_score=cut))
+                        ranks.setdefault(f"hybrid min_score={cut}", {}).setdefault(kind, []).append(
                             _rank([h["id"] for h in out["results"]], target)
                         )
                     # The two lists hybrid fuses, fused other ways.
@@ -243,6 +257,10 @@ def run(n: int, n_queries: int, embedder: str, seed: int = 0) -> dict[str, Any]:
         # In-process, with the query vector already cached (embedding one query costs the same in every mode
         # but keyword, which needs none).
         "latency_ms_p50": {m: round(float(np.percentile(v, 50)), 2) for m, v in latency.items()},
+        "hybrid_similarity_median": {
+            kind: {who: round(float(np.median(v)), 3) if v else None for who, v in sims.items()}
+            for kind, sims in similarity.items()
+        },
     }
 
 
@@ -258,6 +276,7 @@ def render(report: dict[str, Any]) -> str:
         cells = [f"{row[k]['hit@1']:.3f} / {row[k]['hit@5']:.3f} / {row[k]['mrr@10']:.3f}" for k in kinds]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     lines += ["", f"latency p50 (ms, in-process): {report['latency_ms_p50']}"]
+    lines += [f"hybrid hits' median similarity, right passage / other hits: {report['hybrid_similarity_median']}"]
     return "\n".join(lines)
 
 

@@ -151,25 +151,25 @@ def process_memory_mb(pid: int | str = "self") -> dict[str, float]:
 # -------------------------------------------------------------------------------------------- loading
 
 
-def write_import_file(path: Path, records: Iterable[dict[str, Any]], vectors: np.ndarray) -> None:
+def write_import_file(
+    path: Path, records: Iterable[dict[str, Any]], vectors: np.ndarray, model: str | None = None
+) -> None:
     """Records (``POST /ingest`` bodies) as a ``memory-spine import`` file with their precomputed vectors
-    (base64 float32), one vector per record in order."""
+    (base64 float32), one vector per record in order; ``model`` names them (default: the bundled model)."""
     from memory_spine.embedders import MODEL_NAME
 
+    header = {"memory_spine_export": 1, "model": model or MODEL_NAME, "dim": int(vectors.shape[1]), "vectors": True}
     with open(path, "w", encoding="utf-8") as f:
-        f.write(
-            json.dumps({"memory_spine_export": 1, "model": MODEL_NAME, "dim": int(vectors.shape[1]), "vectors": True})
-            + "\n"
-        )
+        f.write(json.dumps(header) + "\n")
         for rec, v in zip(records, vectors, strict=True):
             rec["vector"] = base64.b64encode(np.ascontiguousarray(v, dtype="<f4").tobytes()).decode("ascii")
             f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
-def run_import(path: Path, data_dir: Path) -> tuple[float, str]:
+def run_import(path: Path, data_dir: Path, embedder: str = "onnx") -> tuple[float, str]:
     """``memory-spine import`` of ``path`` into ``data_dir`` (no server running): seconds and its last line."""
     cmd = [sys.executable, "-m", "memory_spine", "import", str(path), "--data-dir", str(data_dir)]
-    cmd += ["--embedder", "onnx", "--quiet", "--batch-size", "1000"]
+    cmd += ["--embedder", embedder, "--quiet", "--batch-size", "1000"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - t0

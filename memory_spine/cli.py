@@ -282,7 +282,7 @@ def _export(args: argparse.Namespace) -> int:
         with source:
             out = open(tmp, "w", encoding="utf-8") if tmp else sys.stdout
             try:
-                n = export_jsonl(source, out, vectors=args.vectors)
+                n = export_jsonl(source, out, vectors=args.vectors, namespace=args.namespace)
             finally:
                 if tmp:
                     out.close()
@@ -309,7 +309,9 @@ def _import(args: argparse.Namespace) -> int:
     try:
         path = check_import_file(Path(args.file))  # before the model loads or a data dir is created
         with _open_service(args) as svc:
-            report = import_jsonl(svc, path, batch_size=args.batch_size, progress=not args.quiet)
+            report = import_jsonl(
+                svc, path, batch_size=args.batch_size, progress=not args.quiet, namespace=args.namespace
+            )
     except MemorySpineError as exc:
         return _fail(exc.message)
     print(
@@ -459,7 +461,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="memory-spine",
@@ -547,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(exp)
     exp.add_argument("--output", "-o", help="file to write (default stdout)")
     exp.add_argument("--vectors", action="store_true", help="include the stored vectors")
+    exp.add_argument("--namespace", help="export only this namespace (default: every namespace)")
     exp.set_defaults(func=_export)
 
     imp = sub.add_parser("import", help="load memories from JSON lines; re-running skips ids already present")
@@ -554,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(imp)
     imp.add_argument("--batch-size", dest="batch_size", type=int, default=256, help="records per transaction")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.add_argument(
+        "--namespace", help="the namespace of records that name none (default: default); named ones keep theirs"
+    )
     imp.set_defaults(func=_import)
 
     bak = sub.add_parser(

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     result_cache_size: int = 256  # identical searches between writes are answered from memory; 0: off
     result_cache_bytes: int = 64 * 1024 * 1024
     purge_seconds: float = 30.0
+    # Record history (storage/history.py): each record keeps its last `history_versions` prior versions (PATCH,
+    # upsert, revert, delete), for `history_days` days; pruned with the expiry purge. 0 in either: no history.
+    history_versions: int = Field(default=10, ge=0)
+    history_days: float = Field(default=30.0, ge=0)
     synchronous: Literal["normal", "full"] = "normal"
     default_lease_seconds: float = 60.0
 

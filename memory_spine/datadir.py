@@ -61,9 +61,11 @@ class LiveDataDir:
             model=meta.get("embedder_model", MODEL_NAME), dim=int(meta.get("dim", MODEL_DIM))
         )
 
-    def dump(self, *, vectors: bool = False) -> Iterator[dict[str, Any]]:
+    def dump(self, *, vectors: bool = False, namespace: str | None = None) -> Iterator[dict[str, Any]]:
         """Every live record, oldest first, from one snapshot; `vector` holds float32 bytes if asked."""
         for row in dump_rows(self.conn, time.time(), vectors):
+            if namespace is not None and row["namespace"] != namespace:
+                continue
             row.pop("seq", None)
             yield row
 

@@ -48,7 +48,9 @@ INSTRUCTIONS = (
     " 'semantic'), by words ('keyword') or both ('hybrid', the default), filtered by tags or metadata; memory_get,"
     " memory_update and memory_delete work on one memory by id; key_get and key_list read memories by exact key"
     " or key prefix. claim_acquire, claim_get and claim_release keep two agents from doing the same work at once."
-    " checkpoint_save and checkpoint_latest record and resume the steps of a long workflow."
+    " checkpoint_save and checkpoint_latest record and resume the steps of a long workflow. Every tool takes an"
+    " optional `namespace` (e.g. 'team/agent-7'): memories, keys and claims in one namespace are invisible from"
+    " another; leave it out to work in 'default'."
 )
 KEY_TEMPLATE = "memory://keys/{key}"
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
@@ -83,6 +85,22 @@ Key = Annotated[
     Field(description="An exact key, e.g. 'project:acme:decision:db' (case-sensitive; ':' separates its parts)."),
 ]
 WorkflowId = Annotated[str, Field(description="The workflow's id: no whitespace and no ':'.")]
+NamespaceArg = Annotated[
+    str | None,
+    Field(
+        description="The namespace to work in, e.g. 'team/agent-7': segments of letters, digits and _ - . :"
+        " joined by '/'. Memories, keys and claims of one namespace are not seen from another. Leave out for"
+        " 'default'."
+    ),
+]
+SearchNamespaceArg = Annotated[
+    str | list[str] | None,
+    Field(
+        description="Where to search: one namespace ('team/agent-7'), a list of them, or a name ending in '/'"
+        " ('team/') for that namespace and everything under it. Each result says its `namespace`. Leave out for"
+        " 'default'."
+    ),
+]
 StepName = Annotated[str, Field(description="The step's name: no whitespace and no ':'.")]
 
 
@@ -132,7 +150,7 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
     from workflow_kit.client import check_step_name, check_workflow_id
     from workflow_kit.errors import WorkflowKitError
 
-    from . import __version__
+    from ._version import __version__
 
     # The SDK reads the tools' signatures with `inspect.signature(eval_str=True)`, which resolves `ctx: Context`
     # in this module's globals; the SDK is imported here, lazily, so the name is published here too.
@@ -179,11 +197,13 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
                 level=level, data=data, logger="memory-spine", related_request_id=ctx.request_id
             )
 
-    async def call(ctx: Context, tool: str, op: Callable[[MemoryClient], Awaitable[T]]) -> T:
+    async def call(
+        ctx: Context, tool: str, op: Callable[[MemoryClient], Awaitable[T]], namespace: str | None = None
+    ) -> T:
         # The one place service errors become tool errors (and `error` log messages for the sessions that want
-        # them); anything else is a bug the SDK reports as one.
+        # them); anything else is a bug the SDK reports as one. `namespace`: the tool's, else the client's.
         try:
-            result = await op(client())
+            result = await op(client() if namespace is None else client().in_namespace(namespace))
         except WorkflowKitError as exc:
             await log(ctx, "error", {"tool": tool, "error": _reason(exc)})
             raise ToolError(_reason(exc)) from exc
@@ -210,10 +230,11 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
                 " 'user:ana:preferred-language'. Without one, the key is derived from the content."
             ),
         ] = None,
+        namespace: NamespaceArg = None,
     ) -> dict[str, Any]:
         """Store a memory (a fact, decision, result or note) for later recall. Returns {id, key, created}."""
         fields = _given(id=id, tags=tags, importance=importance, metadata=metadata, key=key)
-        return await call(ctx, "memory_store", lambda c: c.ingest(content, **fields))
+        return await call(ctx, "memory_store", lambda c: c.ingest(content, **fields), namespace)
 
     @server.tool(annotations=read_only)
     async def memory_search(
@@ -228,7 +249,11 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         limit: Annotated[int, Field(ge=1, le=100, description="How many results at most (1-100).")] = 10,
         tags: Annotated[list[str] | None, Field(description="Only memories carrying any of these tags.")] = None,
         min_score: Annotated[
-            float | None, Field(description="Drop results scoring below this (cosine similarity for semantic).")
+            float | None,
+            Field(
+                description="Drop results whose cosine similarity with the query (their `score`) is below this,"
+                " in every mode (e.g. 0.3 keeps loosely related ones)."
+            ),
         ] = None,
         mode: Annotated[
             Mode | None,
@@ -244,18 +269,55 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
                 " ($eq $ne $in $nin $gt $gte $lt $lte, $and/$or lists)."
             ),
         ] = None,
+        namespace: SearchNamespaceArg = None,
+        when: Annotated[
+            str | None,
+            Field(
+                description="When it happened, in words: 'last week', 'in May 2023', 'two days before 2023-06-09'"
+                " (against as_of, default now). The answer's time_range says the range applied."
+            ),
+        ] = None,
+        as_of: Annotated[str | None, Field(description="The time `when` is read against (ISO 8601).")] = None,
+        conversation: Annotated[
+            str | None, Field(description="Only this conversation's turns (conversation_store), each turn once.")
+        ] = None,
     ) -> dict[str, Any]:
-        """Search memories by meaning, words or both, best first. Returns {results: [memory + score]}."""
+        """Search memories by meaning, words or both, best first. Returns {results: [memory + score + rank_score]}:
+        `score` is the cosine similarity with the query (null in keyword mode without min_score, and for exact key
+        answers), `rank_score` what the results are ordered by."""
+        given = _given(when=when, as_of=as_of, conversation=conversation)
         return await call(
             ctx,
             "memory_search",
-            lambda c: c.search(query, limit=limit, tags=tags, min_score=min_score, mode=mode, where=where),
+            lambda c: c.search(
+                query, limit=limit, tags=tags, min_score=min_score, mode=mode, where=where, namespace=namespace, **given
+            ),
         )
 
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
+    async def conversation_store(
+        ctx: Context,
+        id: Annotated[str, Field(description="The conversation's id; storing the same id again rewrites it.")],
+        sessions: Annotated[
+            list[dict[str, Any]],
+            Field(
+                description='Sessions in order: [{"id": "s1", "date": "2023-05-08T13:56:00Z", "turns": [{"id": "t1",'
+                ' "speaker": "Ann", "text": "...", "captions": ["a photo of ..."]}]}]; ids are optional.'
+            ),
+        ],
+        tags: Tags = None,
+        namespace: NamespaceArg = None,
+    ) -> dict[str, Any]:
+        """Store a conversation turn by turn (each turn searchable with the context of its neighbours and its
+        session; `memory_search` with `conversation` ranks its turns). Returns {id, turns, records, created}."""
+        body = {"id": id, "sessions": sessions, **_given(tags=tags)}
+        return await call(ctx, "conversation_store", lambda c: c.ingest_conversation(body), namespace)
+
     @server.tool(annotations=read_only)
-    async def memory_get(ctx: Context, id: MemoryId) -> dict[str, Any]:
-        """Fetch one memory by id: {id, content, tags, metadata, importance, key, created_at, updated_at, version}."""
-        return await call(ctx, "memory_get", lambda c: c.get(id))
+    async def memory_get(ctx: Context, id: MemoryId, namespace: NamespaceArg = None) -> dict[str, Any]:
+        """Fetch one memory by id: {id, namespace, content, tags, metadata, importance, key, created_at, updated_at,
+        version}."""
+        return await call(ctx, "memory_get", lambda c: c.get(id), namespace)
 
     @server.tool(annotations=writes)
     async def memory_update(
@@ -269,20 +331,24 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
             Field(description="Keys to merge into the metadata; a null value removes that key."),
         ] = None,
         if_version: IfVersionArg = None,
+        namespace: NamespaceArg = None,
     ) -> dict[str, Any]:
         """Change part of a memory; fields left out stay as they are. Returns the updated memory."""
         given = _given(content=content, tags=tags, importance=importance, metadata=metadata, if_version=if_version)
-        return await call(ctx, "memory_update", lambda c: c.update(id, **given))
+        return await call(ctx, "memory_update", lambda c: c.update(id, **given), namespace)
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False))
-    async def memory_delete(ctx: Context, id: MemoryId, if_version: IfVersionArg = None) -> dict[str, Any]:
+    async def memory_delete(
+        ctx: Context, id: MemoryId, if_version: IfVersionArg = None, namespace: NamespaceArg = None
+    ) -> dict[str, Any]:
         """Delete one memory by id, for good. Returns {deleted: 1}."""
-        return await call(ctx, "memory_delete", lambda c: c.delete(id, if_version=if_version))
+        return await call(ctx, "memory_delete", lambda c: c.delete(id, if_version=if_version), namespace)
 
     @server.tool(annotations=read_only)
-    async def memory_stats(ctx: Context) -> dict[str, Any]:
-        """How many memories there are, per tag, and the state of the index and embedding model."""
-        return await call(ctx, "memory_stats", lambda c: c.stats())
+    async def memory_stats(ctx: Context, namespace: NamespaceArg = None) -> dict[str, Any]:
+        """How many memories the namespace holds, per tag, how many each namespace holds, and the state of the
+        index and embedding model."""
+        return await call(ctx, "memory_stats", lambda c: c.stats(), namespace)
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
     async def checkpoint_save(
@@ -293,6 +359,7 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         data: Annotated[
             dict[str, Any] | None, Field(description="More JSON fields to keep with the checkpoint.")
         ] = None,
+        namespace: NamespaceArg = None,
     ) -> dict[str, Any]:
         """Record that a workflow step finished, so the workflow can resume after it.
 
@@ -305,10 +372,12 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
             check_step_name(step)
             return await c.checkpoint(workflow_id, step, {**(data or {}), "result": result})
 
-        return await call(ctx, "checkpoint_save", save)
+        return await call(ctx, "checkpoint_save", save, namespace)
 
     @server.tool(annotations=read_only)
-    async def checkpoint_latest(ctx: Context, workflow_id: WorkflowId) -> dict[str, Any]:
+    async def checkpoint_latest(
+        ctx: Context, workflow_id: WorkflowId, namespace: NamespaceArg = None
+    ) -> dict[str, Any]:
         """The newest checkpoint of a workflow, to resume after its step.
 
         Returns {found: true, checkpoint: {workflow_id, step, result, ...}, id, saved_at}, or {found: false}.
@@ -316,7 +385,9 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
 
         async def latest(c: MemoryClient) -> dict[str, Any]:
             check_workflow_id(workflow_id)
-            hits = (await c.search(f"checkpoint:{workflow_id}", limit=1)).get("results") or []
+            # The kit's namespace (`_kit/<namespace>`), else the namespace itself (checkpoints from before namespaces).
+            hits = (await c.kit.search(f"checkpoint:{workflow_id}", limit=1)).get("results") or []
+            hits = hits or (await c.search(f"checkpoint:{workflow_id}", limit=1)).get("results") or []
             if not hits:
                 return {"found": False, "checkpoint": None}
             return {
@@ -326,10 +397,10 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
                 "saved_at": hits[0]["updated_at"],
             }
 
-        return await call(ctx, "checkpoint_latest", latest)
+        return await call(ctx, "checkpoint_latest", latest, namespace)
 
     @server.tool(annotations=read_only)
-    async def key_get(ctx: Context, key: Key) -> dict[str, Any]:
+    async def key_get(ctx: Context, key: Key, namespace: NamespaceArg = None) -> dict[str, Any]:
         """Fetch the memory stored under exactly this key (the newest, if several share it).
 
         Returns {found: true, memory: {id, content, tags, metadata, key, ...}} or {found: false} when no memory
@@ -340,7 +411,7 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
             memory = await c.find_key(key)
             return {"found": memory is not None, "memory": memory}
 
-        return await call(ctx, "key_get", get)
+        return await call(ctx, "key_get", get, namespace)
 
     @server.tool(annotations=read_only)
     async def key_list(
@@ -353,9 +424,10 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
             ),
         ],
         limit: Annotated[int, Field(ge=1, le=1000, description="How many memories at most (1-1000).")] = 50,
+        namespace: NamespaceArg = None,
     ) -> dict[str, Any]:
         """List the memories whose key starts with `prefix`, newest first. Returns {results: [memory]}."""
-        return await call(ctx, "key_list", lambda c: c.list_keys(prefix, limit=limit))
+        return await call(ctx, "key_list", lambda c: c.list_keys(prefix, limit=limit), namespace)
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
     async def claim_acquire(
@@ -374,6 +446,7 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
             str | None,
             Field(description="To renew your own claim: the lease_token the claim returned. Leave out to claim."),
         ] = None,
+        namespace: NamespaceArg = None,
     ) -> dict[str, Any]:
         """Claim a piece of work so no other agent does it at the same time; the claim expires after its lease.
 
@@ -383,10 +456,10 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         holder while someone else holds the claim: then do something else or try again later.
         """
         given = _given(holder=holder, lease_seconds=lease_seconds, lease_token=lease_token)
-        return await call(ctx, "claim_acquire", lambda c: c.claim(key, **given))
+        return await call(ctx, "claim_acquire", lambda c: c.claim(key, **given), namespace)
 
     @server.tool(annotations=read_only)
-    async def claim_get(ctx: Context, key: Key) -> dict[str, Any]:
+    async def claim_get(ctx: Context, key: Key, namespace: NamespaceArg = None) -> dict[str, Any]:
         """Who holds the claim on `key` right now: {claimed: true, claim: {...}} or {claimed: false}."""
         from workflow_kit.errors import NotFound
 
@@ -396,7 +469,7 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
             except NotFound:
                 return {"claimed": False, "claim": None}
 
-        return await call(ctx, "claim_get", get)
+        return await call(ctx, "claim_get", get, namespace)
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False))
     async def claim_release(
@@ -405,13 +478,14 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         lease_token: Annotated[
             str, Field(description="The lease_token that claim_acquire returned for this claim (its proof).")
         ],
+        namespace: NamespaceArg = None,
     ) -> dict[str, Any]:
         """Give up a claim when the work is done (or abandoned), so others may take it at once.
 
         Pass the lease_token claim_acquire returned: the holder's name is no proof. Fails with a `lease_lost`
         error if the claim is someone else's now (yours expired and was taken), `not_found` if nobody holds it.
         """
-        return await call(ctx, "claim_release", lambda c: c.release(key, lease_token=lease_token))
+        return await call(ctx, "claim_release", lambda c: c.release(key, lease_token=lease_token), namespace)
 
     @server.resource(
         KEY_TEMPLATE,

@@ -82,6 +82,10 @@ def _copy(
             "SELECT count(*) FROM memories WHERE seq > ? AND (expires_at IS NULL OR expires_at > ?)", (last, now)
         ).fetchone()[0]
         report: dict[str, Any] = {"resumed_after_seq": last, "to_copy": todo, "copied": 0, "skipped": 0}
+        # A data dir from before namespaces (read as it is: read-only) holds only `default`.
+        namespace = (
+            "namespace" if "namespace" in {r[1] for r in src.execute("PRAGMA table_info(memories)")} else "'default'"
+        )
         bulk = todo >= BULK_ROWS
         if bulk:
             dest.drop_vector_index()
@@ -90,7 +94,8 @@ def _copy(
             while True:
                 rows = src.execute(
                     "SELECT seq, id, content, tags, metadata, importance, key, key_parent, created_at, updated_at,"
-                    " expires_at, vector FROM memories WHERE seq > ? AND (expires_at IS NULL OR expires_at > ?)"
+                    f" expires_at, vector, {namespace} FROM memories"
+                    " WHERE seq > ? AND (expires_at IS NULL OR expires_at > ?)"
                     " ORDER BY seq LIMIT ?",
                     (last, now, batch_size),
                 ).fetchall()
@@ -115,7 +120,7 @@ def _copy(
 
 
 def _record(r: tuple, dim: int) -> RestoredRecord:
-    _seq, id_, content, tags, metadata, importance, key, parent, created, updated, expires, blob = r
+    _seq, id_, content, tags, metadata, importance, key, parent, created, updated, expires, blob, namespace = r
     return RestoredRecord(
         id=id_,
         content=content,
@@ -128,13 +133,16 @@ def _record(r: tuple, dim: int) -> RestoredRecord:
         vector=np.frombuffer(blob, dtype=np.float32).reshape(dim),
         created_at=created,
         updated_at=updated,
+        namespace=namespace,
     )
 
 
 def _claims(src: sqlite3.Connection, dest: PostgresStorage, now: float) -> int:
     """Copy the live claims with their fences and lease-token hashes; the fence sequence moves past them."""
     fenced = "fence" in {r[1] for r in src.execute("PRAGMA table_info(claims)")}
+    columns = {r[1] for r in src.execute("PRAGMA table_info(claims)")}
     cols = "key, holder, acquired_at, expires_at" + (", fence, token_hash" if fenced else ", NULL, NULL")
+    cols += ", namespace" if "namespace" in columns else ", 'default'"
     live = src.execute(f"SELECT {cols} FROM claims WHERE expires_at > ?", (now,)).fetchall()
     floor = src.execute("SELECT value FROM meta WHERE name = 'claim_fence'").fetchone() if fenced else None
     with dest.conn() as conn, conn.cursor() as cur:
@@ -144,9 +152,9 @@ def _claims(src: sqlite3.Connection, dest: PostgresStorage, now: float) -> int:
             )
         if live:
             cur.executemany(
-                "INSERT INTO claims (key, holder, acquired_at, expires_at, fence, token_hash)"
-                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
-                [(k, h, to_dt(a), to_dt(e), f, t) for k, h, a, e, f, t in live],
+                "INSERT INTO claims (key, holder, acquired_at, expires_at, fence, token_hash, namespace)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (namespace, key) DO NOTHING",
+                [(k, h, to_dt(a), to_dt(e), f, t, ns) for k, h, a, e, f, t, ns in live],
             )
     return len(live)
 

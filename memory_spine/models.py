@@ -14,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Importance = Literal["low", "medium", "high", "critical"]
 SearchMode = Literal["semantic", "keyword", "hybrid"]
+Granularity = Literal["turn", "record"]
 Timestamp = float | datetime
+
+
+_NS_ONE = (
+    "The namespace (e.g. 'team/agent-7'): segments of letters, digits, _ - . : joined by '/'. Else the"
+    " ?namespace= query, the X-Memory-Namespace header, or 'default'."
+)
 
 
 class _Strict(BaseModel):
@@ -42,12 +49,18 @@ class MemoryIn(_Strict):
     fence: Fence | None = Field(
         default=None, description="Write only while this claim is still the key's current one (fencing token)."
     )
+    namespace: str | None = Field(default=None, description=_NS_ONE)
+    occurred_at: Timestamp | None = Field(
+        default=None,
+        description="When what it records happened (ISO 8601 or epoch); default: when it is first stored.",
+    )
 
 
 class BatchIn(_Strict):
     """Several records ingested in one transaction, all or nothing."""
 
     records: list[MemoryIn]
+    namespace: str | None = Field(default=None, description="The namespace of records that name none.")
 
 
 class MemoryRestore(MemoryIn):
@@ -68,11 +81,31 @@ class MemoryPatch(_Strict):
     key: str | None = None
     ttl_seconds: float | None = None
     expires_at: Timestamp | None = None
+    occurred_at: Timestamp | None = None
     if_version: int | None = Field(
         default=None,
         ge=0,
         le=2**63 - 1,
         description="Write only if the memory is still at this `version` (as read); else 412. Same as If-Match.",
+    )
+    fence: Fence | None = None
+
+
+class RevertIn(_Strict):
+    """Make a new version of a memory equal to one of its kept versions (content, tags, metadata, importance, key)."""
+
+    version: int = Field(description="The version to go back to (from GET /memories/{id}/history).", ge=0, le=2**63 - 1)
+    if_version: int | None = Field(
+        default=None, ge=0, le=2**63 - 1, description="Only if the memory is still at this version; else 412."
+    )
+    fence: Fence | None = None
+
+
+class RestoreIn(_Strict):
+    """Bring a deleted memory back as a new version: the version deleted, or another kept one."""
+
+    version: int | None = Field(
+        default=None, ge=0, le=2**63 - 1, description="The kept version to restore; default: the one deleted."
     )
     fence: Fence | None = None
 
@@ -90,9 +123,15 @@ class Filter(_Strict):
     )
     created_after: Timestamp | None = None
     created_before: Timestamp | None = None
+    occurred_after: Timestamp | None = Field(default=None, description="Happened after this time (`occurred_at`).")
+    occurred_before: Timestamp | None = Field(default=None, description="Happened before this time.")
     importance: list[Importance] | Importance | None = None
     key: str | None = Field(default=None, description="Exactly this key.")
     key_prefix: str | None = Field(default=None, description="Keys starting with this prefix.")
+    namespace: str | list[str] | None = Field(
+        default=None,
+        description=_NS_ONE + " A search may name several, and 'team/' selects team and everything under it.",
+    )
 
 
 class SearchQuery(Filter):
@@ -101,8 +140,52 @@ class SearchQuery(Filter):
     query: str
     limit: int = Field(default=10, ge=1, le=100)
     mode: SearchMode | None = None
-    min_score: float | None = None
+    min_score: float | None = Field(
+        default=None,
+        description="Drop results whose cosine similarity with the query (`score`) is below this, in every mode:"
+        " in keyword mode it makes the search embed the query to score its hits. Exact key answers ignore it.",
+    )
     explain: bool = False
+    when: str | None = Field(
+        default=None,
+        description="When it happened, in words ('last week', 'in May 2023', 'two days before 2023-06-09'):"
+        " keeps records whose `occurred_at` falls in that range, read against `as_of`.",
+    )
+    as_of: Timestamp | None = Field(default=None, description="The time `when` is read against; default: now.")
+    conversation: str | None = Field(
+        default=None, description="Only this conversation's records (`POST /conversations`); ranked as turns."
+    )
+    granularity: Granularity | None = Field(
+        default=None,
+        description="`turn` (the default where conversation records are found): each result a different turn,"
+        " ranked with the evidence of its window and session; `record`: records ranked on their own.",
+    )
+
+
+class TurnIn(_Strict):
+    """One turn of a conversation session."""
+
+    id: str | None = Field(default=None, description="Unique in the conversation; default: '<session>:<position>'.")
+    speaker: str
+    text: str
+    captions: list[str] | None = Field(default=None, description="What a shared image shows, in words.")
+
+
+class SessionIn(_Strict):
+    """One session: its turns, in order, and when it took place (the turns' `occurred_at`)."""
+
+    id: str | None = Field(default=None, description="Unique in the conversation; default: its position from 1.")
+    date: Timestamp | None = Field(default=None, description="ISO 8601 or epoch seconds; default: now.")
+    turns: list[TurnIn]
+
+
+class ConversationIn(_Strict):
+    """A conversation to store turn by turn (`POST /conversations`); ingesting it again rewrites it."""
+
+    id: str
+    sessions: list[SessionIn]
+    tags: list[str] | None = None
+    namespace: str | None = Field(default=None, description=_NS_ONE)
 
 
 class DeleteWhere(Filter):
@@ -120,12 +203,14 @@ class ClaimIn(_Strict):
     lease_token: str | None = Field(
         default=None, description="Renew: the lease_token this claim returned. Leave out to take the claim."
     )
+    namespace: str | None = Field(default=None, description="Claims are per namespace. " + _NS_ONE)
 
 
 class Memory(BaseModel):
     """A stored record as the API returns it."""
 
     id: str
+    namespace: str = Field(default="default", description="The namespace the record lives in.")
     content: str
     tags: list[str]
     metadata: dict[str, Any]
@@ -134,6 +219,7 @@ class Memory(BaseModel):
     created_at: str
     updated_at: str
     expires_at: str | None = None
+    occurred_at: str | None = Field(default=None, description="When it happened; `created_at` unless given.")
     version: int | None = Field(
         default=None,
         description="Changes with every write of the record (GET and PATCH answers; also the ETag):"
@@ -142,12 +228,27 @@ class Memory(BaseModel):
 
 
 class SearchHit(Memory):
-    score: float
+    """A search result: the record, how similar it is to the query (`score`) and where it ranked (`rank_score`)."""
+
+    score: float | None = Field(
+        description="Cosine similarity of the query's and the record's embeddings (-1..1), whenever the search"
+        " scored the record's vector: always in semantic and hybrid mode, in keyword mode only with `min_score`;"
+        " null otherwise (keyword mode, exact key answers). The same measure in every mode: `min_score` filters"
+        " on it."
+    )
+    rank_score: float = Field(
+        description="What the results are ordered by, higher first: the cosine similarity (semantic), the fused"
+        " reciprocal-rank score in (0, 1], 1.0 = first in both lists (hybrid), bm25 / (1 + bm25) (keyword;"
+        " PostgreSQL: ts_rank scaled alike), 1.0 (exact key). Comparable only within one search."
+    )
 
 
 class SearchResponse(BaseModel):
     results: list[SearchHit]
     plan: dict[str, Any] | None = None
+    time_range: dict[str, Any] | None = Field(
+        default=None, description="With `when`: the range applied, {from, to, period, when, as_of} (UTC; null = open)."
+    )
 
 
 class IngestResponse(BaseModel):
@@ -168,6 +269,7 @@ class ListResponse(BaseModel):
 
 class Claim(BaseModel):
     key: str
+    namespace: str = "default"
     holder: str
     acquired_at: str
     expires_at: str

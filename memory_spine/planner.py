@@ -13,7 +13,8 @@ The planner asks storage how many records a filter matches and picks:
                 widening by the pass rate seen until `limit` hits are found; `+exact` when the filter's
                 matches sit far from the query and four rounds were not enough;
 - `keyword`     BM25 over the FTS5 index, with the filter in the same SQL;
-- `hybrid`      semantic and keyword lists fused by reciprocal rank fusion (k=60).
+- `hybrid`      semantic and keyword lists fused by reciprocal rank fusion (k=60), each hit with its cosine
+                similarity (keyword-only hits: their stored vectors scored exactly, `similarity`).
 
 Every plan returns exactly `limit` hits whenever at least `limit` live records match the filter.
 
@@ -29,14 +30,15 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .index import INDEX_FILE, VectorIndex
 from .models import Filter
-from .storage.filters import parse_filter
-from .storage.search import Plan, Scored, exact_cap, hybrid
+from .storage.filters import Conditions, parse_filter
+from .storage.search import Cosines, Plan, Scored, exact_cap, hybrid
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -76,26 +78,46 @@ class Planner:
     def semantic(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float) -> tuple[Scored, dict, Plan]:
         """Top `limit` (seq, cosine) pairs plus their hydrated rows."""
         started = time.perf_counter()
-        c = parse_filter(flt)
-        if not c:
+        c = self.scoped(parse_filter(flt))
+        if not c.restricts:
             hits, rows, plan = self._hnsw(vector, None, limit, now)
         else:
+            # A namespace is a filter like any other: one shared index, the namespace's records scored exactly
+            # when few (an index range on `namespace`), else HNSW candidates checked against it.
             cap = self.exact_cap(limit)
-            broad = bool(c.tags) and self.storage.tag_count_upto(list(c.tags), cap) > cap
-            seqs = None if broad else self.storage.candidate_seqs(flt, now, cap)
-            if seqs is not None:
-                hits, rows, plan = self._exact(vector, seqs, limit, now)
+            if not c:  # only a namespace: counted from its index, then its vectors read in the same pass
+                found = None
+                if self.storage.namespace_count_upto(c, cap) <= cap:
+                    found = self.storage.candidate_vectors(c, now, cap)
+                if found is not None:
+                    hits, rows, plan = self._scored(vector, *found, limit, now)
+                else:
+                    hits, rows, plan = self._hnsw(vector, c, limit, now)
             else:
-                hits, rows, plan = self._hnsw(vector, flt, limit, now)
+                broad = bool(c.tags) and self.storage.tag_count_upto(list(c.tags), cap) > cap
+                seqs = None if broad else self.storage.candidate_seqs(c, now, cap)
+                if seqs is not None:
+                    hits, rows, plan = self._exact(vector, seqs, limit, now)
+                else:
+                    hits, rows, plan = self._hnsw(vector, c, limit, now)
         plan.ms = (time.perf_counter() - started) * 1000
         return hits, rows, plan
+
+    def scoped(self, c: Conditions) -> Conditions:
+        """`c` without its namespace selection when that selects every namespace holding records (filters nothing)."""
+        if c.namespaces is not None and c.namespaces.covers(self.storage.present_namespaces()):
+            return replace(c, namespaces=None)
+        return c
 
     def exact_cap(self, limit: int) -> int:
         """Most candidates worth scoring exactly rather than searching HNSW with a filter (storage/search.py)."""
         return exact_cap(limit, len(self.index), self.exact_max)
 
     def _exact(self, vector: np.ndarray, candidates: np.ndarray, limit: int, now: float):
-        seqs, vecs = self.storage.vectors(candidates)
+        return self._scored(vector, *self.storage.vectors(candidates), limit, now)
+
+    def _scored(self, vector: np.ndarray, seqs: np.ndarray, vecs: np.ndarray, limit: int, now: float):
+        """The top `limit` of these (seqs, vectors) by cosine, exactly, with their rows."""
         plan = Plan("exact", candidates=len(seqs))
         if not len(seqs):
             return [], {}, plan
@@ -107,7 +129,7 @@ class Planner:
         rows = self.storage.rows([s for s, _ in hits], None, now)
         return [(s, sc) for s, sc in hits if s in rows], rows, plan
 
-    def _hnsw(self, vector: np.ndarray, flt: Filter | None, limit: int, now: float):
+    def _hnsw(self, vector: np.ndarray, flt: Filter | Conditions | None, limit: int, now: float):
         """HNSW, then the filter on the candidates in SQL; k widens with the pass rate seen so far.
 
         A broad filter (more than `exact_max` matches) needs no count: the first round asks for a few times
@@ -154,7 +176,7 @@ class Planner:
 
     def keyword(self, query: str, flt: Filter | None, limit: int, now: float) -> tuple[Scored, dict, Plan]:
         started = time.perf_counter()
-        ranked = self.storage.keyword(query, flt, now, limit, total=len(self.index))
+        ranked = self.storage.keyword(query, self.scoped(parse_filter(flt)), now, limit, total=len(self.index))
         rows = self.storage.rows([s for s, _ in ranked], None, now)
         # BM25 is unbounded; s / (1 + s) maps it into [0, 1) keeping the order.
         hits = [(s, sc / (1.0 + sc)) for s, sc in ranked if s in rows]
@@ -162,13 +184,22 @@ class Planner:
         return hits, rows, plan
 
     def hybrid(
-        self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float
-    ) -> tuple[Scored, dict, Plan]:
+        self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float, min_score: float | None
+    ) -> tuple[Scored, dict, Plan, Cosines]:
         return hybrid(
             lambda depth: self.semantic(vector, flt, depth, now),
             lambda depth: self.keyword(query, flt, depth, now)[:2],
             limit,
+            lambda seqs: self.similarity(vector, seqs),
+            min_score,
         )
+
+    def similarity(self, vector: np.ndarray, seqs: Sequence[int]) -> Cosines:
+        """Exact cosine similarities of these records' stored vectors with `vector` (stored vectors are unit)."""
+        if not len(seqs):
+            return {}
+        found, vecs = self.storage.vectors(seqs)
+        return dict(zip(found.tolist(), (vecs @ vector.astype(np.float32)).tolist(), strict=True))
 
     # -- the derived index's life (the rest of the VectorSearch contract) ----------------------------------
     def added(self, seqs: np.ndarray, vectors: np.ndarray) -> None:

@@ -7,11 +7,15 @@ It owns one `Storage` and one `VectorSearch` (storage/base.py), opened from the 
 storage-first: a call returns only after the database committed, and a derived index is updated in commit order
 right after (see `SQLiteStorage._Tx`). A background thread purges expired records and lets the search maintain
 itself (persisting the hnswlib index now and then). Every method is synchronous and thread-safe; the HTTP layer
-runs them in a thread pool so the event loop never blocks on the database, numpy or the model.
+runs them in a thread pool so the event loop never blocks on the database, numpy or the model. Two are for the
+event loop itself, so that many concurrent clients do not each hold a worker thread while the model runs:
+`query_vector` (a search's embedding, awaited; the rest of the search then runs in the pool) and `ingest_async`
+(embedding and commit awaited; concurrent single-record ingests share model runs and one transaction).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -22,17 +26,21 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__, allocator
+from . import allocator, conversations
+from ._version import __version__
 from .cache import LRU
+from .coalesce import Coalescer
 from .config import Settings
 from .embedders import Embedder, create_embedder
 from .embedders.batching import CoalescingEmbedder
 from .errors import (
+    Conflict,
     InvalidInput,
     MemorySpineError,
     NotFound,
@@ -40,12 +48,27 @@ from .errors import (
     StorageError,
 )
 from .keys import derive_key, key_parent, parse_key_query
-from .models import ClaimIn, DeleteWhere, Filter, MemoryIn, MemoryPatch, MemoryRestore, SearchQuery
+from .models import (
+    ClaimIn,
+    ConversationIn,
+    DeleteWhere,
+    Filter,
+    MemoryIn,
+    MemoryPatch,
+    MemoryRestore,
+    RestoreIn,
+    RevertIn,
+    SearchQuery,
+)
+from .namespaces import DEFAULT, resolve, validate
 from .storage import open_search, open_storage, redact
 from .storage.base import ContentChanged, NewRecord, PutResult, RestoredRecord, Storage, VectorSearch, VersionChanged
 from .storage.base import StaleFence as StaleFenceError
 from .storage.budget import query_budget
 from .storage.filters import Limits, check_text, check_time, parse_filter, to_epoch
+from .storage.history import describe
+from .storage.search import Plan, fuse_units
+from .when import parse_when
 
 log = logging.getLogger("memory_spine.service")
 
@@ -116,6 +139,53 @@ def _depth(value: Any, limit: int, level: int = 1) -> int:
     return level - 1
 
 
+def _one_namespace(flt: Filter, fallback: str | None) -> Filter:
+    """`flt` with its namespace settled to one name: its own (a list or a subtree is refused), else `fallback`
+    (the request's query parameter or header), else `default`. For lists, counts and delete-by-filter."""
+    if isinstance(flt.namespace, list) or (isinstance(flt.namespace, str) and flt.namespace.endswith("/")):
+        raise InvalidInput("namespace", "must name one namespace here (several, or a subtree, only in a search)")
+    namespace = resolve(flt.namespace, fallback)
+    return flt if flt.namespace == namespace else flt.model_copy(update={"namespace": namespace})
+
+
+def _as_of(value: str) -> float:
+    """`?as_of=`: an ISO 8601 time (naive = UTC; `Z` allowed) or epoch seconds -> epoch seconds."""
+    text = value.strip()
+    try:
+        ts = float(text)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput("as_of", "must be an ISO 8601 time or epoch seconds") from None
+        ts = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    return check_time(ts, "as_of")
+
+
+def _epoch(value: str | None) -> float | None:
+    """A time as rows give it (ISO 8601 with Z) -> epoch seconds."""
+    return None if value is None else datetime.fromisoformat(value).timestamp()
+
+
+def _version_record(target: dict[str, Any], expires_at: float | None, now: float, **kw: Any) -> NewRecord:
+    """A write of kept version `target` (a get_version row) as a new version: its fields and its stored vector."""
+    return NewRecord(
+        id=target["id"],
+        content=target["content"],
+        tags=target["tags"],
+        metadata=target["metadata"],
+        importance=target["importance"],
+        key=target["key"],
+        key_parent=key_parent(target["key"]),
+        expires_at=expires_at,
+        vector=target["vector"],
+        now=now,
+        namespace=target["namespace"],
+        occurred_at=_epoch(target.get("occurred_at")),
+        **kw,
+    )
+
+
 def _precondition(id: str, field: str, current: int) -> PreconditionFailed:
     return PreconditionFailed(
         f"{field}: memory {id!r} is now at version {current}, not the one given; read it again and redo the change",
@@ -164,6 +234,8 @@ class MemoryService:
         self.opened_in: float = 0.0
         self._stop = threading.Event()
         self._closed = False
+        # Concurrent single-record ingests (ingest_async) committed together: one transaction, one index update.
+        self._group_commit = Coalescer(self._commit_group, max_items=settings.max_batch, name="memory-spine-commit")
         self._housekeeper = threading.Thread(target=self._housekeeping, name="memory-spine-housekeeping", daemon=True)
         self._housekeeper.start()
 
@@ -209,6 +281,7 @@ class MemoryService:
         self._closed = True
         self._stop.set()
         self._housekeeper.join(timeout=30)
+        self._group_commit.close()  # what is queued is committed (and answered) first
         self.planner.close()
         self.storage.close()
         self.embedder.close()
@@ -230,6 +303,7 @@ class MemoryService:
             try:
                 if time.monotonic() >= next_purge:
                     self.purge_expired()
+                    self.prune_history()
                     next_purge = time.monotonic() + self.settings.purge_seconds
                 self.planner.maintain()
                 if time.monotonic() >= next_trim:
@@ -257,6 +331,18 @@ class MemoryService:
     def _embed(self, texts: list[str]) -> np.ndarray:
         started = time.perf_counter()
         vectors = self.embedder.embed(texts)
+        if self.observer is not None:
+            self.observer.observe_embed(time.perf_counter() - started)
+        return vectors
+
+    async def _embed_async(self, texts: list[str]) -> np.ndarray:
+        """`_embed` awaited on the event loop: the model thread runs it (with whatever else is queued)."""
+        started = time.perf_counter()
+        submit = getattr(self.embedder, "submit", None)  # a CoalescingEmbedder's (MemoryService.open wraps)
+        if submit is None:
+            vectors = await asyncio.to_thread(self.embedder.embed, texts)
+        else:
+            vectors = await asyncio.wrap_future(submit(texts))
         if self.observer is not None:
             self.observer.observe_embed(time.perf_counter() - started)
         return vectors
@@ -319,8 +405,10 @@ class MemoryService:
             return check_time(ts, f"{field}expires_at")
         return None
 
-    def _record(self, item: MemoryIn, now: float, field: str = "") -> NewRecord:
+    def _record(self, item: MemoryIn, now: float, field: str = "", namespace: str | None = None) -> NewRecord:
+        """A validated record; its namespace is the item's own, else `namespace` (the request's), else default."""
         s = self.settings
+        ns = resolve(item.namespace, namespace, field=f"{field}namespace")
         _check_text(item.content, f"{field}content", s.max_content_chars)
         if item.id is not None:
             _check_text(item.id, f"{field}id", s.max_id_chars)
@@ -341,7 +429,19 @@ class MemoryService:
             vector=None,
             now=now,
             fence=self._fence(item, field),
+            namespace=ns,
+            occurred_at=self._occurred(item.occurred_at, f"{field}occurred_at"),
         )
+
+    @staticmethod
+    def _occurred(value: Any, field: str) -> float | None:
+        """`occurred_at` as given (ISO 8601 or epoch) -> epoch seconds in whole microseconds; None if absent."""
+        ts = to_epoch(value, field)
+        if ts is None:
+            return None
+        if not math.isfinite(ts):
+            raise InvalidInput(field, "must be a finite time")
+        return round(check_time(ts, field), 6)
 
     def _fence(self, item: MemoryIn, field: str) -> tuple[str, int] | None:
         if item.fence is None:
@@ -363,9 +463,20 @@ class MemoryService:
                 detail={"fence": {"key": exc.key, "token": exc.token, "current": exc.current}},
             ) from None
 
+    def _contents(self, records: Sequence[NewRecord]) -> dict[tuple[str, str], str]:
+        """The stored content of each (namespace, id) of `records` that exists."""
+        by_ns: dict[str, list[str]] = {}
+        for r in records:
+            by_ns.setdefault(r.namespace, []).append(r.id)
+        return {
+            (ns, id_): content
+            for ns, ids in by_ns.items()
+            for id_, content in self.storage.contents(ids, namespace=ns).items()
+        }
+
     def _put_fenced(self, records: list[NewRecord]) -> list[PutResult]:
-        known = self.storage.contents([r.id for r in records])
-        todo = [r for r in records if r.vector is None and known.get(r.id) != r.content]
+        known = self._contents(records)
+        todo = [r for r in records if r.vector is None and known.get((r.namespace, r.id)) != r.content]
         if todo:
             vectors = self._embed([r.content for r in todo])
             for rec, vec in zip(todo, vectors, strict=True):
@@ -379,54 +490,103 @@ class MemoryService:
                 rec.vector = vec
             return self.storage.put(records, on_commit=lambda res: self._after_put(records, res))
 
-    def ingest(self, item: MemoryIn) -> dict[str, Any]:
-        """Store one record (upsert by id). Returns {id, key, created} once committed."""
-        rec = self._record(item, time.time())
+    def ingest(self, item: MemoryIn, namespace: str | None = None) -> dict[str, Any]:
+        """Store one record (upsert by (namespace, id)). Returns {id, key, created} once committed.
+
+        The record's namespace is `item.namespace`, else `namespace` (the request's query or header), else
+        `default`."""
+        rec = self._record(item, time.time(), namespace=namespace)
         result = self._put([rec])[0]
         return {"id": result.id, "key": rec.key, "created": result.created}
 
-    def ingest_batch(self, items: Sequence[MemoryIn]) -> dict[str, Any]:
-        """Store many records in one transaction: all or nothing, embedded as one batch."""
+    async def ingest_async(self, item: MemoryIn, namespace: str | None = None) -> dict[str, Any]:
+        """`ingest` for the event loop: the model and the commit are awaited, no thread is held meanwhile.
+
+        Concurrent calls share model runs (the embedder's coalescer) and are committed together, one
+        transaction for all queued (`_commit_group`): one commit and one index update instead of one per
+        record. Returns, like `ingest`, only once the record is committed.
+        """
+        rec = self._record(item, time.time(), namespace=namespace)
+        if self.reads_are_local:  # an indexed lookup in the local file: cheaper than a thread hop
+            known = self.storage.contents([rec.id], namespace=rec.namespace)
+        else:
+            known = await asyncio.to_thread(self.storage.contents, [rec.id], rec.namespace)
+        if known.get(rec.id) != rec.content:  # unchanged content keeps its vector
+            rec.vector = (await self._embed_async([rec.content]))[0]
+        result = (await asyncio.wrap_future(self._group_commit.submit([rec])))[0]
+        if isinstance(result, BaseException):
+            raise result
+        return {"id": result.id, "key": rec.key, "created": result.created}
+
+    def _commit_group(self, records: list[NewRecord]) -> list[PutResult | BaseException]:
+        """Single-record ingests queued together, in one transaction; on the commit coalescer's thread.
+
+        If the group fails (a record's fence is stale, a write raced ours, the disk is full), each record is
+        written again alone, so one record's error fails its own request only, as it would have without the
+        group. Returns each record's result or its error, in order.
+        """
+        if len(records) > 1:
+            try:
+                return list(self._put(records))
+            except Exception:  # noqa: BLE001 - the transaction rolled back; each record alone says what is wrong
+                pass
+        out: list[PutResult | BaseException] = []
+        for rec in records:
+            try:
+                out.append(self._put([rec])[0])
+            except Exception as exc:  # noqa: BLE001 - handed to that record's caller, raised there
+                out.append(exc)
+        return out
+
+    def ingest_batch(self, items: Sequence[MemoryIn], namespace: str | None = None) -> dict[str, Any]:
+        """Store many records in one transaction: all or nothing, embedded as one batch. A record naming no
+        namespace lands in `namespace` (the batch's, else the request's), else `default`."""
         if not items:
             raise InvalidInput("records", "must hold at least one record")
         if len(items) > self.settings.max_batch:
             raise InvalidInput("records", f"holds {len(items)} records; the limit is {self.settings.max_batch}")
         now = time.time()
-        records = [self._record(item, now, f"records[{i}].") for i, item in enumerate(items)]
-        seen: dict[str, int] = {}
+        if namespace is not None:
+            validate(namespace)
+        records = [self._record(item, now, f"records[{i}].", namespace) for i, item in enumerate(items)]
+        seen: dict[tuple[str, str], int] = {}
         for i, rec in enumerate(records):
-            if rec.id in seen:
-                raise InvalidInput(f"records[{i}].id", f"repeats the id of records[{seen[rec.id]}]")
-            seen[rec.id] = i
+            if (rec.namespace, rec.id) in seen:
+                raise InvalidInput(f"records[{i}].id", f"repeats the id of records[{seen[rec.namespace, rec.id]}]")
+            seen[rec.namespace, rec.id] = i
         results = self._put(records)
         return {"ids": [r.id for r in results], "created": sum(r.created for r in results)}
 
     def restore(
-        self, items: Sequence[MemoryRestore], vectors: Sequence[np.ndarray | None] | None = None
+        self,
+        items: Sequence[MemoryRestore],
+        vectors: Sequence[np.ndarray | None] | None = None,
+        namespace: str | None = None,
     ) -> dict[str, Any]:
         """Write exported records back as they were (import): ids, timestamps and given vectors are kept.
 
-        Ids already present (or repeated in `items`) are skipped, not updated, so an interrupted import can run
-        again; records already expired are not written. Records without a vector are embedded as one batch.
+        Ids already present in their namespace (or repeated in `items`) are skipped, not updated, so an
+        interrupted import can run again; records already expired are not written. A record naming no namespace
+        goes to `namespace`, else `default`. Records without a vector are embedded as one batch.
         One transaction, all or nothing. Returns {"ids": written ids, "skipped", "expired", "embedded"}.
         """
         vecs = list(vectors) if vectors is not None else [None] * len(items)
         if len(vecs) != len(items):
             raise ValueError("restore(): vectors must be None or one per item")
         now = time.time()
-        present = set(self.storage.contents([it.id for it in items]))
         records: list[RestoredRecord] = []
         skipped = expired = 0
-        for i, (item, vec) in enumerate(zip(items, vecs, strict=True)):
+        bases = [self._record(item, now, f"records[{i}].", namespace) for i, item in enumerate(items)]
+        present = set(self._contents(bases))
+        for i, (item, vec, base) in enumerate(zip(items, vecs, bases, strict=True)):
             field = f"records[{i}]."
-            if item.id in present:
+            if (base.namespace, base.id) in present:
                 skipped += 1
                 continue
-            base = self._record(item, now, field)
             if base.expires_at is not None and base.expires_at <= now:
                 expired += 1
                 continue
-            present.add(item.id)
+            present.add((base.namespace, base.id))
             created = to_epoch(item.created_at, f"{field}created_at")
             created = now if created is None else check_time(created, f"{field}created_at")
             updated = to_epoch(item.updated_at, f"{field}updated_at")
@@ -445,18 +605,36 @@ class MemoryService:
         if todo:
             for rec, v in zip(todo, self._embed([r.content for r in todo]), strict=True):
                 rec.vector = v
-        by_id = {r.id: r for r in records}
-        results = self.storage.restore(records, on_commit=lambda res: self._after_put([by_id[r.id] for r in res], res))
+
+        def after(res: list[PutResult]) -> None:
+            # Results name (seq, id) of what was inserted; one id may be in several namespaces of a load.
+            queue: dict[str, list[RestoredRecord]] = {}
+            for r in records:
+                queue.setdefault(r.id, []).append(r)
+            self._after_put([queue[p.id].pop(0) for p in res], res)
+
+        results = self.storage.restore(records, on_commit=after)
         return {"ids": [r.id for r in results], "skipped": skipped, "expired": expired, "embedded": len(todo)}
 
-    def dump(self, *, vectors: bool = False) -> Iterator[dict[str, Any]]:
-        """Every live record, oldest first, from one snapshot (export); `vector` holds float32 bytes if asked."""
+    def dump(self, *, vectors: bool = False, namespace: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every live record (of `namespace`, or of all), oldest first, from one snapshot (export); each with its
+        `namespace`; `vector` holds float32 bytes if asked."""
+        if namespace is not None:
+            validate(namespace)
         for row in self.storage.dump(time.time(), vectors):
+            if namespace is not None and row.get("namespace") != namespace:
+                continue
             row.pop("seq", None)
             yield row
 
     def update(
-        self, id: str, patch: MemoryPatch, if_version: int | None = None, *, field: str = "if_version"
+        self,
+        id: str,
+        patch: MemoryPatch,
+        if_version: int | None = None,
+        *,
+        field: str = "if_version",
+        namespace: str | None = None,
     ) -> dict[str, Any]:
         """Change part of a record: content re-embeds, metadata merges (null removes a key), tags replace.
 
@@ -468,10 +646,11 @@ class MemoryService:
         """
         want = if_version if if_version is not None else patch.if_version
         check_text(id, "id")
+        ns = resolve(namespace)
         vector = None
         for _attempt in range(100):
             now = time.time()
-            current = self.storage.get(id, now)  # the row and its version, from one statement
+            current = self.storage.get(id, now, namespace=ns)  # the row and its version, from one statement
             if current is None:
                 raise NotFound(f"no memory with id {id!r}")
             version = current.pop("version")
@@ -498,6 +677,8 @@ class MemoryService:
                 ttl_seconds=patch.ttl_seconds,
                 expires_at=patch.expires_at if patch.expires_at is not None else expires,
                 fence=patch.fence,
+                namespace=ns,
+                occurred_at=patch.occurred_at,
             )
             rec = self._record(item, now)
             if rec.expires_at is not None and rec.expires_at <= now:
@@ -505,6 +686,7 @@ class MemoryService:
                 field = "ttl_seconds" if patch.ttl_seconds is not None else "expires_at"
                 raise InvalidInput(field, "would expire the memory at once; DELETE it instead")
             rec.if_version = version
+            rec.op = "patch"
             if patch.content is not None and patch.content != current["content"]:
                 if vector is None:
                     vector = self._embed([patch.content])[0]  # once, however many times the write is retried
@@ -518,25 +700,32 @@ class MemoryService:
             from .errors import Conflict
 
             raise Conflict(f"memory {id!r} kept changing under concurrent writes; try the PATCH again")
-        updated = self.storage.get(id, now)
+        updated = self.storage.get(id, now, namespace=ns)
         if updated is None:  # expired by the patch itself
             raise NotFound(f"memory {id!r} expired")
         updated.pop("seq", None)
         return updated
 
-    def delete(self, id: str, if_version: int | None = None, *, field: str = "if_version") -> dict[str, Any]:
+    def delete(
+        self, id: str, if_version: int | None = None, *, field: str = "if_version", namespace: str | None = None
+    ) -> dict[str, Any]:
         """Delete one record; with `if_version`, only if it is still at that version (else PreconditionFailed)."""
         check_text(id, "id")
-        seqs = self.storage.delete([id], on_commit=self._after_delete, if_version=if_version)
+        ns = resolve(namespace)
+        seqs = self.storage.delete(
+            [id], on_commit=self._after_delete, if_version=if_version, namespace=ns, now=time.time()
+        )
         if not seqs:
-            current = self.storage.get(id, time.time()) if if_version is not None else None
+            current = self.storage.get(id, time.time(), namespace=ns) if if_version is not None else None
             if current is not None:
                 raise _precondition(id, field, current["version"])
             raise NotFound(f"no memory with id {id!r}")
         return {"deleted": len(seqs)}
 
-    def delete_where(self, req: DeleteWhere) -> dict[str, Any]:
-        """Delete (or with `dry_run` count) the records matching `req`; a filter without a condition is refused."""
+    def delete_where(self, req: DeleteWhere, namespace: str | None = None) -> dict[str, Any]:
+        """Delete (or with `dry_run` count) the records matching `req` in one namespace (`req.namespace`, else
+        `namespace`, else default); a filter without a condition is refused."""
+        req = _one_namespace(req, namespace)
         conditions = parse_filter(req, self.limits)
         if not conditions:
             # The first empty field given ("key_prefix": "" never gets here: an empty string is refused).
@@ -554,18 +743,231 @@ class MemoryService:
             log.info("purged expired memories", extra={"event": "purged", "count": len(seqs)})
         return len(seqs)
 
-    # -- reads ----------------------------------------------------------------------------------------
-    def get(self, id: str) -> dict[str, Any]:
+    # -- conversations ----------------------------------------------------------------------------------
+    def ingest_conversation(self, conv: ConversationIn, namespace: str | None = None) -> dict[str, Any]:
+        """Store a conversation turn by turn, with its window and session records (conversations.py), in one
+        namespace (`conv.namespace`, else `namespace`, else default).
+
+        One transaction: every record or none. Ingesting the same conversation again rewrites the same records
+        (texts unchanged are not embedded again) and deletes the ones it no longer has. Returns
+        {"id", "turns", "records", "created", "deleted"}.
+        """
+        _check_text(conv.id, "id", self.settings.max_id_chars - 64)
+        ns = resolve(conv.namespace, namespace)
+        items = conversations.records(conv, self.settings.max_content_chars)
+        now = time.time()
+        tags = self._tags(conv.tags, "tags")
+        records = [self._record(item.model_copy(update={"tags": tags}), now, namespace=ns) for item in items]
+        stale = set(self._conversation_ids(conv.id, now, ns)) - {r.id for r in records}
+        results = self._put(records)
+        deleted = self.storage.delete(sorted(stale), on_commit=self._after_delete, namespace=ns) if stale else []
+        turns = sum(1 for it in items if "derived" not in (it.metadata or {}))
+        return {
+            "id": conv.id,
+            "turns": turns,
+            "records": len(records),
+            "created": sum(r.created for r in results),
+            "deleted": len(deleted),
+        }
+
+    def _conversation_ids(self, cid: str, now: float, namespace: str) -> list[str]:
+        ids: list[str] = []
+        cursor = None
+        flt = Filter(where={"conversation": cid}, namespace=namespace)
+        while True:
+            rows, cursor = self.storage.list(flt, now, 1000, cursor, False)
+            ids += [r["id"] for r in rows if r["id"].startswith(f"{cid}#")]
+            if cursor is None:
+                return ids
+
+    def delete_conversation(self, cid: str, namespace: str | None = None) -> dict[str, Any]:
+        """Delete a conversation's turns and the records derived from them; NotFound if it has none."""
+        _check_text(cid, "id")
+        ns = resolve(namespace)
+        ids = self._conversation_ids(cid, time.time(), ns)
+        if not ids:
+            raise NotFound(f"no conversation with id {cid!r}")
+        seqs = self.storage.delete(ids, on_commit=self._after_delete, namespace=ns)
+        return {"deleted": len(seqs)}
+
+    # -- history (storage/history.py) -----------------------------------------------------------------
+    def prune_history(self, now: float | None = None) -> int:
+        """Drop history older than `history_days` (run with the expiry purge; `now` for tests). Returns how many."""
+        days = self.settings.history_days
+        if days <= 0:
+            return 0
+        n = self.storage.prune_history((time.time() if now is None else now) - days * 86_400)
+        if n:
+            log.info("pruned record history", extra={"event": "history_pruned", "count": n})
+        return n
+
+    def history(self, id: str, limit: int = 100, namespace: str | None = None) -> dict[str, Any]:
+        """The record's versions newest first: the live one (if any) and the kept prior ones (see `describe`).
+
+        Raises NotFound when there is neither a live record nor a kept version.
+        """
         check_text(id, "id")
-        row = self.storage.get(id, time.time())
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be between 1 and 1000")
+        current, prior = self.storage.history(id, time.time(), limit, namespace=resolve(namespace))
+        if current is None and not prior:
+            raise NotFound(f"no memory with id {id!r}, and no kept version of one")
+        deleted = current is None and prior[0]["superseded_by"] is None
+        return {
+            "id": id,
+            "current_version": current["version"] if current else None,
+            "deleted_at": prior[0]["superseded_at"] if deleted else None,
+            "versions": describe(current, prior),
+        }
+
+    def deleted(self, limit: int = 50, cursor: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+        """A namespace's deleted records still kept (within retention), newest deletion first, each as deleted."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit", "must be between 1 and 1000")
+        rows, nxt = self.storage.deleted(time.time(), limit, _cursor(cursor), namespace=resolve(namespace))
+        for r in rows:
+            r.pop("seq", None)
+        return {"results": rows, "next_cursor": str(nxt) if nxt is not None else None}
+
+    def _kept(self, id: str, version: int, namespace: str) -> dict[str, Any]:
+        row = self.storage.get_version(id, version, namespace=namespace)
         if row is None:
-            raise NotFound(f"no memory with id {id!r}")
+            raise NotFound(
+                f"memory {id!r} has no version {version} (not one of its versions, or past the history's"
+                f" retention: see GET /memories/{id}/history)",
+                field="version",
+            )
+        return row
+
+    def revert(
+        self,
+        id: str,
+        req: RevertIn,
+        if_version: int | None = None,
+        *,
+        field: str = "if_version",
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
+        """Write a new version equal to kept version `req.version` (content, tags, metadata, importance, key; its
+        stored vector, so no re-embedding). The expiry stays the current one's. Conditional like PATCH.
+
+        Raises NotFound (no such record or version), Conflict (the record is deleted: restore it instead),
+        PreconditionFailed, StaleFence.
+        """
+        check_text(id, "id")
+        ns = resolve(namespace)
+        want = if_version if if_version is not None else req.if_version
+        fence = self._fence_of(req.fence)
+        for _attempt in range(100):
+            now = time.time()
+            current = self.storage.get(id, now, namespace=ns)
+            if current is None:
+                raise self._absent(id, ns)
+            version = current.pop("version")
+            if want is not None and version != want:
+                raise _precondition(id, field, version)
+            target = self._kept(id, req.version, ns)
+            rec = _version_record(
+                target, _epoch(current["expires_at"]), now, if_version=version, fence=fence, op="revert"
+            )
+            try:
+                self._put([rec])
+                break
+            except VersionChanged:
+                continue
+        else:
+            raise Conflict(f"memory {id!r} kept changing under concurrent writes; try the revert again")
+        return self.get(id, namespace=ns)
+
+    def restore_deleted(self, id: str, req: RestoreIn | None = None, namespace: str | None = None) -> dict[str, Any]:
+        """Bring a deleted record back as a new version: the version deleted, or `req.version` (any kept one),
+        with its vector and created_at. Conflict while a live record has the id; NotFound with nothing kept."""
+        check_text(id, "id")
+        req = req or RestoreIn()
+        ns = resolve(namespace)
+        now = time.time()
+        current, prior = self.storage.history(id, now, 1, namespace=ns)
+        if current is not None:
+            raise Conflict(
+                f"memory {id!r} is not deleted (it is at version {current['version']}); to go back to an older"
+                f" version, POST /memories/{id}/revert",
+                detail={"current_version": current["version"]},
+            )
+        if req.version is None and (not prior or prior[0]["superseded_by"] is not None):
+            # Nothing deleted to bring back: never kept, deleted past retention, or it expired (not kept).
+            raise NotFound(
+                f"no deleted memory with id {id!r} within the history's retention"
+                + (f"; its kept versions can be restored by number (GET /memories/{id}/history)" if prior else "")
+            )
+        target = self._kept(id, req.version if req.version is not None else prior[0]["version"], ns)
+        expires = _epoch(target["expires_at"])
+        if expires is not None and expires <= now:
+            raise Conflict(
+                f"version {target['version']} of memory {id!r} expired at {target['expires_at']}: restored, it would"
+                " be gone at once"
+            )
+        rec = _version_record(
+            target,
+            expires,
+            now,
+            fence=self._fence_of(req.fence),
+            op="restore",
+            absent=True,
+            first_created_at=_epoch(target["created_at"]),
+        )
+        try:
+            self._put([rec])
+        except VersionChanged:
+            raise Conflict(f"memory {id!r} was written again while being restored; it is live now") from None
+        return self.get(id, namespace=ns)
+
+    def _fence_of(self, fence: Any) -> tuple[str, int] | None:
+        if fence is None:
+            return None
+        _check_text(fence.key, "fence.key", self.settings.max_key_chars)
+        return fence.key, fence.token
+
+    def _absent(self, id: str, namespace: str) -> MemorySpineError:
+        """The error for a write to a record that is not live: Conflict when it was deleted (restore it first),
+        else NotFound."""
+        _, prior = self.storage.history(id, time.time(), 1, namespace=namespace)
+        if prior and prior[0]["superseded_by"] is None:
+            return Conflict(
+                f"memory {id!r} was deleted at {prior[0]['superseded_at']}; restore it first"
+                f" (POST /memories/{id}/restore, optionally with a version)"
+            )
+        return NotFound(f"no memory with id {id!r}")
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def get(self, id: str, namespace: str | None = None, as_of: str | None = None) -> dict[str, Any]:
+        """The live record with its version; with `as_of` (ISO 8601 or epoch seconds), the version live then."""
+        check_text(id, "id")
+        ns = resolve(namespace)
+        if as_of is not None:
+            at = _as_of(as_of)
+            row = self.storage.as_of(id, at, namespace=ns)
+            if row is None:
+                raise NotFound(
+                    f"memory {id!r} did not exist at as_of={as_of} (or its version then is past the history's"
+                    " retention)"
+                )
+        else:
+            row = self.storage.get(id, time.time(), namespace=ns)
+            if row is None:
+                raise NotFound(f"no memory with id {id!r}")
         row.pop("seq", None)
         return row
 
     def list(
-        self, flt: Filter | None, limit: int = 50, cursor: str | None = None, order: str = "newest"
+        self,
+        flt: Filter | None,
+        limit: int = 50,
+        cursor: str | None = None,
+        order: str = "newest",
+        namespace: str | None = None,
     ) -> dict[str, Any]:
+        """One page of one namespace's records (`flt.namespace`, else `namespace`, else default)."""
+        flt = _one_namespace(flt or Filter(), namespace)
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit", "must be between 1 and 1000")
         if order not in ("newest", "oldest"):
@@ -578,28 +980,29 @@ class MemoryService:
             r.pop("seq", None)
         return {"results": rows, "next_cursor": str(nxt) if nxt is not None else None}
 
-    def get_key(self, key: str) -> dict[str, Any]:
+    def get_key(self, key: str, namespace: str | None = None) -> dict[str, Any]:
         check_text(key, "key")
-        rows = self.storage.find_key(key, False, None, time.time(), 1)
+        rows = self.storage.find_key(key, False, Filter(namespace=resolve(namespace)), time.time(), 1)
         if not rows:
             raise NotFound(f"no memory with key {key!r}")
         rows[0].pop("seq", None)
         return rows[0]
 
-    def list_keys(self, prefix: str, limit: int = 100) -> dict[str, Any]:
+    def list_keys(self, prefix: str, limit: int = 100, namespace: str | None = None) -> dict[str, Any]:
         if not prefix:
             raise InvalidInput("prefix", "must not be empty")
         check_text(prefix, "prefix")
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit", "must be between 1 and 1000")
         with self._budget():
-            rows, _ = self.storage.list(Filter(key_prefix=prefix), time.time(), limit, None, True)
+            flt = Filter(key_prefix=prefix, namespace=resolve(namespace))
+            rows, _ = self.storage.list(flt, time.time(), limit, None, True)
         rows.sort(key=lambda r: r["updated_at"], reverse=True)
         for r in rows:
             r.pop("seq", None)
         return {"results": rows}
 
-    def key_groups(self, prefix: str, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    def key_groups(self, prefix: str, limit: int = 50, offset: int = 0, namespace: str | None = None) -> dict[str, Any]:
         """The newest record of each key parent under `prefix`, newest first: one per workflow for `checkpoint:`.
 
         Returns {"results": [records], "total": how many parents there are}.
@@ -610,7 +1013,9 @@ class MemoryService:
         if not 0 <= offset < 2**63:
             raise InvalidInput("offset", "must be between 0 and 2**63 - 1")
         with self._budget():
-            rows, total = self.storage.newest_per_parent(prefix, time.time(), limit, offset)
+            rows, total = self.storage.newest_per_parent(
+                prefix, time.time(), limit, offset, namespace=resolve(namespace)
+            )
         for r in rows:
             r.pop("seq", None)
         return {"results": rows, "total": total}
@@ -621,8 +1026,8 @@ class MemoryService:
         return self.storage.reads_are_local
 
     def _result_key(self, q: SearchQuery) -> str | None:
-        if self.result_cache is None or q.explain:
-            return None
+        if self.result_cache is None or q.explain or (q.when is not None and q.as_of is None):
+            return None  # a `when` read against now names another range as time passes
         try:
             return q.model_dump_json()
         except ValueError:  # not encodable (a lone surrogate): not cached; search() says what is wrong
@@ -643,64 +1048,211 @@ class MemoryService:
         cached = self.cached_search(q)
         return cached if cached is not None else self.search_uncached(q)
 
-    def search_uncached(self, q: SearchQuery) -> dict[str, Any]:
-        """Run the search (after `cached_search` missed) and keep the answer for the next identical search."""
+    async def query_vector(self, q: SearchQuery) -> np.ndarray | None:
+        """The embedding `search_uncached(q, vector)` needs, awaited on the event loop without holding a thread
+        (concurrent queries share model runs); None when the search needs none (a key query, keyword mode
+        without min_score) or is invalid (search_uncached then says what is wrong)."""
+        text = q.query
+        if not text.strip() or len(text) > self.settings.max_content_chars or parse_key_query(text) is not None:
+            return None
+        if (q.mode or self.settings.default_mode) == "keyword" and q.min_score is None:
+            return None
+        try:
+            _check_text(text, "query", allow_empty=True)
+            parse_filter(q, self.limits)
+        except InvalidInput:
+            return None
+        vec = self.query_cache.get(text)
+        if vec is None:
+            vec = (await self._embed_async([text]))[0]
+            self.query_cache.put(text, vec)
+        return vec
+
+    def search_uncached(self, q: SearchQuery, vector: np.ndarray | None = None) -> dict[str, Any]:
+        """Run the search (after `cached_search` missed) and keep the answer for the next identical search.
+
+        `vector` is the query's embedding when the caller has it already (`query_vector`); else it is made here.
+        """
         key = self._result_key(q)
         commits = self.storage.commits  # read before searching: a write during it makes it stale
         with self._budget():
-            out = self._search(q)
+            out = self._search(q, vector)
         if key is not None and not any(hit.get("expires_at") for hit in out["results"]):
             self.result_cache.put(key, commits, out)  # type: ignore[union-attr]
         return out
 
-    def _search(self, q: SearchQuery) -> dict[str, Any]:
+    def _search(self, q: SearchQuery, vector: np.ndarray | None = None) -> dict[str, Any]:
+        if q.namespace is None:
+            q = q.model_copy(update={"namespace": DEFAULT})
         if q.limit > self.settings.max_limit:
             raise InvalidInput("limit", f"must be at most {self.settings.max_limit}")
         if len(q.query) > self.settings.max_content_chars:
             raise InvalidInput("query", f"is longer than {self.settings.max_content_chars} characters")
         _check_text(q.query, "query", allow_empty=True)
+        if q.min_score is not None and not math.isfinite(q.min_score):
+            raise InvalidInput("min_score", "must be a finite number (a cosine similarity, -1..1)")
         parse_filter(q, self.limits)
         now = time.time()
+        time_range = None
+        if q.when is not None or q.as_of is not None:
+            q, time_range = self._when(q, now)
         mode = q.mode or self.settings.default_mode
+        if q.conversation is not None:
+            _check_text(q.conversation, "conversation")
+            match = {"conversation": q.conversation}
+            q = q.model_copy(update={"where": {"$and": [q.where, match]} if q.where else match})
         keyq = parse_key_query(q.query)
-        if keyq is not None:
+        if keyq is not None and q.conversation is None and q.granularity is None:
             started = time.perf_counter()
             rows = self.storage.find_key(keyq.key, keyq.include_children, q, now, q.limit)
             hits = []
             for r in rows:
                 r.pop("seq", None)
-                r["score"] = 1.0
+                # An exact key answer: no vector was scored, so no similarity; min_score does not apply.
+                r["score"] = None
+                r["rank_score"] = 1.0
                 hits.append(r)
             plan = {"plan": "exact_key", "key": keyq.key, "ms": round((time.perf_counter() - started) * 1000, 3)}
         else:
             if not q.query.strip():
                 raise InvalidInput("query", "must not be empty")
+            if q.granularity == "turn" or (q.conversation is not None and q.granularity is None):
+                return self._finish(q, mode, *self._turns(q, mode, now, vector), time_range)
+
+            # `score` is the cosine similarity wherever a vector was scored, `rank_score` the mode's own order
+            # (storage/search.py); min_score filters on the similarity in every mode.
+            def qvec() -> np.ndarray:
+                return vector if vector is not None else self.embed_query(q.query)
+
             if mode == "keyword":
-                scored, rows, p = self.planner.keyword(q.query, q, q.limit, now)
+                depth = q.limit if q.min_score is None else max(q.limit * 3, 30)
+                ranked, rows, p = self.planner.keyword(q.query, q, depth, now)
+                cosines: dict[int, float] = {}
+                if q.min_score is not None:
+                    # Only min_score needs the query's embedding here (keyword search otherwise runs no model).
+                    cosines = self.planner.similarity(qvec(), [s for s, _ in ranked])
+                    p.detail["similarity_scored"] = len(cosines)
             elif mode == "hybrid":
-                scored, rows, p = self.planner.hybrid(q.query, self.embed_query(q.query), q, q.limit, now)
+                ranked, rows, p, cosines = self.planner.hybrid(q.query, qvec(), q, q.limit, now, q.min_score)
             else:
-                scored, rows, p = self.planner.semantic(self.embed_query(q.query), q, q.limit, now)
+                ranked, rows, p = self.planner.semantic(qvec(), q, q.limit, now)
+                cosines = dict(ranked)
+            if any(conversations.is_derived(rows[s]) for s, _ in ranked if s in rows):
+                if q.granularity is None:  # conversation records found: ranked as turns, the default for them
+                    return self._finish(q, mode, *self._turns(q, mode, now, vector), time_range)
+                ranked = [(s, sc) for s, sc in ranked if not conversations.is_derived(rows[s])]
             plan = p.as_dict()
             hits = []
-            for seq, score in scored:
-                if q.min_score is not None and score < q.min_score:
+            for seq, rank_score in ranked:
+                cosine = cosines.get(seq)
+                if q.min_score is not None and (cosine is None or cosine < q.min_score):
                     continue
                 row = dict(rows[seq])
                 row.pop("seq", None)
-                row["score"] = round(score, 6)
+                row["score"] = None if cosine is None else round(cosine, 6)
+                row["rank_score"] = round(rank_score, 6)
                 hits.append(row)
+                if len(hits) == q.limit:
+                    break
+        return self._finish(q, mode, hits, plan, time_range)
+
+    def _turns(
+        self, q: SearchQuery, mode: str, now: float, vector: np.ndarray | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Conversation turns, each once, ranked by the fused evidence of their own, window and session hits.
+
+        The mode's lists are searched deeper than `limit` (window and session hits fold into turns), then
+        `fuse_units` credits each hit to the turns it stands for; turns found only through their windows or
+        session are read by id. `rank_score` is the fused evidence; `score` the turn's own cosine similarity with
+        the query (as in every mode: its stored vector scored exactly when the semantic list did not reach it),
+        which `min_score` filters on.
+        """
+        started = time.perf_counter()
+        # Deep enough for window and session hits to fold into `limit` turns: on LoCoMo's tune split recall stops
+        # growing at 20 for semantic alone and at 30 for the fused lists (benchmarks/conversations.py).
+        depth = max(q.limit * 2, 20) if mode == "semantic" else max(q.limit * 3, 30)
+        lists = []
+        detail: dict[str, Any] = {}
+        cosines: dict[int, float] = {}
+        if vector is None and (mode in ("semantic", "hybrid") or q.min_score is not None):
+            vector = self.embed_query(q.query)
+        if mode in ("semantic", "hybrid"):
+            sem, sem_rows, sem_plan = self.planner.semantic(vector, q, depth, now)
+            lists.append((sem, sem_rows))
+            cosines.update(sem)
+            detail["semantic"] = sem_plan.as_dict()
+        if mode in ("keyword", "hybrid"):
+            kw, kw_rows, _ = self.planner.keyword(q.query, q, depth, now)
+            lists.append((kw, kw_rows))
+            detail["keyword_hits"] = len(kw)
+        ranked = fuse_units(lists, conversations.units_for(q.query), q.limit * 2, k=conversations.RRF_K)
+        by_id = {row["id"]: row for _, rows in lists for row in rows.values()}
+        # A turn found only through a derived record lives in that record's namespace.
+        home = {u: row["namespace"] for _, rows in lists for row in rows.values() for u, _ in conversations.units(row)}
+        turns: list[tuple[dict[str, Any], float]] = []
+        for unit, rank_score in ranked:
+            row = by_id.get(unit)
+            if row is None or conversations.is_derived(row):
+                row = self.storage.get(unit, now, namespace=home.get(unit, DEFAULT))
+                if row is None or conversations.is_derived(row):
+                    continue  # deleted since, or a derived record naming another derived one
+                row.pop("version", None)
+            turns.append((row, rank_score))
+        if vector is not None:
+            missing = [row["seq"] for row, _ in turns if row["seq"] not in cosines]
+            cosines.update(self.planner.similarity(vector, missing))
+        hits: list[dict[str, Any]] = []
+        for row, rank_score in turns:
+            cosine = cosines.get(row["seq"])
+            if q.min_score is not None and (cosine is None or cosine < q.min_score):
+                continue
+            hit = dict(row)
+            hit.pop("seq", None)
+            hit["score"] = None if cosine is None else round(cosine, 6)
+            hit["rank_score"] = round(rank_score, 6)
+            hits.append(hit)
+            if len(hits) == q.limit:
+                break
+        plan = Plan("turns", ms=(time.perf_counter() - started) * 1000, detail=detail)
+        plan.candidates = len(ranked)
+        return hits, plan.as_dict()
+
+    def _finish(
+        self, q: SearchQuery, mode: str, hits: list[dict[str, Any]], plan: dict[str, Any], time_range: Any
+    ) -> dict[str, Any]:
         plan["mode"] = mode
         log.debug("search", extra={"event": "search", **plan})
         out: dict[str, Any] = {"results": hits}
+        if time_range is not None:
+            out["time_range"] = time_range
         if q.explain:
             out["plan"] = plan
         if self.observer is not None:
             self.observer.observe_plan(plan["plan"])
         return out
 
+    @staticmethod
+    def _when(q: SearchQuery, now: float) -> tuple[SearchQuery, dict[str, Any] | None]:
+        """`q` with its `when` phrase turned into occurred_after/occurred_before (intersected with any given)."""
+        ref = to_epoch(q.as_of, "as_of")
+        ref = now if ref is None else check_time(ref, "as_of")
+        if q.when is None:
+            return q, None
+        _check_text(q.when, "when")
+        ref_dt = datetime.fromtimestamp(ref, tz=UTC)
+        rng = parse_when(q.when, ref_dt)
+        after = to_epoch(q.occurred_after, "occurred_after")
+        before = to_epoch(q.occurred_before, "occurred_before")
+        if rng.start is not None:
+            start = rng.start.timestamp() - 1e-6  # occurred_after is strict; the range includes its start
+            after = start if after is None else max(after, start)
+        if rng.end is not None:
+            before = rng.end.timestamp() if before is None else min(before, rng.end.timestamp())
+        applied = {**rng.as_dict(), "when": q.when, "as_of": ref_dt.isoformat(timespec="seconds")[:-6] + "Z"}
+        return q.model_copy(update={"occurred_after": after, "occurred_before": before}), applied
+
     # -- claims ---------------------------------------------------------------------------------------
-    def claim(self, req: ClaimIn) -> dict[str, Any]:
+    def claim(self, req: ClaimIn, namespace: str | None = None) -> dict[str, Any]:
         """Take the claim on `key` for `lease_seconds`, or renew it with its `lease_token`.
 
         Taking returns the claim with its `fence` (a number that grows with every claim taken, on any key) and a
@@ -710,12 +1262,13 @@ class MemoryService:
         from .errors import Conflict, LeaseLost
 
         _check_text(req.key, "key", self.settings.max_key_chars)
+        ns = resolve(req.namespace, namespace)
         lease = req.lease_seconds or self.settings.default_lease_seconds
         if req.lease_token is not None:
             _check_text(req.lease_token, "lease_token", 256)
-            renewed = self.storage.renew(req.key, _token_hash(req.lease_token), lease, time.time())
+            renewed = self.storage.renew(req.key, _token_hash(req.lease_token), lease, time.time(), namespace=ns)
             if renewed is None:
-                current = self.storage.get_claim(req.key, time.time())
+                current = self.storage.get_claim(req.key, time.time(), namespace=ns)
                 raise LeaseLost(
                     f"lease_token is not the current claim's on key {req.key!r}: the lease was lost"
                     + (f" (now held by {current['holder']!r})" if current else " (expired or released)"),
@@ -725,7 +1278,7 @@ class MemoryService:
         holder = req.holder or str(uuid.uuid4())
         _check_text(holder, "holder", 256)
         lease_token = secrets.token_urlsafe(24)
-        won, claim = self.storage.claim(req.key, holder, lease, time.time(), _token_hash(lease_token))
+        won, claim = self.storage.claim(req.key, holder, lease, time.time(), _token_hash(lease_token), namespace=ns)
         if not won:
             raise Conflict(
                 f"key {req.key!r} is claimed by {claim['holder']!r} until {claim['expires_at']}",
@@ -733,14 +1286,14 @@ class MemoryService:
             )
         return {**claim, "lease_token": lease_token}
 
-    def get_claim(self, key: str) -> dict[str, Any]:
+    def get_claim(self, key: str, namespace: str | None = None) -> dict[str, Any]:
         check_text(key, "key")
-        claim = self.storage.get_claim(key, time.time())
+        claim = self.storage.get_claim(key, time.time(), namespace=resolve(namespace))
         if claim is None:
             raise NotFound(f"no live claim on key {key!r}")
         return claim
 
-    def release(self, key: str, lease_token: str | None) -> dict[str, Any]:
+    def release(self, key: str, lease_token: str | None, namespace: str | None = None) -> dict[str, Any]:
         """Give the claim back; needs the lease_token it returned (Forbidden without, LeaseLost if another's)."""
         from .errors import Forbidden, LeaseLost
 
@@ -751,7 +1304,8 @@ class MemoryService:
                 field="lease_token",
             )
         _check_text(lease_token, "lease_token", 256)
-        blocking = self.storage.release(key, _token_hash(lease_token), time.time())  # NotFound: no live claim
+        ns = resolve(namespace)
+        blocking = self.storage.release(key, _token_hash(lease_token), time.time(), namespace=ns)  # NotFound: none
         if blocking is not None:
             raise LeaseLost(
                 f"lease_token is not the current claim's on key {key!r} (held by {blocking['holder']!r})",
@@ -760,19 +1314,30 @@ class MemoryService:
         return {"released": True}
 
     # -- stats ----------------------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
+    def stats(self, namespace: str | None = None) -> dict[str, Any]:
+        """Counts and tags of one namespace (default `default`), every namespace's count, and the service's facts."""
         now = time.time()
-        out = self.storage.stats(now)
+        out = self.storage.stats(now, namespace=resolve(namespace))
         out.update(
             {
                 "index": self.planner.info(),
-                "embedder": {"name": self.embedder.name, "model": self.embedder.model, "dim": self.embedder.dim},
+                "embedder": {
+                    "name": self.embedder.name,
+                    "model": self.embedder.model,
+                    "dim": self.embedder.dim,
+                    # Calls per run: how many callers' texts a model run served (concurrent callers share runs).
+                    "calls": getattr(self.embedder, "calls", None),
+                    "runs": getattr(self.embedder, "runs", None),
+                },
+                # The same for /ingest's group commit: single-record ingests per transaction.
+                "group_commit": {"calls": self._group_commit.calls, "runs": self._group_commit.runs},
                 "query_cache": self.query_cache.info(),
                 "result_cache": self.result_cache.info() if self.result_cache is not None else None,
                 "uptime_seconds": round(now - self.started_at, 3),
                 "started_in_seconds": round(self.opened_in, 3),
                 "version": __version__,
                 "backend": self.storage.backend,
+                "namespaces": self.storage.namespaces(now),
             }
         )
         if self.settings.database:
@@ -787,6 +1352,11 @@ class MemoryService:
             return self.storage.ping()
         except MemorySpineError as exc:
             return {"backend": self.storage.backend, "status": "error", "error": exc.message}
+
+    def namespaces(self) -> dict[str, Any]:
+        """Every namespace holding live records, with its count: {"namespaces": [{"namespace", "memories"}]}."""
+        counts = self.storage.namespaces(time.time())
+        return {"namespaces": [{"namespace": ns, "memories": n} for ns, n in counts.items()]}
 
     def check(self, repair: bool = False) -> dict[str, Any]:
         """Verify the database and that the index holds exactly the live rows; rebuild it if asked."""

@@ -4,7 +4,8 @@ The file: a header line, then one memory per line.
 
     {"memory_spine_export": 1, "model": "all-MiniLM-L6-v2", "dim": 384, "vectors": true, "exported_at": "..."}
     {"id": "...", "content": "...", "tags": [...], "metadata": {...}, "importance": "medium", "key": null,
-     "created_at": "2026-11-24T06:10:00.123456Z", "updated_at": "...", "expires_at": null, "vector": "<base64>"}
+     "created_at": "2026-11-24T06:10:00.123456Z", "updated_at": "...", "expires_at": null,
+     "occurred_at": "...", "vector": "<base64>"}
 
 `vector` (only with `--vectors`) is the stored vector as base64 of float32 little-endian. Importing keeps ids,
 tags, metadata, importance, keys and timestamps; vectors are used only when the header names the same model
@@ -33,6 +34,7 @@ from pydantic import ValidationError
 
 from .errors import InvalidInput
 from .models import MemoryRestore
+from .namespaces import validate
 from .storage.sqlite import iso
 
 HEADER_KEY = "memory_spine_export"
@@ -41,8 +43,11 @@ _ID_NAMESPACE = uuid.UUID("5b0d8d52-6f7e-4f0e-9d6c-2f4b8a1c9e37")
 _BATCH_FIELD = re.compile(r"^records\[(\d+)\]\.?")
 
 
-def export_jsonl(service: Any, out: TextIO, *, vectors: bool) -> int:
-    """Write every live memory of `service` to `out` as JSON lines, after a header. Returns how many."""
+def export_jsonl(service: Any, out: TextIO, *, vectors: bool, namespace: str | None = None) -> int:
+    """Write every live memory of `service` (of one namespace, if given) to `out` as JSON lines, after a header;
+    each record names its `namespace`. Returns how many."""
+    if namespace is not None:
+        validate(namespace)
     header = {
         HEADER_KEY: FORMAT_VERSION,
         "model": service.embedder.model,
@@ -52,7 +57,7 @@ def export_jsonl(service: Any, out: TextIO, *, vectors: bool) -> int:
     }
     out.write(json.dumps(header) + "\n")
     n = 0
-    for row in service.dump(vectors=vectors):
+    for row in service.dump(vectors=vectors, namespace=namespace):
         if vectors:
             row["vector"] = base64.b64encode(row["vector"]).decode("ascii")
         out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -60,8 +65,11 @@ def export_jsonl(service: Any, out: TextIO, *, vectors: bool) -> int:
     return n
 
 
-def import_jsonl(service: Any, path: Path, *, batch_size: int = 256, progress: bool = True) -> dict[str, int]:
-    """Load a JSON-lines file into `service`, `batch_size` records per transaction.
+def import_jsonl(
+    service: Any, path: Path, *, batch_size: int = 256, progress: bool = True, namespace: str | None = None
+) -> dict[str, int]:
+    """Load a JSON-lines file into `service`, `batch_size` records per transaction. Each record goes to the
+    namespace it names, else to `namespace`, else to `default`.
 
     Returns {"imported", "skipped" (ids already present), "embedded", "expired" (not written)}.
 
@@ -84,11 +92,11 @@ def import_jsonl(service: Any, path: Path, *, batch_size: int = 256, progress: b
                 continue
             batch.append((lineno, obj))
             if len(batch) >= batch_size:
-                _flush(service, batch, header, report)
+                _flush(service, batch, header, report, namespace)
                 bar.update(len(batch))
                 batch = []
         if batch:
-            _flush(service, batch, header, report)
+            _flush(service, batch, header, report, namespace)
             bar.update(len(batch))
     return report
 
@@ -155,7 +163,11 @@ def _vector(obj: dict[str, Any], header: dict[str, Any] | None, service: Any, li
 
 
 def _flush(
-    service: Any, batch: list[tuple[int, dict[str, Any]]], header: dict[str, Any] | None, report: dict[str, int]
+    service: Any,
+    batch: list[tuple[int, dict[str, Any]]],
+    header: dict[str, Any] | None,
+    report: dict[str, int],
+    namespace: str | None = None,
 ) -> None:
     items: list[MemoryRestore] = []
     vectors: list[np.ndarray | None] = []
@@ -165,6 +177,8 @@ def _flush(
             if "id" not in obj:
                 canonical = json.dumps(obj, sort_keys=True, ensure_ascii=False)
                 obj["id"] = str(uuid.uuid5(_ID_NAMESPACE, canonical))
+            if namespace is not None and obj.get("namespace") is None:
+                obj["namespace"] = namespace
             items.append(MemoryRestore(**obj))
         except RecursionError as exc:
             raise InvalidInput(f"line {lineno}", "is nested too deeply to store") from exc

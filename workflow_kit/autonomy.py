@@ -197,16 +197,16 @@ async def store_escalation(client: MemoryClient, escalation: Escalation, journal
     """The default handler: store the `escalation` memory (through the journal when there is one)."""
     body = escalation.body()
     if journal is not None:
-        await journal.write(client, escalation.workflow_id, body)
+        await journal.write(client.kit, escalation.workflow_id, body)
     else:
-        await client.ingest(body.pop("content"), **body)
+        await client.kit.ingest(body.pop("content"), **body)
 
 
 async def escalations(client: MemoryClient, workflow_id: str, journal: Journal | None = None) -> list[dict[str, Any]]:
     """Every escalation memory of the workflow, newest first (from the journal when the service is out)."""
     prefix = f"escalation:{workflow_id}:"
     try:
-        found = (await client.list_keys(prefix, limit=1000)).get("results") or []
+        found = (await client.kit.list_keys(prefix, limit=1000)).get("results") or []
     except WorkflowKitError:
         if journal is None:
             raise
@@ -226,7 +226,7 @@ async def resume(client: MemoryClient, workflow_id: str, *, note: str | None = N
     for rec in await escalations(client, workflow_id):
         if (rec.get("metadata") or {}).get("status") != "open":
             continue
-        await client.update(
+        await client.kit.update(
             rec["id"],
             metadata={
                 "status": "resolved",

@@ -8,6 +8,11 @@ here, so a retried ingest upserts instead of duplicating.
 
 Checkpoint records are built here (`checkpoint`, `latest_checkpoint`) because the seed's formats are part of
 the wire contract; running workflows is durable.py's job, dedup idempotency.py's.
+
+**Namespaces.** `MemoryClient(namespace="team/a")` sends every request with the `X-Memory-Namespace` header (a
+request's own `namespace` argument wins); without it the service's `default` applies. The kit's own records
+(checkpoints, dedup, runs, escalations, traces, routing outcomes) go through `client.kit`, the same connection
+pool addressed to the system namespace `_kit/<namespace>`, so users' searches and lists never meet them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextvars
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +33,9 @@ from . import tracing
 from .errors import InvalidInput, ReadOnly, ServiceError, ServiceUnavailable, StorageFull, from_response
 
 DEFAULT_URL = "http://127.0.0.1:8788"
+NAMESPACE_HEADER = "X-Memory-Namespace"
+DEFAULT_NAMESPACE = "default"
+KIT_PREFIX = "_kit/"  # the kit's own records: `_kit/<the workflow's namespace>`
 
 _current: contextvars.ContextVar[MemoryClient | None] = contextvars.ContextVar("workflow_kit_client", default=None)
 
@@ -70,8 +79,12 @@ class MemoryClient:
         timeout: float = 10.0,
         retries: int = 3,
         transport: httpx.AsyncBaseTransport | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.base_url = (base_url or os.environ.get("MEMORY_SPINE_URL") or DEFAULT_URL).rstrip("/")
+        # None: send no header (the service's `default`); the kit's own records go to kit_namespace(...).
+        self.namespace = namespace
+        self._kit: MemoryClient | None = None
         token = token if token is not None else os.environ.get("MEMORY_SPINE_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retries = max(0, retries)
@@ -99,13 +112,36 @@ class MemoryClient:
         """Close the connection pool."""
         await self._http.aclose()
 
+    @property
+    def kit(self) -> MemoryClient:
+        """This client addressed to `_kit/<namespace>`, where the kit keeps its own records (same pool)."""
+        if self._kit is None:
+            kit = _View(self, KIT_PREFIX + (self.namespace or DEFAULT_NAMESPACE), user=self)
+            kit._kit = kit
+            self._kit = kit
+        return self._kit
+
+    @property
+    def user(self) -> MemoryClient:
+        """The client addressed to the caller's namespace (itself; for `client.kit`, the client it came from)."""
+        return self
+
+    def in_namespace(self, namespace: str) -> MemoryClient:
+        """This client (same pool) addressed to `namespace`: its `.kit` is `_kit/<namespace>`."""
+        return _View(self, namespace)
+
+    def _namespaced(self, headers: Any) -> Any:
+        if self.namespace is None:
+            return headers
+        return {NAMESPACE_HEADER: self.namespace, **(headers or {})}
+
     # -- the one place requests are sent ---------------------------------------------------------------------
 
     async def _send(
         self, method: str, path: str, *, json: Any = None, params: Any = None, headers: Any = None
     ) -> httpx.Response:
         try:
-            resp = await self._http.request(method, path, json=json, params=params, headers=headers)
+            resp = await self._http.request(method, path, json=json, params=params, headers=self._namespaced(headers))
         except httpx.TimeoutException as exc:
             raise ServiceUnavailable(f"{method} {path}: timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
@@ -167,8 +203,9 @@ class MemoryClient:
         ttl_seconds: float | None = None,
         expires_at: str | float | None = None,
         fence: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
     ) -> dict[str, Any]:
-        """Store one memory; returns `{"id", "key", "created"}`. An existing `id` is upserted.
+        """Store one memory; returns `{"id", "key", "created"}`. An existing `id` (in its namespace) is upserted.
 
         `fence` ({"key", "token"}: a claim's key and fence) makes it a write under that claim: refused with
         StaleFence once another holder has taken the key over."""
@@ -183,6 +220,7 @@ class MemoryClient:
                 "ttl_seconds": ttl_seconds,
                 "expires_at": expires_at,
                 "fence": dict(fence) if fence is not None else None,
+                "namespace": namespace,
             },
         )
         return await self._request("ingest", "POST", "/ingest", json=body)
@@ -209,8 +247,20 @@ class MemoryClient:
         key: str | None = None,
         key_prefix: str | None = None,
         explain: bool | None = None,
+        namespace: str | Sequence[str] | None = None,
+        occurred_after: str | float | None = None,
+        occurred_before: str | float | None = None,
+        when: str | None = None,
+        as_of: str | float | None = None,
+        conversation: str | None = None,
+        granularity: str | None = None,
     ) -> dict[str, Any]:
-        """Search; returns `{"results": [hit, ...], "plan"?: ...}` like the service (and the seed's mocks)."""
+        """Search; returns `{"results": [hit, ...], "plan"?: ...}` like the service (and the seed's mocks).
+
+        `namespace`: one, several, or `team/` for a subtree (default: the client's). `when` ("last week", "in May
+        2023") keeps records whose `occurred_at` falls in that range, read against `as_of` (default now); the
+        answer's `time_range` says which. `conversation` searches one conversation's turns
+        (`ingest_conversation`), each turn once."""
         body = _clean(
             {
                 "query": query,
@@ -227,13 +277,72 @@ class MemoryClient:
                 "key": key,
                 "key_prefix": key_prefix,
                 "explain": explain,
+                "namespace": namespace if isinstance(namespace, str | None) else list(namespace),
+                "occurred_after": occurred_after,
+                "occurred_before": occurred_before,
+                "when": when,
+                "as_of": as_of,
+                "conversation": conversation,
+                "granularity": granularity,
             }
         )
         return await self._request("search", "POST", "/search", json=body)
 
-    async def get(self, memory_id: str) -> dict[str, Any]:
-        """One memory by id, with its `version` (for `if_version`); raises NotFound."""
-        return await self._request("get", "GET", f"/memories/{quote(memory_id, safe='')}")
+    async def ingest_conversation(self, conversation: Mapping[str, Any]) -> dict[str, Any]:
+        """Store a conversation turn by turn: `{"id", "sessions": [{"id", "date", "turns": [{"id", "speaker",
+        "text", "captions"}]}], "tags"}`. Ingesting it again rewrites it; returns `{"id", "turns", "records",
+        "created", "deleted"}`."""
+        return await self._request("ingest_conversation", "POST", "/conversations", json=dict(conversation))
+
+    async def delete_conversation(self, conversation_id: str) -> dict[str, Any]:
+        """Delete a conversation's turns and the records derived from them; raises NotFound."""
+        path = f"/conversations/{quote(conversation_id, safe='')}"
+        return await self._request("delete_conversation", "DELETE", path)
+
+    async def get(self, memory_id: str, *, as_of: str | float | datetime | None = None) -> dict[str, Any]:
+        """One memory by id, with its `version` (for `if_version`); raises NotFound.
+
+        With `as_of` (a datetime, ISO 8601 text or epoch seconds), the version that was live then (NotFound if
+        the memory did not exist then, or that version is past the history's retention)."""
+        if isinstance(as_of, datetime):
+            as_of = as_of.isoformat()
+        params = _clean({"as_of": None if as_of is None else str(as_of)})
+        return await self._request("get", "GET", f"/memories/{quote(memory_id, safe='')}", params=params or None)
+
+    async def history(self, memory_id: str, *, limit: int | None = None) -> dict[str, Any]:
+        """A memory's versions, newest first: `{"id", "current_version", "deleted_at", "versions": [...]}`, each
+        version with `version`, `valid_from`, `valid_until`, `ended_by` and `changed`; raises NotFound."""
+        params = _clean({"limit": limit})
+        return await self._request(
+            "history", "GET", f"/memories/{quote(memory_id, safe='')}/history", params=params or None
+        )
+
+    async def revert(
+        self,
+        memory_id: str,
+        version: int,
+        *,
+        if_version: int | None = None,
+        fence: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Make a new version of the memory equal to kept version `version`; returns the memory (new `version`).
+
+        Raises NotFound (no such version), Conflict (the memory is deleted: `restore` it), PreconditionFailed
+        (with `if_version`, when it changed), StaleFence (with a `fence` no longer the claim's)."""
+        body = _clean({"version": version, "if_version": if_version, "fence": dict(fence) if fence else None})
+        return await self._request("revert", "POST", f"/memories/{quote(memory_id, safe='')}/revert", json=body)
+
+    async def restore(
+        self, memory_id: str, *, version: int | None = None, fence: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Bring a deleted memory back (the version deleted, or `version`); returns it. Conflict while it is live,
+        NotFound when nothing of it is kept."""
+        body = _clean({"version": version, "fence": dict(fence) if fence else None})
+        return await self._request("restore", "POST", f"/memories/{quote(memory_id, safe='')}/restore", json=body)
+
+    async def deleted(self, *, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """Deleted memories still kept, newest deletion first: `{"results", "next_cursor"}`."""
+        return await self._request("deleted", "GET", "/deleted", params=_clean({"limit": limit, "cursor": cursor}))
 
     async def update(self, memory_id: str, *, if_version: int | None = None, **fields: Any) -> dict[str, Any]:
         """PATCH a memory: content, tags (replace), metadata (merge; None removes a key), importance, key,
@@ -346,24 +455,52 @@ class MemoryClient:
         *,
         fence: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Store a checkpoint exactly as the seed does: content `checkpoint:{workflow_id}:{step}`,
-        metadata `{workflow_id, step, **data}`, tags `["checkpoint", "workflow", workflow_id]`; `fence` as
-        for `ingest`."""
+        """Store a checkpoint as the seed does: content `checkpoint:{workflow_id}:{step}`, metadata
+        `{workflow_id, step, **data}`, tags `["checkpoint", "workflow", workflow_id]`; `fence` as for `ingest`.
+        It goes to the kit's namespace (`client.kit`), out of users' searches."""
         body = checkpoint_body(workflow_id, step, data, fence=fence)
-        return await self.ingest(body.pop("content"), **body)
+        return await self.kit.ingest(body.pop("content"), **body)
 
     async def latest_checkpoint(self, workflow_id: str, step: str | None = None) -> dict[str, Any] | None:
         """The newest checkpoint memory of the workflow (or of one step of it), or None.
 
-        Returns the whole memory; its `metadata` is what the seed's `resume_from_checkpoint` returns.
+        Returns the whole memory; its `metadata` is what the seed's `resume_from_checkpoint` returns. Read from
+        the kit's namespace, else from this client's (checkpoints written before namespaces, or by the seed).
         """
         check_workflow_id(workflow_id)
         if step is not None:
             check_step_name(step)
-            return await self.find_key(f"checkpoint:{workflow_id}:{step}")
-        found = await self.list_keys(f"checkpoint:{workflow_id}:", limit=1)
-        results = found.get("results") or []
-        return results[0] if results else None
+            key = f"checkpoint:{workflow_id}:{step}"
+            return await self.kit.find_key(key) or await self.user.find_key(key)
+        for client in (self.kit, self.user):
+            results = (await client.list_keys(f"checkpoint:{workflow_id}:", limit=1)).get("results")
+            if results:
+                return results[0]
+        return None
+
+
+class _View(MemoryClient):
+    """A MemoryClient addressed to another namespace: shares the pool, retries and sleep of the one it came from."""
+
+    def __init__(self, parent: MemoryClient, namespace: str, user: MemoryClient | None = None) -> None:
+        # No super().__init__: nothing of its own to open.
+        self._root: MemoryClient = parent._root if isinstance(parent, _View) else parent
+        self.namespace = namespace
+        self._user = user or self
+        self._kit = None
+        self._tokens = []
+
+    base_url = property(lambda self: self._root.base_url)  # type: ignore[assignment]
+    retries = property(lambda self: self._root.retries)  # type: ignore[assignment]
+    _http = property(lambda self: self._root._http)  # type: ignore[assignment]
+    _sleep = property(lambda self: self._root._sleep)  # type: ignore[assignment]
+
+    @property
+    def user(self) -> MemoryClient:
+        return self._user
+
+    async def aclose(self) -> None:
+        """Nothing: the pool is the parent client's."""
 
 
 def new_id() -> str:

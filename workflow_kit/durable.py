@@ -158,9 +158,13 @@ def _takes_context(fn: StepFn) -> bool:
 
 
 async def _checkpoints(client: MemoryClient, workflow_id: str) -> list[dict[str, Any]]:
-    """Every checkpoint record of the workflow, newest first."""
-    found = await client.list_keys(f"checkpoint:{workflow_id}:", limit=1000)
-    return found.get("results") or []
+    """Every checkpoint record of the workflow, newest first: from the kit's namespace, else (a workflow
+    checkpointed before namespaces, or by the seed's own `checkpoint()`) from the client's namespace."""
+    prefix = f"checkpoint:{workflow_id}:"
+    found = (await client.kit.list_keys(prefix, limit=1000)).get("results")
+    if not found:
+        found = (await client.user.list_keys(prefix, limit=1000)).get("results")
+    return found or []
 
 
 def _restore(
@@ -245,7 +249,9 @@ async def run_workflow(
     names = [n for n, _ in named]
     initial = _json.roundtrip(dict(state or {}), "state")
     holder = holder or _claims.default_holder()
-    record = _RunRecord(client, journal, workflow_id, name or workflow_id, holder)
+    # The kit's own records (runs, checkpoints, claims, escalations) go to `_kit/<namespace>`; steps and
+    # current_client() keep the caller's client.
+    record = _RunRecord(client.kit, journal, workflow_id, name or workflow_id, holder)
     if trace:
         tracing.install()
     token = _current.set(client)
@@ -276,7 +282,7 @@ async def run_workflow(
                     trace_id = record.trace_id = tracing.current_trace_id()
                     async with budget.deadline(timeout, name=f"workflow {workflow_id}"):
                         async with _exclusive(
-                            client, workflow_id, journal, lease_seconds, wait_timeout, holder
+                            client.kit, workflow_id, journal, lease_seconds, wait_timeout, holder
                         ) as lease:
                             opts.lease = lease
                             run = await _run(client, workflow_id, named, names, initial, opts)
@@ -566,7 +572,7 @@ async def _run(
     outputs: dict[str, Any] = {}
     start = 0
     resumed_after = None
-    records = await _read_checkpoints(client, workflow_id, opts.journal)
+    records = await _read_checkpoints(client.kit, workflow_id, opts.journal)
     if opts.run is not None:  # after the read: a journaled run record must not pass for a journaled checkpoint
         await opts.run.start()
     if records:
@@ -589,7 +595,7 @@ async def _run(
     guard = None
     if opts.autonomy is not None:
         latest = (records[0].get("metadata") or {}) if records else None
-        guard = await _guard_for(client, workflow_id, opts.autonomy, opts.journal, latest)
+        guard = await _guard_for(client.kit, workflow_id, opts.autonomy, opts.journal, latest)
     m = _metrics.current()
     partial: asyncio.Task[str | None] | None = None
     try:
@@ -681,7 +687,7 @@ async def _run(
                     if guard is not None:
                         data["usage"] = guard.now_usage().to_dict()
                     with _metrics.acting_as(f"step:{step_name}"):
-                        await _write_checkpoint(client, workflow_id, step_name, data, opts.journal, opts.lease)
+                        await _write_checkpoint(client.kit, workflow_id, step_name, data, opts.journal, opts.lease)
                     ran.append(step_name)
                     m.observe_agent(f"step:{step_name}", time.monotonic() - started, "ok")
                     log.info(

@@ -127,8 +127,12 @@ async def run_idempotent(
     record_key = f"dedup:{key}"
     holder = holder or _claims.default_holder()
 
+    # Dedup records and claims live in the kit's namespace; a record from before namespaces (or the seed's own
+    # idempotent_action) is still found in the caller's, so an action done then is not done again.
+    user, client = client.user, client.kit
+
     async def recorded() -> Any:
-        found = await client.find_key(record_key)
+        found = await client.find_key(record_key) or await user.find_key(record_key)
         return _claims.MISSING if found is None else _result_of(found)
 
     check_scope(action=action)

@@ -236,6 +236,9 @@ class Journal:
 
         Raises InvalidInput / PayloadTooLarge if the service refuses this very record (it is then dropped).
         """
+        if client.namespace is not None and body.get("namespace") is None:
+            # Journaled with its namespace: whichever client flushes it later, it lands where it was meant to.
+            body = {**body, "namespace": client.namespace}
         seq = self.append(workflow_id, body)
         await self.flush(client, workflow_id, strict=seq)
         return self.delivered(workflow_id) >= seq

@@ -42,6 +42,12 @@ TAG = "langchain"
 _BATCH = 100  # documents per /ingest/batch: 100 texts of up to 100,000 characters stay under the 16 MiB body cap
 
 
+def _relevance(hit: dict[str, Any]) -> float:
+    """A hit's relevance: its cosine similarity (`score`), else (keyword mode) its BM25-derived `rank_score`."""
+    score = hit.get("score")
+    return float(score if score is not None else hit.get("rank_score") or 0.0)
+
+
 class MemorySpineVectorStore(VectorStore):
     """A LangChain vector store keeping one collection of documents in Memory Spine.
 
@@ -49,7 +55,9 @@ class MemorySpineVectorStore(VectorStore):
         base_url: the service (default MEMORY_SPINE_URL, else http://127.0.0.1:8788).
         collection: the name documents are kept under (no ':' or whitespace, at most 100 characters).
         token: the service's bearer token (default MEMORY_SPINE_TOKEN).
-        mode: the service's search mode: "semantic" (default; score = cosine similarity), "hybrid" or "keyword".
+        mode: the service's search mode: "semantic" (default), "hybrid" or "keyword". The score is the cosine
+            similarity in semantic and hybrid mode (hybrid only orders differently); in keyword mode it is the
+            BM25-derived `rank_score` unless `min_score` is given (then the cosine, as the service reports).
         timeout: seconds per request; connection errors and 5xx are retried by the kit's client.
         transport: an httpx transport (e.g. `httpx.ASGITransport(app=create_app(service))` in-process).
     """
@@ -188,7 +196,7 @@ class MemorySpineVectorStore(VectorStore):
         body: dict[str, Any] = {"limit": k, "mode": self.mode, "where": filter or None, **kwargs}
         body["tags_all"] = [self._tag, *(body.get("tags_all") or [])]
         found = await self._bridge.client().search(query, **body)
-        return [(self._document(hit), float(hit["score"])) for hit in found.get("results") or []]
+        return [(self._document(hit), _relevance(hit)) for hit in found.get("results") or []]
 
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: dict[str, Any] | None = None, **kwargs: Any
@@ -205,7 +213,7 @@ class MemorySpineVectorStore(VectorStore):
         return [doc for doc, _ in self.similarity_search_with_score(query, k, **kwargs)]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        # The service's semantic score is already the cosine similarity, LangChain's relevance for cosine.
+        # The service's score is already the cosine similarity, LangChain's relevance for cosine.
         return lambda score: score
 
     # -- construction --------------------------------------------------------------------------------------------

@@ -156,7 +156,8 @@ class MemorySpineSaver(BaseCheckpointSaver[int]):
     # -- life ------------------------------------------------------------------------------------------------
 
     def _client(self) -> MemoryClient:
-        """The MemoryClient of the running event loop (an httpx pool belongs to one loop)."""
+        """The MemoryClient of the running event loop (an httpx pool belongs to one loop), addressed to the kit's
+        namespace (`_kit/default`): graph checkpoints are the kit's records, out of users' searches."""
         loop = asyncio.get_running_loop()
         with self._clients_lock:
             client = self._clients.get(loop)
@@ -165,7 +166,7 @@ class MemorySpineSaver(BaseCheckpointSaver[int]):
                     self.base_url, token=self._token, timeout=self._timeout, transport=self._transport
                 )
                 self._clients[loop] = client
-            return client
+            return client.kit
 
     def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
         with self._clients_lock:

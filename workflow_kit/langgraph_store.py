@@ -21,11 +21,12 @@ One item is one record (`_Layout` below is the only place that knows how):
     content     the text at the index fields (what the service embeds)
     tags        ["langgraph", "langgraph:store"] (+ "langgraph:unindexed")
 
-The service has no namespaces yet, so a namespace is a key prefix: `search(("users", "42"))` lists keys starting
-with `{prefix}:users/42/`, which never matches namespace ("users", "420"). Filters follow LangGraph's meaning
-(equality, `$eq $ne $gt $gte $lt $lte` on top-level fields; a range compares numbers with numbers and strings with
-strings, as the service's `where` does); in a query search the simple ones are also sent to the service as `where`
-(`value.{field}`), so the service ranks only matching items. Listing without a query and
+A LangGraph namespace is a key prefix in the service's `default` namespace (mapping it onto service namespaces
+would need a list over a subtree, which the service offers only in a search): `search(("users", "42"))` lists keys
+starting with `{prefix}:users/42/`, which never matches namespace ("users", "420"). Filters follow LangGraph's
+meaning (equality, `$eq $ne $gt $gte $lt $lte` on top-level fields; a range compares numbers with numbers and
+strings with strings, as the service's `where` does); in a query search the simple ones are also sent to the
+service as `where` (`value.{field}`), so the service ranks only matching items. Listing without a query and
 `list_namespaces` page through the namespace's records (cost grows with the namespace, not the service).
 """
 
@@ -77,8 +78,8 @@ _OPS = ("$eq", "$ne", *_RANGES)
 class _Layout:
     """Where a namespaced item lives in the service: the one place that maps LangGraph namespaces onto records.
 
-    Today a namespace is a key prefix. When the service grows namespaces (issue 18), `item_key`,
-    `prefix_key` and `record` are what change; the store above them does not.
+    A namespace is a key prefix. Mapping it onto service namespaces (issue 18) would change `item_key`,
+    `prefix_key` and `record` (and listing a subtree), not the store above them.
     """
 
     def __init__(self, prefix: str) -> None:

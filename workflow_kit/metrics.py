@@ -30,7 +30,21 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 __all__ = ["Metrics", "acting", "acting_as", "current", "default", "spend", "tally", "using"]
 
 # Memory calls by kind; anything else the client sends counts as a read.
-WRITES = frozenset({"ingest", "ingest_batch", "update", "delete", "delete_where", "claim", "release"})
+WRITES = frozenset(
+    {
+        "ingest",
+        "ingest_batch",
+        "update",
+        "delete",
+        "delete_where",
+        "claim",
+        "release",
+        "ingest_conversation",
+        "delete_conversation",
+        "revert",
+        "restore",
+    }
+)
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 _BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 NO_AGENT = "(runner)"  # memory calls the runner makes outside any step or agent

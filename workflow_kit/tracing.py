@@ -308,9 +308,9 @@ class TraceStore(SpanProcessor):
                 if journal is not None:
                     # Degraded: the journal delivers it (in order, after the run's checkpoints) when it can.
                     store, workflow_id = journal
-                    await store.write(client, workflow_id, body)
+                    await store.write(client.kit, workflow_id, body)
                     return body["id"]
-                answer = await client.ingest(body.pop("content"), **body)
+                answer = await client.kit.ingest(body.pop("content"), **body)
                 return answer.get("id")
             except (PayloadTooLarge, InvalidInput) as exc:
                 too_big = isinstance(exc, PayloadTooLarge) or exc.field == "content"

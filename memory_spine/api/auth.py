@@ -10,13 +10,15 @@ with the namespaces they touch. The admin token is compared in constant time; no
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from ..errors import Unauthorized
+from ..namespaces import Selector, selector
+from ..namespaces import resolve as resolve_namespace
 from ..tokens import PREFIX, Scope, TokenResolver, hash_token
 from .rights import right_of
 
@@ -70,13 +72,30 @@ def request_scope(request: Request) -> Scope:
     return found
 
 
-def authorize(request: Request, namespaces: str | Sequence[str]) -> Scope:
-    """The one call a route makes with the namespaces it reads or changes: 403 (`forbidden_namespace` naming the
-    namespace, or `forbidden_right`) unless the request's token reaches them with the route's right."""
+def authorize(request: Request, namespaces: str | Iterable[str] | Selector) -> Scope:
+    """The one call a route makes with the namespaces it reads or changes (a name, several, or a search's
+    `Selector`, whose subtrees must lie inside the scope's): 403 (`forbidden_namespace` naming the namespace, or
+    `forbidden_right`) unless the request's token reaches them with the route's right."""
     scope = request_scope(request)
     if scope.is_full:
         return scope
+    if isinstance(namespaces, Selector):
+        namespaces = [*namespaces.names, *namespaces.prefixes]
+    elif not isinstance(namespaces, str):
+        namespaces = list(namespaces)
     route: Any = request.scope.get("route")
     template = getattr(route, "path_format", None) or request.url.path
     scope.check(namespaces, right_of(request.method, template))
     return scope
+
+
+def requested(body: str | list[str] | None, outside: str | None) -> Selector:
+    """The namespaces a request names: its body's `namespace` (a name, a list or a subtree) if given, else the
+    query's or header's (`outside`), else `default`: what to `authorize` where the body may name several."""
+    return selector(body) if body is not None else selector(resolve_namespace(outside))
+
+
+def visible(request: Request, namespaces: Iterable[str]) -> list[str]:
+    """Those of `namespaces` the request's token reaches: for answers that list namespaces (stats, /namespaces)."""
+    scope = request_scope(request)
+    return list(namespaces) if scope.is_full else [ns for ns in namespaces if scope.covers(ns)]

@@ -94,7 +94,11 @@ def _field(loc: tuple | list) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]  # where it came from, not which field
-    parts = [p for p in parts if not _UNION_MEMBER.fullmatch(p)]
+    # A bracketed member (`list[...]`) anywhere; a plain one (`float`) only as the last part, and only one: a
+    # field may itself be called `date` (a conversation session's `date` fails as `date.float`, `date.datetime`).
+    parts = [p for p in parts if not (_UNION_MEMBER.fullmatch(p) and "[" in p)]
+    if len(parts) > 1 and _UNION_MEMBER.fullmatch(parts[-1]):
+        parts = parts[:-1]
     out = ""
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)

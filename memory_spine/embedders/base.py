@@ -6,7 +6,6 @@ Kept free of heavy imports (no torch, transformers, onnxruntime) so that anythin
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -35,13 +34,6 @@ class Embedder(Protocol):
     def close(self) -> None:
         """Release the model; the embedder must not be used afterwards."""
         ...
-
-
-def model_dir() -> Path:
-    """Directory of the all-MiniLM-L6-v2 files (see :func:`memory_spine.embedders.weights.model_dir`)."""
-    from .weights import model_dir as find  # imported here: this module stays free of heavy imports
-
-    return find()
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:

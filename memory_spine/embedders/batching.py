@@ -5,24 +5,26 @@ first) as one batch, runs it, hands each caller its vectors, and takes the next.
 single-record ingests or searches the model sees batches instead of a queue of single texts, two runs never
 fight over the cores, and a caller waits only for the runs ahead of its own texts (a lone caller: its own).
 
-One thread, not whichever caller happens to be waiting: ONNX Runtime runs without its memory arena, so each
-run allocates from the calling thread's malloc arena, and runs rotating over the HTTP worker threads left a
-batch's peak in every one of them (RSS 975 MiB against 438 MiB after a minute of the 16+16 soak).
+The queue and the thread are a `Coalescer` (coalesce.py); `submit` lets the event loop await a run without
+holding a worker thread. One thread, not whichever caller happens to be waiting: ONNX Runtime runs without its
+memory arena, so each run allocates from the calling thread's malloc arena, and runs rotating over the HTTP
+worker threads left a batch's peak in every one of them (RSS 975 MiB against 438 MiB after a minute of the
+16+16 soak).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
 import numpy as np
 
+from ..coalesce import Coalescer
 from .base import Embedder
 
 
 class CoalescingEmbedder:
-    """Wraps an `Embedder`; same interface, safe to call from many threads."""
+    """Wraps an `Embedder`; same interface, safe to call from many threads; `submit` for the event loop."""
 
     def __init__(self, inner: Embedder, max_batch: int = 256) -> None:
         self.inner = inner
@@ -30,63 +32,31 @@ class CoalescingEmbedder:
         self.model = inner.model
         self.dim = inner.dim
         self.max_batch = max_batch
-        self._lock = threading.Lock()
-        self._queued = threading.Condition(self._lock)
-        self._queue: list[tuple[list[str], Future]] = []
-        self._thread: threading.Thread | None = None
-        self._closing = False
-        self.runs = 0
-        self.calls = 0
+        self._runs = Coalescer(inner.embed, max_items=max_batch, name="memory-spine-embed")
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    @property
+    def runs(self) -> int:
+        return self._runs.runs
+
+    @property
+    def calls(self) -> int:
+        return self._runs.calls
+
+    def submit(self, texts: Sequence[str]) -> Future:
+        """Queue `texts` for the model thread; the future's result is their vectors. From the event loop,
+        `await asyncio.wrap_future(embedder.submit(texts))` waits without holding a thread."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not a single string")
         texts = list(texts)
         if not texts:
-            return self.inner.embed([])
-        mine: Future = Future()
-        with self._lock:
-            if self._closing:
-                raise RuntimeError("the embedder is closed")
-            self.calls += 1
-            self._queue.append((texts, mine))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name="memory-spine-embed", daemon=True)
-                self._thread.start()
-            self._queued.notify()
-        return mine.result()
+            done: Future = Future()
+            done.set_result(self.inner.embed([]))
+            return done
+        return self._runs.submit(texts)
 
-    def _serve(self) -> None:
-        # The model thread: run batches while there are texts; at close, finish what is queued, then stop.
-        while True:
-            with self._lock:
-                while not self._queue and not self._closing:
-                    self._queued.wait()
-                if not self._queue:
-                    return
-                batch: list[tuple[list[str], Future]] = []
-                size = 0
-                while self._queue and (not batch or size + len(self._queue[0][0]) <= self.max_batch):
-                    item = self._queue.pop(0)
-                    batch.append(item)
-                    size += len(item[0])
-                self.runs += 1
-            try:
-                vectors = self.inner.embed([t for texts, _ in batch for t in texts])
-            except BaseException as exc:  # raised again in each caller's own thread, where it means something
-                for _, fut in batch:
-                    fut.set_exception(exc)
-                continue
-            start = 0
-            for texts, fut in batch:
-                fut.set_result(vectors[start : start + len(texts)])
-                start += len(texts)
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.submit(texts).result()
 
     def close(self) -> None:
-        with self._lock:
-            self._closing = True
-            self._queued.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout=60)
+        self._runs.close()
         self.inner.close()

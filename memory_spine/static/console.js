@@ -36,6 +36,9 @@ const MS = (() => {
     const t = tokenOverride !== undefined ? tokenOverride : token();
     if (t) headers.Authorization = "Bearer " + t;
     if (body !== undefined) headers["Content-Type"] = "application/json";
+    // The page's namespace (?namespace=, picked in the header) goes with every call; a body's own wins.
+    const ns = namespace();
+    if (ns) headers["X-Memory-Namespace"] = ns;
     const resp = await fetch(path, {
       method, headers, body: body === undefined ? undefined : JSON.stringify(body),
       credentials: "omit", cache: "no-store",
@@ -143,8 +146,11 @@ const MS = (() => {
     else run();
   }
   function params() { return new URLSearchParams(location.search); }
+  /** The namespace this page shows ("" = default): memory pages read it, workflow pages read `_kit/` of it. */
+  function namespace() { return params().get("namespace") || ""; }
   function setParams(values) {
     const p = new URLSearchParams();
+    if (namespace() && !("namespace" in values)) p.set("namespace", namespace());
     for (const [k, v] of Object.entries(values)) if (v !== "" && v !== null && v !== undefined) p.set(k, v);
     const qs = p.toString();
     history.replaceState(null, "", location.pathname + (qs ? "?" + qs : ""));
@@ -158,14 +164,42 @@ const MS = (() => {
       out.hidden = false;
       out.addEventListener("click", () => { clearToken(); location.assign("/ui/login"); });
     }
+    namespacePicker();
     const flash = sessionStorage.getItem("memory-spine.flash");
     if (flash) { sessionStorage.removeItem("memory-spine.flash"); notice(flash); }
   });
 
   function flashNext(text) { sessionStorage.setItem("memory-spine.flash", text); }
 
+  /** The header's namespace picker: users' namespaces (not the kit's `_kit/...`); links keep the choice. */
+  async function namespacePicker() {
+    const pick = $("#ns-picker");
+    if (!pick || document.body.dataset.page === "login") return;
+    const current = namespace() || "default";
+    const names = new Set(["default", current]);
+    try {
+      const d = await api("/namespaces", { noRedirect: true });
+      for (const n of d.namespaces) if (!n.namespace.startsWith("_")) names.add(n.namespace);
+    } catch (e) { /* signed out or old service: the current one is still shown */ }
+    clear(pick);
+    for (const n of [...names].sort()) pick.append(el("option", { value: n, selected: n === current }, n));
+    pick.addEventListener("change", () => {
+      const p = params();
+      if (pick.value === "default") p.delete("namespace"); else p.set("namespace", pick.value);
+      p.delete("cursor");
+      location.assign(location.pathname + (p.toString() ? "?" + p : ""));
+    });
+    document.addEventListener("click", (ev) => {
+      const a = ev.target.closest && ev.target.closest("a[href^='/ui']");
+      if (!a || !namespace() || a.href.includes("namespace=")) return;
+      const url = new URL(a.href);
+      url.searchParams.set("namespace", namespace());
+      a.href = url.pathname + url.search;
+    }, true);
+  }
+
   return {
     api, ApiError, token, setToken, clearToken, el, clear, $, num, ms, bytes, when, ago, time, json, short,
-    badge, notice, ready, fail, page, params, setParams, flashNext,
+    badge, notice, ready, fail, page, params, setParams, flashNext, namespace,
   };
 })();

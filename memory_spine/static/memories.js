@@ -35,12 +35,16 @@ MS.page(async () => {
   function card(m) {
     const text = MS.el("div", { class: "text" },
       MS.el("a", { href: "/ui/memories/" + encodeURIComponent(m.id) }, MS.short(m.content, 300)));
+    // The similarity (cosine) when the search scored it; else (keyword mode, exact keys) the rank score, labelled.
     const score = MS.el("div", { class: "score" });
-    if (typeof m.score === "number") {
+    const similar = typeof m.score === "number";
+    const value = similar ? m.score : m.rank_score;
+    if (typeof value === "number") {
       const bar = MS.el("span");
-      bar.style.width = Math.max(0, Math.min(1, m.score)) * 100 + "%";
-      score.append(MS.el("span", { class: "visually-hidden" }, "score "), m.score.toFixed(3),
-        MS.el("div", { class: "bar", "aria-hidden": "true" }, bar));
+      bar.style.width = Math.max(0, Math.min(1, value)) * 100 + "%";
+      score.title = similar ? "cosine similarity with the query" : "rank score (no similarity in this mode)";
+      score.append(MS.el("span", { class: similar ? "visually-hidden" : null }, similar ? "similarity " : "rank "),
+        value.toFixed(3), MS.el("div", { class: "bar", "aria-hidden": "true" }, bar));
     }
     const meta = MS.el("div", { class: "meta" },
       MS.el("span", {}, ...(m.tags.length ? m.tags.map((t) => MS.el("span", { class: "chip" }, t)) : ["no tags"])),

@@ -1,5 +1,6 @@
-/* One memory: its fields, an edit form (PATCH: content re-embeds, tags replace, metadata merges; a key removed
- * from the JSON is sent as null, which removes it) and delete with a confirmation. */
+/* One memory: its fields, its history (each kept version, what changed, revert to one), an edit form (PATCH:
+ * content re-embeds, tags replace, metadata merges; a key removed from the JSON is sent as null, which removes
+ * it) and delete with a confirmation. A deleted memory still kept shows its history and a restore button. */
 "use strict";
 
 MS.page(async () => {
@@ -53,6 +54,7 @@ MS.page(async () => {
     if (!Object.keys(patch).length) { MS.notice("Nothing changed."); return; }
     try {
       show(await MS.api(path, { method: "PATCH", body: patch }));
+      showHistory(await MS.api(path + "/history"));
       MS.notice("Saved.");
     } catch (err) { MS.notice(err.field ? `${err.field}: ${err.message}` : err.message, true); }
   });
@@ -67,6 +69,60 @@ MS.page(async () => {
     } catch (err) { MS.fail(err); }
   });
 
-  show(await MS.api(path));
+  function showHistory(h) {
+    const body = MS.clear(MS.$("#history tbody"));
+    const deleted = h.current_version === null;
+    MS.$("#history-note").textContent = h.versions.length === 1 ? "No earlier version is kept." :
+      `${h.versions.length} versions, newest first.`;
+    for (const v of h.versions) {
+      let action = "";
+      if (!v.current) {
+        const label = deleted ? "Restore this version" : "Revert to this";
+        action = MS.el("button", { type: "button", class: "revert", "data-version": String(v.version) }, label);
+        action.addEventListener("click", async () => {
+          try {
+            const m = deleted
+              ? await MS.api(path + "/restore", { method: "POST", body: { version: v.version } })
+              : await MS.api(path + "/revert", { method: "POST", body: { version: v.version, if_version: current.version } });
+            await load();
+            MS.notice(`${deleted ? "Restored" : "Reverted to"} version ${v.version}: now version ${m.version}.`);
+          } catch (err) { MS.notice(err.field ? `${err.field}: ${err.message}` : err.message, true); }
+        });
+      }
+      body.append(MS.el("tr", { "data-version": String(v.version) },
+        MS.el("td", {}, MS.el("code", {}, String(v.version)), v.current ? " " : "", v.current ? MS.badge("ok", "current") : ""),
+        MS.el("td", {}, MS.when(v.valid_from)),
+        MS.el("td", {}, v.changed === null ? "first kept" : (v.changed.length ? v.changed.join(", ") : "nothing")),
+        MS.el("td", {}, v.ended_by || "–"),
+        MS.el("td", {}, MS.short(v.content, 80)),
+        MS.el("td", {}, action)));
+    }
+  }
+
+  async function load() {
+    // One request: the history's newest entry is the live record (with its version) unless it was deleted.
+    const h = await MS.api(path + "/history");
+    const record = h.current_version === null ? null : h.versions[0];
+    const deleted = record === null;
+    for (const sel of ["#record-panel", "#edit-panel", "#delete-panel"]) MS.$(sel).hidden = deleted;
+    MS.$("#deleted-panel").hidden = !deleted;
+    if (deleted) {
+      MS.$("#deleted-note").textContent = `Deleted ${MS.when(h.deleted_at)}. Restoring brings back version ` +
+        `${h.versions[0].version} as a new version.`;
+    } else {
+      show(record);
+    }
+    showHistory(h);
+  }
+
+  MS.$("#restore").addEventListener("click", async () => {
+    try {
+      const m = await MS.api(path + "/restore", { method: "POST" });
+      await load();
+      MS.notice(`Restored: now version ${m.version}.`);
+    } catch (err) { MS.notice(err.message, true); }
+  });
+
+  await load();
   MS.ready();
 });

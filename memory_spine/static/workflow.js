@@ -77,7 +77,9 @@ MS.page(async () => {
     // What workflow_kit.autonomy.resume() does: each open escalation's metadata says resolved, by whom, when.
     try {
       for (const e of open) {
-        await MS.api("/memories/" + encodeURIComponent(e.id), {
+        // The escalation is the kit's record: addressed in its own namespace (`_kit/...`), not the page's.
+        const ns = e.namespace ? "?namespace=" + encodeURIComponent(e.namespace) : "";
+        await MS.api("/memories/" + encodeURIComponent(e.id) + ns, {
           method: "PATCH",
           body: { metadata: { status: "resolved", resolution: "resolved in the console", resolved_by: "console", resolved_at: new Date().toISOString() } },
         });

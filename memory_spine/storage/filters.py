@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import InvalidInput
 from ..models import Filter
+from ..namespaces import Selector, selector
 
 FIELDS = tuple(Filter.model_fields)  # tags, tags_all, tags_none, where, created_after, ..., key, key_prefix
 GROUPS = ("$and", "$or")
@@ -79,10 +80,15 @@ class Conditions:
     where: Group | None = None
     created_after: float | None = None
     created_before: float | None = None
+    occurred_after: float | None = None
+    occurred_before: float | None = None
     importance: tuple[str, ...] = ()
     key: str | None = None
     key_prefix: str | None = None
     key_upper: str | None = None  # the least string above every string starting with key_prefix; None: none
+    # The namespaces read (None: every namespace, for admin paths only; the service always names them). Not a
+    # condition for the DELETE guard: deleting a whole namespace still needs a condition.
+    namespaces: Selector | None = None
     empty: tuple[str, ...] = field(default=(), compare=False)
 
     def __bool__(self) -> bool:
@@ -93,10 +99,37 @@ class Conditions:
             or self.where is not None
             or self.created_after is not None
             or self.created_before is not None
+            or self.occurred_after is not None
+            or self.occurred_before is not None
             or self.importance
             or self.key is not None
             or self.key_prefix is not None
         )
+
+    @property
+    def restricts(self) -> bool:
+        """True when anything (a condition or a namespace selection) narrows the records read."""
+        return bool(self) or self.namespaces is not None
+
+    def namespace_sql(self, mark: str) -> tuple[str | None, list[Any]]:
+        """The namespace selection as SQL on `m.namespace` with `mark` placeholders, or (None, []) for all.
+
+        A subtree `team/` is a range up to its upper bound, so it reads the namespace index like exact names.
+        """
+        sel = self.namespaces
+        if sel is None:
+            return None, []
+        parts: list[str] = []
+        params: list[Any] = []
+        if len(sel.names) == 1:
+            parts.append(f"m.namespace = {mark}")
+        else:
+            parts.append(f"m.namespace IN ({','.join([mark] * len(sel.names))})")
+        params.extend(sel.names)
+        for prefix in sel.prefixes:
+            parts.append(f"(m.namespace >= {mark} AND m.namespace < {mark})")
+            params.extend((prefix, prefix_upper(prefix)))
+        return (parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"), params
 
     def comparisons(self) -> list[tuple[str, str, Any]]:
         """The plain column comparisons, the same in every dialect: (column of `memories m`, operator, value).
@@ -108,6 +141,10 @@ class Conditions:
             out.append(("m.created_at", ">", self.created_after))
         if self.created_before is not None:
             out.append(("m.created_at", "<", self.created_before))
+        if self.occurred_after is not None:
+            out.append(("m.occurred_at", ">", self.occurred_after))
+        if self.occurred_before is not None:
+            out.append(("m.occurred_at", "<", self.occurred_before))
         if self.key is not None:
             out.append(("m.key", "=", self.key))
         if self.key_prefix is not None:
@@ -188,10 +225,16 @@ class _Budget:
             )
 
 
-def parse_filter(flt: Filter | None, limits: Limits | None = None) -> Conditions:
-    """`flt` -> its `Conditions`, or InvalidInput naming the first field storage could not use."""
+def parse_filter(flt: Filter | Conditions | None, limits: Limits | None = None) -> Conditions:
+    """`flt` -> its `Conditions`, or InvalidInput naming the first field storage could not use.
+
+    Conditions already parsed pass through. A `namespace` left out (None) selects every namespace: the
+    service always fills it in (`default` when the request named none) before storage sees a filter.
+    """
     if flt is None:
         return NONE
+    if isinstance(flt, Conditions):
+        return flt
     budget = _Budget(limits)
     empty: list[str] = []
     lists: dict[str, tuple[str, ...]] = {}
@@ -220,7 +263,7 @@ def parse_filter(flt: Filter | None, limits: Limits | None = None) -> Conditions
                 raise InvalidInput(name, "must not be empty (leave it out for no condition)")
             check_text(value, name)
     times = {}
-    for name in ("created_after", "created_before"):
+    for name in ("created_after", "created_before", "occurred_after", "occurred_before"):
         ts = to_epoch(getattr(flt, name), name)
         times[name] = None if ts is None else check_time(ts, name)
     where = None
@@ -238,10 +281,13 @@ def parse_filter(flt: Filter | None, limits: Limits | None = None) -> Conditions
         where=where,
         created_after=times["created_after"],
         created_before=times["created_before"],
+        occurred_after=times["occurred_after"],
+        occurred_before=times["occurred_before"],
         importance=importance,
         key=flt.key,
         key_prefix=flt.key_prefix,
         key_upper=prefix_upper(flt.key_prefix) if flt.key_prefix is not None else None,
+        namespaces=selector(flt.namespace) if getattr(flt, "namespace", None) is not None else None,
         empty=tuple(empty),
     )
 

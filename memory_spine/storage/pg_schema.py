@@ -13,6 +13,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..errors import StorageError
+from .history import COLUMNS as HISTORY_COLUMNS
+
 _LOCK_ID = 0x6D656D73  # "mems": pg_advisory_xact_lock key shared by every memory-spine replica
 
 # Keyword search sees words as SQLite's FTS5 tokenizer does, near enough: ASCII punctuation other than "_"
@@ -86,6 +89,59 @@ def _isolation(conn: psycopg.Connection, params: dict[str, Any]) -> None:
     conn.execute("CREATE INDEX memory_kth_kth ON memory_kth (kth)")
 
 
+def _namespaces(conn: psycopg.Connection, params: dict[str, Any]) -> None:
+    # Namespaces (issue 18): every record and claim lives in one; existing ones land in 'default' (a constant
+    # default: no table rewrite). Ids and claims are unique per namespace; key lookups lead with it.
+    conn.execute("ALTER TABLE memories ADD COLUMN namespace text COLLATE \"C\" NOT NULL DEFAULT 'default'")
+    conn.execute("ALTER TABLE memories DROP CONSTRAINT memories_id_key")
+    conn.execute("CREATE UNIQUE INDEX memories_namespace_id ON memories (namespace, id)")
+    conn.execute("CREATE INDEX memories_namespace ON memories (namespace, seq)")
+    conn.execute("DROP INDEX memories_key")
+    conn.execute("DROP INDEX memories_key_parent")
+    conn.execute("CREATE INDEX memories_key ON memories (namespace, key, version)")
+    conn.execute("CREATE INDEX memories_key_parent ON memories (namespace, key_parent, version)")
+    conn.execute("ALTER TABLE claims ADD COLUMN namespace text COLLATE \"C\" NOT NULL DEFAULT 'default'")
+    conn.execute("ALTER TABLE claims DROP CONSTRAINT claims_pkey")
+    conn.execute("ALTER TABLE claims ADD PRIMARY KEY (namespace, key)")
+
+
+def _occurred_at(conn: psycopg.Connection, params: dict[str, Any]) -> None:
+    # Event time (issue 24): when what a record holds happened; rows stored before it happened when stored.
+    conn.execute("ALTER TABLE memories ADD COLUMN IF NOT EXISTS occurred_at timestamptz")
+    conn.execute("UPDATE memories SET occurred_at = created_at WHERE occurred_at IS NULL")
+    conn.execute("CREATE INDEX IF NOT EXISTS memories_occurred ON memories (occurred_at)")
+
+
+def _history(conn: psycopg.Connection, params: dict[str, Any]) -> None:
+    # Prior versions of records (storage/history.py): the columns of history.COLUMNS (added to later by
+    # _sync_history, not by editing this), the vector, and when and by what each version ended.
+    copied = ", ".join(f"{name} {kind}" for name, _, kind in HISTORY_COLUMNS)
+    conn.execute(
+        f"CREATE TABLE memory_history (hid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {copied},"
+        f" embedding vector({int(params['dim'])}) NOT NULL, superseded_at timestamptz NOT NULL,"
+        " superseded_by bigint, op text NOT NULL)"
+    )
+    conn.execute("CREATE INDEX memory_history_record ON memory_history (namespace, id, version)")
+    conn.execute("CREATE INDEX memory_history_ended ON memory_history (superseded_at)")
+    conn.execute("CREATE INDEX memory_history_deleted ON memory_history (hid) WHERE superseded_by IS NULL")
+
+
+def _sync_history(conn: psycopg.Connection) -> None:
+    """Add the history.COLUMNS memory_history lacks (a column added to memories after the table was made)."""
+    have = {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'memory_history'"
+        )
+    }
+    if not have:
+        return
+    for name, _, kind in HISTORY_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE memory_history ADD COLUMN {name} {kind}")
+
+
 def _tokens(conn: psycopg.Connection, params: dict[str, Any]) -> None:
     # Scoped bearer tokens (tokens.py): only the SHA-256 of each token, so replicas share them and a leak of the
     # table leaks no token.
@@ -101,7 +157,10 @@ MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection, dict[str, Any]], 
     (1, "records, tags, keys, metadata, vectors (HNSW), full text (tsvector), claims", _initial),
     (2, "claims: fencing tokens (claim_fences sequence) and hashed lease tokens", _fencing),
     (3, "each record's 10th-neighbour distance, for the side list of isolated vectors", _isolation),
-    (4, "scoped tokens (their SHA-256, namespaces, rights, expiry, revocation)", _tokens),
+    (4, "namespaces: records and claims unique per (namespace, id / key)", _namespaces),
+    (5, "records: occurred_at (event time), indexed", _occurred_at),
+    (6, "record history: prior versions of replaced and deleted records", _history),
+    (7, "scoped tokens (their SHA-256, namespaces, rights, expiry, revocation)", _tokens),
 ]
 
 
@@ -113,6 +172,11 @@ def migrate(conn: psycopg.Connection, **params: Any) -> list[int]:
             "CREATE TABLE IF NOT EXISTS memory_spine_migrations"
             " (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
         )
+        newest = conn.execute("SELECT max(version) FROM memory_spine_migrations").fetchone()[0] or 0
+    if newest > MIGRATIONS[-1][0]:
+        raise StorageError(
+            f"this database has schema version {newest}; this memory-spine knows up to {MIGRATIONS[-1][0]}: upgrade it"
+        )
     applied: list[int] = []
     for version, name, apply in MIGRATIONS:
         with conn.transaction():
@@ -123,4 +187,7 @@ def migrate(conn: psycopg.Connection, **params: Any) -> list[int]:
             apply(conn, params)
             conn.execute("INSERT INTO memory_spine_migrations (version, name) VALUES (%s, %s)", (version, name))
             applied.append(version)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        _sync_history(conn)
     return applied

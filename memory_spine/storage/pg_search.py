@@ -11,7 +11,8 @@
                  walking the graph until `limit` rows pass the filter; `+exact` when even that came back short
                  while more records match (the scan gives up after `hnsw.max_scan_tuples`): scored exactly;
 - `keyword`      the generated `tsvector` column (GIN) ranked by `ts_rank`, the filter in the same SQL;
-- `hybrid`       both lists fused by reciprocal rank fusion (`search.hybrid`, as the embedded default).
+- `hybrid`       both lists fused by reciprocal rank fusion (`search.hybrid`, as the embedded default); hits only
+                 the keyword list found get their cosine from one more statement (`similarity`).
 
 Exact keys never reach this module: the service answers them from the key index. Hits come back with their
 rows, so a search is one or two statements and no separate hydration.
@@ -35,10 +36,11 @@ import numpy as np
 
 from ..index import ISOLATION_FLOOR, ISOLATION_K, ISOLATION_RATIO
 from ..models import Filter
+from ..namespaces import Selector
 from .filters import parse_filter
 from .pg_schema import FTS_NORMALISE
-from .postgres import ROW_COLUMNS, PostgresStorage, compile_filter, row_dict
-from .search import Plan, Rows, Scored, drop_stopwords, exact_cap, hybrid, rarest
+from .postgres import ROW_COLUMNS, ROW_WIDTH, PostgresStorage, compile_filter, row_dict
+from .search import Cosines, Plan, Rows, Scored, drop_stopwords, exact_cap, hybrid, rarest
 
 log = logging.getLogger("memory_spine.pg_search")
 _TOKENS = re.compile(r"[^\W_]+")  # how PostgreSQL's parser splits a chunk, near enough (it splits at "_")
@@ -73,6 +75,7 @@ class PostgresSearch:
         self._limit = ISOLATION_FLOOR
         self._side = 0
         self._backfilling = True
+        self._namespaces: dict[str, int] = {}
         self._refresh()
 
     # -- statistics: table size (for the exact bound) and common lexemes (for keyword pruning) ----------------
@@ -91,9 +94,18 @@ class PostgresSearch:
             self._recent = np.array([r[0] for r in recent], dtype=np.float32)
             self._fit()
             self._side = conn.execute("SELECT count(*) FROM memory_kth WHERE kth > %s", (self._limit,)).fetchone()[0]
+            # Records per namespace (an index-only scan of (namespace, seq)): how selective a namespace is.
+            self._namespaces = dict(conn.execute("SELECT namespace, count(*) FROM memories GROUP BY namespace"))
         self._size = int(size)
         self._term_freq = dict(zip(row[0], row[1], strict=False)) if row and row[0] else {}
         self._stats_at = time.monotonic()
+
+    def _share(self, selected: Selector) -> float:
+        """The share of the records (by the last refresh's counts) that `selected` namespaces hold."""
+        total = sum(self._namespaces.values())
+        if not total:
+            return 0.0
+        return sum(n for ns, n in self._namespaces.items() if selected.matches(ns)) / total
 
     def _fit(self) -> None:
         typical = float(np.median(self._recent)) if len(self._recent) else 0.0
@@ -161,10 +173,14 @@ class PostgresSearch:
         c = parse_filter(flt)
         cond, params = compile_filter(c, now)
         q = np.asarray(vector, dtype=np.float32)
-        if not c and self._size <= self.exact_below:
+        # A namespace holding most of the table filters almost nothing: the plain plans, the namespace still in
+        # the SQL (the iterative scan walks on past other namespaces' rows). Whether it does is read from counts
+        # refreshed every minute; a stale count only picks a slower plan, never other namespaces' records.
+        wide = not c and (c.namespaces is None or self._share(c.namespaces) >= 0.5)
+        if wide and self._size <= self.exact_below:
             plan = Plan("exact", candidates=self._size)
             hits, rows = self._hnsw(q, cond, params, limit, force=False, exact=True)
-        elif not c:
+        elif wide:
             plan = Plan("hnsw", k=[limit])
             hits, rows = self._hnsw(q, cond, params, limit, force=False)
         else:
@@ -221,10 +237,10 @@ class PostgresSearch:
                     conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
                     found = conn.execute(query, args).fetchall()
         # relaxed_order: the scan may return near-ties slightly out of order; a side row may also be a graph row.
-        found.sort(key=lambda r: r[10])
+        found.sort(key=lambda r: r[ROW_WIDTH])
         seen: set[int] = set()
         found = [r for r in found if not (r[0] in seen or seen.add(r[0]))][:limit]
-        return [(r[0], 1.0 - float(r[10])) for r in found], {r[0]: row_dict(r) for r in found}
+        return [(r[0], 1.0 - float(r[ROW_WIDTH])) for r in found], {r[0]: row_dict(r) for r in found}
 
     def _exact(
         self, q: np.ndarray, cond: str, params: list[Any], limit: int, cap: int | None
@@ -248,7 +264,7 @@ class PostgresSearch:
         )
         n = int(found[0][0]) if found else 0
         got = [r[1:] for r in found if r[1] is not None]
-        return n, [(r[0], 1.0 - float(r[10])) for r in got], {r[0]: row_dict(r) for r in got}
+        return n, [(r[0], 1.0 - float(r[ROW_WIDTH])) for r in got], {r[0]: row_dict(r) for r in got}
 
     # -- keyword -----------------------------------------------------------------------------------------------
     def _chunks(self, query: str) -> list[str]:
@@ -280,7 +296,7 @@ class PostgresSearch:
             [chunks, *params, limit],
         )
         # ts_rank is unbounded above; s * 10 / (1 + s * 10) maps it into [0, 1) keeping the order.
-        return [(r[0], float(r[10]) * 10 / (1.0 + float(r[10]) * 10)) for r in found], {
+        return [(r[0], float(r[ROW_WIDTH]) * 10 / (1.0 + float(r[ROW_WIDTH]) * 10)) for r in found], {
             r[0]: row_dict(r) for r in found
         }
 
@@ -290,13 +306,25 @@ class PostgresSearch:
         return hits, rows, Plan("keyword", ms=(time.perf_counter() - started) * 1000)
 
     def hybrid(
-        self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float
-    ) -> tuple[Scored, Rows, Plan]:
+        self, query: str, vector: np.ndarray, flt: Filter | None, limit: int, now: float, min_score: float | None
+    ) -> tuple[Scored, Rows, Plan, Cosines]:
         return hybrid(
             lambda depth: self.semantic(vector, flt, depth, now),
             lambda depth: self._keyword(query, flt, depth, now),
             limit,
+            lambda seqs: self.similarity(vector, seqs),
+            min_score,
         )
+
+    def similarity(self, vector: np.ndarray, seqs: Sequence[int]) -> Cosines:
+        """Exact cosine similarities of these rows' vectors with `vector`: one statement, by primary key."""
+        if not len(seqs):
+            return {}
+        found = self.storage.fetch_all(
+            "SELECT seq, 1 - (embedding <=> %s) FROM memories WHERE seq = ANY(%s::bigint[])",
+            [np.asarray(vector, dtype=np.float32), [int(s) for s in seqs]],
+        )
+        return {int(r[0]): float(r[1]) for r in found}
 
     # -- the rest of the contract: the database keeps the index itself ---------------------------------------------
     def added(self, seqs: np.ndarray, vectors: np.ndarray) -> None:

@@ -47,15 +47,33 @@ from ..errors import (
     StorageFull,
 )
 from ..models import Filter
+from ..namespaces import DEFAULT
 from . import budget, redact
-from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
+from .base import ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged, claim_dict
 from .filters import Conditions, Group, Node, parse_filter, prefix_upper
+from .history import column_names, keep_versions
 from .pg_schema import migrate
 
 OnCommit = Callable[[Any], None]
+# memory_history holds these columns too (it is read with this list): a new one is also a line in history.COLUMNS.
 ROW_COLUMNS = (
-    "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at"
+    "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at,"
+    " m.namespace, m.occurred_at"
 )
+ROW_WIDTH = 12  # columns in ROW_COLUMNS: what a query selects after them starts at this index
+# History rows copy history.COLUMNS (which include the namespace); a record is addressed by (namespace, id).
+_HISTORY_COLUMNS = f"{column_names()}, embedding, superseded_at, superseded_by, op"
+_HISTORY_INSERT = (
+    f"INSERT INTO memory_history ({_HISTORY_COLUMNS})"
+    f" SELECT {column_names('m.')}, m.embedding, %s, %s, %s FROM memories m WHERE m.seq = %s"
+)
+
+
+def _history_of(id: str, namespace: str) -> tuple[str, list[Any]]:
+    """The condition (on alias `m`) and params selecting one record's rows, in memories or memory_history."""
+    return "m.namespace = %s AND m.id = %s", [namespace, id]
+
+
 BULK_ROWS = 5000  # loads at least this large build the HNSW index after the rows (see bulk())
 _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
@@ -78,10 +96,11 @@ def iso(dt: datetime | None) -> str | None:
 
 
 def row_dict(r: Sequence[Any]) -> dict[str, Any]:
-    seq, id_, content, tags, metadata, importance, key, created, updated, expires = r[:10]
+    seq, id_, content, tags, metadata, importance, key, created, updated, expires, namespace, occurred = r[:ROW_WIDTH]
     return {
         "seq": seq,
         "id": id_,
+        "namespace": namespace,
         "content": content,
         "tags": list(tags),
         "metadata": metadata,
@@ -90,6 +109,7 @@ def row_dict(r: Sequence[Any]) -> dict[str, Any]:
         "created_at": iso(created),
         "updated_at": iso(updated),
         "expires_at": iso(expires),
+        "occurred_at": iso(occurred if occurred is not None else created),
     }
 
 
@@ -133,6 +153,8 @@ _INSERT_TYPES = (
     ("expires_at", "timestamptz"),
     ("version", "bigint"),
     ("embedding", "vector"),
+    ("namespace", "text"),
+    ("occurred_at", "timestamptz"),
 )
 _COPY_TYPES = tuple((name, "int8" if kind == "bigint" else kind) for name, kind in _INSERT_TYPES)
 _INSERT_COLUMNS = ", ".join(name for name, _ in _INSERT_TYPES)
@@ -153,6 +175,8 @@ def _insert_row(rec: NewRecord, created: datetime | None, updated: datetime | No
         to_dt(rec.expires_at),
         version,
         np.asarray(rec.vector, dtype=np.float32),
+        rec.namespace,
+        to_dt(rec.occurred_at) if rec.occurred_at is not None else created,
     )
 
 
@@ -254,9 +278,13 @@ def _emit_where(node: Node, params: list[Any]) -> str:
 
 def compile_filter(flt: Filter | Conditions | None, now: float) -> tuple[str, list[Any]]:
     """A filter -> an SQL condition on `memories m` (expired records always excluded) and its params."""
-    c = flt if isinstance(flt, Conditions) else parse_filter(flt)
+    c = parse_filter(flt)
     clauses = ["(m.expires_at IS NULL OR m.expires_at > %s)"]
     params: list[Any] = [to_dt(now)]
+    ns_sql, ns_params = c.namespace_sql("%s")
+    if ns_sql is not None:
+        clauses.append(ns_sql)
+        params.extend(ns_params)
     if c.tags:
         clauses.append("m.tags && %s::text[]")
         params.append(list(c.tags))
@@ -273,7 +301,7 @@ def compile_filter(flt: Filter | Conditions | None, now: float) -> tuple[str, li
         params.append(list(c.importance))
     for column, op, value in c.comparisons():
         clauses.append(f"{column} {op} %s")
-        params.append(to_dt(value) if column == "m.created_at" else value)
+        params.append(to_dt(value) if column in ("m.created_at", "m.occurred_at") else value)
     return " AND ".join(clauses), params
 
 
@@ -296,9 +324,12 @@ class PostgresStorage:
         ef_search: int = 128,
         connect_timeout: float = 10.0,
         query_seconds: float = 0.0,
+        history_versions: int = 10,
     ) -> None:
         self.url = url
         self.dim = dim
+        # Prior versions each record keeps in memory_history (0: none); see storage/history.py.
+        self.history_versions = history_versions
         self.ef_search = ef_search
         self.hnsw_m = hnsw_m
         self.hnsw_ef_construction = hnsw_ef_construction
@@ -414,35 +445,43 @@ class PostgresStorage:
 
     def _put(self, conn: psycopg.Connection, records: Sequence[NewRecord]) -> list[PutResult]:
         existing = {
-            r[0]: r
+            (r[6], r[0]): r
             for r in conn.execute(
-                "SELECT id, seq, content, created_at, expires_at, version FROM memories WHERE id = ANY(%s)"
-                " ORDER BY seq FOR UPDATE",
-                ([r.id for r in records],),
+                "SELECT m.id, m.seq, m.content, m.created_at, m.expires_at, m.version, m.namespace FROM memories m"
+                " JOIN unnest(%s::text[], %s::text[]) AS w(namespace, id) ON m.namespace = w.namespace AND m.id = w.id"
+                " ORDER BY m.seq FOR UPDATE OF m",
+                ([r.namespace for r in records], [r.id for r in records]),
             )
         }
-        for key, token in sorted({r.fence for r in records if r.fence is not None}):
+        fences = sorted({(r.namespace, *r.fence) for r in records if r.fence is not None})
+        for namespace, key, token in fences:
             # FOR SHARE: a takeover of the claim waits for this transaction, so the fence cannot change under it.
-            got = conn.execute("SELECT fence FROM claims WHERE key = %s FOR SHARE", (key,)).fetchone()
+            got = conn.execute(
+                "SELECT fence FROM claims WHERE namespace = %s AND key = %s FOR SHARE", (namespace, key)
+            ).fetchone()
             if got is None or got[0] != token:
                 raise StaleFence(key, token, got[0] if got else None)
         version = conn.execute("SELECT nextval('memory_versions')").fetchone()[0]
         inserts: list[tuple] = []
         updates: list[tuple] = []
         vector_updates: list[tuple] = []
-        out: dict[str, PutResult] = {}
+        history: list[tuple] = []  # (superseded_at, superseded_by, op, seq) of each row replaced
+        out: dict[tuple[str, str], PutResult] = {}
         for rec in records:
-            row = existing.get(rec.id)
+            row = existing.get((rec.namespace, rec.id))
             if rec.if_version is not None and (row is None or row[5] != rec.if_version):
+                raise VersionChanged(rec.id)
+            if rec.absent and row is not None and (row[4] is None or row[4].timestamp() > rec.now):
                 raise VersionChanged(rec.id)
             now = to_dt(round(rec.now, 6))
             meta = Jsonb(rec.metadata)
             if row is None:
                 if rec.vector is None:
                     raise ContentChanged(rec.id)
-                inserts.append(_insert_row(rec, now, now, version))
+                born = now if rec.first_created_at is None else to_dt(rec.first_created_at)
+                inserts.append(_insert_row(rec, born, now, version))
                 continue
-            _, seq, old_content, old_created, old_expires, old_version = row
+            _, seq, old_content, old_created, old_expires, old_version, _ns = row
             # The UPDATE below writes only the version the caller read (if_version), else the one locked here.
             expected = rec.if_version if rec.if_version is not None else old_version
             # An expired row not purged yet is gone for clients: writing its id again creates it anew.
@@ -460,17 +499,24 @@ class PostgresStorage:
                 now,
                 to_dt(rec.expires_at),
                 version,
+                to_dt(rec.occurred_at) if rec.occurred_at is not None else (now if revived else None),
             )
+            history.append((now, version, rec.op, seq))
             if rec.vector is not None:
                 vector_updates.append((*fields, np.asarray(rec.vector, dtype=np.float32), seq, expected))
             else:
                 updates.append((*fields, seq, expected))
-            out[rec.id] = PutResult(seq=seq, id=rec.id, created=revived, vector_changed=rec.vector is not None)
+            out[rec.namespace, rec.id] = PutResult(
+                seq=seq, id=rec.id, created=revived, vector_changed=rec.vector is not None
+            )
         set_fields = (
             "content=%s, tags=%s, metadata=%s, importance=%s, key=%s, key_parent=%s, created_at=%s, updated_at=%s,"
-            " expires_at=%s, version=%s"
+            " expires_at=%s, version=%s, occurred_at=COALESCE(%s::timestamptz, occurred_at)"
         )
         with conn.cursor() as cur:
+            if history and self.history_versions:
+                # The versions replaced (rows locked above), kept in this same transaction (storage/history.py).
+                cur.executemany(_HISTORY_INSERT, history)
             # Conditional on the expected version: `if_version` is checked by the write itself, not only above.
             if updates:
                 cur.executemany(f"UPDATE memories SET {set_fields} WHERE seq=%s AND version=%s", updates)
@@ -483,10 +529,11 @@ class PostgresStorage:
                 if cur.rowcount != len(vector_updates):
                     raise VersionChanged(records[0].id if len(records) == 1 else "a record of the batch")
             if inserts:
-                inserts.sort(key=lambda row: row[0])  # one order for every writer: no deadlock on the id index
+                # One order for every writer: no deadlock on the (namespace, id) index.
+                inserts.sort(key=lambda row: (row[-1], row[0]))
                 cur.executemany(
                     f"INSERT INTO memories ({_INSERT_COLUMNS}) VALUES ({','.join(['%s'] * len(_INSERT_TYPES))})"
-                    " ON CONFLICT (id) DO NOTHING RETURNING seq, id",
+                    " ON CONFLICT (namespace, id) DO NOTHING RETURNING seq, id, namespace",
                     inserts,
                     returning=True,
                 )
@@ -499,9 +546,40 @@ class PostgresStorage:
                         break
                 if len(inserted) != len(inserts):
                     raise _Raced()
-                for seq, id_ in inserted:
-                    out[id_] = PutResult(seq=seq, id=id_, created=True, vector_changed=True)
-        return [out[r.id] for r in records]
+                for seq, id_, namespace in inserted:
+                    out[namespace, id_] = PutResult(seq=seq, id=id_, created=True, vector_changed=True)
+        if history:
+            self._prune_versions(conn, [(r.namespace, r.id) for r in records if (r.namespace, r.id) in existing])
+        return [out[r.namespace, r.id] for r in records]
+
+    def _prune_versions(self, conn: psycopg.Connection, records: Sequence[tuple[str, str]]) -> None:
+        """Keep at most `history_versions` history rows of each of these (namespace, id) records (in the
+        writing transaction)."""
+        if not self.history_versions or not records:
+            return
+        conn.execute(
+            "DELETE FROM memory_history WHERE hid IN (SELECT hid FROM (SELECT h.hid, row_number() OVER"
+            " (PARTITION BY h.namespace, h.id ORDER BY h.version DESC) AS n FROM memory_history h"
+            " JOIN unnest(%s::text[], %s::text[]) AS w(namespace, id) ON h.namespace = w.namespace AND h.id = w.id)"
+            " x WHERE n > %s)",
+            ([n for n, _ in records], [i for _, i in records], self.history_versions),
+        )
+
+    def _delete_kept(self, cond: str, params: Sequence[Any], op: str, now: float) -> list[int]:
+        """Delete the records matching `cond` (on `memories m`); their versions go to the history, ended by
+        `op`, in the same statement (a data-modifying CTE: exactly the rows deleted). Returns their seqs."""
+        delete = f"DELETE FROM memories m WHERE {cond}"
+        if not self.history_versions:
+            return [r[0] for r in self.fetch_all(f"{delete} RETURNING m.seq", params)]
+        with self.conn() as conn, conn.transaction():
+            rows = conn.execute(
+                f"WITH gone AS ({delete} RETURNING {column_names('m.')}, m.embedding)"
+                f" INSERT INTO memory_history ({_HISTORY_COLUMNS})"
+                f" SELECT {column_names()}, embedding, %s, NULL, %s FROM gone RETURNING seq, namespace, id",
+                [*params, to_dt(round(now, 6)), op],
+            ).fetchall()
+            self._prune_versions(conn, [(r[1], r[2]) for r in rows])
+        return [r[0] for r in rows]
 
     def restore(self, records: Sequence[RestoredRecord], on_commit: OnCommit | None = None) -> list[PutResult]:
         """Insert records as exported (their own timestamps and vectors), one transaction; ids present are skipped."""
@@ -527,22 +605,26 @@ class PostgresStorage:
                 for r in cur:
                     out = row_dict(r)
                     if vectors:
-                        out["vector"] = np.asarray(r[10], dtype="<f4").tobytes()
+                        out["vector"] = np.asarray(r[ROW_WIDTH], dtype="<f4").tobytes()
                     yield out
 
-    def contents(self, ids: Sequence[str]) -> dict[str, str]:
+    def contents(self, ids: Sequence[str], namespace: str = DEFAULT) -> dict[str, str]:
         if not ids:
             return {}
-        return dict(self.fetch_all("SELECT id, content FROM memories WHERE id = ANY(%s)", (list(ids),)))
+        return dict(
+            self.fetch_all(
+                "SELECT id, content FROM memories WHERE namespace = %s AND id = ANY(%s)", (namespace, list(ids))
+            )
+        )
 
-    def get(self, id: str, now: float) -> dict[str, Any] | None:
-        """The live record with this id, with its `version` (what `if_version` / an ETag names), or None."""
+    def get(self, id: str, now: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        """The live record (namespace, id), with its `version` (what `if_version` / an ETag names), or None."""
         rows = self.fetch_all(
             f"SELECT {ROW_COLUMNS}, m.version FROM memories m"
-            " WHERE m.id = %s AND (m.expires_at IS NULL OR m.expires_at > %s)",
-            (id, to_dt(now)),
+            " WHERE m.namespace = %s AND m.id = %s AND (m.expires_at IS NULL OR m.expires_at > %s)",
+            (namespace, id, to_dt(now)),
         )
-        return {**row_dict(rows[0]), "version": int(rows[0][10])} if rows else None
+        return {**row_dict(rows[0]), "version": int(rows[0][ROW_WIDTH])} if rows else None
 
     def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]:
         if not len(seqs):
@@ -553,10 +635,23 @@ class PostgresStorage:
         )
         return {r[0]: row_dict(r) for r in rows}
 
-    def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None, if_version: int | None = None) -> list[int]:
+    def delete(
+        self,
+        ids: Sequence[str],
+        on_commit: OnCommit | None = None,
+        if_version: int | None = None,
+        namespace: str = DEFAULT,
+        now: float | None = None,
+    ) -> list[int]:
         # With `if_version`, one conditional statement: only rows still at that version go.
-        cond, args = ("", [list(ids)]) if if_version is None else (" AND version = %s", [list(ids), if_version])
-        seqs = [r[0] for r in self.fetch_all(f"DELETE FROM memories WHERE id = ANY(%s){cond} RETURNING seq", args)]
+        cond, args = (
+            ("", [namespace, list(ids)])
+            if if_version is None
+            else (" AND m.version = %s", [namespace, list(ids), if_version])
+        )
+        seqs = self._delete_kept(
+            f"m.namespace = %s AND m.id = ANY(%s){cond}", args, "delete", time.time() if now is None else now
+        )
         if on_commit is not None:
             on_commit(seqs)
         return seqs
@@ -567,7 +662,7 @@ class PostgresStorage:
         if dry_run:
             return self.count(flt, now), []
         cond, params = compile_filter(flt, now)
-        seqs = [r[0] for r in self.fetch_all(f"DELETE FROM memories m WHERE {cond} RETURNING m.seq", params)]
+        seqs = self._delete_kept(cond, params, "delete_where", now)
         if on_commit is not None:
             on_commit(seqs)
         return len(seqs), seqs
@@ -605,23 +700,118 @@ class PostgresStorage:
             args = [key, *params, limit]
         return [row_dict(r) for r in self.fetch_all(query, args)]
 
-    def newest_per_parent(self, prefix: str, now: float, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    def newest_per_parent(
+        self, prefix: str, now: float, limit: int, offset: int, namespace: str = DEFAULT
+    ) -> tuple[list[dict[str, Any]], int]:
         """The newest live record of each key parent starting with `prefix`, newest first, and how many parents."""
         upper = prefix_upper(prefix)
         groups = (
-            "SELECT key_parent AS p, max(version) AS v FROM memories WHERE key_parent >= %s"
+            "SELECT key_parent AS p, max(version) AS v FROM memories WHERE namespace = %s AND key_parent >= %s"
             + (" AND key_parent < %s" if upper is not None else "")
             + " AND (expires_at IS NULL OR expires_at > %s) GROUP BY key_parent"
         )
-        args = (prefix, upper, to_dt(now)) if upper is not None else (prefix, to_dt(now))
+        args = (namespace, prefix, upper, to_dt(now)) if upper is not None else (namespace, prefix, to_dt(now))
         with self.conn() as conn:
             total = conn.execute(f"SELECT count(*) FROM ({groups}) g", args).fetchone()[0]
             rows = conn.execute(
                 f"SELECT {ROW_COLUMNS} FROM ({groups} ORDER BY v DESC LIMIT %s OFFSET %s) g"
-                " JOIN memories m ON m.key_parent = g.p AND m.version = g.v ORDER BY g.v DESC",
-                (*args, limit, offset),
+                " JOIN memories m ON m.namespace = %s AND m.key_parent = g.p AND m.version = g.v ORDER BY g.v DESC",
+                (*args, limit, offset, namespace),
             ).fetchall()
         return [row_dict(r) for r in rows], int(total)
+
+    # -- history (storage/history.py) ----------------------------------------------------------------------------
+    def history(
+        self, id: str, now: float, limit: int, namespace: str = DEFAULT
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The live record (with its version) or None, and up to `limit` prior versions newest first, each with
+        `version`, `superseded_at`, `superseded_by` and `op`; both from one snapshot."""
+        where, args = _history_of(id, namespace)
+        with self.conn() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            live = conn.execute(
+                f"SELECT {ROW_COLUMNS}, m.version FROM memories m WHERE {where}"
+                " AND (m.expires_at IS NULL OR m.expires_at > %s)",
+                [*args, to_dt(now)],
+            ).fetchone()
+            rows = conn.execute(
+                f"SELECT {ROW_COLUMNS}, m.version, m.superseded_at, m.superseded_by, m.op FROM memory_history m"
+                f" WHERE {where} ORDER BY m.version DESC LIMIT %s",
+                [*args, limit],
+            ).fetchall()
+        current = {**row_dict(live), "version": int(live[ROW_WIDTH])} if live else None
+        prior = [
+            {
+                **row_dict(r),
+                "version": int(r[ROW_WIDTH]),
+                "superseded_at": iso(r[ROW_WIDTH + 1]),
+                "superseded_by": r[ROW_WIDTH + 2],
+                "op": r[ROW_WIDTH + 3],
+            }
+            for r in rows
+        ]
+        return current, prior
+
+    def get_version(self, id: str, version: int, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        """Version `version` of the record (live or kept in the history), with its `vector`; None if not kept."""
+        where, args = _history_of(id, namespace)
+        one = f"SELECT {ROW_COLUMNS}, m.version, m.embedding FROM {{table}} m WHERE {where} AND m.version = %s"
+        rows = self.fetch_all(
+            f"{one.format(table='memories')} UNION ALL {one.format(table='memory_history')} LIMIT 1",
+            [*args, version, *args, version],
+        )
+        if not rows:
+            return None
+        return {
+            **row_dict(rows[0]),
+            "version": int(rows[0][ROW_WIDTH]),
+            "vector": np.asarray(rows[0][ROW_WIDTH + 1], np.float32),
+        }
+
+    def as_of(self, id: str, at: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        """The version of the record that was live at `at` (written at or before it, not yet replaced, deleted
+        or expired), with its `version`; None if none was, or that version is past the history's retention."""
+        where, args = _history_of(id, namespace)
+        t = to_dt(at)
+        live = "(m.expires_at IS NULL OR m.expires_at > %s)"
+        rows = self.fetch_all(
+            f"SELECT {ROW_COLUMNS}, m.version FROM memories m WHERE {where} AND m.updated_at <= %s AND {live}"
+            f" UNION ALL SELECT {ROW_COLUMNS}, m.version FROM memory_history m WHERE {where}"
+            f" AND m.updated_at <= %s AND m.superseded_at > %s AND {live} ORDER BY version DESC LIMIT 1",
+            [*args, t, t, *args, t, t, t],
+        )
+        return {**row_dict(rows[0]), "version": int(rows[0][ROW_WIDTH])} if rows else None
+
+    def deleted(
+        self, now: float, limit: int, cursor: int | None, namespace: str = DEFAULT
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Records deleted (by id or filter) and not written again, newest deletion first: each one's version
+        as deleted, with `version`, `deleted_at` and `deleted_by`; and the cursor of the next page."""
+        rows = self.fetch_all(
+            f"SELECT {ROW_COLUMNS}, m.version, m.superseded_at, m.op, m.hid FROM memory_history m"
+            " WHERE m.namespace = %s AND m.superseded_by IS NULL AND m.hid < %s"
+            " AND m.hid = (SELECT max(h.hid) FROM memory_history h WHERE h.namespace = m.namespace AND h.id = m.id)"
+            " AND NOT EXISTS (SELECT 1 FROM memories l WHERE l.namespace = m.namespace AND l.id = m.id"
+            " AND (l.expires_at IS NULL OR l.expires_at > %s)) ORDER BY m.hid DESC LIMIT %s",
+            (namespace, 2**63 - 1 if cursor is None else cursor, to_dt(now), limit + 1),
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        out = [
+            {
+                **row_dict(r),
+                "version": int(r[ROW_WIDTH]),
+                "deleted_at": iso(r[ROW_WIDTH + 1]),
+                "deleted_by": r[ROW_WIDTH + 2],
+            }
+            for r in rows
+        ]
+        return out, (int(rows[-1][ROW_WIDTH + 3]) if more and rows else None)
+
+    def prune_history(self, before: float) -> int:
+        """Drop the history rows of versions replaced or deleted before `before`. Returns how many."""
+        with self.conn() as conn:
+            return conn.execute("DELETE FROM memory_history WHERE superseded_at < %s", (to_dt(before),)).rowcount
 
     # -- tags and filters --------------------------------------------------------------------------------------
     def count(self, flt: Filter | None, now: float) -> int:
@@ -644,51 +834,59 @@ class PostgresStorage:
         return seqs
 
     # -- claims: the database's clock, so every replica agrees on who holds a lease -----------------------------
-    _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence"
+    _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence, namespace"
 
     @staticmethod
     def _claim(row: Sequence[Any]) -> dict[str, Any]:
-        key, holder, acquired, expires, fence = row
-        return {"key": key, "holder": holder, "acquired_at": iso(acquired), "expires_at": iso(expires), "fence": fence}
+        return claim_dict(row, iso)
 
-    def claim(self, key: str, holder: str, lease: float, now: float, token_hash: str) -> tuple[bool, dict[str, Any]]:
+    def claim(
+        self, key: str, holder: str, lease: float, now: float, token_hash: str, namespace: str = DEFAULT
+    ) -> tuple[bool, dict[str, Any]]:
         interval = f"{float(lease):.6f} seconds"  # fixed-point: PostgreSQL reads no exponent ("1e-300 seconds")
         with self.conn() as conn:
             for _attempt in range(10):
                 # One statement, atomic under the row lock: take a free or expired key, with the next fence.
                 got = conn.execute(
-                    "INSERT INTO claims AS c (key, holder, acquired_at, expires_at, fence, token_hash)"
-                    " VALUES (%s, %s, date_trunc('microseconds', clock_timestamp()),"
+                    "INSERT INTO claims AS c (namespace, key, holder, acquired_at, expires_at, fence, token_hash)"
+                    " VALUES (%s, %s, %s, date_trunc('microseconds', clock_timestamp()),"
                     " date_trunc('microseconds', clock_timestamp() + %s::interval), nextval('claim_fences'), %s)"
-                    " ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder, acquired_at = EXCLUDED.acquired_at,"
+                    " ON CONFLICT (namespace, key) DO UPDATE SET holder = EXCLUDED.holder,"
+                    " acquired_at = EXCLUDED.acquired_at,"
                     " expires_at = EXCLUDED.expires_at, fence = EXCLUDED.fence, token_hash = EXCLUDED.token_hash"
                     " WHERE c.expires_at <= clock_timestamp()"
                     f" RETURNING {self._CLAIM_COLS}",
-                    (key, holder, interval, token_hash),
+                    (namespace, key, holder, interval, token_hash),
                 ).fetchone()
                 if got is not None:
                     return True, self._claim(got)
                 other = conn.execute(
-                    f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = %s AND expires_at > now()", (key,)
+                    f"SELECT {self._CLAIM_COLS} FROM claims WHERE namespace = %s AND key = %s AND expires_at > now()",
+                    (namespace, key),
                 ).fetchone()
                 if other is not None:
                     return False, self._claim(other)
             raise StorageError(f"claiming {key!r} kept racing; try again")
 
-    def renew(self, key: str, token_hash: str, lease: float, now: float) -> dict[str, Any] | None:
+    def renew(
+        self, key: str, token_hash: str, lease: float, now: float, namespace: str = DEFAULT
+    ) -> dict[str, Any] | None:
         """Extend the lease whose token hashes to `token_hash` (even lapsed, while nobody took the key over)."""
         rows = self.fetch_all(
             "UPDATE claims SET expires_at = date_trunc('microseconds', clock_timestamp() + %s::interval)"
-            f" WHERE key = %s AND token_hash = %s RETURNING {self._CLAIM_COLS}",
-            (f"{float(lease)} seconds", key, token_hash),
+            f" WHERE namespace = %s AND key = %s AND token_hash = %s RETURNING {self._CLAIM_COLS}",
+            (f"{float(lease)} seconds", namespace, key, token_hash),
         )
         return self._claim(rows[0]) if rows else None
 
-    def get_claim(self, key: str, now: float) -> dict[str, Any] | None:
-        rows = self.fetch_all(f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = %s AND expires_at > now()", (key,))
+    def get_claim(self, key: str, now: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        rows = self.fetch_all(
+            f"SELECT {self._CLAIM_COLS} FROM claims WHERE namespace = %s AND key = %s AND expires_at > now()",
+            (namespace, key),
+        )
         return self._claim(rows[0]) if rows else None
 
-    def release(self, key: str, token_hash: str, now: float) -> dict[str, Any] | None:
+    def release(self, key: str, token_hash: str, now: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
         """Release the claim whose lease token hashes to `token_hash`. Returns the claim that blocks the release
         (another lease's), or None when released.
 
@@ -697,15 +895,16 @@ class PostgresStorage:
         """
         with self.conn() as conn, conn.transaction():
             row = conn.execute(
-                f"SELECT {self._CLAIM_COLS}, token_hash, expires_at > now() FROM claims WHERE key = %s FOR UPDATE",
-                (key,),
+                f"SELECT {self._CLAIM_COLS}, token_hash, expires_at > now() FROM claims"
+                " WHERE namespace = %s AND key = %s FOR UPDATE",
+                (namespace, key),
             ).fetchone()
-            if row is not None and row[5] == token_hash:
-                conn.execute("DELETE FROM claims WHERE key = %s", (key,))
+            if row is not None and row[6] == token_hash:
+                conn.execute("DELETE FROM claims WHERE namespace = %s AND key = %s", (namespace, key))
                 return None
-            if row is None or not row[6]:
+            if row is None or not row[7]:
                 raise NotFound(f"no live claim on key {key!r}")
-            return self._claim(row[:5])
+            return self._claim(row[:6])
 
     # -- bulk loading: rows first, the HNSW index after ---------------------------------------------------------
     def drop_vector_index(self) -> None:
@@ -770,26 +969,38 @@ class PostgresStorage:
                         copy.write_row(_insert_row(r, to_dt(r.created_at), to_dt(r.updated_at), version))
                 cur.execute(
                     f"INSERT INTO memories ({columns}) SELECT {columns} FROM memory_spine_load"
-                    " ON CONFLICT (id) DO NOTHING RETURNING seq, id"
+                    " ON CONFLICT (namespace, id) DO NOTHING RETURNING seq, id"
                 )
                 return [(int(seq), id_) for seq, id_ in cur.fetchall()]
 
     # -- housekeeping ------------------------------------------------------------------------------------------
-    def stats(self, now: float) -> dict[str, Any]:
+    def namespaces(self, now: float) -> dict[str, int]:
+        """Each namespace holding live records -> how many."""
+        rows = self.fetch_all(
+            "SELECT namespace, count(*) FROM memories WHERE expires_at IS NULL OR expires_at > %s"
+            " GROUP BY namespace ORDER BY namespace",
+            (to_dt(now),),
+        )
+        return {ns: int(n) for ns, n in rows}
+
+    def stats(self, now: float, namespace: str = DEFAULT) -> dict[str, Any]:
         with self.conn() as conn:
             total = conn.execute(
-                "SELECT count(*) FROM memories WHERE expires_at IS NULL OR expires_at > %s", (to_dt(now),)
+                "SELECT count(*) FROM memories WHERE namespace = %s AND (expires_at IS NULL OR expires_at > %s)",
+                (namespace, to_dt(now)),
             ).fetchone()[0]
             tags = dict(
                 conn.execute(
-                    "SELECT t, count(*) AS n FROM memories, unnest(tags) t GROUP BY t ORDER BY n DESC, t LIMIT 100"
+                    "SELECT t, count(*) AS n FROM memories, unnest(tags) t WHERE namespace = %s"
+                    " GROUP BY t ORDER BY n DESC, t LIMIT 100",
+                    (namespace,),
                 ).fetchall()
             )
             size = conn.execute(
                 "SELECT coalesce(sum(pg_total_relation_size(c)), 0) FROM unnest(ARRAY['memories', 'claims',"
-                " 'memory_spine_meta']::regclass[]) c"
+                " 'memory_spine_meta', 'memory_history']::regclass[]) c"
             ).fetchone()[0]
-        return {"total_memories": int(total), "tags": tags, "database_bytes": int(size)}
+        return {"namespace": namespace, "total_memories": int(total), "tags": tags, "database_bytes": int(size)}
 
     def check(self) -> list[str]:
         problems = []
@@ -836,4 +1047,5 @@ def open_postgres(settings: Any, dim: int) -> PostgresStorage:
             hnsw_ef_construction=settings.hnsw_ef_construction,
             ef_search=settings.hnsw_ef_search,
             query_seconds=settings.max_query_seconds,
+            history_versions=keep_versions(settings),
         )

@@ -1,6 +1,6 @@
 """SQLite storage, the embedded default and the one source of truth: records, tags, keys, vectors, claims.
 
-Schema (created with sqlite-utils, WAL mode):
+Schema (versioned migrations in `sqlite_schema.py`; WAL mode):
 
 - `memories`: one row per record; `seq` (INTEGER PRIMARY KEY AUTOINCREMENT, never reused) is the label of
   the record's vector in the derived hnswlib index; `version` grows with every write, `vector_version` only
@@ -11,7 +11,7 @@ Schema (created with sqlite-utils, WAL mode):
 - `claims(key, holder, acquired_at, expires_at, fence, token_hash)`: leases for exactly-once actions; `fence`
   comes from the meta row `claim_fence`, a counter that only grows (fencing tokens).
 - `tokens(id, token_hash, name, namespaces, rights, created_at, expires_at, revoked_at, last_used_at)`: scoped
-  bearer tokens, by the SHA-256 of the token (never the token itself); see tokens.py.
+  bearer tokens, by the SHA-256 of the token (never the token itself); storage/tokens.py reads and writes them.
 
 One writer connection behind a lock (SQLite has one writer anyway; queuing in Python avoids "database is
 locked"); readers use one connection per thread, which WAL lets run beside the writer.
@@ -25,6 +25,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,24 +40,30 @@ from filelock import FileLock, Timeout
 
 from ..errors import DataDirLocked, InvalidInput, NotFound, ReadOnlyStorage, StorageError, StorageFull
 from ..models import Filter
-from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged
+from ..namespaces import DEFAULT
+from .base import Changes, ContentChanged, NewRecord, PutResult, RestoredRecord, StaleFence, VersionChanged, claim_dict
 from .budget import PROGRESS_STEPS, over_budget
 from .filters import Conditions, Group, Node, filter_is_empty, parse_filter, prefix_upper, to_epoch  # noqa: F401
+from .history import column_names, keep_versions
 from .search import drop_stopwords, rarest
+from .sqlite_schema import migrate
 
 log = logging.getLogger("memory_spine.storage")
 
-SCHEMA_VERSION = 1
 CLAIM_GRACE_SECONDS = 86_400  # how long a lapsed claim (and its fence) is kept before purge_expired drops it
 OnCommit = Callable[[Any], None]
-# Every query excludes expired records with `expires_at IS NULL OR expires_at > now`; with the metadata in the same
-# index, a `where` filter on metadata is answered from the index alone instead of reading every row (vectors
-# included): 57 ms against 140 ms for a 0.1 %-selective `where` at 100k records.
-_EXPIRY_METADATA_INDEX = "CREATE INDEX IF NOT EXISTS memories_expiry_metadata ON memories(expires_at, metadata)"
 READER_CACHE_KIB = 2048  # each reader connection's page cache
 _IN_CHUNK = 900  # values per IN list, under SQLite's default limit of 999 bound variables
+# memory_history holds these columns too (it is read with this list): a new one is also a line in history.COLUMNS.
 _ROW_COLUMNS = (
-    "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at"
+    "m.seq, m.id, m.content, m.tags, m.metadata, m.importance, m.key, m.created_at, m.updated_at, m.expires_at,"
+    " m.namespace, m.occurred_at"
+)
+ROW_WIDTH = 12  # columns in _ROW_COLUMNS: what a query selects after them starts at this index
+# History rows copy history.COLUMNS (which include the namespace); a record is addressed by (namespace, id).
+_HISTORY_INSERT = (
+    f"INSERT INTO memory_history ({column_names()}, vector, superseded_at, superseded_by, op)"
+    f" SELECT {column_names('m.')}, m.vector, ?, ?, ? FROM memories m WHERE m.seq = ?"
 )
 _OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
@@ -87,10 +94,11 @@ def _translate(exc: sqlite3.Error) -> StorageError:
 
 
 def _row(r: sqlite3.Row | tuple) -> dict[str, Any]:
-    seq, id_, content, tags, metadata, importance, key, created, updated, expires = r
+    seq, id_, content, tags, metadata, importance, key, created, updated, expires, namespace, occurred = r
     return {
         "seq": seq,
         "id": id_,
+        "namespace": namespace,
         "content": content,
         "tags": _loads(tags),
         "metadata": _loads(metadata),
@@ -99,6 +107,7 @@ def _row(r: sqlite3.Row | tuple) -> dict[str, Any]:
         "created_at": iso(created),
         "updated_at": iso(updated),
         "expires_at": iso(expires),
+        "occurred_at": iso(occurred if occurred is not None else created),
     }
 
 
@@ -112,6 +121,8 @@ def dump_rows(conn: sqlite3.Connection, now: float, vectors: bool, batch: int = 
     try:
         last = 0
         columns = _ROW_COLUMNS + (", m.vector" if vectors else "")
+        if "namespace" not in {r[1] for r in conn.execute("PRAGMA table_info(memories)")}:
+            columns = columns.replace("m.namespace", "'default'")  # a data dir not yet migrated (read-only export)
         while True:
             rows = conn.execute(
                 f"SELECT {columns} FROM memories m WHERE m.seq > ? AND (m.expires_at IS NULL OR m.expires_at > ?)"
@@ -122,14 +133,14 @@ def dump_rows(conn: sqlite3.Connection, now: float, vectors: bool, batch: int = 
                 return
             for r in rows:
                 try:
-                    out = _row(r[:10])
+                    out = _row(r[:ROW_WIDTH])
                 except ValueError as exc:  # orjson's and json's decode errors are ValueErrors
                     raise StorageError(
                         f"row {r[1]}: its tags or metadata are not JSON ({exc}); `memory-spine check --repair`"
                         ' keeps such metadata as {"unparsed_metadata": ...}'
                     ) from exc
                 if vectors:
-                    out["vector"] = r[10]
+                    out["vector"] = r[ROW_WIDTH]
                 yield out
             last = int(rows[-1][0])
     finally:
@@ -182,9 +193,13 @@ def compile_filter(
     """
     # In the probe form `+t.tag` keeps SQLite on the (seq) index, reading the record's few tags: left to itself
     # it probed (tag, seq) once per listed tag and row, 10 s for 1,024 `tags_none` over 20k records (now 70 ms).
-    c = flt if isinstance(flt, Conditions) else parse_filter(flt)
+    c = parse_filter(flt)
     clauses = ["(m.expires_at IS NULL OR m.expires_at > ?)"]
     params: list[Any] = [now]
+    ns_sql, ns_params = c.namespace_sql("?")
+    if ns_sql is not None:
+        clauses.append(ns_sql)
+        params.extend(ns_params)
     if c.tags and not omit_tags:
         marks = ",".join("?" * len(c.tags))
         if probe:
@@ -248,10 +263,11 @@ def _insert(
     """INSERT a new record's row (put and restore: only the timestamps differ) with its vector. Returns its seq."""
     assert rec.vector is not None  # callers raise ContentChanged / ValueError first
     cur = conn.execute(
-        "INSERT INTO memories (id, content, tags, metadata, importance, key, key_parent,"
-        " created_at, updated_at, expires_at, version, vector_version, vector)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO memories (namespace, id, content, tags, metadata, importance, key, key_parent,"
+        " created_at, updated_at, expires_at, version, vector_version, vector, occurred_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
+            rec.namespace,
             rec.id,
             rec.content,
             *encoded,
@@ -264,6 +280,7 @@ def _insert(
             version,
             version,
             rec.vector.astype(np.float32).tobytes(),
+            rec.occurred_at if rec.occurred_at is not None else created,
         ),
     )
     return int(cur.lastrowid or 0)
@@ -274,17 +291,9 @@ def _add_tags(conn: sqlite3.Connection, seq: int, tags: Sequence[str]) -> None:
         conn.executemany("INSERT OR IGNORE INTO memory_tags (tag, seq) VALUES (?, ?)", [(t, seq) for t in tags])
 
 
-def _add_tokens(conn: sqlite3.Connection) -> None:
-    """The scoped tokens' table (tokens.py, storage/tokens.py), if missing: only each token's SHA-256 is kept.
-
-    `namespaces` and `rights` are JSON lists; times are epoch seconds. Idempotent; also run by `memory-spine token`
-    on a data dir a server may hold open (it writes this table only, never the records or the index).
-    """
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, name TEXT,"
-        " namespaces TEXT NOT NULL, rights TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL,"
-        " revoked_at REAL, last_used_at REAL)"
-    )
+def _history_of(id: str, namespace: str) -> tuple[str, list[Any]]:
+    """The condition (on alias `m`) and params selecting one record's rows, in memories or memory_history."""
+    return "m.namespace = ? AND m.id = ?", [namespace, id]
 
 
 class SQLiteStorage:
@@ -293,9 +302,11 @@ class SQLiteStorage:
     backend = "sqlite"
     reads_are_local = True  # a point read is a lookup in a local file
 
-    def __init__(self, path: Path, dim: int, *, synchronous: str = "normal") -> None:
+    def __init__(self, path: Path, dim: int, *, synchronous: str = "normal", history_versions: int = 10) -> None:
         self.path = Path(path)
         self.dim = dim
+        # Prior versions each record keeps in memory_history (0: none); see storage/history.py.
+        self.history_versions = history_versions
         self.lock: FileLock | None = None  # the data dir's, when opened by open_sqlite(); released by close()
         self._synchronous = synchronous.upper()
         self._write_lock = threading.Lock()
@@ -305,6 +316,7 @@ class SQLiteStorage:
         # Committed write transactions since open; this process is the only writer (the data dir is locked), so
         # an unchanged count means unchanged data: what the search result cache keys on.
         self.commits = 0
+        self._present: frozenset[str] | None = None  # present_namespaces(), read once
         try:
             self._writer = self._connect()
             self.db = sqlite_utils.Database(self._writer)
@@ -348,110 +360,8 @@ class SQLiteStorage:
         return conn
 
     def _create_schema(self) -> None:
-        db = self.db
-        if "memories" not in db.table_names():
-            with self._write_lock:
-                self._writer.execute("BEGIN IMMEDIATE")
-                try:
-                    db.execute(
-                        """CREATE TABLE memories (
-                            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                            id TEXT NOT NULL UNIQUE,
-                            content TEXT NOT NULL,
-                            tags TEXT NOT NULL DEFAULT '[]',
-                            metadata TEXT NOT NULL DEFAULT '{}',
-                            importance TEXT NOT NULL DEFAULT 'medium',
-                            key TEXT,
-                            key_parent TEXT,
-                            created_at REAL NOT NULL,
-                            updated_at REAL NOT NULL,
-                            expires_at REAL,
-                            version INTEGER NOT NULL,
-                            vector_version INTEGER NOT NULL,
-                            vector BLOB NOT NULL
-                        )"""
-                    )
-                    db["memories"].create_index(["key", "version"])
-                    db["memories"].create_index(["key_parent", "version"])
-                    db["memories"].create_index(["vector_version"])
-                    db["memories"].create_index(["created_at"])
-                    db.execute(_EXPIRY_METADATA_INDEX)
-                    db.execute(
-                        "CREATE TABLE memory_tags (tag TEXT NOT NULL, seq INTEGER NOT NULL,"
-                        " PRIMARY KEY (tag, seq)) WITHOUT ROWID"
-                    )
-                    db["memory_tags"].create_index(["seq"])
-                    db["tombstones"].create({"seq": int, "version": int}, pk="seq")
-                    db["tombstones"].create_index(["version"])
-                    db["claims"].create(
-                        {
-                            "key": str,
-                            "holder": str,
-                            "acquired_at": float,
-                            "expires_at": float,
-                            "fence": int,
-                            "token_hash": str,
-                        },
-                        pk="key",
-                    )
-                    db["meta"].create({"name": str, "value": str}, pk="name")
-                    db.execute(
-                        "CREATE VIRTUAL TABLE memories_fts USING fts5(content, content='memories',"
-                        # No stemmer: keyword search is for exact words (names, codes, identifiers; snake_case
-                        # stays one token), and unstemmed terms can be looked up in the vocabulary below.
-                        " content_rowid='seq', tokenize=\"unicode61 remove_diacritics 2 tokenchars '_'\")"
-                    )
-                    db.execute("CREATE VIRTUAL TABLE memories_fts_vocab USING fts5vocab('memories_fts', 'row')")
-                    db.executescript(
-                        """
-                        CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
-                          INSERT INTO memories_fts(rowid, content) VALUES (new.seq, new.content);
-                        END;
-                        CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
-                          INSERT INTO memories_fts(memories_fts, rowid, content) VALUES('delete', old.seq, old.content);
-                        END;
-                        CREATE TRIGGER memories_au AFTER UPDATE OF content ON memories BEGIN
-                          INSERT INTO memories_fts(memories_fts, rowid, content) VALUES('delete', old.seq, old.content);
-                          INSERT INTO memories_fts(rowid, content) VALUES (new.seq, new.content);
-                        END;
-                        """
-                    )
-                    self._writer.execute(
-                        "INSERT INTO meta(name, value) VALUES ('schema_version', ?), ('dim', ?)",
-                        (str(SCHEMA_VERSION), str(self.dim)),
-                    )
-                    self._writer.execute("COMMIT")
-                except BaseException:
-                    self._writer.execute("ROLLBACK")
-                    raise
-        if "memories_fts_vocab" not in db.table_names():  # data dirs made before the vocabulary table
-            with self._write_lock:
-                self._writer.execute("CREATE VIRTUAL TABLE memories_fts_vocab USING fts5vocab('memories_fts', 'row')")
-        if "memories_expiry_metadata" not in {r[0] for r in db.execute("SELECT name FROM sqlite_master")}:
-            # Data dirs made before it: build it once (about 0.5 s per 100k records) in place of the expiry index.
-            with self._write_lock:
-                try:
-                    self._writer.execute("BEGIN IMMEDIATE")
-                    self._writer.execute(_EXPIRY_METADATA_INDEX)
-                    self._writer.execute("DROP INDEX IF EXISTS idx_memories_expires_at")
-                    self._writer.execute("COMMIT")
-                except sqlite3.OperationalError as exc:  # a read-only database still serves, filters just scan
-                    if self._writer.in_transaction:
-                        self._writer.execute("ROLLBACK")
-                    log.warning("could not add the metadata filter index: %s", exc)
-        if "fence" not in {r[1] for r in db.execute("PRAGMA table_info(claims)")}:
-            # Data dirs made before fencing tokens: their claims carry none and can only expire.
-            with self._write_lock:
-                try:
-                    self._writer.execute("ALTER TABLE claims ADD COLUMN fence INTEGER")
-                    self._writer.execute("ALTER TABLE claims ADD COLUMN token_hash TEXT")
-                except sqlite3.OperationalError as exc:  # read-only: claims cannot be taken anyway
-                    log.warning("could not add fencing tokens to claims: %s", exc)
         with self._write_lock:
-            try:
-                _add_tokens(self._writer)
-            except sqlite3.OperationalError as exc:  # read-only: scoped tokens cannot be resolved, the admin token can
-                log.warning("could not add the tokens table: %s", exc)
+            migrate(self._writer, self.dim)
         stored_dim = self.meta("dim")
         if stored_dim is not None and int(stored_dim) != self.dim:
             raise StorageError(f"this data dir holds {stored_dim}-dimensional vectors; the embedder makes {self.dim}")
@@ -541,13 +451,17 @@ class SQLiteStorage:
             tx.after.append(lambda: on_commit(results))
         with tx as conn:
             version = self._next_version()
+            self._saw_namespaces(records)
             for rec in records:
                 if rec.fence is not None:
-                    self._check_fence(conn, *rec.fence)
+                    self._check_fence(conn, *rec.fence, rec.namespace)
                 existing = conn.execute(
-                    "SELECT seq, content, created_at, expires_at, version FROM memories WHERE id = ?", (rec.id,)
+                    "SELECT seq, content, created_at, expires_at, version FROM memories WHERE namespace = ? AND id = ?",
+                    (rec.namespace, rec.id),
                 ).fetchone()
                 if rec.if_version is not None and (existing is None or existing[4] != rec.if_version):
+                    raise VersionChanged(rec.id)
+                if rec.absent and existing is not None and (existing[3] is None or existing[3] > rec.now):
                     raise VersionChanged(rec.id)
                 # Whole microseconds, as iso() shows them: filtering on a returned created_at is then exact.
                 now = round(rec.now, 6)
@@ -555,7 +469,8 @@ class SQLiteStorage:
                 if existing is None:
                     if rec.vector is None:
                         raise ContentChanged(rec.id)
-                    seq = _insert(conn, rec, (tags_json, meta_json), now, now, version)
+                    born = now if rec.first_created_at is None else rec.first_created_at
+                    seq = _insert(conn, rec, (tags_json, meta_json), born, now, version)
                     created, vector_changed = True, True
                 else:
                     seq, old_content, old_created, old_expires, old_version = existing
@@ -566,9 +481,12 @@ class SQLiteStorage:
                     if rec.vector is None and old_content != rec.content:
                         raise ContentChanged(rec.id)
                     vector_changed = rec.vector is not None
+                    if self.history_versions:
+                        # The version replaced, kept in this same transaction (storage/history.py).
+                        conn.execute(_HISTORY_INSERT, (now, version, rec.op, seq))
                     cur = conn.execute(
                         "UPDATE memories SET content=?, tags=?, metadata=?, importance=?, key=?, key_parent=?,"
-                        " created_at=?, updated_at=?, expires_at=?, version=?"
+                        " created_at=?, updated_at=?, expires_at=?, version=?, occurred_at=COALESCE(?, occurred_at)"
                         + (", vector_version=?, vector=?" if vector_changed else "")
                         + " WHERE seq=? AND version=?",
                         (
@@ -582,6 +500,7 @@ class SQLiteStorage:
                             now,
                             rec.expires_at,
                             version,
+                            rec.occurred_at if rec.occurred_at is not None else (now if revived else None),
                             *((version, rec.vector.astype(np.float32).tobytes()) if vector_changed else ()),
                             seq,
                             expected,
@@ -593,6 +512,7 @@ class SQLiteStorage:
                     created = revived
                 _add_tags(conn, seq, rec.tags)
                 results.append(PutResult(seq=seq, id=rec.id, created=created, vector_changed=vector_changed))
+            self._prune_versions(conn, [r.id for r in results])
         return results
 
     def restore(self, records: Sequence[RestoredRecord], on_commit: OnCommit | None = None) -> list[PutResult]:
@@ -607,10 +527,14 @@ class SQLiteStorage:
             tx.after.append(lambda: on_commit(results))
         with tx as conn:
             version: int | None = None
+            self._saw_namespaces(records)
             for rec in records:
                 if rec.vector is None:
                     raise ValueError(f"restore() needs a vector for {rec.id!r}")
-                if conn.execute("SELECT 1 FROM memories WHERE id = ?", (rec.id,)).fetchone() is not None:
+                found = conn.execute(
+                    "SELECT 1 FROM memories WHERE namespace = ? AND id = ?", (rec.namespace, rec.id)
+                ).fetchone()
+                if found is not None:
                     continue
                 if version is None:  # only a write that inserts something takes a version
                     version = self._next_version()
@@ -635,21 +559,25 @@ class SQLiteStorage:
             chunk = values[start : start + _IN_CHUNK]
             yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), [*chunk, *params])
 
-    def contents(self, ids: Sequence[str]) -> dict[str, str]:
-        return dict(self._select_in("SELECT id, content FROM memories WHERE id IN ({marks})", ids))
+    def contents(self, ids: Sequence[str], namespace: str = DEFAULT) -> dict[str, str]:
+        return dict(
+            self._select_in(
+                "SELECT id, content FROM memories WHERE id IN ({marks}) AND namespace = ?", ids, (namespace,)
+            )
+        )
 
-    def get(self, id: str, now: float) -> dict[str, Any] | None:
-        """The live record with this id, with its `version` (what `if_version` / an ETag names), or None."""
+    def get(self, id: str, now: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        """The live record (namespace, id), with its `version` (what `if_version` / an ETag names), or None."""
         row = (
             self._reader()
             .execute(
                 f"SELECT {_ROW_COLUMNS}, m.version FROM memories m"
-                " WHERE m.id = ? AND (m.expires_at IS NULL OR m.expires_at > ?)",
-                (id, now),
+                " WHERE m.namespace = ? AND m.id = ? AND (m.expires_at IS NULL OR m.expires_at > ?)",
+                (namespace, id, now),
             )
             .fetchone()
         )
-        return {**_row(row[:10]), "version": int(row[10])} if row else None
+        return {**_row(row[:ROW_WIDTH]), "version": int(row[ROW_WIDTH])} if row else None
 
     def rows(self, seqs: Sequence[int], flt: Filter | None, now: float) -> dict[int, dict[str, Any]]:
         if not len(seqs):
@@ -658,20 +586,49 @@ class SQLiteStorage:
         sql = f"SELECT {_ROW_COLUMNS} FROM memories m WHERE m.seq IN ({{marks}}) AND {cond}"
         return {r[0]: _row(r) for r in self._select_in(sql, [int(s) for s in seqs], params)}
 
-    def _delete_seqs(self, conn: sqlite3.Connection, seqs: list[int]) -> None:
+    def _delete_seqs(self, conn: sqlite3.Connection, seqs: list[int], op: str | None, now: float) -> None:
         version = self._next_version()
+        ids: list[str] = []
         for start in range(0, len(seqs), 900):
             chunk = seqs[start : start + 900]
             marks = ",".join("?" * len(chunk))
+            if op is not None and self.history_versions:
+                # The deleted versions, kept in the delete's own transaction (never for the expiry purge: op None).
+                conn.execute(
+                    _HISTORY_INSERT.replace("m.seq = ?", f"m.seq IN ({marks})"), [round(now, 6), None, op, *chunk]
+                )
+                ids += [r[0] for r in conn.execute(f"SELECT id FROM memories WHERE seq IN ({marks})", chunk)]
             conn.execute(f"DELETE FROM memories WHERE seq IN ({marks})", chunk)
             conn.execute(f"DELETE FROM memory_tags WHERE seq IN ({marks})", chunk)
         conn.executemany("INSERT OR REPLACE INTO tombstones (seq, version) VALUES (?, ?)", [(s, version) for s in seqs])
+        self._prune_versions(conn, ids)
+
+    def _prune_versions(self, conn: sqlite3.Connection, ids: Sequence[str]) -> None:
+        """Keep at most `history_versions` history rows of each record with one of these ids, in any namespace
+        (in the writing transaction)."""
+        if not self.history_versions:
+            return
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = list(ids[start : start + _IN_CHUNK])
+            conn.execute(
+                "DELETE FROM memory_history WHERE hid IN (SELECT hid FROM (SELECT hid, row_number() OVER"
+                " (PARTITION BY namespace, id ORDER BY version DESC) AS n FROM memory_history"
+                f" WHERE id IN ({','.join('?' * len(chunk))})) WHERE n > ?)",
+                [*chunk, self.history_versions],
+            )
 
     def _delete_selected(
-        self, sql: str, params: Sequence[Any], on_commit: OnCommit | None, *also: tuple[str, Sequence[Any]]
+        self,
+        sql: str,
+        params: Sequence[Any],
+        on_commit: OnCommit | None,
+        *also: tuple[str, Sequence[Any]],
+        op: str | None = None,
+        now: float = 0.0,
     ) -> list[int]:
         """In one transaction: delete the records whose seqs `sql` selects (plus the `also` statements), then
-        hand the seqs to `on_commit` after the commit, still under the write lock."""
+        hand the seqs to `on_commit` after the commit, still under the write lock. With `op`, the deleted
+        versions go to the history as ended by it."""
         seqs: list[int] = []
         tx = self._tx()
         if on_commit is not None:
@@ -679,16 +636,29 @@ class SQLiteStorage:
         with tx as conn:
             seqs[:] = [r[0] for r in conn.execute(sql, list(params)).fetchall()]
             if seqs:
-                self._delete_seqs(conn, seqs)
+                self._delete_seqs(conn, seqs, op, now)
             for stmt, args in also:
                 conn.execute(stmt, args)
         return seqs
 
-    def delete(self, ids: Sequence[str], on_commit: OnCommit | None = None, if_version: int | None = None) -> list[int]:
+    def delete(
+        self,
+        ids: Sequence[str],
+        on_commit: OnCommit | None = None,
+        if_version: int | None = None,
+        namespace: str = DEFAULT,
+        now: float | None = None,
+    ) -> list[int]:
         # With `if_version`, only rows still at that version are selected, in the same write transaction.
-        cond, args = ("", list(ids)) if if_version is None else (" AND version = ?", [*ids, if_version])
+        cond, args = (
+            ("", [namespace, *ids]) if if_version is None else (" AND version = ?", [namespace, *ids, if_version])
+        )
         return self._delete_selected(
-            f"SELECT seq FROM memories WHERE id IN ({','.join('?' * len(ids))}){cond}", args, on_commit
+            f"SELECT seq FROM memories WHERE namespace = ? AND id IN ({','.join('?' * len(ids))}){cond}",
+            args,
+            on_commit,
+            op="delete",
+            now=time.time() if now is None else now,
         )
 
     def delete_where(
@@ -697,7 +667,9 @@ class SQLiteStorage:
         cond, params = compile_filter(flt, now)
         if dry_run:
             return self.count(flt, now), []
-        seqs = self._delete_selected(f"SELECT m.seq FROM memories m WHERE {cond}", params, on_commit)
+        seqs = self._delete_selected(
+            f"SELECT m.seq FROM memories m WHERE {cond}", params, on_commit, op="delete_where", now=now
+        )
         return len(seqs), seqs
 
     def list(
@@ -737,27 +709,139 @@ class SQLiteStorage:
             rows.sort(key=lambda r: r[-1], reverse=True)
         return [_row(r[:-1]) for r in rows[:limit]]
 
-    def newest_per_parent(self, prefix: str, now: float, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    def newest_per_parent(
+        self, prefix: str, now: float, limit: int, offset: int, namespace: str = DEFAULT
+    ) -> tuple[list[dict[str, Any]], int]:
         """The newest live record of each key parent starting with `prefix`, newest first, and how many parents.
 
-        One pass over the (key_parent, version) index range: `checkpoint:` lists each workflow once, by its
-        latest checkpoint, without reading every checkpoint record.
+        One pass over the (namespace, key_parent, version) index range: `checkpoint:` lists each workflow once, by
+        its latest checkpoint, without reading every checkpoint record.
         """
         upper = prefix_upper(prefix)
         groups = (
-            "SELECT key_parent AS p, max(version) AS v FROM memories WHERE key_parent >= ?"
+            "SELECT key_parent AS p, max(version) AS v FROM memories WHERE namespace = ? AND key_parent >= ?"
             + (" AND key_parent < ?" if upper is not None else "")
             + " AND (expires_at IS NULL OR expires_at > ?) GROUP BY key_parent"
         )
-        args = (prefix, upper, now) if upper is not None else (prefix, now)
+        args = (namespace, prefix, upper, now) if upper is not None else (namespace, prefix, now)
         conn = self._reader()
         total = conn.execute(f"SELECT count(*) FROM ({groups})", args).fetchone()[0]
         rows = conn.execute(
             f"SELECT {_ROW_COLUMNS} FROM ({groups} ORDER BY v DESC LIMIT ? OFFSET ?) g"
-            " JOIN memories m ON m.key_parent = g.p AND m.version = g.v ORDER BY g.v DESC",
-            (*args, limit, offset),
+            " JOIN memories m ON m.namespace = ? AND m.key_parent = g.p AND m.version = g.v ORDER BY g.v DESC",
+            (*args, limit, offset, namespace),
         ).fetchall()
         return [_row(r) for r in rows], int(total)
+
+    # -- history (storage/history.py) --------------------------------------------------------------------
+    def history(
+        self, id: str, now: float, limit: int, namespace: str = DEFAULT
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The live record (with its version) or None, and up to `limit` prior versions newest first, each with
+        `version`, `superseded_at`, `superseded_by` and `op`; both from one snapshot."""
+        where, args = _history_of(id, namespace)
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            live = conn.execute(
+                f"SELECT {_ROW_COLUMNS}, m.version FROM memories m WHERE {where}"
+                " AND (m.expires_at IS NULL OR m.expires_at > ?)",
+                [*args, now],
+            ).fetchone()
+            rows = conn.execute(
+                f"SELECT {_ROW_COLUMNS}, m.version, m.superseded_at, m.superseded_by, m.op FROM memory_history m"
+                f" WHERE {where} ORDER BY m.version DESC LIMIT ?",
+                [*args, limit],
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        current = {**_row(live[:ROW_WIDTH]), "version": int(live[ROW_WIDTH])} if live else None
+        prior = [
+            {
+                **_row(r[:ROW_WIDTH]),
+                "version": int(r[ROW_WIDTH]),
+                "superseded_at": iso(r[ROW_WIDTH + 1]),
+                "superseded_by": r[ROW_WIDTH + 2],
+                "op": r[ROW_WIDTH + 3],
+            }
+            for r in rows
+        ]
+        return current, prior
+
+    def get_version(self, id: str, version: int, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        """Version `version` of the record (live or kept in the history), with its `vector`; None if not kept."""
+        where, args = _history_of(id, namespace)
+        one = f"SELECT {_ROW_COLUMNS}, m.version, m.vector FROM {{table}} m WHERE {where} AND m.version = ?"
+        row = (
+            self._reader()
+            .execute(
+                f"{one.format(table='memories')} UNION ALL {one.format(table='memory_history')} LIMIT 1",
+                [*args, version, *args, version],
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return {
+            **_row(row[:ROW_WIDTH]),
+            "version": int(row[ROW_WIDTH]),
+            "vector": np.frombuffer(row[ROW_WIDTH + 1], dtype=np.float32),
+        }
+
+    def as_of(self, id: str, at: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
+        """The version of the record that was live at `at` (written at or before it, not yet replaced, deleted
+        or expired), with its `version`; None if none was, or that version is past the history's retention."""
+        where, args = _history_of(id, namespace)
+        live = "(m.expires_at IS NULL OR m.expires_at > ?)"
+        row = (
+            self._reader()
+            .execute(
+                f"SELECT {_ROW_COLUMNS}, m.version FROM memories m WHERE {where} AND m.updated_at <= ? AND {live}"
+                f" UNION ALL SELECT {_ROW_COLUMNS}, m.version FROM memory_history m WHERE {where}"
+                f" AND m.updated_at <= ? AND m.superseded_at > ? AND {live} ORDER BY version DESC LIMIT 1",
+                [*args, at, at, *args, at, at, at],
+            )
+            .fetchone()
+        )
+        return {**_row(row[:ROW_WIDTH]), "version": int(row[ROW_WIDTH])} if row else None
+
+    def deleted(
+        self, now: float, limit: int, cursor: int | None, namespace: str = DEFAULT
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Records deleted (by id or filter) and not written again, newest deletion first: each one's version
+        as deleted, with `version`, `deleted_at` and `deleted_by`; and the cursor of the next page."""
+        rows = (
+            self._reader()
+            .execute(
+                f"SELECT {_ROW_COLUMNS}, m.version, m.superseded_at, m.op, m.hid FROM memory_history m"
+                " WHERE m.namespace = ? AND m.superseded_by IS NULL AND m.hid < ?"
+                " AND m.hid = (SELECT max(h.hid) FROM memory_history h WHERE h.namespace = m.namespace AND h.id = m.id)"
+                " AND NOT EXISTS (SELECT 1 FROM memories l WHERE l.namespace = m.namespace AND l.id = m.id"
+                " AND (l.expires_at IS NULL OR l.expires_at > ?)) ORDER BY m.hid DESC LIMIT ?",
+                (namespace, 2**63 - 1 if cursor is None else cursor, now, limit + 1),
+            )
+            .fetchall()
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        out = [
+            {
+                **_row(r[:ROW_WIDTH]),
+                "version": int(r[ROW_WIDTH]),
+                "deleted_at": iso(r[ROW_WIDTH + 1]),
+                "deleted_by": r[ROW_WIDTH + 2],
+            }
+            for r in rows
+        ]
+        return out, (int(rows[-1][ROW_WIDTH + 3]) if more and rows else None)
+
+    def prune_history(self, before: float) -> int:
+        """Drop the history rows of versions replaced or deleted before `before`. Returns how many."""
+        # Looked for first: an empty write would still count as a commit and empty the result cache.
+        if self._reader().execute("SELECT 1 FROM memory_history WHERE superseded_at < ? LIMIT 1", (before,)).fetchone():
+            with self._tx() as conn:
+                return conn.execute("DELETE FROM memory_history WHERE superseded_at < ?", (before,)).rowcount
+        return 0
 
     # -- tags and filters ------------------------------------------------------------------------------
     def count(self, flt: Filter | None, now: float) -> int:
@@ -811,6 +895,37 @@ class SQLiteStorage:
         cond, params = compile_filter(flt, now, probe=True)
         sql = f"SELECT m.seq FROM memories m WHERE m.seq IN ({{marks}}) AND {cond}"
         return {r[0] for r in self._select_in(sql, [int(s) for s in seqs], params)}
+
+    def namespace_count_upto(self, flt: Filter | Conditions, cap: int) -> int:
+        """How many records the filter's namespaces hold, counting no further than cap + 1 (expired ones too):
+        from the namespace index alone, cheap enough to ask before every namespace-scoped search."""
+        ns_sql, params = parse_filter(flt).namespace_sql("?")
+        if ns_sql is None:
+            return cap + 1
+        row = (
+            self._reader()
+            .execute(f"SELECT count(*) FROM (SELECT 1 FROM memories m WHERE {ns_sql} LIMIT ?)", [*params, cap + 1])
+            .fetchone()
+        )
+        return int(row[0])
+
+    def candidate_vectors(self, flt: Filter | Conditions, now: float, cap: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(seqs, vectors) of the live records matching `flt` in one pass, or None when more than `cap` match.
+
+        What `candidate_seqs` then `vectors` give, reading each row once: half the time for a namespace of 1,000
+        records (1.8 against 3.5 ms). For filters known to be narrow: a broad one reads cap + 1 vectors first.
+        """
+        cond, params = compile_filter(parse_filter(flt), now)
+        rows = self._reader().execute(
+            f"SELECT m.seq, m.vector FROM memories m WHERE {cond} LIMIT ?", [*params, cap + 1]
+        )
+        found = rows.fetchall()
+        if len(found) > cap:
+            return None
+        if not found:
+            return np.empty(0, dtype=np.int64), np.empty((0, self.dim), dtype=np.float32)
+        seqs = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
+        return seqs, np.frombuffer(b"".join(r[1] for r in found), dtype=np.float32).reshape(len(found), self.dim)
 
     def vectors(self, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The stored vectors of these seqs (those still present), as (seqs, matrix)."""
@@ -998,56 +1113,65 @@ class SQLiteStorage:
             conn.execute("COMMIT")
 
     # -- claims ----------------------------------------------------------------------------------------
-    _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence"
+    _CLAIM_COLS = "key, holder, acquired_at, expires_at, fence, namespace"
 
     @staticmethod
-    def _claim(row: tuple) -> dict[str, Any]:
-        key, holder, acquired, expires, fence = row
-        return {"key": key, "holder": holder, "acquired_at": iso(acquired), "expires_at": iso(expires), "fence": fence}
+    def _claim(row: Sequence[Any]) -> dict[str, Any]:
+        return claim_dict(row, iso)
 
     @staticmethod
-    def _check_fence(conn: sqlite3.Connection, key: str, token: int) -> None:
+    def _check_fence(conn: sqlite3.Connection, key: str, token: int, namespace: str = DEFAULT) -> None:
         """Under the write lock: the claim on `key` must still carry fence `token` (live or not, if not replaced)."""
-        row = conn.execute("SELECT fence FROM claims WHERE key = ?", (key,)).fetchone()
+        row = conn.execute("SELECT fence FROM claims WHERE namespace = ? AND key = ?", (namespace, key)).fetchone()
         if row is None or row[0] != token:
             raise StaleFence(key, token, row[0] if row else None)
 
-    def claim(self, key: str, holder: str, lease: float, now: float, token_hash: str) -> tuple[bool, dict[str, Any]]:
+    def claim(
+        self, key: str, holder: str, lease: float, now: float, token_hash: str, namespace: str = DEFAULT
+    ) -> tuple[bool, dict[str, Any]]:
         with self._tx() as conn:
-            row = conn.execute(f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = ?", (key,)).fetchone()
+            row = conn.execute(
+                f"SELECT {self._CLAIM_COLS} FROM claims WHERE namespace = ? AND key = ?", (namespace, key)
+            ).fetchone()
             if row is not None and row[3] > now:
                 return False, self._claim(row)
             got = conn.execute("SELECT value FROM meta WHERE name = 'claim_fence'").fetchone()
             fence = (int(got[0]) if got else 0) + 1
             conn.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('claim_fence', ?)", (str(fence),))
             conn.execute(
-                "INSERT OR REPLACE INTO claims (key, holder, acquired_at, expires_at, fence, token_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (key, holder, now, now + lease, fence, token_hash),
+                "INSERT OR REPLACE INTO claims (namespace, key, holder, acquired_at, expires_at, fence, token_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (namespace, key, holder, now, now + lease, fence, token_hash),
             )
-            return True, self._claim((key, holder, now, now + lease, fence))
+            return True, self._claim((key, holder, now, now + lease, fence, namespace))
 
-    def renew(self, key: str, token_hash: str, lease: float, now: float) -> dict[str, Any] | None:
+    def renew(
+        self, key: str, token_hash: str, lease: float, now: float, namespace: str = DEFAULT
+    ) -> dict[str, Any] | None:
         """Extend the lease whose token hashes to `token_hash` (even lapsed, while nobody took the key over).
 
         Returns the renewed claim, or None when the key's claim is not that lease any more.
         """
         with self._tx() as conn:
             row = conn.execute(
-                f"UPDATE claims SET expires_at = ? WHERE key = ? AND token_hash = ? RETURNING {self._CLAIM_COLS}",
-                (now + lease, key, token_hash),
+                "UPDATE claims SET expires_at = ? WHERE namespace = ? AND key = ? AND token_hash = ?"
+                f" RETURNING {self._CLAIM_COLS}",
+                (now + lease, namespace, key, token_hash),
             ).fetchone()
             return self._claim(row) if row else None
 
-    def get_claim(self, key: str, now: float) -> dict[str, Any] | None:
+    def get_claim(self, key: str, now: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
         row = (
             self._reader()
-            .execute(f"SELECT {self._CLAIM_COLS} FROM claims WHERE key = ? AND expires_at > ?", (key, now))
+            .execute(
+                f"SELECT {self._CLAIM_COLS} FROM claims WHERE namespace = ? AND key = ? AND expires_at > ?",
+                (namespace, key, now),
+            )
             .fetchone()
         )
         return self._claim(row) if row else None
 
-    def release(self, key: str, token_hash: str, now: float) -> dict[str, Any] | None:
+    def release(self, key: str, token_hash: str, now: float, namespace: str = DEFAULT) -> dict[str, Any] | None:
         """Release the claim whose lease token hashes to `token_hash`. Returns the claim that blocks the release
         (another lease's), or None when released.
 
@@ -1055,23 +1179,55 @@ class SQLiteStorage:
             NotFound: no live claim on the key, and no lapsed one of this token.
         """
         with self._tx() as conn:
-            row = conn.execute(f"SELECT {self._CLAIM_COLS}, token_hash FROM claims WHERE key = ?", (key,)).fetchone()
-            if row is not None and row[5] == token_hash:
-                conn.execute("DELETE FROM claims WHERE key = ?", (key,))
+            row = conn.execute(
+                f"SELECT {self._CLAIM_COLS}, token_hash FROM claims WHERE namespace = ? AND key = ?", (namespace, key)
+            ).fetchone()
+            if row is not None and row[6] == token_hash:
+                conn.execute("DELETE FROM claims WHERE namespace = ? AND key = ?", (namespace, key))
                 return None
             if row is None or row[3] <= now:
                 raise NotFound(f"no live claim on key {key!r}")
-            return self._claim(row[:5])
+            return self._claim(row[:6])
 
     # -- housekeeping ----------------------------------------------------------------------------------
-    def stats(self, now: float) -> dict[str, Any]:
+    def namespaces(self, now: float) -> dict[str, int]:
+        """Each namespace holding live records -> how many (from the namespace index)."""
+        rows = self._reader().execute(
+            "SELECT namespace, count(*) FROM memories WHERE expires_at IS NULL OR expires_at > ?"
+            " GROUP BY namespace ORDER BY namespace",
+            (now,),
+        )
+        return {ns: int(n) for ns, n in rows}
+
+    def present_namespaces(self) -> frozenset[str]:
+        """Every namespace that may hold records (a superset: kept as writes add them, never narrowed until
+        restart). The planner drops a namespace selection that covers them all: it would filter nothing."""
+        present = self._present
+        if present is not None:
+            return present
+        with self._write_lock:
+            if self._present is None:
+                rows = self._writer.execute("SELECT DISTINCT namespace FROM memories").fetchall()
+                self._present = frozenset(r[0] for r in rows)
+            return self._present
+
+    def _saw_namespaces(self, records: Sequence[NewRecord]) -> None:
+        # Under the write lock, inside the write's transaction: a reader that sees the new rows after the commit
+        # cannot have read the set from before it.
+        if self._present is not None and any(r.namespace not in self._present for r in records):
+            self._present = self._present | {r.namespace for r in records}
+
+    def stats(self, now: float, namespace: str = DEFAULT) -> dict[str, Any]:
         conn = self._reader()
         total = conn.execute(
-            "SELECT count(*) FROM memories WHERE expires_at IS NULL OR expires_at > ?", (now,)
+            "SELECT count(*) FROM memories WHERE namespace = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (namespace, now),
         ).fetchone()[0]
         tags = dict(
             conn.execute(
-                "SELECT tag, count(*) AS n FROM memory_tags GROUP BY tag ORDER BY n DESC, tag LIMIT 100"
+                "SELECT t.tag, count(*) AS n FROM memories m JOIN memory_tags t ON t.seq = m.seq"
+                " WHERE m.namespace = ? GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT 100",
+                (namespace,),
             ).fetchall()
         )
         size = 0
@@ -1079,7 +1235,7 @@ class SQLiteStorage:
             p = Path(str(self.path) + suffix)
             if p.exists():
                 size += p.stat().st_size
-        return {"total_memories": int(total), "tags": tags, "database_bytes": size}
+        return {"namespace": namespace, "total_memories": int(total), "tags": tags, "database_bytes": size}
 
     def check(self) -> list[str]:
         try:
@@ -1147,7 +1303,9 @@ def open_sqlite(settings: Any, dim: int) -> SQLiteStorage:
     data_dir = Path(settings.data_dir).expanduser()
     lock = lock_data_dir(data_dir)
     try:
-        storage = SQLiteStorage(data_dir / DB_FILE, dim, synchronous=settings.synchronous)
+        storage = SQLiteStorage(
+            data_dir / DB_FILE, dim, synchronous=settings.synchronous, history_versions=keep_versions(settings)
+        )
     except BaseException:
         lock.release()
         raise

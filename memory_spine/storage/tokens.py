@@ -1,5 +1,5 @@
-"""Where scoped tokens live: the `tokens` table of either backend (created by sqlite.py's `_add_tokens` and
-pg_schema's migration 4). Rows hold the token's SHA-256, never the token (see memory_spine/tokens.py).
+"""Where scoped tokens live: the `tokens` table of either backend (sqlite_schema's and pg_schema's migration
+`_add_tokens` / `_tokens`). Rows hold the token's SHA-256, never the token (see memory_spine/tokens.py).
 
 - `SQLiteTokenStore(path)`: its own connection to the data dir's database file, so `memory-spine token` works
   while a `serve` holds the data dir (SQLite's own locking orders the two writers; this table is not part of the
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from .sqlite import DB_FILE, _add_tokens
+from .sqlite import DB_FILE
+from .sqlite_schema import _add_tokens
 
 _COLS = "id, name, namespaces, rights, created_at, expires_at, revoked_at, last_used_at"
 

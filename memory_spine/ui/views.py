@@ -14,6 +14,9 @@
 - Overview: counts and sizes from `stats()`, request latency percentiles estimated from the histogram buckets
   (as Prometheus' histogram_quantile does), ingest and search rates from the request counters.
 
+Namespaces: the workflow and trace views read the kit's namespace (`_kit/<namespace>`, default
+`_kit/default`), through `_Scoped`; the overview counts one namespace (default `default`) and lists them all.
+
 HTTP is api/ui.py's job; this module raises the service's own errors (NotFound, InvalidInput).
 """
 
@@ -29,7 +32,34 @@ from typing import Any
 
 from ..errors import NotFound
 from ..models import Filter
+from ..namespaces import DEFAULT, kit_namespace
 from ..service import MemoryService
+
+KIT_DEFAULT = kit_namespace(DEFAULT)
+
+
+class _Scoped:
+    """The service's reads the workflow views make, all in one namespace (the kit's)."""
+
+    def __init__(self, svc: MemoryService | _Scoped, namespace: str) -> None:
+        self.svc = svc.svc if isinstance(svc, _Scoped) else svc
+        self.namespace = namespace
+
+    def list(self, flt: Filter, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        return self.svc.list(flt, limit=limit, cursor=cursor, namespace=self.namespace)
+
+    def list_keys(self, prefix: str, limit: int = 100) -> dict[str, Any]:
+        return self.svc.list_keys(prefix, limit, namespace=self.namespace)
+
+    def key_groups(self, prefix: str, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        return self.svc.key_groups(prefix, limit=limit, offset=offset, namespace=self.namespace)
+
+    def get_key(self, key: str) -> dict[str, Any]:
+        return self.svc.get_key(key, namespace=self.namespace)
+
+    def get_claim(self, key: str) -> dict[str, Any]:
+        return self.svc.get_claim(key, namespace=self.namespace)
+
 
 STATUSES = ("running", "completed", "failed", "paused", "stopped")
 # Errors that end a run on purpose (a stop, a pause, a bound of autonomy): the run did not fail.
@@ -152,9 +182,12 @@ def _last_run(svc: MemoryService, workflow_id: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def workflows(svc: MemoryService, prefix: str = "", limit: int = 50, offset: int = 0) -> dict[str, Any]:
+def workflows(
+    svc: MemoryService, prefix: str = "", limit: int = 50, offset: int = 0, namespace: str = KIT_DEFAULT
+) -> dict[str, Any]:
     """One page of workflows known from their checkpoints, most recently updated first; the first page also
     lists workflows with run records but no checkpoint yet (a first run still in, or killed in, its first step)."""
+    svc = _Scoped(svc, namespace)  # type: ignore[assignment]
     groups = svc.key_groups("checkpoint:" + prefix, limit=limit, offset=offset)
     records: list[dict[str, Any] | None] = list(groups["results"])
     ids = [_workflow_id(r) for r in groups["results"]]
@@ -292,12 +325,13 @@ def _load_trace(record: dict[str, Any]) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and isinstance(doc.get("spans"), list) else None
 
 
-def workflow(svc: MemoryService, workflow_id: str) -> dict[str, Any]:
+def workflow(svc: MemoryService, workflow_id: str, namespace: str = KIT_DEFAULT) -> dict[str, Any]:
     """One workflow: status, steps in order (output, duration, attempts, events), runs, escalations, dedup.
 
     Raises:
         NotFound: no checkpoint, trace or escalation names this workflow.
     """
+    svc = _Scoped(svc, namespace)  # type: ignore[assignment]
     checkpoints = svc.list_keys(f"checkpoint:{workflow_id}:", 1000)["results"]
     checkpoints = [c for c in checkpoints if _workflow_id(c) == workflow_id]
     escalations = svc.list_keys(f"escalation:{workflow_id}:", 100)["results"]
@@ -492,7 +526,13 @@ def workflow(svc: MemoryService, workflow_id: str) -> dict[str, Any]:
         "steps": steps,
         "runs": list(reversed(runs)),  # newest first
         "escalations": [
-            {"id": e["id"], "key": e["key"], "created_at": e["created_at"], **(e.get("metadata") or {})}
+            {
+                "id": e["id"],
+                "namespace": e.get("namespace"),
+                "key": e["key"],
+                "created_at": e["created_at"],
+                **(e.get("metadata") or {}),
+            }
             for e in escalations
         ],
         "dedup": dedup,
@@ -517,8 +557,10 @@ def traces(
     status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    namespace: str = KIT_DEFAULT,
 ) -> dict[str, Any]:
     """One page of stored traces, newest first, without their content (the spans)."""
+    svc = _Scoped(svc, namespace)  # type: ignore[assignment]
     where: dict[str, Any] = {}
     if workflow_id:
         where["workflow_id"] = workflow_id
@@ -575,13 +617,13 @@ def waterfall(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def trace(svc: MemoryService, trace_id: str) -> dict[str, Any]:
+def trace(svc: MemoryService, trace_id: str, namespace: str = KIT_DEFAULT) -> dict[str, Any]:
     """A stored trace as a waterfall (see `waterfall`), with the id of its record.
 
     Raises:
         NotFound: no trace has this id.
     """
-    record = svc.get_key(f"trace:{trace_id}")
+    record = _Scoped(svc, namespace).get_key(f"trace:{trace_id}")
     doc = _load_trace(record)
     if doc is None:
         raise NotFound(f"the record of trace {trace_id!r} does not hold a trace")
@@ -703,13 +745,17 @@ def plans(registry: Any) -> dict[str, float]:
     return {labels["plan"]: value for labels, value in _counter(registry, "memory_spine_search_plans")}
 
 
-def overview(svc: MemoryService, registry: Any, rates: Rates, top_tags: int = 12) -> dict[str, Any]:
-    """Memories total and by tag, sizes, request rates and latency percentiles."""
-    stats = svc.stats()
+def overview(
+    svc: MemoryService, registry: Any, rates: Rates, top_tags: int = 12, namespace: str = DEFAULT
+) -> dict[str, Any]:
+    """One namespace's memories (total and by tag), every namespace's count, sizes, request rates, latency."""
+    stats = svc.stats(namespace)
     tags = sorted(stats.get("tags", {}).items(), key=lambda kv: (-kv[1], kv[0]))
     counts = request_counts(registry)
     index = stats.get("index") or {}
     return {
+        "namespace": stats.get("namespace"),
+        "namespaces": stats.get("namespaces"),
         "total_memories": stats.get("total_memories"),
         "tags": [{"tag": t, "count": n} for t, n in tags[:top_tags]],
         "tag_count": len(tags),

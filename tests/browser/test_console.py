@@ -20,6 +20,7 @@ from tests.browser.conftest import axe_violations, open_page, screenshot
 pytestmark = pytest.mark.timeout(120)
 
 TOKEN = "browser-test-token-3f9c1a"
+KIT = {"X-Memory-Namespace": "_kit/default"}  # where the kit keeps its records (issue 18)
 
 
 def api(srv, method: str, path: str, **kw) -> httpx.Response:
@@ -28,7 +29,7 @@ def api(srv, method: str, path: str, **kw) -> httpx.Response:
 
 def stored_trace(srv, workflow_id: str) -> dict:
     """The newest stored trace of a workflow, as the kit wrote it."""
-    rows = api(srv, "GET", "/keys", params={"prefix": "trace:", "limit": 100}).json()["results"]
+    rows = api(srv, "GET", "/keys", params={"prefix": "trace:", "limit": 100}, headers=KIT).json()["results"]
     rec = next(r for r in rows if r["metadata"]["workflow_id"] == workflow_id)
     return json.loads(rec["content"])
 
@@ -59,7 +60,10 @@ def test_overview_draws_totals_tags_rates_and_latency(page, console):
     open_page(page, console.url + "/ui")
     assert page.text_content("#total") == f"{stats['total_memories']:,}"
     tags = page.get_attribute("#chart-tags svg", "aria-label")
-    assert f"checkpoint: {stats['tags']['checkpoint']}" in tags
+    top, count = sorted(stats["tags"].items(), key=lambda kv: (-kv[1], kv[0]))[0]
+    assert f"{top}: {count}" in tags
+    # The kit's records (checkpoints, traces, dedup) are in `_kit/default`: not in the default namespace's chart.
+    assert not {"checkpoint", "trace", "dedup"} & set(stats["tags"]), stats["tags"]
     assert page.locator("#chart-tags svg rect").count() == min(12, len(stats["tags"]))
     latency = page.get_attribute("#chart-latency svg", "aria-label")
     assert "POST /ingest" in latency and "p99" in latency
@@ -99,6 +103,8 @@ def test_memories_search_modes_and_filters(page, console):
     page.click("#search button[type=submit]")
     page.wait_for_function("() => document.querySelector('#summary').textContent.includes('keyword')")
     assert "database migration timed out" in page.locator("#results li").first.inner_text()
+    # Keyword mode scores no vectors: the card shows the rank score, labelled as such, not a similarity.
+    assert "rank" in page.locator("#results li .score").first.inner_text()
 
     # Filters: tags (any of) and a metadata condition, with and without search words.
     page.fill("#q", "")
@@ -163,6 +169,36 @@ def test_memory_record_edit_then_delete(page, console):
     assert "Deleted memory" in page.text_content("#notice")
     assert api(console, "GET", f"/memories/{memory['id']}").status_code == 404
     assert memory["id"] not in result_ids(page)
+
+
+def test_memory_history_revert_and_restore(page, console):
+    made = api(console, "POST", "/ingest", json={"id": "notes/history-demo", "content": "first draft", "tags": ["h"]})
+    assert made.status_code == 200, made.text
+    first = api(console, "GET", "/memories/notes%2Fhistory-demo").json()
+    url = f"{console.url}/ui/memories/notes%2Fhistory-demo"
+    open_page(page, url)
+    assert page.locator("#history tbody tr").count() == 1
+    page.fill("#edit-content", "second draft")
+    page.click("#edit button[type=submit]")
+    page.wait_for_function("() => document.querySelectorAll('#history tbody tr').length === 2")
+    rows = page.locator("#history tbody tr")
+    assert "content" in rows.nth(0).text_content() and "patch" in rows.nth(1).text_content()
+    screenshot(page, "memory-history")
+    assert_accessible(page, "memory history")
+
+    page.click(f"#history tr[data-version='{first['version']}'] button.revert")
+    page.wait_for_function("() => document.querySelector('#notice').textContent.startsWith('Reverted')")
+    assert page.text_content("#content") == "first draft"
+    now = api(console, "GET", "/memories/notes%2Fhistory-demo").json()
+    assert now["content"] == "first draft" and now["version"] > first["version"]
+
+    assert api(console, "DELETE", "/memories/notes%2Fhistory-demo").status_code == 200
+    open_page(page, url)
+    assert page.is_visible("#deleted-panel") and not page.is_visible("#edit-panel")
+    page.click("#restore")
+    page.wait_for_function("() => document.querySelector('#notice').textContent.startsWith('Restored')")
+    assert page.text_content("#content") == "first draft"
+    assert api(console, "GET", "/memories/notes%2Fhistory-demo").json()["content"] == "first draft"
 
 
 def test_bulk_delete_shows_the_count_first(page, console):
@@ -230,14 +266,14 @@ def test_workflow_page_steps_durations_and_dedup_match_the_stored_trace(page, co
         shown = page.locator(f"#steps > li[data-step='{name}'] .step-head .sub").first.inner_text()
         assert close_to_shown(shown, span["duration_ms"]), (name, shown, span["duration_ms"])
     # The output of a step is its checkpointed result.
-    cp = api(console, "GET", "/keys/checkpoint:pr-1042:summarise").json()
+    cp = api(console, "GET", "/keys/checkpoint:pr-1042:summarise", headers=KIT).json()
     page.click("#steps > li[data-step='summarise'] summary:has-text('Output')")
     assert json.loads(page.locator("#steps > li[data-step='summarise'] pre").inner_text()) == cp["metadata"]["result"]
     # The exactly-once post: its dedup record, found through the trace's idempotent span.
     dedup_key = next(s["attributes"]["dedup_key"] for s in trace["spans"] if "dedup_key" in s["attributes"])
     row = page.locator(f"#dedup tr[data-key='dedup:{dedup_key}']")
     assert "post_review" in row.inner_text() and "executed" in row.inner_text()
-    record = api(console, "GET", f"/keys/dedup:{dedup_key}").json()
+    record = api(console, "GET", f"/keys/dedup:{dedup_key}", headers=KIT).json()
     assert record["metadata"]["result"]["review_id"] in row.inner_text()
     assert page.locator("#runs tbody tr").count() == 1
     assert page.is_hidden("#resume")
@@ -278,7 +314,7 @@ def test_paused_workflow_shows_how_to_resume_and_can_be_resolved(page, console):
 
     page.click("#resolve")
     page.wait_for_function("() => document.querySelector('#status-badge').textContent === 'stopped'")
-    esc = api(console, "GET", "/keys", params={"prefix": "escalation:nightly-0007:"}).json()["results"][0]
+    esc = api(console, "GET", "/keys", params={"prefix": "escalation:nightly-0007:"}, headers=KIT).json()["results"][0]
     assert esc["metadata"]["status"] == "resolved" and esc["metadata"]["resolved_by"] == "console"
     assert "Run it again with the same workflow id" in page.text_content("#resume")
 
@@ -291,7 +327,7 @@ def test_trace_list_filters_by_workflow_and_status(page, console):
     all_rows = page.eval_on_selector_all(
         "#traces tbody tr", "rows => rows.map(r => [r.dataset.traceId, r.dataset.status])"
     )
-    stored = api(console, "GET", "/keys", params={"prefix": "trace:"}).json()["results"]
+    stored = api(console, "GET", "/keys", params={"prefix": "trace:"}, headers=KIT).json()["results"]
     assert sorted(t for t, _ in all_rows) == sorted(r["metadata"]["trace_id"] for r in stored)
     screenshot(page, "traces")
     assert_accessible(page, "traces")
@@ -388,7 +424,7 @@ def test_trace_errors_are_highlighted(page, console):
     assert "RuntimeError: report store unreachable" in page.text_content("#detail")
 
     # The first run's transform step recorded its reasoning: shown on a click, as stored.
-    rows = api(console, "GET", "/keys", params={"prefix": "trace:", "limit": 100}).json()["results"]
+    rows = api(console, "GET", "/keys", params={"prefix": "trace:", "limit": 100}, headers=KIT).json()["results"]
     first = next(
         doc
         for doc in (json.loads(r["content"]) for r in rows if r["metadata"]["workflow_id"] == "ingest-0013")

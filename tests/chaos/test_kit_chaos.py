@@ -69,15 +69,18 @@ def wait_until(check: Callable[[], bool], proc: subprocess.Popen | None, what: s
         time.sleep(0.01)
 
 
+KIT = {"namespace": "_kit/default"}  # where the kit keeps its records (issue 18)
+
+
 def has_key(url: str, key: str) -> bool:
     try:
-        return httpx.get(f"{url}/keys/{key}", timeout=2).status_code == 200
+        return httpx.get(f"{url}/keys/{key}", params=KIT, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
 
 def has_claim(url: str, key: str) -> bool:
-    return httpx.get(f"{url}/claims/{key}", timeout=2).status_code == 200
+    return httpx.get(f"{url}/claims/{key}", params=KIT, timeout=2).status_code == 200
 
 
 def posted(journal: Path, wf: str) -> bool:
@@ -130,7 +133,7 @@ def test_sigkill_at_any_moment_then_resume_posts_once(shared_server, tmp_path, m
     assert {e["idempotency_key"] for e in calls} == {dedup_key("post_review", {"pr": wf})}
     if moment == "inside-the-post-call":  # the gap: the re-run called again, and the key made it a replay
         assert [e["executed"] for e in calls] == [True, False]
-    checkpoints = httpx.get(f"{url}/keys", params={"prefix": f"checkpoint:{wf}:"}).json()["results"]
+    checkpoints = httpx.get(f"{url}/keys", params={"prefix": f"checkpoint:{wf}:", **KIT}).json()["results"]
     steps = [c["metadata"]["step"] for c in checkpoints]
     assert sorted(steps) == ["fetch", "post", "review", "summarise"]  # each step checkpointed once
 
@@ -166,18 +169,18 @@ def test_the_service_dies_mid_run_the_workflow_finishes_on_its_journal_and_flush
         "side_effects": {"post_review": 1},
     }
     assert Journal(journal).pending(wf) == []
-    checkpoints = httpx.get(f"{server.url}/keys", params={"prefix": f"checkpoint:{wf}:"}).json()["results"]
+    checkpoints = httpx.get(f"{server.url}/keys", params={"prefix": f"checkpoint:{wf}:", **KIT}).json()["results"]
     assert [c["metadata"]["step"] for c in checkpoints] == ["post", "summarise", "review", "fetch"]  # in order
     key = dedup_key("post_review", {"pr": wf})
-    assert httpx.get(f"{server.url}/keys/dedup:{key}").json()["metadata"]["result"]["replayed"] is False
+    assert httpx.get(f"{server.url}/keys/dedup:{key}", params=KIT).json()["metadata"]["result"]["replayed"] is False
     trace_id = checkpoints[0]["metadata"]["trace_id"]
-    trace = json.loads(httpx.get(f"{server.url}/keys/trace:{trace_id}").json()["content"])
+    trace = json.loads(httpx.get(f"{server.url}/keys/trace:{trace_id}", params=KIT).json()["content"])
     assert {"step review", "step post"} <= {s["name"] for s in trace["spans"]}
     # Delivered once: flushing again (as every later run does) adds nothing.
-    total = httpx.get(f"{server.url}/stats").json()["total_memories"]
+    total = httpx.get(f"{server.url}/stats", params=KIT).json()["total_memories"]
     finish(start(server.url, wf, journal, "--quiet"))
     # Only the replay's own trace and run record.
-    assert httpx.get(f"{server.url}/stats").json()["total_memories"] == total + 2
+    assert httpx.get(f"{server.url}/stats", params=KIT).json()["total_memories"] == total + 2
 
 
 # -- a dependency failing three times trips the breaker; the cooldown brings it back -------------------------

@@ -55,7 +55,7 @@ def empty_database(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         exists = conn.execute("SELECT to_regclass('memories') IS NOT NULL").fetchone()[0]
         if exists:
-            conn.execute("TRUNCATE memories, claims CASCADE")  # and memory_kth, which references memories
+            conn.execute("TRUNCATE memories, claims, memory_history CASCADE")  # and memory_kth (references memories)
 
 
 @pytest.fixture(params=BACKENDS)

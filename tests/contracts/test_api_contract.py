@@ -92,7 +92,8 @@ async def test_exact_keys(client):
     for mode in ("semantic", "keyword", "hybrid"):
         res = await search(client, query="checkpoint:wf-1", limit=5, mode=mode, explain=True)
         assert [h["content"] for h in res["results"]] == ["checkpoint:wf-1:review", "checkpoint:wf-1:fetch"]
-        assert res["plan"]["plan"] == "exact_key" and all(h["score"] == 1.0 for h in res["results"])
+        assert res["plan"]["plan"] == "exact_key"
+        assert all(h["score"] is None and h["rank_score"] == 1.0 for h in res["results"])
     assert [h["key"] for h in (await search(client, query="dedup:abc"))["results"]] == ["dedup:abc"]
     assert (await search(client, query="dedup:ab"))["results"] == []
     assert (await client.get("/keys/checkpoint:wf-1:fetch")).json()["metadata"] == {"step": "fetch"}
@@ -270,7 +271,7 @@ async def test_modes_and_explain(client):
     assert (await client.post("/ingest/batch", json={"records": records})).status_code == 200
     kw = await search(client, query="E4471", mode="keyword", limit=3, explain=True)
     assert kw["results"][0]["id"] == "code" and kw["plan"]["plan"] == "keyword"
-    assert 0 < kw["results"][0]["score"] < 1
+    assert 0 < kw["results"][0]["rank_score"] < 1 and kw["results"][0]["score"] is None
     hy = await search(client, query="which importer raised E4471", mode="hybrid", limit=3, explain=True)
     assert hy["results"][0]["id"] == "code"
     assert hy["plan"]["plan"] == "hybrid" and hy["plan"]["semantic"]["plan"] == "exact" and hy["plan"]["keyword_hits"]

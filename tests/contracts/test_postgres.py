@@ -9,6 +9,7 @@ from memory_spine.config import Settings
 from memory_spine.embedders import FakeEmbedder
 from memory_spine.errors import InvalidInput, StorageError
 from memory_spine.service import MemoryService
+from memory_spine.storage.pg_schema import MIGRATIONS
 
 from .conftest import DIM, postgres_or_skip
 
@@ -31,9 +32,13 @@ def test_migrations_run_once_and_dimensions_are_kept(pg_cluster, tmp_path):
         MemoryService.open(settings, embedder=FakeEmbedder(dim=DIM)).close()
     with psycopg.connect(url) as conn:
         versions = conn.execute("SELECT version FROM memory_spine_migrations ORDER BY version").fetchall()
-        assert versions == [(1,), (2,), (3,)]
+        assert versions == [(v,) for v, _, _ in MIGRATIONS]
     with pytest.raises(StorageError, match="dimensional"):
         MemoryService.open(settings, embedder=FakeEmbedder(dim=DIM * 2))
+    with psycopg.connect(url, autocommit=True) as conn:  # as a newer release would leave it
+        conn.execute("INSERT INTO memory_spine_migrations (version, name) VALUES (%s, 'newer')", (len(MIGRATIONS) + 1,))
+    with pytest.raises(StorageError, match="schema version"):
+        MemoryService.open(settings, embedder=FakeEmbedder(dim=DIM))
     cluster.drop_database(url)
 
 

@@ -65,6 +65,9 @@ BODIES: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("PATCH", "/memories/{id}"): [{"content": "patched probe"}, {"tags": ["probe"]}],
     ("POST", "/claims"): [{"key": "job", "holder": "probe", "lease_seconds": 30}],
     ("POST", "/ui/api/memories"): [{"limit": 200}, {"tags": ["bravotag"]}],
+    ("POST", "/memories/{id}/revert"): [{"version": 1}],
+    ("POST", "/memories/{id}/restore"): [{}],
+    ("POST", "/conversations"): [{"id": "same", "sessions": [{"turns": [{"speaker": "probe", "text": "probe"}]}]}],
     ("POST", "/tokens"): [{"namespaces": [B], "rights": ["read"]}, {"namespaces": [f"{A}/"], "rights": ["read"]}],
 }
 

@@ -53,7 +53,7 @@ async def test_the_pipeline_runs_end_to_end_and_posts_once(server, tmp_path):
     assert '"message": "step done"' in err and "p95 ms" in err  # JSON logs and the metrics report on stderr
 
     async with MemoryClient(server.url) as client:
-        checkpoints = (await client.list_keys("checkpoint:pr-101:"))["results"]
+        checkpoints = (await client.kit.list_keys("checkpoint:pr-101:"))["results"]
         assert [c["metadata"]["step"] for c in checkpoints] == ["post", "summarise", "review", "fetch"]
         review = checkpoints[2]["metadata"]["result"]
         assert sorted(review["results"]) == ["logic", "security", "style"] and review["failed"] == {}
@@ -66,12 +66,12 @@ async def test_the_pipeline_runs_end_to_end_and_posts_once(server, tmp_path):
 
         # The side effect's dedup record (the seed's format, found by the seed's query).
         key = dedup_key("post_review", {"pr": "pr-101"})
-        hits = (await client.search(f"dedup:{key}", limit=1))["results"]
+        hits = (await client.kit.search(f"dedup:{key}", limit=1))["results"]
         assert hits[0]["metadata"]["result"]["replayed"] is False
 
         # The trace: every step, the three reviewers as agents under the fan-out, the fallback path.
         trace_id = checkpoints[0]["metadata"]["trace_id"]
-        trace = json.loads((await client.get_key(f"trace:{trace_id}"))["content"])
+        trace = json.loads((await client.kit.get_key(f"trace:{trace_id}"))["content"])
         by_name = {s["name"]: s for s in trace["spans"]}
         assert {"step fetch", "step review", "step summarise", "step post"} <= set(by_name)
         for reviewer in ("security", "style", "logic"):
@@ -100,7 +100,7 @@ async def test_a_low_confidence_review_pauses_the_workflow_until_a_person_approv
     assert again["status"] == "paused" and "paused for a person" in again["reason"]  # nothing ran
 
     async with MemoryClient(server.url) as client:
-        found = (await client.list_keys("escalation:pr-102:"))["results"]  # one per reviewer (they run at once)
+        found = (await client.kit.list_keys("escalation:pr-102:"))["results"]  # one per reviewer (they run at once)
         assert sorted(e["metadata"]["detail"]["agent"] for e in found) == ["logic", "security", "style"]
         for esc in found:
             assert esc["tags"] == ["escalation", "low_confidence", "pr-102"] and esc["metadata"]["status"] == "open"

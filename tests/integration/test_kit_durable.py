@@ -146,7 +146,7 @@ async def test_killed_at_random_instants_no_checkpointed_step_or_recorded_charge
         charges = sum(e.startswith("charge") for e in lines(work / "effects"))
         if charges_when_recorded is not None:
             assert charges == charges_when_recorded, "a recorded charge ran again"
-        elif await client.find_key(charge_key) is not None:
+        elif await client.kit.find_key(charge_key) is not None:
             charges_when_recorded = charges
         for step in ("fetch", "charge", "post"):
             if step not in done and await client.latest_checkpoint(wf, step) is not None:

@@ -63,7 +63,7 @@ async def test_two_processes_racing_run_the_action_once(server, tmp_path):
     assert len(executed) == 1, executed
     assert results[0] == results[1] == {"done_by": int(executed[0]), "n": 1}
     async with MemoryClient(server.url) as client:
-        record = await client.get_key(f"dedup:{dedup_key('deploy', {'n': 1})}")
+        record = await client.kit.get_key(f"dedup:{dedup_key('deploy', {'n': 1})}")
     assert record["metadata"]["result"] == results[0]
     assert record["metadata"]["holder"] == f"racer-{executed[0]}"
 
@@ -108,12 +108,12 @@ async def test_a_crashed_holders_lease_expires_and_the_action_is_retried(server,
 
     key = f"dedup:{dedup_key('charge', {'n': 1})}"
     async with MemoryClient(server.url) as client:
-        held = await client.get_claim(key)
+        held = await client.kit.get_claim(key)
         assert held["holder"] == f"racer-{doomed.pid}"
         started = time.monotonic()
         assert await idempotent(client, "charge", {"n": 1}, charge, wait_timeout=10) == {"done_by": "retry"}
         waited = time.monotonic() - started
-        assert (await client.get_key(key))["metadata"]["result"] == {"done_by": "retry"}
+        assert (await client.kit.get_key(key))["metadata"]["result"] == {"done_by": "retry"}
     assert len(retried) == 1 and waited < 5
     # The crashed holder had started its side effect: the lease boundary is at-least-once, by design.
     assert (work / "effects").read_text().split() == [str(doomed.pid)]

@@ -60,7 +60,7 @@ async def test_checkpoint_and_claim_overhead(server):
         async def take(i: int) -> None:
             tokens[i] = (await client.claim(f"dedup:bench{i}", holder="bench", lease_seconds=60))["lease_token"]
 
-        held = await client.claim("workflow:bench-fenced", lease_seconds=600)
+        held = await client.kit.claim("workflow:bench-fenced", lease_seconds=600)  # where checkpoints live
         fence = {"key": "workflow:bench-fenced", "token": held["fence"]}
         results = {
             # Interleaved (plain, fenced, fenced, plain, ...) so that a load change on a shared machine weighs on

@@ -1,5 +1,9 @@
 """The seed's own snippets (seed_snippets.py, verbatim; only MEMORY_URL rebound) and the kit on the same
-records of a real memory-spine process: checkpoints, dedup records, traces."""
+real memory-spine process: checkpoints, dedup records, traces.
+
+The seed's records land in, and are found in, `default`; the kit keeps its own in `_kit/default`, so a user's
+search never meets them (issue 18's "chocolate cake recipe" story), and still honours the seed's (or a version
+from before namespaces) checkpoints and dedup records found in `default`."""
 
 from __future__ import annotations
 
@@ -68,14 +72,14 @@ async def test_checkpoints_interoperate(server):
         run = await run_workflow(client, "wf-seed", [fetch, review, post])
     assert run.resumed_after == "fetch" and run.outputs == {"fetch": "diff", "review": "lgtm", "post": "posted"}
     assert runs == ["fetch", "review", "review", "post"]
-    last = await seed.resume_from_checkpoint("wf-seed")  # the seed reads the kit's newest checkpoint
-    assert last["step"] == "post" and last["result"] == "posted" and last["workflow_id"] == "wf-seed"
-
-    # A kit workflow's records are the seed's: resume_from_checkpoint sees them, never wf-seed-2's neighbours.
+    # The kit's checkpoints are in `_kit/default`: the seed (reading `default`) still sees only its own.
+    assert (await seed.resume_from_checkpoint("wf-seed"))["step"] == "fetch"
     async with MemoryClient(server.url) as client:
+        last = await client.latest_checkpoint("wf-seed")
+        assert last["metadata"]["step"] == "post" and last["namespace"] == "_kit/default"
         await run_workflow(client, "wf-seed-2", [("only", lambda: 1)])
-    assert (await seed.resume_from_checkpoint("wf-seed-2"))["step"] == "only"
-    assert (await seed.resume_from_checkpoint("wf-seed"))["step"] == "post"
+        assert (await client.latest_checkpoint("wf-seed-2"))["metadata"]["step"] == "only"
+    assert await seed.resume_from_checkpoint("wf-seed-2") is None
 
 
 async def test_dedup_records_interoperate(server):
@@ -90,10 +94,12 @@ async def test_dedup_records_interoperate(server):
         return execute
 
     async with MemoryClient(server.url) as client:
+        # The seed's dedup record (in `default`) is honoured by the kit ...
         assert await seed.idempotent_action("notify", {"to": "#ops"}, doer("seed")) == {"by": "seed", "to": "#ops"}
         assert await idempotent(client, "notify", {"to": "#ops"}, doer("kit")) == {"by": "seed", "to": "#ops"}
+        # ... and the kit's own (in `_kit/default`) is out of `default`, where the seed's code looks.
         assert await idempotent(client, "open_issue", {"t": "x"}, doer("kit")) == {"by": "kit", "t": "x"}
-    assert await seed.idempotent_action("open_issue", {"t": "x"}, doer("seed")) == {"by": "kit", "t": "x"}
+        assert await idempotent(client, "open_issue", {"t": "x"}, doer("kit")) == {"by": "kit", "t": "x"}
     assert calls == ["seed", "kit"]
 
 
@@ -118,10 +124,37 @@ async def test_traces_have_the_seeds_shape(server):
         # The seed's way of storing a trace, next to the kit's.
         await client.ingest(json.dumps(trace), tags=["trace", "audit"])
         run = await run_workflow(client, "review-9", [audit], name="code-review-pipeline")
-        stored = json.loads((await client.get_key(f"trace:{run.trace_id}"))["content"])
-        stored_ones = [json.loads(m["content"]) for m in (await client.list(tags=["trace"], limit=100))["results"]]
-    assert {t["trace_id"] for t in stored_ones} >= {trace["trace_id"], run.trace_id}  # the seed's and ours
+        stored = json.loads((await client.kit.get_key(f"trace:{run.trace_id}"))["content"])
+        seeds = [json.loads(m["content"]) for m in (await client.list(tags=["trace"], limit=100))["results"]]
+        kits = [json.loads(m["content"]) for m in (await client.kit.list(tags=["trace"], limit=100))["results"]]
+    assert trace["trace_id"] in {t["trace_id"] for t in seeds}  # the seed's, in `default`
+    assert run.trace_id in {t["trace_id"] for t in kits} and run.trace_id not in {t["trace_id"] for t in seeds}
     assert set(trace) <= set(stored)  # trace_id, workflow, started_at, spans
     assert set(trace["spans"][0]) <= set(stored["spans"][0])  # agent, trace_id, start, end, status, ...
     assert "security-auditor:ok:True:Found 2 issues" in seed_reader(stored)
     assert seed_reader(trace) == ["security-auditor:ok:True:Found 2 issues"]
+
+
+async def test_a_users_search_never_meets_the_kits_records(server):
+    """Issue 18's story: after a kit workflow (checkpoints, dedup, run record, trace), a default search for
+    "chocolate cake recipe" returns the user's recipe and nothing of the kit's; stats count only the user's."""
+
+    async def bake(ctx):
+        await idempotent(ctx.client, "preheat", {"oven": 180}, lambda p: {"ok": True})
+        with span("baker", kind="agent", inputs={"recipe": "chocolate cake"}):
+            record(outputs="cake baked", reasoning="the chocolate cake recipe said 180 degrees")
+        return "cake"
+
+    async with MemoryClient(server.url, namespace="bakery") as client:
+        await client.ingest("Chocolate cake recipe: 200 g dark chocolate, 4 eggs, 180 degrees for 35 minutes")
+        run = await run_workflow(client, "cake-1", [("bake", bake)], name="chocolate-cake-recipe")
+        assert run.ran == ["bake"] and run.trace_id
+        hits = (await client.search("chocolate cake recipe", limit=20))["results"]
+        assert [h["namespace"] for h in hits] == ["bakery"] and hits[0]["content"].startswith("Chocolate cake")
+        kit_hits = (await client.kit.search("chocolate cake recipe", limit=20))["results"]
+        assert kit_hits and {h["namespace"] for h in kit_hits} == {"_kit/bakery"}
+        assert {t for h in kit_hits for t in h["tags"]} & {"checkpoint", "trace", "dedup", "run"}
+        stats = await client.stats()
+        assert stats["namespace"] == "bakery" and stats["total_memories"] == 1
+        assert set(stats["tags"]) == set(), stats["tags"]
+        assert stats["namespaces"]["_kit/bakery"] >= 3

@@ -44,7 +44,7 @@ async def test_a_trace_is_stored_and_fetched_by_id_with_parent_links(server, tmp
     assert len(trace_id) == 32
 
     async with MemoryClient(server.url) as client:
-        memory = await client.get_key(f"trace:{trace_id}")
+        memory = await client.kit.get_key(f"trace:{trace_id}")
     assert memory["tags"] == ["trace", "audit"]
     assert memory["metadata"]["trace_id"] == trace_id and memory["metadata"]["workflow_id"] == "traced-1"
     doc = json.loads(memory["content"])

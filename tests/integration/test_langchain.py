@@ -124,6 +124,12 @@ def test_ranking_is_by_meaning_with_the_services_model(vs):
     assert [d.id for d, _ in ranked][0] == "deploy"
     scores = [s for _, s in ranked]
     assert scores == sorted(scores, reverse=True) and 0 < scores[0] <= 1
+    # Hybrid ranks differently but scores the same: the cosine similarity; keyword mode gives its rank score.
+    hybrid = vs.similarity_search_with_score("why did the release break?", k=3, mode="hybrid")
+    semantic = dict((d.id, s) for d, s in vs.similarity_search_with_score("why did the release break?", k=3))
+    assert all(s == pytest.approx(semantic[d.id], abs=1e-5) for d, s in hybrid)
+    keyword = vs.similarity_search_with_score("quarterly revenue", k=3, mode="keyword")
+    assert [d.id for d, _ in keyword] == ["revenue"] and 0 < keyword[0][1] < 1
 
 
 def test_collections_keep_their_own_id_spaces(module_server, vs):

@@ -47,8 +47,8 @@ def server(tmp_path_factory):
 
 
 async def count_records(url: str, prefix: str) -> int:
-    async with MemoryClient(url) as client:
-        return len((await client.list(key_prefix=prefix, limit=1000))["results"])
+    async with MemoryClient(url) as client:  # the checkpointer writes to the kit's namespace
+        return len((await client.kit.list(key_prefix=prefix, limit=1000))["results"])
 
 
 async def test_conformance_all_capabilities(server):

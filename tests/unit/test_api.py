@@ -21,7 +21,7 @@ async def test_ingest_search_and_result_shape(client):
     assert body["created"] is True and body["key"] is None
     r = await client.post("/search", json={"query": "cat on a mat"})
     hit = r.json()["results"][0]
-    assert set(hit) >= {"id", "content", "tags", "metadata", "importance", "score", "created_at"}
+    assert set(hit) >= {"id", "content", "tags", "metadata", "importance", "score", "rank_score", "created_at"}
     assert hit["id"] == body["id"] and hit["importance"] == "high" and hit["metadata"] == {"n": 1}
     assert hit["created_at"].endswith("Z")
 
@@ -41,7 +41,7 @@ async def test_checkpoint_query_answers_latest_of_exactly_that_workflow(client):
         r = await client.post("/search", json={"query": "checkpoint:wf-1", "limit": 1, "mode": mode})
         res = r.json()["results"]
         assert [h["metadata"]["step"] for h in res] == ["review"], mode
-        assert res[0]["score"] == 1.0
+        assert res[0]["score"] is None and res[0]["rank_score"] == 1.0
     r = await client.post("/search", json={"query": "checkpoint:wf-1:fetch", "limit": 5})
     assert [h["metadata"]["step"] for h in r.json()["results"]] == ["fetch"]
 

@@ -9,8 +9,8 @@ import random
 import pytest
 from tokenizers import Tokenizer
 
-from memory_spine.embedders.base import model_dir
 from memory_spine.embedders.clip import Clipper
+from memory_spine.embedders.weights import model_dir
 
 MAX_TOKENS = 256
 

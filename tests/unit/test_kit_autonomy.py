@@ -84,14 +84,14 @@ async def test_a_scope_violation_raises_is_traced_escalates_and_pauses(kit):
     assert isinstance(info.value.escalation, Escalation) and info.value.escalation.kind == "scope"
     [esc] = await open_escalations(kit, "scope-1")
     assert esc["kind"] == "scope" and esc["step"] == "act" and "delete_branch" in esc["reason"]
-    record = await kit.get_key(info.value.escalation.key)
+    record = await kit.kit.get_key(info.value.escalation.key)
     assert record["tags"] == ["escalation", "scope", "scope-1"]
 
     # Traced: the stored trace of that run has the violation as an event on the step's span.
     import json
 
     trace_id = esc["trace_id"]
-    trace = json.loads((await kit.get_key(f"trace:{trace_id}"))["content"])
+    trace = json.loads((await kit.kit.get_key(f"trace:{trace_id}"))["content"])
     step = next(s for s in trace["spans"] if s["name"] == "step act")
     assert "autonomy.scope_violation" in [e["name"] for e in step["events"]]
     assert step["status"] == "error"

@@ -258,9 +258,11 @@ async def test_checkpoints_are_the_seeds_records(client):
     assert latest["tags"] == ["checkpoint", "workflow", "wf-1"]
     assert (await client.latest_checkpoint("wf-1", "fetch"))["metadata"]["result"] == 1
     assert await client.latest_checkpoint("wf-2") is None
-    # The seed's resume_from_checkpoint query finds the same newest record.
-    seed = await client.search("checkpoint:wf-1", limit=1)
-    assert seed["results"][0]["metadata"]["step"] == "review"
+    # They are the kit's records (`_kit/default`): the seed's resume_from_checkpoint query, run in the kit's
+    # namespace, finds the same newest record; a user's search in `default` finds none of them.
+    seed = await client.kit.search("checkpoint:wf-1", limit=1)
+    assert seed["results"][0]["metadata"]["step"] == "review" and seed["results"][0]["namespace"] == "_kit/default"
+    assert (await client.search("checkpoint:wf-1", limit=1))["results"] == []
 
 
 async def test_bearer_token_against_a_service_that_wants_one(tmp_path, monkeypatch):

@@ -231,8 +231,9 @@ async def test_the_seeds_resume_breaks_on_named_steps_and_ours_does_not(client, 
     run = await run_workflow(client, "seed-1", [fetch, review])  # the kit can, from the seed's records
     assert runs == ["fetch", "review", "review"]
     assert run.outputs == {"fetch": "diff", "review": "lgtm"} and run.resumed_after == "fetch"
-    # ... and the seed's resume_from_checkpoint sees the kit's checkpoint as the newest.
-    assert (await seed.resume_from_checkpoint("seed-1"))["step"] == "review"
+    # The kit's own checkpoints go to `_kit/default`, out of the seed's (a user's) searches of `default`.
+    assert (await seed.resume_from_checkpoint("seed-1"))["step"] == "fetch"
+    assert (await client.latest_checkpoint("seed-1"))["metadata"]["step"] == "review"
 
 
 async def test_parallel_workflows_keep_their_own_outputs(client):
@@ -272,7 +273,7 @@ async def test_two_runs_of_one_id_run_each_step_once(client):
     assert runs == ["slow"]
     assert first.ran == ["slow"] and second.replayed and second.result == first.result == "done"
     with pytest.raises(NotFound):  # released
-        await client.get_claim("workflow:wf-lock")
+        await client.kit.get_claim("workflow:wf-lock")
 
 
 async def test_a_crashed_runs_lease_is_waited_out_even_under_the_same_holder_name(client):
@@ -281,18 +282,18 @@ async def test_a_crashed_runs_lease_is_waited_out_even_under_the_same_holder_nam
     async def work():
         return 1
 
-    await client.claim("workflow:wf-dead", holder="dead", lease_seconds=0.3)
+    await client.kit.claim("workflow:wf-dead", holder="dead", lease_seconds=0.3)
     started = time.monotonic()
     assert (await run_workflow(client, "wf-dead", [work])).ran == ["work"]
     assert time.monotonic() - started >= 0.25
 
     # "Our" crash: the holder's name is no credential (anyone can read it), so it waits the lease out too.
-    await client.claim("workflow:wf-mine", holder="worker-1", lease_seconds=0.3)
+    await client.kit.claim("workflow:wf-mine", holder="worker-1", lease_seconds=0.3)
     started = time.monotonic()
     assert (await run_workflow(client, "wf-mine", [work], holder="worker-1")).ran == ["work"]
     assert time.monotonic() - started >= 0.25
 
-    await client.claim("workflow:wf-busy", holder="other", lease_seconds=60)
+    await client.kit.claim("workflow:wf-busy", holder="other", lease_seconds=60)
     with pytest.raises(ClaimTimeout, match="other"):
         await run_workflow(client, "wf-busy", [work], wait_timeout=0.1)
     assert (await run_workflow(client, "wf-busy", [work], lease_seconds=None)).ran == ["work"]

@@ -40,9 +40,9 @@ async def test_checkpoints_carry_the_fence_and_a_taken_over_run_stops_before_its
         ran.append("one")
         # Another worker takes the claim over while this step runs (as after a pause longer than the lease):
         # simulated by releasing our lease with its token from outside and claiming the key anew.
-        assert isinstance((await client.get_claim("workflow:wf-taken"))["fence"], int)
-        await client.release("workflow:wf-taken", lease_token=_lease_token[0])
-        await client.claim("workflow:wf-taken", holder="usurper", lease_seconds=60)
+        assert isinstance((await client.kit.get_claim("workflow:wf-taken"))["fence"], int)
+        await client.kit.release("workflow:wf-taken", lease_token=_lease_token[0])
+        await client.kit.claim("workflow:wf-taken", holder="usurper", lease_seconds=60)
         return 1
 
     async def two():
@@ -50,7 +50,7 @@ async def test_checkpoints_carry_the_fence_and_a_taken_over_run_stops_before_its
         return 2
 
     _lease_token: list[str] = []
-    original = client.claim
+    original = client.kit.claim
 
     async def spy(key, **kw):
         got = await original(key, **kw)
@@ -58,7 +58,7 @@ async def test_checkpoints_carry_the_fence_and_a_taken_over_run_stops_before_its
             _lease_token.append(got["lease_token"])
         return got
 
-    client.claim = spy  # type: ignore[method-assign]
+    client.kit.claim = spy  # type: ignore[method-assign]
     with pytest.raises(LeaseLost) as info:
         await run_workflow(client, "wf-taken", [one, two], lease_seconds=30, trace=False)
     assert ran == ["one"]  # never started `two`
@@ -68,9 +68,9 @@ async def test_checkpoints_carry_the_fence_and_a_taken_over_run_stops_before_its
 
 
 async def test_a_write_with_a_stale_fence_is_refused_over_http(client):
-    first = await client.claim("workflow:f", lease_seconds=0.2)
+    first = await client.kit.claim("workflow:f", lease_seconds=0.2)
     await asyncio.sleep(0.3)
-    second = await client.claim("workflow:f", lease_seconds=30)
+    second = await client.kit.claim("workflow:f", lease_seconds=30)
     with pytest.raises(StaleFence):
         await client.checkpoint("f", "s", {"result": 1}, fence={"key": "workflow:f", "token": first["fence"]})
     await client.checkpoint("f", "s", {"result": 2}, fence={"key": "workflow:f", "token": second["fence"]})
@@ -86,7 +86,7 @@ async def test_a_renewal_that_finds_the_lease_gone_stops_the_run(client):
         return 2
 
     # A renewal answered lease_lost (the lease lapsed while the process was paused and another took it).
-    original = client.claim
+    original = client.kit.claim
 
     async def refuse_renewal(key, **kw):
         if kw.get("lease_token") and key == "workflow:wf-renew":
@@ -95,7 +95,7 @@ async def test_a_renewal_that_finds_the_lease_gone_stops_the_run(client):
             raise LeaseRejected("HTTP 409: the lease was lost", status=409)
         return await original(key, **kw)
 
-    client.claim = refuse_renewal  # type: ignore[method-assign]
+    client.kit.claim = refuse_renewal  # type: ignore[method-assign]
     with pytest.raises(LeaseLost, match="renewal refused") as info:
         await run_workflow(client, "wf-renew", [one, two], lease_seconds=0.3, trace=False)
     assert info.value.run.ran == ["one"]  # type: ignore[attr-defined]
@@ -169,7 +169,7 @@ async def test_run_records_status_and_a_failure_carries_its_run_and_trace(client
     run = await run_workflow(client, "wf-runs", [ok, ("boom", fixed)])
     assert run.status == "completed" and run.error is None
     assert run.resumed_after == "ok" and run.resumed_from == "boom"  # the step it resumed at
-    records = (await client.list_keys("run:wf-runs:"))["results"]
+    records = (await client.kit.list_keys("run:wf-runs:"))["results"]
     by_id = {r["metadata"]["run_id"]: r["metadata"] for r in records}
     assert by_id[failed.run_id]["status"] == "failed" and by_id[run.run_id]["status"] == "completed"
     assert by_id[run.run_id]["trace_id"] == run.trace_id and by_id[run.run_id]["holder"] == run.holder
@@ -191,7 +191,7 @@ async def test_a_dedup_record_cannot_be_written_once_the_claim_was_taken_over(cl
 
     key = f"dedup:{dedup_key('charge', {'order': 7})}"
     tokens: list[str] = []
-    original = client.claim
+    original = client.kit.claim
 
     async def spy(k, **kw):
         got = await original(k, **kw)
@@ -199,28 +199,28 @@ async def test_a_dedup_record_cannot_be_written_once_the_claim_was_taken_over(cl
             tokens.append(got["lease_token"])
         return got
 
-    client.claim = spy  # type: ignore[method-assign]
+    client.kit.claim = spy  # type: ignore[method-assign]
 
     async def charge_card(params):
         # While the action runs, its lease is lost and another worker takes the key (a frozen holder's fate).
-        await client.release(key, lease_token=tokens[0])
+        await client.kit.release(key, lease_token=tokens[0])
         await original(key, holder="other", lease_seconds=60)
         return {"charged": params["order"]}
 
     with pytest.raises(LeaseLost):
         await idempotent(client, "charge", {"order": 7}, charge_card)
-    assert await client.find_key(key) is None  # the stale holder's result was not recorded
+    assert await client.kit.find_key(key) is None  # the stale holder's result was not recorded
 
 
 async def test_a_crashed_runs_lease_kept_in_its_journal_is_given_back_at_once(client, tmp_path):
     from workflow_kit import Journal
 
     journal = Journal(tmp_path / "journal")
-    dead = await client.claim("workflow:wf-kept", holder="crashed", lease_seconds=60)  # the crashed run's claim
+    dead = await client.kit.claim("workflow:wf-kept", holder="crashed", lease_seconds=60)  # the crashed run's claim
     journal.keep_lease("wf-kept", "workflow:wf-kept", dead["lease_token"])
 
     async def work():
-        return (await client.get_claim("workflow:wf-kept"))["fence"]
+        return (await client.kit.get_claim("workflow:wf-kept"))["fence"]
 
     started = time.monotonic()
     run = await run_workflow(client, "wf-kept", [work], journal=journal, trace=False)
@@ -228,7 +228,7 @@ async def test_a_crashed_runs_lease_kept_in_its_journal_is_given_back_at_once(cl
     assert run.result > dead["fence"]  # the new run claimed anew: a new fence
     assert journal.kept_lease("wf-kept") is None  # given back at the end
     # Without the token (another host's crash) the lease is waited out: the name alone proves nothing.
-    await client.claim("workflow:wf-other", holder="crashed", lease_seconds=0.5)
+    await client.kit.claim("workflow:wf-other", holder="crashed", lease_seconds=0.5)
     started = time.monotonic()
     await run_workflow(client, "wf-other", [("other", lambda: 1)], journal=journal, holder="crashed", trace=False)
     assert time.monotonic() - started >= 0.4

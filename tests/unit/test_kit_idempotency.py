@@ -77,25 +77,28 @@ async def test_runs_once_and_writes_the_seeds_record(client):
     assert send.calls == [params]
     key = seed_key("send_slack", params)
     assert seen_keys == [key] and current_key() is None
-    record = await client.get_key(f"dedup:{key}")
+    record = await client.kit.get_key(f"dedup:{key}")
     assert record["content"] == f"dedup:{key} action=send_slack"
     assert record["tags"] == ["dedup", "idempotency", "send_slack"]
     assert {"dedup_key": key, "action": "send_slack", "result": {"ts": "123.45"}}.items() <= record["metadata"].items()
     with pytest.raises(NotFound):  # released after the record was written
-        await client.get_claim(f"dedup:{key}")
+        await client.kit.get_claim(f"dedup:{key}")
 
 
-async def test_the_seed_and_the_kit_see_each_others_records(client, transport):
+async def test_the_kit_honours_the_seeds_records_and_keeps_its_own_apart(client, transport):
     spec = importlib.util.spec_from_file_location("seed_snippets_idem", SEED)
     seed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(seed)
     seed.httpx = types.SimpleNamespace(AsyncClient=lambda: httpx.AsyncClient(transport=transport))
 
     kit_side, seed_side = Counter("kit"), Counter("seed")
-    assert await idempotent(client, "create_issue", {"repo": "a/b"}, kit_side) == "kit"
-    assert await seed.idempotent_action("create_issue", {"repo": "a/b"}, seed_side) == "kit"
+    # A dedup record the seed wrote (or the kit, before namespaces) in `default` is honoured: not done again.
     assert await seed.idempotent_action("deploy", {"env": "staging"}, seed_side) == "seed"
     assert await idempotent(client, "deploy", {"env": "staging"}, kit_side) == "seed"
+    # The kit's own go to `_kit/default`: out of users' searches of `default` (where the seed's code looks).
+    assert await idempotent(client, "create_issue", {"repo": "a/b"}, kit_side) == "kit"
+    key = f"dedup:{dedup_key('create_issue', {'repo': 'a/b'})}"
+    assert await client.kit.find_key(key) is not None and await client.find_key(key) is None
     assert len(kit_side.calls) == 1 and len(seed_side.calls) == 1
 
 
@@ -134,7 +137,8 @@ async def test_a_window_lets_the_action_run_again_next_window(client):
     now[0] = 600_060.0  # window 10001
     await run()
     assert len(report.calls) == 2
-    record = await client.get_key(f"dedup:{dedup_key('daily_report', {'team': 'ops'}, window_seconds=60, now=now[0])}")
+    key = dedup_key("daily_report", {"team": "ops"}, window_seconds=60, now=now[0])
+    record = await client.kit.get_key(f"dedup:{key}")
     assert record["metadata"]["window_seconds"] == 60
 
 
@@ -151,9 +155,9 @@ async def test_a_failure_releases_the_claim_records_the_error_and_allows_a_retry
         await idempotent(client, "notify", {"x": 1}, flaky)
     key = dedup_key("notify", {"x": 1})
     with pytest.raises(NotFound):
-        await client.get_claim(f"dedup:{key}")
-    assert await client.find_key(f"dedup:{key}") is None
-    errors = (await client.list(tags=["dedup-error"]))["results"]
+        await client.kit.get_claim(f"dedup:{key}")
+    assert await client.kit.find_key(f"dedup:{key}") is None
+    errors = (await client.kit.list(tags=["dedup-error"]))["results"]
     assert len(errors) == 1
     assert errors[0]["metadata"]["error_type"] == "ConnectionError" and errors[0]["metadata"]["dedup_key"] == key
     assert await idempotent(client, "notify", {"x": 1}, flaky) == "ok"
@@ -162,7 +166,7 @@ async def test_a_failure_releases_the_claim_records_the_error_and_allows_a_retry
 
 async def test_an_expired_lease_lets_a_crashed_holders_action_run(client):
     key = dedup_key("charge", {"order": 7})
-    await client.claim(f"dedup:{key}", holder="crashed-worker", lease_seconds=0.3)
+    await client.kit.claim(f"dedup:{key}", holder="crashed-worker", lease_seconds=0.3)
     charge = Counter("charged")
     started = time.monotonic()
     assert await idempotent(client, "charge", {"order": 7}, charge, wait_timeout=5) == "charged"
@@ -172,7 +176,7 @@ async def test_an_expired_lease_lets_a_crashed_holders_action_run(client):
 
 async def test_waiting_is_bounded(client):
     key = dedup_key("charge", {"order": 8})
-    await client.claim(f"dedup:{key}", holder="slow-worker", lease_seconds=60)
+    await client.kit.claim(f"dedup:{key}", holder="slow-worker", lease_seconds=60)
     charge = Counter()
     with pytest.raises(ClaimTimeout, match="slow-worker") as info:
         await idempotent(client, "charge", {"order": 8}, charge, wait_timeout=0.2)
@@ -225,7 +229,7 @@ async def test_decorator_forms(client, transport):
     assert await send_slack("#dev") == 2
     assert await post_comment(5, session=object()) == await post_comment(5) == "posted on 5"
     assert sent == [("#ops", "hi"), ("#dev", "hi"), ("pr", 5)]
-    record = await client.get_key(f"dedup:{dedup_key('send_slack', {'channel': '#ops', 'text': 'hi'})}")
+    record = await client.kit.get_key(f"dedup:{dedup_key('send_slack', {'channel': '#ops', 'text': 'hi'})}")
     assert record["metadata"]["result"] == 1
 
     async def elsewhere():  # a fresh context: no client anywhere

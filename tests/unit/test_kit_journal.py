@@ -73,7 +73,7 @@ def steps(effects: list[str], switch: Switch | None = None):
 
 
 async def keys(kit, prefix):
-    return [r["key"] for r in (await kit.list_keys(prefix))["results"]]
+    return [r["key"] for r in (await kit.kit.list_keys(prefix))["results"]]
 
 
 async def test_the_workflow_finishes_on_the_journal_and_flushes_in_order_once(kit, switch, journal, caplog):
@@ -107,9 +107,9 @@ async def test_the_workflow_finishes_on_the_journal_and_flushes_in_order_once(ki
     ]
     assert (await kit.latest_checkpoint("wf-j1"))["metadata"]["status"] == "completed"
     (dedup_key,) = [e["body"]["key"] for e in pending if e["body"]["key"].startswith("dedup:")]
-    dedup = (await kit.search(dedup_key, limit=1))["results"]
-    assert dedup[0]["metadata"]["result"] == {"comment": 1}  # the seed's dedup lookup finds it
-    trace = json.loads((await kit.get_key(f"trace:{run.trace_id}"))["content"])
+    dedup = (await kit.kit.search(dedup_key, limit=1))["results"]
+    assert dedup[0]["metadata"]["result"] == {"comment": 1}  # the seed's dedup lookup, in the kit's namespace
+    trace = json.loads((await kit.kit.get_key(f"trace:{run.trace_id}"))["content"])
     assert [s["name"] for s in trace["spans"] if s["kind"] == "step"] == ["step fetch", "step review", "step post"]
 
     # Idempotent: flushing again (or a stale flushed-mark after a crash) writes nothing new.

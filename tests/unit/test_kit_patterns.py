@@ -159,7 +159,7 @@ async def test_the_router_follows_the_history_of_similar_tasks_with_a_default(ki
 
     # run() calls the chosen agent and remembers how it went.
     assert await router.run("sql query on the audit database is slow") == "sql-expert"
-    hits = (await kit.search("audit database", tags_all=["routing", "router:router"], limit=1))["results"]
+    hits = (await kit.kit.search("audit database", tags_all=["routing", "router:router"], limit=1))["results"]
     assert hits[0]["metadata"] == {"router": "router", "agent": "sql-expert", "success": True, "detail": None}
 
 

@@ -22,7 +22,7 @@ async def client(app):
 
 
 async def stored_trace(client, trace_id):
-    memory = await client.get_key(f"trace:{trace_id}")
+    memory = await client.kit.get_key(f"trace:{trace_id}")
     assert memory["tags"] == ["trace", "audit"]
     assert memory["metadata"]["trace_id"] == trace_id
     return memory, json.loads(memory["content"])
@@ -88,7 +88,7 @@ async def test_a_workflow_trace_is_stored_and_fetched_by_id(client):
     for s in doc["spans"]:
         assert s["end"] >= s["start"] and s["duration_ms"] >= 0 and s["status"] == "ok"
     # The store request itself is not part of the trace, and nothing else was stored as a trace.
-    traces = (await client.list(tags=["trace"]))["results"]
+    traces = (await client.kit.list(tags=["trace"]))["results"]
     assert [t["key"] for t in traces] == [f"trace:{run.trace_id}"]
 
 
@@ -98,7 +98,7 @@ async def test_a_failed_step_is_an_error_span_and_the_trace_is_still_stored(clie
 
     with pytest.raises(RuntimeError):
         await run_workflow(client, "trace-fail", [boom])
-    traces = (await client.list(tags=["trace"]))["results"]
+    traces = (await client.kit.list(tags=["trace"]))["results"]
     assert len(traces) == 1 and traces[0]["metadata"]["status"] == "error"
     doc = json.loads(traces[0]["content"])
     step_span = next(s for s in doc["spans"] if s["kind"] == "step")
@@ -121,7 +121,7 @@ async def test_every_run_gets_its_own_trace(client):
 async def test_client_calls_outside_a_workflow_store_no_trace(client):
     await client.ingest("plain")
     await client.search("plain")
-    assert (await client.list(tags=["trace"]))["results"] == []
+    assert (await client.kit.list(tags=["trace"]))["results"] == []
 
 
 async def test_big_recorded_values_are_cut(client):

@@ -25,6 +25,7 @@ TOOLS = {
     "memory_update",
     "memory_delete",
     "memory_stats",
+    "conversation_store",
     "checkpoint_save",
     "checkpoint_latest",
     "key_get",
@@ -71,12 +72,17 @@ async def test_tools_have_descriptions_and_schemas(server):
         search = tools["memory_search"].input_schema
         assert search["required"] == ["query"]
         assert search["properties"]["limit"]["maximum"] == 100 and search["properties"]["limit"]["minimum"] == 1
-        assert set(search["properties"]) == {"query", "limit", "tags", "min_score", "mode", "where"}
+        assert set(search["properties"]) == {
+            *("query", "limit", "tags", "min_score", "mode", "where", "namespace"),
+            *("when", "as_of", "conversation"),
+        }
         modes = [s for s in search["properties"]["mode"]["anyOf"] if "enum" in s][0]["enum"]
         assert modes == ["semantic", "keyword", "hybrid"]
         store = tools["memory_store"].input_schema
         assert store["required"] == ["content"]
-        assert set(store["properties"]) == {"id", "content", "tags", "importance", "metadata", "key"}
+        assert set(store["properties"]) == {"id", "content", "tags", "importance", "metadata", "key", "namespace"}
+        for tool in tools.values():  # every tool works in a namespace of the caller's choosing
+            assert "namespace" in tool.input_schema["properties"], tool.name
         assert tools["memory_get"].annotations.read_only_hint is True
         assert tools["memory_delete"].annotations.destructive_hint is True
 
@@ -104,7 +110,9 @@ async def test_store_get_update_search_delete(server):
 
         found = await call(mcp, "memory_search", {"query": "billing migration timeout", "mode": "keyword", "limit": 5})
         assert [hit["id"] for hit in found["results"]] == [stored["id"]]
-        assert found["results"][0]["score"] > 0
+        assert found["results"][0]["rank_score"] > 0 and found["results"][0]["score"] is None  # keyword: no cosine
+        found = await call(mcp, "memory_search", {"query": "billing migration timeout", "mode": "hybrid"})
+        assert found["results"][0]["score"] > 0.3
         filtered = await call(mcp, "memory_search", {"query": "billing", "where": {"severity": {"$gte": 5}}})
         assert filtered["results"] == []
 
@@ -125,12 +133,14 @@ async def test_checkpoints_are_the_seed_records(server, kit):
         )
         await call(mcp, "checkpoint_save", {"workflow_id": "wf-12", "step": "other", "result": None})
 
-        # What the seed's checkpoint() would have written, and what its resume_from_checkpoint() reads back.
-        record = await kit.get(saved["id"])
+        # What the seed's checkpoint() would have written, and what its resume_from_checkpoint() reads back,
+        # in the kit's namespace (`_kit/default`), out of users' searches.
+        record = await kit.kit.get(saved["id"])
         assert record["content"] == "checkpoint:wf-1:fetch"
         assert record["metadata"] == {"workflow_id": "wf-1", "step": "fetch", "result": {"n": 3}}
         assert record["tags"] == ["checkpoint", "workflow", "wf-1"]
-        seed = (await kit.search("checkpoint:wf-1", limit=1))["results"][0]["metadata"]
+        seed = (await kit.kit.search("checkpoint:wf-1", limit=1))["results"][0]["metadata"]
+        assert (await kit.search("checkpoint:wf-1", limit=1))["results"] == []
 
         latest = await call(mcp, "checkpoint_latest", {"workflow_id": "wf-1"})
         assert latest["found"] is True
@@ -312,3 +322,41 @@ def test_token_files_fill_the_tokens_and_a_bad_one_is_one_line_exit_2(tmp_path, 
         err = capsys.readouterr().err
         assert words in err and err.startswith("memory-spine: ") and err.count("\n") == 1, err
         assert "s3cret" not in err
+
+
+async def test_tools_work_in_the_namespace_they_are_given(server):
+    async with Client(server) as mcp:
+        await call(mcp, "memory_store", {"content": "the billing db is postgres", "id": "m", "namespace": "team/a"})
+        await call(mcp, "memory_store", {"content": "the billing db is mysql", "id": "m", "namespace": "team/b"})
+        assert (await call(mcp, "memory_get", {"id": "m", "namespace": "team/b"}))["content"].endswith("mysql")
+        found = await call(mcp, "memory_search", {"query": "billing db", "mode": "keyword", "namespace": "team/"})
+        assert sorted(h["namespace"] for h in found["results"]) == ["team/a", "team/b"]
+        assert (await call(mcp, "memory_search", {"query": "billing db", "mode": "keyword"}))["results"] == []
+        claim = await call(mcp, "claim_acquire", {"key": "task:1", "namespace": "team/a"})
+        assert claim["namespace"] == "team/a"
+        assert (await call(mcp, "claim_get", {"key": "task:1"}))["claimed"] is False
+        assert "namespace" in await error(mcp, "memory_get", {"id": "m", "namespace": "a//b"})
+
+
+async def test_conversation_store_and_search_by_conversation(server):
+    sessions = [
+        {
+            "id": "s1",
+            "date": "2023-05-08T13:56:00Z",
+            "turns": [
+                {"speaker": "Ann", "text": "We adopted a corgi named Biscuit."},
+                {"speaker": "Bo", "text": "Lovely! Send a photo."},
+            ],
+        }
+    ]
+    async with Client(server) as mcp:
+        stored = await call(mcp, "conversation_store", {"id": "c1", "sessions": sessions, "tags": ["chat"]})
+        assert stored["turns"] == 2 and stored["records"] == 2 + 2 + 1
+        found = await call(
+            mcp, "memory_search", {"query": "corgi", "conversation": "c1", "when": "May 2023", "mode": "keyword"}
+        )
+        assert [h["id"] for h in found["results"]][0] == "c1#turn:s1:1"
+        assert found["time_range"]["from"] == "2023-05-01T00:00:00Z"
+        assert "sessions[0].turns[0].text" in await error(
+            mcp, "conversation_store", {"id": "c2", "sessions": [{"turns": [{"speaker": "Ann", "text": ""}]}]}
+        )

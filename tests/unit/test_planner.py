@@ -225,14 +225,16 @@ def test_exact_key_queries_keep_their_answer_in_every_mode(service, mode):
     assert run("dedup:abc")[0] == ["k3"]
     ids, plan = run("dedup:nope")
     assert ids == [] and plan["plan"] == "exact_key"  # never a semantic neighbour of the key
-    assert all(h["score"] == 1.0 for h in service.search(SearchQuery(query="checkpoint:wf-1", mode=mode))["results"])
+    hits = service.search(SearchQuery(query="checkpoint:wf-1", mode=mode))["results"]
+    # No vector scored: no similarity; the key match ranks first.
+    assert hits and all(h["score"] is None and h["rank_score"] == 1.0 for h in hits)
 
 
 def test_keyword_and_hybrid_plans_are_explained(service):
     service.ingest_batch([MemoryIn(content=f"note number {i} about sqlite", tags=["t"]) for i in range(20)])
     out = service.search(SearchQuery(query="sqlite", mode="keyword", explain=True, limit=5))
     assert out["plan"]["plan"] == "keyword" and len(out["results"]) == 5
-    assert all(0 < h["score"] < 1 for h in out["results"])
+    assert all(0 < h["rank_score"] < 1 and h["score"] is None for h in out["results"])
     out = service.search(SearchQuery(query="sqlite note", mode="hybrid", explain=True, tags=["t"], limit=5))
     assert out["plan"]["plan"] == "hybrid" and out["plan"]["semantic"]["plan"] == "exact"
     assert out["plan"]["keyword_hits"] == 20 and len(out["results"]) == 5

@@ -97,8 +97,8 @@ def test_a_write_racing_a_search_cannot_leave_a_stale_answer(tmp_path) -> None:
         q = SearchQuery(query="racing condition", mode="semantic")
         real = svc._search
 
-        def search_then_write(query: SearchQuery) -> dict:
-            out = real(query)
+        def search_then_write(query: SearchQuery, vector: object = None) -> dict:
+            out = real(query, vector)
             svc.ingest(MemoryIn(id="b", content="racing condition"))  # commits after the search read
             return out
 

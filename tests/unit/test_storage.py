@@ -127,24 +127,6 @@ def test_claims(store):
     assert c["fence"] == 3  # fences never repeat, even after a release
 
 
-def test_a_data_dir_from_before_fencing_gets_fence_columns(tmp_path):
-    import sqlite3
-
-    old = SQLiteStorage(tmp_path / "m.db", DIM)
-    old.close()
-    with sqlite3.connect(tmp_path / "m.db") as conn:  # the claims table as it was made before fencing tokens
-        conn.execute("DROP TABLE claims")
-        conn.execute("CREATE TABLE claims (key TEXT PRIMARY KEY, holder TEXT, acquired_at FLOAT, expires_at FLOAT)")
-        conn.execute("INSERT INTO claims VALUES ('old', 'w0', 1, 9e9)")
-    store = SQLiteStorage(tmp_path / "m.db", DIM)
-    try:
-        assert store.get_claim("old", 10)["fence"] is None  # it carries none, and can only expire
-        won, c = store.claim("new", "w1", lease=10, now=100, token_hash="h1")
-        assert won and c["fence"] == 1
-    finally:
-        store.close()
-
-
 def test_fenced_put(store):
     _, c = store.claim("workflow:w", "w1", lease=10, now=100, token_hash="h1")
     ok = rec("a")
@@ -197,10 +179,14 @@ def test_a_where_filter_reads_the_covering_index_not_the_rows(store) -> None:
     )
 
 
-def test_a_data_dir_from_before_the_covering_index_gets_it_at_open(tmp_path) -> None:
+def test_a_data_dir_from_before_the_covering_index_gets_it_at_open(tmp_path, monkeypatch) -> None:
+    from memory_spine.storage import sqlite_schema
+
     path = tmp_path / "memories.db"
-    old = SQLiteStorage(path, DIM)
-    old.put([rec("a", metadata={"bucket": 1})])
+    with monkeypatch.context() as m:  # schema version 1, as every release before versioned migrations said
+        m.setattr(sqlite_schema, "MIGRATIONS", sqlite_schema.MIGRATIONS[:1])
+        m.setattr(sqlite_schema, "LATEST", 1)
+        old = SQLiteStorage(path, DIM)
     # Make it look like a database from before: the plain expiry index, no covering one.
     old._writer.execute("DROP INDEX memories_expiry_metadata")
     old._writer.execute("CREATE INDEX idx_memories_expires_at ON memories(expires_at)")
@@ -210,6 +196,7 @@ def test_a_data_dir_from_before_the_covering_index_gets_it_at_open(tmp_path) -> 
         names = {r[0] for r in s._reader().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "memories_expiry_metadata" in names and "idx_memories_expires_at" not in names
         assert "COVERING INDEX memories_expiry_metadata" in _where_plan(s)
+        s.put([rec("a", metadata={"bucket": 1})])
         assert s.get("a", 1000.0)["metadata"] == {"bucket": 1}
     finally:
         s.close()

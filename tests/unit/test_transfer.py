@@ -80,6 +80,7 @@ def test_export_format(source):
     rich = next(r for r in rows if r["id"] == "rich")
     assert set(rich) == {
         "id",
+        "namespace",
         "content",
         "tags",
         "metadata",
@@ -88,6 +89,7 @@ def test_export_format(source):
         "created_at",
         "updated_at",
         "expires_at",
+        "occurred_at",
         "vector",
     }
     import base64

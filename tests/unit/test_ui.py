@@ -270,5 +270,5 @@ async def test_a_failing_workflow_page_shows_its_steps_events_and_attempts(app, 
 def test_the_rerun_snippet_gets_the_workflow_id_quoted_for_a_shell(service, workflow_id, shell):
     # A stored workflow id is anyone's text; the console pastes it into a shell command.
     key = f"checkpoint:{workflow_id}:load"
-    service.ingest(MemoryIn(content="step load done", key=key, metadata={"workflow_id": workflow_id}))
+    service.ingest(MemoryIn(content="step load done", key=key, metadata={"workflow_id": workflow_id}), "_kit/default")
     assert views.workflow(service, workflow_id)["workflow_id_shell"] == shell

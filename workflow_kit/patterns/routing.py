@@ -71,13 +71,13 @@ class Router:
         """The route for `task` (never raises for a memory outage: that takes the default route)."""
         with tracing.span(f"route {self.name}", kind="router", inputs={"task": task}) as span:
             hits = await recall(
-                self.client,
+                self.client.kit,  # routing outcomes are the kit's records: `_kit/<namespace>`
                 task,
                 timeout=self.read_timeout,
                 limit=self.k,
                 tags_all=["routing", f"router:{self.name}"],
                 min_score=self.min_score,
-                mode="semantic",  # min_score is a cosine similarity only in this mode
+                mode="semantic",  # ranked by similarity, the votes' weight (min_score filters on it in any mode)
             )
             votes: dict[str, float] = {}
             evidence = []
@@ -107,7 +107,7 @@ class Router:
     async def record(self, task: str, agent: str, success: bool, detail: Any = None) -> None:
         """Remember how `agent` did on `task` (fails soft: a lost outcome only makes routing less informed)."""
         try:
-            await self.client.ingest(
+            await self.client.kit.ingest(
                 task,
                 tags=["routing", f"router:{self.name}"],
                 metadata={"router": self.name, "agent": agent, "success": bool(success), "detail": detail},
