@@ -58,6 +58,10 @@ def test_cli_token_over_http_then_revoked(served: ServerProcess) -> None:
         assert me.status_code == 200 and me.json()["namespaces"] == ["team/", "default"]
         assert me.json()["rights"] == ["read"]
         assert c.post("/search", json={"query": "anything"}, headers=h).status_code == 200
+        assert c.post("/search", json={"query": "x", "namespace": "team/a/"}, headers=h).status_code == 200
+        r = c.post("/search", json={"query": "anything", "namespace": ["team/a", "other"]}, headers=h)
+        assert r.status_code == 403 and r.json()["error"]["type"] == "forbidden_namespace"
+        assert r.json()["error"]["namespace"] == "other" and r.json()["error"]["field"] == "namespace"
         r = c.post("/ingest", json={"content": "a read-only token cannot write"}, headers=h)
         assert r.status_code == 403 and r.json()["error"]["type"] == "forbidden_right"
         assert c.get("/metrics", headers=h).status_code == 403
