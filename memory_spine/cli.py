@@ -1,4 +1,4 @@
-"""The command line: `memory-spine serve | mcp | fetch-model | check | export | import | backup | migrate`.
+"""The command line: `memory-spine serve | mcp | fetch-model | check | export | import | backup | migrate | token`.
 
 Parses flags, builds objects, calls them: `serve` turns flags into `Settings` and runs uvicorn over
 `create_app(settings)`. Every failure it expects is one line on stderr starting `memory-spine:` and one of the
@@ -370,6 +370,80 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_store(args: argparse.Namespace) -> Any:
+    """The tokens table `--data-dir` or `--database` names (a data dir must exist; a server may hold it)."""
+    settings = _settings(args, ["data_dir", "database"])
+    if not settings.database:
+        from .storage.tokens import data_dir_token_store
+
+        return data_dir_token_store(settings.data_dir)
+    if (why := _driver_missing(settings)) is not None:
+        raise _Usage(why)
+    from .storage import backend_of
+    from .storage.tokens import database_token_store
+
+    backend_of(settings.database)  # InvalidInput for a URL of another scheme
+    return database_token_store(settings.database)
+
+
+class _Usage(Exception):
+    """A usage error found while opening the token store (exit 2)."""
+
+
+def _token(args: argparse.Namespace) -> int:
+    """`memory-spine token create | list | revoke`: scoped bearer tokens in the data dir's or database's table."""
+    import json
+    import time
+
+    from .errors import InvalidInput, MemorySpineError
+    from .tokens import hash_token, make_row, parse_duration, public
+
+    if args.token_command == "create" and not args.namespace:
+        return _fail("token create needs at least one --namespace (team/ for the whole subtree)")
+    try:
+        rights = ["read"] if args.token_command == "create" and args.read_only else None
+        if args.token_command == "create" and rights is None:
+            rights = (args.rights or "read,write").split(",")
+        expires = parse_duration(args.expires, "--expires") if getattr(args, "expires", None) else None
+        store = _token_store(args)
+    except _Usage as exc:
+        return _fail(str(exc))
+    except InvalidInput as exc:
+        return _fail(exc.message)
+    except MemorySpineError as exc:
+        return _fail(exc.message, EXIT_DAMAGE)
+    try:
+        if args.token_command == "create":
+            row, token = make_row(args.namespace, rights or [], name=args.name, expires_in=expires)
+            store.create(row, hash_token(token))
+            shown = public(row)
+            print(token)  # alone on stdout: `memory-spine token create ... > file` is a --token-file
+            print(
+                f"created token {row['id']} ({', '.join(row['rights'])} on {', '.join(row['namespaces'])},"
+                f" expires {shown['expires_at'] or 'never'}); the token above is shown only this once",
+                file=sys.stderr,
+            )
+        elif args.token_command == "list":
+            print(json.dumps([public(r) for r in store.list()], indent=2))
+        else:
+            row = store.revoke(args.id, time.time())
+            if row is None:
+                return _fail(f"no token {args.id!r} (see memory-spine token list)")
+            print(json.dumps(public(row), indent=2))
+            print(
+                f"revoked token {args.id}: a running service refuses it within its token cache"
+                " (token_cache_seconds, default 5 s)",
+                file=sys.stderr,
+            )
+    except InvalidInput as exc:
+        return _fail(exc.message)
+    except MemorySpineError as exc:
+        return _fail(exc.message, EXIT_DAMAGE)
+    finally:
+        store.close()
+    return EXIT_OK
+
+
 def _database_arg(p: argparse.ArgumentParser, help: str | None = None) -> None:
     p.add_argument(
         "--database",
@@ -509,6 +583,34 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--batch-size", dest="batch_size", type=int, default=2000, help="records per transaction")
     mig.add_argument("--quiet", action="store_true", help="no progress bar")
     mig.set_defaults(func=_migrate)
+
+    tok = sub.add_parser("token", help="create, list or revoke scoped bearer tokens (safe while the server runs)")
+    tok_sub = tok.add_subparsers(dest="token_command", required=True)
+    for name, what in (
+        ("create", "make a token reaching only the given namespaces with the given rights; prints it once"),
+        ("list", "every token as JSON: id, name, namespaces, rights, times, status (never the token itself)"),
+        ("revoke", "revoke a token by its id: the service refuses it (401) from then on"),
+    ):
+        p = tok_sub.add_parser(name, help=what)
+        p.add_argument(
+            "--data-dir", dest="data_dir", type=Path, help="the data dir (default ~/.local/share/memory-spine)"
+        )
+        _database_arg(p)
+        p.set_defaults(func=_token)
+        if name == "create":
+            p.add_argument(
+                "--namespace",
+                action="append",
+                metavar="NS",
+                help="a namespace the token reaches (repeatable); end it with / for the subtree: team/",
+            )
+            rights = p.add_mutually_exclusive_group()
+            rights.add_argument("--read-only", dest="read_only", action="store_true", help="the read right only")
+            rights.add_argument("--rights", help="comma-separated: read,write,admin (default read,write)")
+            p.add_argument("--expires", help="lifetime: 30d, 12h, 90m, 2w or seconds (default: never)")
+            p.add_argument("--name", help="a label shown by token list")
+        elif name == "revoke":
+            p.add_argument("id", help="the token's id (from token create or token list)")
 
     from . import mcp_server  # imports the mcp SDK only when the command runs
 

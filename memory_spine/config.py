@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # A file holding the token (its first line), so the token is not on the command line for `ps` to show.
     token_file: Path | None = None
     insecure: bool = False
+    # Scoped tokens (tokens.py) are looked up by hash in the database and cached this many seconds: a revocation
+    # made elsewhere (the CLI, another replica) is refused within it; one made through /tokens here at once.
+    token_cache_seconds: float = Field(default=5.0, ge=0)
+    token_cache_size: int = Field(default=1024, ge=1)
     cors_origins: list[str] = []
     # Host names (beyond loopback names and IP literals) the service answers for; see api/hosts.py. Comma-separated
     # in MEMORY_SPINE_ALLOWED_HOSTS; "*" turns the DNS-rebinding check off.

@@ -583,7 +583,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--http-token",
         dest="http_token",
-        help="with --http: token MCP clients must send (env MEMORY_SPINE_MCP_TOKEN; default: the --token)",
+        help="with --http: token MCP clients must send (env MEMORY_SPINE_MCP_TOKEN; default: the --token); without"
+        " --token it is also sent to the service, so a scoped token scopes the tools",
     )
     p.add_argument(
         "--http-token-file",
@@ -646,6 +647,17 @@ def _read_token_files(args: argparse.Namespace) -> None:
                 raise ValueError(f"{flag}: {exc}") from exc
 
 
+def _share_tokens(args: argparse.Namespace) -> str | None:
+    """The token MCP clients must send (`--http-token`, else the service's `--token`); and without a `--token`,
+    the `--http-token` becomes the service's bearer too (set on `args.token`), so a scoped token (memory-spine
+    token create) given to an MCP server scopes every tool call it makes."""
+    service_token = args.token or os.environ.get("MEMORY_SPINE_TOKEN") or None
+    http_token = args.http_token or os.environ.get("MEMORY_SPINE_MCP_TOKEN") or service_token
+    if service_token is None and http_token:
+        args.token = http_token
+    return http_token
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -670,8 +682,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"memory-spine: {exc}", file=sys.stderr)
         return 2
-    http_token = args.http_token or os.environ.get("MEMORY_SPINE_MCP_TOKEN") or args.token
-    http_token = http_token or os.environ.get("MEMORY_SPINE_TOKEN") or None
+    http_token = _share_tokens(args)
     from .api.hosts import is_loopback
 
     if args.http and not is_loopback(args.host) and not http_token and not args.insecure:

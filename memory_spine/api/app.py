@@ -29,6 +29,8 @@ from .auth import is_open
 from .hosts import HostCheck
 from .middleware import RequestMiddleware
 from .routes import router
+from .tokens import resolver_for
+from .tokens import router as tokens_router
 from .ui import router as ui_router
 
 log = logging.getLogger("memory_spine.api")
@@ -108,6 +110,9 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
                     loader.join()
                 svc = app.state.service
                 app.state.service = None
+                tokens = getattr(app.state, "tokens", None)
+                if tokens is not None:
+                    tokens.store.close()
                 if svc is not None:
                     svc.close()
                     log.info("stopped", extra={"event": "stopped"})
@@ -136,6 +141,7 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
         return RedirectResponse("/ui", status_code=307)
 
     app.include_router(router)
+    app.include_router(tokens_router)  # /whoami, /tokens
     app.include_router(ui_router)  # the web console at /ui
     token = settings.token.get_secret_value() if settings.token else None
     app.add_middleware(
@@ -147,6 +153,7 @@ def create_app(target: MemoryService | Settings) -> FastAPI:
         # The Host check guards a listening socket against DNS rebinding, so it comes with `serve` (an app built
         # from settings); an app around an open service is called in-process (ASGITransport, any base URL).
         hosts=HostCheck(settings.allowed_hosts, bind_host=settings.host) if owned else None,
+        tokens=lambda: resolver_for(app),
     )
     if token:
         _document_bearer(app)

@@ -77,6 +77,15 @@ def error_body(type_: str, message: str, field: str | None = None, **extra: Any)
     return {"error": err, **extra}
 
 
+def refusal_body(exc: MemorySpineError) -> dict[str, Any]:
+    """The body of a refusal that needs no request: 401, 403 (a 403 of a scope names the namespace or right in
+    the error object, e.g. `{"error": {"type": "forbidden_namespace", "field": "namespace", "namespace": "b"}}`)."""
+    body = error_body(exc.type, exc.message, exc.field)
+    if isinstance(exc, Forbidden):
+        body["error"].update(getattr(exc, "detail", None) or {})
+    return body
+
+
 # pydantic names the member of a union that failed (`expires_at.float`, `importance.list[...]`): a type, not a field.
 _UNION_MEMBER = re.compile(r"(float|int|str|bool|datetime|date|none|(list|dict|literal|function-\w+)\[.*\])")
 
@@ -129,6 +138,8 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
         if isinstance(exc, PreconditionFailed):
             headers = {"ETag": etag(exc.current_version)}
+        if isinstance(exc, Forbidden):
+            return ORJSONResponse(refusal_body(exc), status_code=status)
         return ORJSONResponse(
             error_body(exc.type, exc.message, exc.field, **extra), status_code=status, headers=headers
         )

@@ -1,4 +1,5 @@
-"""One pure-ASGI middleware for every request: request id, Host check, auth, body-size cap, a JSON log line, metrics.
+"""One pure-ASGI middleware for every request: request id, Host check, auth (the request's Scope, and the route's
+right for a scoped token), body-size cap, a JSON log line, metrics.
 
 Pure ASGI (not BaseHTTPMiddleware) so it adds microseconds, not a task per request, to the hot path.
 """
@@ -8,17 +9,19 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 from starlette.routing import Match
 
-from ..errors import MisdirectedRequest, PayloadTooLarge, Unauthorized
+from ..errors import MemorySpineError, MisdirectedRequest, PayloadTooLarge, Unauthorized
 from ..logs import request_id
-from .auth import check_bearer, is_open
-from .errors import error_body, status_for
+from ..tokens import Scope, TokenResolver
+from .auth import SCOPE_KEY, is_open, resolve
+from .errors import refusal_body, status_for
 from .hosts import HostCheck
+from .rights import EVERY_NAMESPACE, right_of
 
 log = logging.getLogger("memory_spine.http")
 
@@ -37,6 +40,7 @@ class RequestMiddleware:
         metrics: Any,
         routes: Sequence[Any] = (),
         hosts: HostCheck | None = None,
+        tokens: Callable[[], TokenResolver] | None = None,
     ) -> None:
         self.app = app
         self.token = token.encode() if token else None
@@ -44,6 +48,25 @@ class RequestMiddleware:
         self.metrics = metrics
         self.routes = routes
         self.hosts = hosts
+        self.tokens = tokens  # the scoped tokens' resolver (made once the service is open); None: admin token only
+
+    def _no_tokens(self) -> TokenResolver:
+        raise Unauthorized("the bearer token is missing or wrong")
+
+    def _match(self, scope: dict) -> Any:
+        """The route a request will reach (method and path), or None (a 404 or 405 the router answers).
+
+        The routes' own regexes, not `Route.matches` (which builds a child scope per candidate): 20 us, not 90 us,
+        for a scoped token's request over the whole table."""
+        method, path = scope.get("method", ""), scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        for candidate in self.routes:
+            methods = getattr(candidate, "methods", None)
+            if (methods is None or method in methods) and candidate.path_regex.match(path):
+                return candidate
+        return None
 
     def _template(self, scope: dict) -> str:
         """The route template a request is measured and logged under: from the app's route table only.
@@ -66,7 +89,7 @@ class RequestMiddleware:
 
     async def _reject(self, send: Any, exc: Any, rid: str) -> int:
         status = status_for(exc)
-        body = orjson.dumps(error_body(exc.type, exc.message, exc.field))
+        body = orjson.dumps(refusal_body(exc))
         headers = [(b"content-type", b"application/json"), (b"x-request-id", rid.encode())]
         if isinstance(exc, Unauthorized):
             headers.append((b"www-authenticate", b"Bearer"))
@@ -95,12 +118,19 @@ class RequestMiddleware:
                 )
                 status_box["status"] = await self._reject(send, exc, rid)
                 return
-            if self.token is not None and not is_open(path) and not path.startswith("/docs/oauth2"):
+            granted = Scope.FULL
+            if self.token is not None and not is_open(path):
                 try:
-                    check_bearer(headers.get(b"authorization"), self.token)
-                except Unauthorized as exc:
+                    granted = await resolve(headers.get(b"authorization"), self.token, self.tokens or self._no_tokens)
+                    if not granted.is_full and (route := self._match(scope)) is not None:
+                        template = getattr(route, "path_format", None) or route.path
+                        granted.check_right(right_of(scope.get("method", ""), template))
+                        if (scope.get("method", ""), template) in EVERY_NAMESPACE:
+                            granted.check_every_namespace()
+                except MemorySpineError as exc:  # Unauthorized, ForbiddenRight, NotReady (tokens before the service)
                     status_box["status"] = await self._reject(send, exc, rid)
                     return
+            scope[SCOPE_KEY] = granted
             length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body:
                 exc = PayloadTooLarge("body", f"is {int(length)} bytes; the limit is {self.max_body}")

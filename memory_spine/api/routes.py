@@ -43,6 +43,7 @@ from ..models import (
     SearchResponse,
 )
 from ..service import MemoryService
+from .auth import authorize, requested, visible
 from .errors import etag
 from .responses import JSON
 
@@ -114,37 +115,42 @@ async def health(request: Request) -> Response:
 
 
 @router.post("/ingest", response_model=IngestResponse, responses={**_ERR, **_FENCED})
-async def ingest(item: MemoryIn, svc: Svc, ns: Ns) -> Response:
+async def ingest(item: MemoryIn, svc: Svc, ns: Ns, request: Request) -> Response:
     """Store one memory (upsert by `id` within its namespace). A 200 means committed to disk."""
+    authorize(request, ns_.resolve(item.namespace, ns))
     return JSON(await svc.ingest_async(item, ns))
 
 
 @router.post("/ingest/batch", response_model=BatchResponse, responses={**_ERR, **_FENCED})
-def ingest_batch(batch: BatchIn, svc: Svc, ns: Ns) -> Response:
+def ingest_batch(batch: BatchIn, svc: Svc, ns: Ns, request: Request) -> Response:
     """Store up to 1,000 memories in one transaction, embedded as one batch: all or nothing."""
+    authorize(request, {ns_.resolve(r.namespace, batch.namespace, ns) for r in batch.records})
     return JSON(svc.ingest_batch(batch.records, batch.namespace if batch.namespace is not None else ns))
 
 
 @router.post("/conversations", responses=_ERR)
-def ingest_conversation(conv: ConversationIn, svc: Svc, ns: Ns) -> Response:
+def ingest_conversation(conv: ConversationIn, svc: Svc, ns: Ns, request: Request) -> Response:
     """Store a conversation turn by turn (plus window and session records for context); again = rewrite."""
+    authorize(request, ns_.resolve(conv.namespace, ns))
     return JSON(svc.ingest_conversation(conv, ns))
 
 
 @router.delete("/conversations/{id:path}", responses={**_ERR, 404: {"description": "No such conversation"}})
-def delete_conversation(id: str, svc: Svc, ns: Ns) -> Response:
+def delete_conversation(id: str, svc: Svc, ns: Ns, request: Request) -> Response:
     """Delete a conversation's turns and every record derived from them."""
+    authorize(request, ns_.resolve(ns))
     return JSON(svc.delete_conversation(id, ns))
 
 
 @router.post("/search", response_model=SearchResponse, responses=_ERR)
-async def search(q: SearchQuery, svc: Svc, ns: Ns) -> Response:
+async def search(q: SearchQuery, svc: Svc, ns: Ns, request: Request) -> Response:
     """Search by exact key, meaning, keywords or both, with filters, in one namespace or several (`namespace`:
     a name, `team/` for a subtree, or a list). Each hit says its `namespace`. See the README for the rules.
 
     Each hit has `score`, the cosine similarity of query and record (null where no vector was scored: keyword
     mode without `min_score`, exact key answers), and `rank_score`, what the results are ordered by."""
     q = q.model_copy(update={"namespace": q.namespace if q.namespace is not None else ns_.resolve(ns)})
+    authorize(request, ns_.selector(q.namespace))
     cached = svc.cached_search(q)  # the same search since the last write: no thread, no model, no index
     if cached is not None:
         return JSON(cached)
@@ -156,6 +162,7 @@ async def search(q: SearchQuery, svc: Svc, ns: Ns) -> Response:
 def list_memories(
     svc: Svc,
     ns: Ns,
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
     order: Annotated[str, Query(pattern="^(newest|oldest)$")] = "newest",
@@ -163,14 +170,16 @@ def list_memories(
     key_prefix: str | None = None,
 ) -> Response:
     """List memories newest (or oldest) first; pass `next_cursor` back as `cursor` for the next page."""
+    authorize(request, ns_.resolve(ns))
     flt = Filter(tags=tags, key_prefix=key_prefix or None)
     return JSON(svc.list(flt, limit=limit, cursor=cursor, order=order, namespace=ns))
 
 
 @router.delete("/memories", responses=_ERR)
-def delete_where(req: Annotated[DeleteWhere, Body()], svc: Svc, ns: Ns) -> Response:
+def delete_where(req: Annotated[DeleteWhere, Body()], svc: Svc, ns: Ns, request: Request) -> Response:
     """Delete every memory of one namespace matching a filter (`dry_run: true` only counts). An empty filter is
     refused."""
+    authorize(request, requested(req.namespace, ns))
     return JSON(svc.delete_where(req, ns))
 
 
@@ -247,8 +256,9 @@ async def memory_history(
 ) -> Response:
     """A memory's versions, newest first: the live one and the kept prior ones (after PATCH, upsert, revert and
     delete), each with its `version`, `valid_from` / `valid_until`, `ended_by` and the fields `changed`."""
+    authorize(request, ns_.resolve(ns))
     if _encoded_suffix(request, "history"):
-        return await get_memory(f"{id}/history", svc, ns, as_of)
+        return await get_memory(f"{id}/history", svc, ns, request, as_of)
     # Through the pool even on SQLite: up to `limit` versions of up to 100k characters each is no point read.
     return JSON(await run_in_threadpool(svc.history, id, limit, ns))
 
@@ -259,37 +269,53 @@ async def memory_history(
     responses={**_ERR, **_200, **_412, **_FENCED, **_HISTORY},
 )
 def revert_memory(
-    id: str, req: RevertIn, svc: Svc, ns: Ns, if_match: IfMatch = None, if_version: IfVersion = None
+    id: str,
+    req: RevertIn,
+    svc: Svc,
+    ns: Ns,
+    request: Request,
+    if_match: IfMatch = None,
+    if_version: IfVersion = None,
 ) -> Response:
     """Make a NEW version equal to kept version `version` (its stored vector: no re-embedding); the expiry stays.
 
     With `If-Match` or `if_version` (body or query), only if the memory is still at that version: else 412."""
+    authorize(request, ns_.resolve(ns))
     version, field = _condition(if_match, if_version, req.if_version)
     return _with_etag(svc.revert(id, req, version, field=field, namespace=ns))
 
 
 @router.post("/memories/{id:path}/restore", response_model=Memory, responses={**_ERR, **_200, **_FENCED, **_HISTORY})
-def restore_memory(id: str, svc: Svc, ns: Ns, req: Annotated[RestoreIn | None, Body()] = None) -> Response:
+def restore_memory(
+    id: str, svc: Svc, ns: Ns, request: Request, req: Annotated[RestoreIn | None, Body()] = None
+) -> Response:
     """Bring a deleted memory back (within the history's retention): the version deleted, or `version`."""
+    authorize(request, ns_.resolve(ns))
     return _with_etag(svc.restore_deleted(id, req, ns))
 
 
 @router.get("/deleted", responses=_ERR)
 def deleted_memories(
-    svc: Svc, ns: Ns, limit: Annotated[int, Query(ge=1, le=1000)] = 50, cursor: str | None = None
+    svc: Svc,
+    ns: Ns,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: str | None = None,
 ) -> Response:
     """A namespace's memories deleted (by id or filter) and still kept, newest deletion first; restore one with
     POST /memories/{id}/restore."""
+    authorize(request, ns_.resolve(ns))
     return JSON(svc.deleted(limit, cursor, ns))
 
 
 @router.get(
     "/memories/{id:path}", response_model=Memory, responses={**_ERR, **_200, 404: {"description": "No such memory"}}
 )
-async def get_memory(id: str, svc: Svc, ns: Ns, as_of: AsOf = None) -> Response:
+async def get_memory(id: str, svc: Svc, ns: Ns, request: Request, as_of: AsOf = None) -> Response:
     """One memory, with its `version` in the body and as the `ETag` header (for If-Match / if_version).
 
     With `as_of`, the version that was live at that time (no ETag: it may not be the current version)."""
+    authorize(request, ns_.resolve(ns))
     if as_of is not None:
         return JSON(await _read(svc, svc.get, id, ns, as_of))
     return _with_etag(await _read(svc, svc.get, id, ns))
@@ -301,33 +327,49 @@ async def get_memory(id: str, svc: Svc, ns: Ns, as_of: AsOf = None) -> Response:
     responses={**_ERR, **_200, **_412, **_FENCED, 404: {"description": "No such memory"}},
 )
 def patch_memory(
-    id: str, patch: MemoryPatch, svc: Svc, ns: Ns, if_match: IfMatch = None, if_version: IfVersion = None
+    id: str,
+    patch: MemoryPatch,
+    svc: Svc,
+    ns: Ns,
+    request: Request,
+    if_match: IfMatch = None,
+    if_version: IfVersion = None,
 ) -> Response:
     """Change part of a memory: content re-embeds, metadata merges (null removes a key), tags replace.
 
     With `If-Match` or `if_version` (body or query), only if the memory is still at that version: else 412."""
+    authorize(request, ns_.resolve(ns))
     version, field = _condition(if_match, if_version, patch.if_version)
     return _with_etag(svc.update(id, patch, version, field=field, namespace=ns))
 
 
 @router.delete("/memories/{id:path}", responses={**_ERR, **_412, 404: {"description": "No such memory"}})
-def delete_memory(id: str, svc: Svc, ns: Ns, if_match: IfMatch = None, if_version: IfVersion = None) -> Response:
+def delete_memory(
+    id: str, svc: Svc, ns: Ns, request: Request, if_match: IfMatch = None, if_version: IfVersion = None
+) -> Response:
     """Delete one memory; with `If-Match` or `?if_version=`, only if it is still at that version: else 412."""
+    authorize(request, ns_.resolve(ns))
     version, field = _condition(if_match, if_version)
     return JSON(svc.delete(id, version, field=field, namespace=ns))
 
 
 @router.get("/keys", responses=_ERR)
 def list_keys(
-    svc: Svc, ns: Ns, prefix: Annotated[str, Query(min_length=1)], limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    svc: Svc,
+    ns: Ns,
+    request: Request,
+    prefix: Annotated[str, Query(min_length=1)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """Memories whose exact key starts with `prefix`, newest first."""
+    authorize(request, ns_.resolve(ns))
     return JSON(svc.list_keys(prefix, limit, namespace=ns))
 
 
 @router.get("/keys/{key:path}", response_model=Memory, responses={**_ERR, 404: {"description": "No such key"}})
-async def get_key(key: str, svc: Svc, ns: Ns) -> Response:
+async def get_key(key: str, svc: Svc, ns: Ns, request: Request) -> Response:
     """The newest memory holding exactly this key."""
+    authorize(request, ns_.resolve(ns))
     return JSON(await _read(svc, svc.get_key, key, ns))
 
 
@@ -337,14 +379,16 @@ async def get_key(key: str, svc: Svc, ns: Ns) -> Response:
     response_model=Claim,
     responses={**_ERR, 409: {"description": "Held by another live holder"}},
 )
-def claim(req: ClaimIn, svc: Svc, ns: Ns) -> Response:
+def claim(req: ClaimIn, svc: Svc, ns: Ns, request: Request) -> Response:
     """Claim a key for a lease if no live claim holds it (atomic): the answer carries a `fence` and a secret
     `lease_token`. With `lease_token` in the body, renew that claim instead (409 lease_lost if it is gone)."""
+    authorize(request, ns_.resolve(req.namespace, ns))
     return JSON(svc.claim(req, ns), status_code=201)
 
 
 @router.get("/claims/{key:path}", response_model=Claim, responses={**_ERR, 404: {"description": "No live claim"}})
-def get_claim(key: str, svc: Svc, ns: Ns) -> Response:
+def get_claim(key: str, svc: Svc, ns: Ns, request: Request) -> Response:
+    authorize(request, ns_.resolve(ns))
     return JSON(svc.get_claim(key, ns))
 
 
@@ -361,26 +405,34 @@ def release_claim(
     key: str,
     svc: Svc,
     ns: Ns,
+    request: Request,
     x_lease_token: Annotated[str | None, Header(description="The lease_token the claim returned.")] = None,
     lease_token: Annotated[
         str | None, Query(description="Same as X-Lease-Token; the header keeps it out of access logs.")
     ] = None,
 ) -> Response:
     """Release a claim: needs the `lease_token` its acquisition returned (X-Lease-Token header or ?lease_token=)."""
+    authorize(request, ns_.resolve(ns))
     return JSON(svc.release(key, x_lease_token or lease_token, ns))
 
 
 @router.get("/stats", responses=_ERR)
-def stats(svc: Svc, ns: Ns) -> Response:
+def stats(svc: Svc, ns: Ns, request: Request) -> Response:
     """Counts and tags of one namespace (default `default`), each namespace's count, index, embedder, database
-    size, uptime, query-cache hit rate."""
-    return JSON(svc.stats(ns))
+    size, uptime, query-cache hit rate. A scoped token sees the counts of its own namespaces only."""
+    authorize(request, ns_.resolve(ns))
+    out = svc.stats(ns)
+    out["namespaces"] = {n: out["namespaces"][n] for n in visible(request, out["namespaces"])}
+    return JSON(out)
 
 
 @router.get("/namespaces", responses=_ERR)
-def list_namespaces(svc: Svc) -> Response:
-    """Every namespace holding live records, with how many: `{"namespaces": [{"namespace", "memories"}]}`."""
-    return JSON(svc.namespaces())
+def list_namespaces(svc: Svc, request: Request) -> Response:
+    """Every namespace holding live records, with how many: `{"namespaces": [{"namespace", "memories"}]}`; a
+    scoped token's own namespaces only."""
+    found = svc.namespaces()["namespaces"]
+    shown = set(visible(request, [n["namespace"] for n in found]))
+    return JSON({"namespaces": [n for n in found if n["namespace"] in shown]})
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses=_ERR)

@@ -28,6 +28,7 @@ from ..errors import NotFound
 from ..models import Filter
 from ..namespaces import KIT_PREFIX, kit_namespace, resolve
 from ..ui import views
+from .auth import authorize, requested, visible
 from .responses import JSON
 from .routes import Ns, Svc
 
@@ -156,49 +157,64 @@ def _kit(ns: str | None) -> str:
     return namespace if namespace.startswith(KIT_PREFIX) else kit_namespace(namespace)
 
 
+def authorized_kit(request: Request, ns: str | None) -> str:
+    """`_kit(ns)`, once the request's token is known to reach it (403 otherwise)."""
+    kit = _kit(ns)
+    authorize(request, kit)
+    return kit
+
+
 @router.post("/ui/api/memories")
-def list_memories(q: Annotated[ListQuery, Body()], svc: Svc, ns: Ns) -> Response:
+def list_memories(q: Annotated[ListQuery, Body()], svc: Svc, ns: Ns, request: Request) -> Response:
+    authorize(request, requested(q.namespace, ns))
     flt = Filter(**q.model_dump(include=set(Filter.model_fields)))
     return JSON(svc.list(flt, limit=q.limit, cursor=q.cursor, order=q.order, namespace=ns), headers=_NO_STORE)
 
 
 @router.get("/ui/api/overview")
 def overview(request: Request, svc: Svc, ns: Ns) -> Response:
+    authorize(request, resolve(ns))
     state = request.app.state
     rates = getattr(state, "ui_rates", None)
     if rates is None:
         rates = state.ui_rates = views.Rates(svc.started_at)
-    return JSON(views.overview(svc, state.metrics.registry, rates, namespace=resolve(ns)), headers=_NO_STORE)
+    out = views.overview(svc, state.metrics.registry, rates, namespace=resolve(ns))
+    if isinstance(out.get("namespaces"), dict):  # a scoped token sees its own namespaces' counts only
+        out["namespaces"] = {n: out["namespaces"][n] for n in visible(request, out["namespaces"])}
+    return JSON(out, headers=_NO_STORE)
 
 
 @router.get("/ui/api/workflows")
 def workflows(
     svc: Svc,
     ns: Ns,
+    request: Request,
     prefix: str = "",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    return JSON(views.workflows(svc, prefix, limit, offset, namespace=_kit(ns)), headers=_NO_STORE)
+    return JSON(views.workflows(svc, prefix, limit, offset, namespace=authorized_kit(request, ns)), headers=_NO_STORE)
 
 
 @router.get("/ui/api/workflows/{workflow_id:path}")
-def workflow(workflow_id: str, svc: Svc, ns: Ns) -> Response:
-    return JSON(views.workflow(svc, workflow_id, namespace=_kit(ns)), headers=_NO_STORE)
+def workflow(workflow_id: str, svc: Svc, ns: Ns, request: Request) -> Response:
+    return JSON(views.workflow(svc, workflow_id, namespace=authorized_kit(request, ns)), headers=_NO_STORE)
 
 
 @router.get("/ui/api/traces")
 def traces(
     svc: Svc,
     ns: Ns,
+    request: Request,
     workflow_id: str | None = None,
     status: Annotated[str | None, Query(pattern="^(ok|error)$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> Response:
-    return JSON(views.traces(svc, workflow_id or None, status, limit, cursor, namespace=_kit(ns)), headers=_NO_STORE)
+    kit = authorized_kit(request, ns)
+    return JSON(views.traces(svc, workflow_id or None, status, limit, cursor, namespace=kit), headers=_NO_STORE)
 
 
 @router.get("/ui/api/traces/{trace_id}")
-def trace(trace_id: str, svc: Svc, ns: Ns) -> Response:
-    return JSON(views.trace(svc, trace_id, namespace=_kit(ns)), headers=_NO_STORE)
+def trace(trace_id: str, svc: Svc, ns: Ns, request: Request) -> Response:
+    return JSON(views.trace(svc, trace_id, namespace=authorized_kit(request, ns)), headers=_NO_STORE)

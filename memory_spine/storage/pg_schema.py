@@ -142,6 +142,16 @@ def _sync_history(conn: psycopg.Connection) -> None:
             conn.execute(f"ALTER TABLE memory_history ADD COLUMN {name} {kind}")
 
 
+def _tokens(conn: psycopg.Connection, params: dict[str, Any]) -> None:
+    # Scoped bearer tokens (tokens.py): only the SHA-256 of each token, so replicas share them and a leak of the
+    # table leaks no token.
+    conn.execute(
+        "CREATE TABLE tokens (id text PRIMARY KEY, token_hash text NOT NULL UNIQUE, name text,"
+        " namespaces text[] NOT NULL, rights text[] NOT NULL, created_at timestamptz NOT NULL,"
+        " expires_at timestamptz, revoked_at timestamptz, last_used_at timestamptz)"
+    )
+
+
 # (version, name, apply)
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection, dict[str, Any]], None]]] = [
     (1, "records, tags, keys, metadata, vectors (HNSW), full text (tsvector), claims", _initial),
@@ -150,6 +160,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection, dict[str, Any]], 
     (4, "namespaces: records and claims unique per (namespace, id / key)", _namespaces),
     (5, "records: occurred_at (event time), indexed", _occurred_at),
     (6, "record history: prior versions of replaced and deleted records", _history),
+    (7, "scoped tokens (their SHA-256, namespaces, rights, expiry, revocation)", _tokens),
 ]
 
 

@@ -10,6 +10,8 @@ Schema (versioned migrations in `sqlite_schema.py`; WAL mode):
 - `tombstones(seq, version)`: deleted vectors the index may still hold.
 - `claims(key, holder, acquired_at, expires_at, fence, token_hash)`: leases for exactly-once actions; `fence`
   comes from the meta row `claim_fence`, a counter that only grows (fencing tokens).
+- `tokens(id, token_hash, name, namespaces, rights, created_at, expires_at, revoked_at, last_used_at)`: scoped
+  bearer tokens, by the SHA-256 of the token (never the token itself); storage/tokens.py reads and writes them.
 
 One writer connection behind a lock (SQLite has one writer anyway; queuing in Python avoids "database is
 locked"); readers use one connection per thread, which WAL lets run beside the writer.

@@ -482,7 +482,7 @@ def test_token_flow(page, server_factory):
 
     # The token went out only as a header, on the console's own data requests; never in an address.
     assert all(TOKEN not in url for url, _ in requests)
-    sent = [h.get("authorization") for url, h in requests if "/ui/api/" in url or url.endswith("/search")]
+    sent = [h.get("authorization") for url, h in requests if "/ui/api/" in url or url.endswith(("/search", "/whoami"))]
     assert sent[0] is None  # the first try, before signing in: answered 401, then the login page
     assert sent[1] == "Bearer wrong-token"
     assert len(sent) > 4 and all(h == f"Bearer {TOKEN}" for h in sent[2:])
@@ -494,3 +494,14 @@ def test_token_flow(page, server_factory):
     assert page.evaluate("sessionStorage.getItem('memory-spine.token')") is None
     page.goto(srv.url + "/ui/traces")
     page.wait_for_url(re.compile(r"/ui/login\?next="))
+
+    # A scoped token signs in too (the probe is /whoami, which any valid token may ask), and the console says its
+    # scope once; what lies outside the scope the service refuses (tests/unit/test_tokens.py).
+    made = httpx.post(
+        srv.url + "/tokens", json={"namespaces": ["default"], "rights": ["read"], "name": "viewer"}, headers=auth
+    )
+    page.fill("#token", made.json()["token"])
+    page.click("#login button[type=submit]")
+    page.wait_for_url(re.compile(r"/ui/traces$"))
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.text_content("#notice") == "Signed in with a scoped token (viewer): read on default."
