@@ -35,12 +35,18 @@ TOOLS = {
     "memory_update",
     "memory_delete",
     "memory_stats",
+    "memory_history",
+    "memory_revert",
+    "memory_deleted",
+    "memory_restore",
+    "memory_namespaces",
     "conversation_store",
     "checkpoint_save",
     "checkpoint_latest",
     "key_get",
     "key_list",
     "claim_acquire",
+    "claim_renew",
     "claim_get",
     "claim_release",
 }
@@ -115,9 +121,34 @@ async def exercise(client: Client) -> None:
     assert str(uuid.UUID(noted["id"])) == noted["id"]  # the same id shape as the HTTP API's
     assert (await ok(client, "key_get", {"key": key}))["memory"]["id"] == noted["id"]
     assert [m["key"] for m in (await ok(client, "key_list", {"prefix": f"{tag}:"}))["results"]] == [key]
-    claim = await ok(client, "claim_acquire", {"key": f"{tag}:job", "holder": "agent-a"})
+    claim = await ok(client, "claim_acquire", {"key": f"{tag}:job", "holder": "agent-a", "lease_seconds": 30})
+    renewed = await ok(client, "claim_renew", {"key": f"{tag}:job", "lease_token": claim["lease_token"]})
+    assert renewed["fence"] == claim["fence"] and renewed["holder"] == "agent-a"
     await ok(client, "claim_release", {"key": f"{tag}:job", "lease_token": claim["lease_token"]})
     assert (await ok(client, "claim_get", {"key": f"{tag}:job"}))["claimed"] is False
+    assert "lease_lost" in await fails(
+        client, "claim_renew", {"key": f"{tag}:job", "lease_token": claim["lease_token"]}
+    )
+
+    # A desktop agent's own room, and the history of what it changed there.
+    ns = {"namespace": f"tour/{tag}"}
+    mem = await ok(client, "memory_store", {"content": "Standup is at 9:30", "key": "meeting:standup", **ns})
+    await ok(client, "memory_update", {"id": mem["id"], "content": "Standup moved to 10:15", **ns})
+    assert (await ok(client, "key_get", {"key": "meeting:standup"}))["found"] is False  # `default` has no such key
+    history = await ok(client, "memory_history", {"id": mem["id"], **ns})
+    assert [v["content"] for v in history["versions"]] == ["Standup moved to 10:15", "Standup is at 9:30"]
+    first = history["versions"][1]["version"]
+    assert (await ok(client, "memory_revert", {"id": mem["id"], "version": first, **ns}))[
+        "content"
+    ] == "Standup is at 9:30"
+    await ok(client, "memory_delete", {"id": mem["id"], **ns})
+    assert [d["id"] for d in (await ok(client, "memory_deleted", ns))["results"]] == [mem["id"]]
+    restored = await ok(client, "memory_restore", {"id": mem["id"], **ns})
+    assert restored["content"] == "Standup is at 9:30" and restored["namespace"] == ns["namespace"]
+    hits = await ok(client, "memory_search", {"query": "when is the daily meeting?", "mode": "semantic", **ns})
+    assert [h["id"] for h in hits["results"]] == [mem["id"]]  # found by meaning again, with its own vector
+    listed = (await ok(client, "memory_namespaces", {"namespace": "tour"}))["namespaces"]
+    assert {"namespace": ns["namespace"], "memories": 1} in listed
 
 
 async def test_stdio(server, tmp_path):
