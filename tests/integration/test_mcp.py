@@ -5,7 +5,9 @@ model, its own token). List tools, store, search by meaning, get, delete, bad ar
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -265,3 +267,39 @@ async def test_standalone_data_dir_owns_its_dir(tmp_path):
         assert r.status_code == 200 and r.json()["tags"] == ["solo"]
     finally:
         again.stop()
+
+
+def readme_configs() -> list[dict[str, Any]]:
+    """The `mcpServers` entries of the README's MCP section, as a user pastes them into a client."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## MCP server\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    return [
+        json.loads(block)["mcpServers"]["memory-spine"] for block in re.findall(r"```json\n(.*?)```", section, re.S)
+    ]
+
+
+async def test_the_readme_client_configs_start_as_pasted(server, tmp_path):
+    stdio, http = readme_configs()
+    # stdio: the command and args as given; the service's URL and token in place of the example's.
+    env = {**stdio["env"], "MEMORY_SPINE_URL": server.url, "MEMORY_SPINE_TOKEN": SERVICE_TOKEN, "PYTHONPATH": str(ROOT)}
+    env["PATH"] = os.environ["PATH"]
+    params = StdioServerParameters(command=stdio["command"], args=stdio["args"], env=env, cwd=str(ROOT))
+    with open(tmp_path / "mcp-stdio.log", "w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+            assert (await ok(client, "memory_stats"))["total_memories"] >= 0
+    # HTTP: the URL (on a free port) and headers as given, against `mcp --http --http-token change-me`.
+    token = http["headers"]["Authorization"].removeprefix("Bearer ")
+    proc, url = start_mcp_http(
+        tmp_path / "mcp-http.log", "--url", server.url, "--token", SERVICE_TOKEN, "--http-token", token
+    )
+    try:
+        assert http["type"] == "http" and http["url"].endswith("/mcp")
+        async with httpx2.AsyncClient(headers=http["headers"], timeout=httpx2.Timeout(30, read=120)) as web:
+            async with Client(streamable_http_client(f"{url}/mcp", http_client=web)) as client:
+                assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+                assert (await ok(client, "memory_namespaces"))["namespaces"] is not None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
