@@ -464,11 +464,20 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         sorted by name. Names starting with '_' are system namespaces (`_kit/<namespace>` holds the workflow
         kit's checkpoints and traces for <namespace>)."""
 
+        from workflow_kit.errors import InvalidInput
+
+        from .errors import InvalidInput as Refused
+        from .namespaces import validate
+
         async def listed(c: MemoryClient) -> dict[str, Any]:
+            root = None if namespace is None else namespace.removesuffix("/")
+            try:
+                root = None if root is None else validate(root)  # as the service names a malformed one
+            except Refused as exc:
+                raise InvalidInput("namespace", exc.problem) from exc
             every = (await c.namespaces())["namespaces"]
-            if namespace is None:
+            if root is None:
                 return {"namespaces": every}
-            root = namespace.rstrip("/")
             return {"namespaces": [n for n in every if n["namespace"] == root or n["namespace"].startswith(root + "/")]}
 
         return await call(ctx, "memory_namespaces", listed)

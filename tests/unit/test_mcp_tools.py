@@ -462,6 +462,7 @@ async def test_memory_namespaces_lists_them_with_counts_and_a_subtree(server):
             n["namespace"] for n in (await call(mcp, "memory_namespaces", {"namespace": "team/a/"}))["namespaces"]
         ] == ["team/a"]
         assert (await call(mcp, "memory_namespaces", {"namespace": "nobody"}))["namespaces"] == []
+        assert "invalid_input: namespace:" in await error(mcp, "memory_namespaces", {"namespace": "a//b"})
 
 
 async def test_claim_renew_extends_only_with_the_lease_token(server):
