@@ -29,7 +29,8 @@ user 42's memories. `search(("users",))` is a search of the service's subtree `l
 merges them; `list_namespaces` decodes GET /namespaces. Filters follow LangGraph's meaning (equality, `$eq $ne
 $gt $gte $lt $lte` on top-level fields; a range compares numbers with numbers and strings with strings, as the
 service's `where` does); in a query search the simple ones are also sent to the service as `where`
-(`value.{field}`), so the service ranks only matching items.
+(`value.{field}`), so the service ranks only matching items. Items an earlier version wrote as key prefixes in
+`default` are moved into their namespaces by `migrate_legacy()`.
 """
 
 from __future__ import annotations
@@ -294,6 +295,62 @@ class MemorySpineStore(BaseStore):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- items written before namespaces ------------------------------------------------------------------------
+
+    async def amigrate_legacy(self) -> int:
+        """Move the items an earlier version of this store wrote as key prefixes in the service's `default`
+        namespace (keys `{prefix}:...`) into their namespaces; returns how many moved. Each keeps its value, index
+        text and expiry (created_at becomes now); an item put since under the namespaces wins over its old copy.
+        The old record is deleted only after the new one is written, so running it again after an interruption
+        completes it."""
+        client = self._bridge.client()
+        home = client.in_namespace(DEFAULT_NAMESPACE)
+        moved = 0
+        cursor: str | None = None
+        while True:  # newest first, by cursor: deleting what a page moved does not shift the next page
+            page = await home.list(key_prefix=f"{self._layout.prefix}:", tags=[STORE_TAG], limit=_BATCH, cursor=cursor)
+            bodies, done = [], []
+            for rec in page.get("results") or []:
+                m = rec.get("metadata") or {}
+                if not isinstance(m.get("namespace"), list) or "key" not in m or not isinstance(m.get("value"), dict):
+                    continue  # not an item of this store: left where it is
+                op = PutOp(tuple(m["namespace"]), m["key"], m["value"])
+                try:
+                    current = await self._current(client, op)
+                except InvalidNamespaceError:  # past the service's namespace length: left in `default`
+                    continue
+                if current is None:
+                    body = self._layout.record(op, None if UNINDEXED_TAG in rec["tags"] else rec["content"], None)
+                    body["metadata"].update({k: m[k] for k in ("ttl_minutes",) if k in m})
+                    if rec.get("expires_at"):
+                        body["expires_at"] = rec["expires_at"]
+                    bodies.append(body)
+                done.append(rec["id"])
+            if bodies:
+                await client.ingest_batch(bodies)
+            await asyncio.gather(*(self._delete_old(home, rid) for rid in done))
+            moved += len(bodies)
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return moved
+
+    @staticmethod
+    async def _delete_old(home: MemoryClient, rid: str) -> None:
+        try:
+            await home.delete(rid)
+        except NotFound:
+            pass
+
+    def migrate_legacy(self) -> int:
+        """Sync `amigrate_legacy`, on the private loop thread."""
+        return self._bridge.run(self.amigrate_legacy())
+
+    async def _current(self, client: MemoryClient, op: PutOp) -> dict[str, Any] | None:
+        try:
+            return await client.in_namespace(self._layout.namespace(op.namespace)).get(self._layout.record_id(op.key))
+        except NotFound:
+            return None
 
     # -- batch: reads first (they see the store as it was), then TTL refreshes, then writes ------------------------
 

@@ -556,6 +556,32 @@ def test_long_labels_are_hashed_and_decoded_from_their_items(store) -> None:
     assert store.search(tuple("y" * 60 for _ in range(5))) == []
 
 
+async def test_items_of_the_key_prefix_layout_migrate_into_namespaces(module_server, store) -> None:
+    root = store._layout.prefix
+    meta = {"namespace": ["users", "42"], "key": "pref-1", "value": {"text": "prefers dark mode"}}
+    async with MemoryClient(module_server.url) as client:  # what the store wrote before namespaces, in `default`
+        common = {"tags": ["langgraph", "langgraph:store"], "importance": "low"}
+        await client.ingest("prefers dark mode", key=f"{root}:users/42/:pref-1", metadata=meta, **common)
+        old_ttl = {**meta, "key": "short", "value": {"text": "soon gone"}, "ttl_minutes": 60}
+        await client.ingest("soon gone", key=f"{root}:users/42/:short", metadata=old_ttl, ttl_seconds=600, **common)
+        newer = {**meta, "key": "both", "value": {"v": "old"}}
+        await client.ingest("old copy", key=f"{root}:users/:both", metadata=newer, **common)
+        await client.ingest("someone else's note", key=f"{root}:mine", tags=["langgraph:store"])
+        await store.aput(("users", "42"), "both", {"v": "new"})  # put since under the namespaces: it wins
+
+        assert await store.amigrate_legacy() == 2
+        assert (await store.aget(("users", "42"), "pref-1")).value == {"text": "prefers dark mode"}
+        assert (await store.aget(("users", "42"), "both")).value == {"v": "new"}
+        short = await record_of(module_server, store, ("users", "42"), "short")
+        assert short["expires_at"] is not None and short["metadata"]["ttl_minutes"] == 60
+        hits = await store.asearch(("users",), query="which theme does the user like?", limit=1)
+        assert [h.key for h in hits] == ["pref-1"]
+        left = (await client.list(key_prefix=f"{root}:"))["results"]
+        assert [r["content"] for r in left] == ["someone else's note"]  # not an item: left where it was
+        assert await store.amigrate_legacy() == 0
+        await client.delete(left[0]["id"])
+
+
 # -- TTL ----------------------------------------------------------------------------------------------------------
 
 
