@@ -47,10 +47,12 @@ INSTRUCTIONS = (
     " JSON metadata object and optionally an exact key); memory_search finds memories by meaning (mode"
     " 'semantic'), by words ('keyword') or both ('hybrid', the default), filtered by tags or metadata; memory_get,"
     " memory_update and memory_delete work on one memory by id; key_get and key_list read memories by exact key"
-    " or key prefix. claim_acquire, claim_get and claim_release keep two agents from doing the same work at once."
+    " or key prefix. Every change keeps the version it replaces: memory_history lists a memory's versions,"
+    " memory_revert goes back to one, memory_deleted lists deleted memories and memory_restore brings one back."
+    " claim_acquire, claim_renew, claim_get and claim_release keep two agents from doing the same work at once."
     " checkpoint_save and checkpoint_latest record and resume the steps of a long workflow. Every tool takes an"
     " optional `namespace` (e.g. 'team/agent-7'): memories, keys and claims in one namespace are invisible from"
-    " another; leave it out to work in 'default'."
+    " another; leave it out to work in 'default'. memory_namespaces lists the namespaces that hold memories."
 )
 KEY_TEMPLATE = "memory://keys/{key}"
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
@@ -210,10 +212,18 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         await log(ctx, "debug", {"tool": tool, "done": True})
         return result
 
+    # The hints clients show users before a call. Every tool stays inside this memory (open_world_hint=False).
+    # `destructive`: it may remove or overwrite what another call cannot bring back (a delete, a released claim);
+    # an update is not, its prior version is kept (memory_revert). `idempotent`: a second identical call changes
+    # nothing more (a delete, a restore, a store or conversation under the same id).
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
-    writes = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
+    def writes(*, destructive: bool = False, idempotent: bool = False) -> ToolAnnotations:
+        return ToolAnnotations(
+            read_only_hint=False, destructive_hint=destructive, idempotent_hint=idempotent, open_world_hint=False
+        )
+
+    @server.tool(annotations=writes())
     async def memory_store(
         ctx: Context,
         content: Content,
@@ -232,7 +242,10 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         ] = None,
         namespace: NamespaceArg = None,
     ) -> dict[str, Any]:
-        """Store a memory (a fact, decision, result or note) for later recall. Returns {id, key, created}."""
+        """Store a memory (a fact, decision, result or note) for later recall. Returns {id, key, created}.
+
+        Each call without an `id` stores a new memory; with the `id` of an existing one it replaces that memory
+        (created: false), whose previous version memory_history keeps."""
         fields = _given(id=id, tags=tags, importance=importance, metadata=metadata, key=key)
         return await call(ctx, "memory_store", lambda c: c.ingest(content, **fields), namespace)
 
@@ -294,7 +307,7 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
             ),
         )
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
+    @server.tool(annotations=writes(idempotent=True))
     async def conversation_store(
         ctx: Context,
         id: Annotated[str, Field(description="The conversation's id; storing the same id again rewrites it.")],
@@ -314,12 +327,23 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         return await call(ctx, "conversation_store", lambda c: c.ingest_conversation(body), namespace)
 
     @server.tool(annotations=read_only)
-    async def memory_get(ctx: Context, id: MemoryId, namespace: NamespaceArg = None) -> dict[str, Any]:
+    async def memory_get(
+        ctx: Context,
+        id: MemoryId,
+        namespace: NamespaceArg = None,
+        as_of: Annotated[
+            str | None,
+            Field(
+                description="Read the memory as it was at this time (ISO 8601, e.g. '2026-11-24T06:10:00Z'): the"
+                " version live then, from its history. Leave out for the current version."
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
         """Fetch one memory by id: {id, namespace, content, tags, metadata, importance, key, created_at, updated_at,
-        version}."""
-        return await call(ctx, "memory_get", lambda c: c.get(id), namespace)
+        version}. Fails with not_found if there is no such memory (or, with as_of, it did not exist then)."""
+        return await call(ctx, "memory_get", lambda c: c.get(id, as_of=as_of), namespace)
 
-    @server.tool(annotations=writes)
+    @server.tool(annotations=writes())
     async def memory_update(
         ctx: Context,
         id: MemoryId,
@@ -333,16 +357,130 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         if_version: IfVersionArg = None,
         namespace: NamespaceArg = None,
     ) -> dict[str, Any]:
-        """Change part of a memory; fields left out stay as they are. Returns the updated memory."""
+        """Change part of a memory; fields left out stay as they are. Returns the updated memory (with its new
+        `version`). The version it replaces is kept: memory_history shows it, memory_revert brings it back."""
         given = _given(content=content, tags=tags, importance=importance, metadata=metadata, if_version=if_version)
         return await call(ctx, "memory_update", lambda c: c.update(id, **given), namespace)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False))
+    @server.tool(annotations=writes(destructive=True, idempotent=True))
     async def memory_delete(
         ctx: Context, id: MemoryId, if_version: IfVersionArg = None, namespace: NamespaceArg = None
     ) -> dict[str, Any]:
-        """Delete one memory by id, for good. Returns {deleted: 1}."""
+        """Delete one memory by id: searches, keys and memory_get no longer find it. Returns {deleted: 1}.
+
+        Its last version is kept for the history's retention (by default 30 days): memory_deleted lists it and
+        memory_restore brings it back until then."""
         return await call(ctx, "memory_delete", lambda c: c.delete(id, if_version=if_version), namespace)
+
+    @server.tool(annotations=read_only)
+    async def memory_history(
+        ctx: Context,
+        id: MemoryId,
+        limit: Annotated[
+            int | None,
+            Field(
+                ge=1, le=1000, description="How many earlier versions at most (default 100); the current one comes too."
+            ),
+        ] = None,
+        namespace: NamespaceArg = None,
+    ) -> dict[str, Any]:
+        """A memory's versions, newest first: the current one and the earlier ones kept after each update,
+        replacement, revert or delete (by default its last 10, for 30 days). Works for deleted memories too.
+
+        Returns {id, current_version (null when deleted), deleted_at, versions: [{version, current, valid_from,
+        valid_until, ended_by (patch, upsert, revert, restore, delete, delete_where), changed (the fields that
+        differ from the version before), content, tags, metadata, importance, key, ...}]}. Pass a `version` to
+        memory_revert to go back to it, or to memory_restore if the memory is deleted.
+        """
+        return await call(ctx, "memory_history", lambda c: c.history(id, **_given(limit=limit)), namespace)
+
+    @server.tool(annotations=writes())
+    async def memory_revert(
+        ctx: Context,
+        id: MemoryId,
+        version: Annotated[
+            int, Field(ge=1, description="The version to go back to: a `version` number from memory_history.")
+        ],
+        if_version: IfVersionArg = None,
+        namespace: NamespaceArg = None,
+    ) -> dict[str, Any]:
+        """Undo changes to a memory: write a NEW version whose content, tags, metadata, importance and key are
+        those of the earlier `version` (its expiry stays the current one's). The current version is kept in the
+        history, so a revert can be reverted too. Returns the memory with its new `version`.
+
+        Fails with not_found (field version) if that version is not kept, conflict if the memory is deleted (use
+        memory_restore instead)."""
+        given = _given(if_version=if_version)
+        return await call(ctx, "memory_revert", lambda c: c.revert(id, version, **given), namespace)
+
+    @server.tool(annotations=read_only)
+    async def memory_deleted(
+        ctx: Context,
+        limit: Annotated[int, Field(ge=1, le=1000, description="How many memories at most (1-1000).")] = 50,
+        cursor: Annotated[
+            str | None, Field(description="The next_cursor of the previous answer, for the next page.")
+        ] = None,
+        namespace: NamespaceArg = None,
+    ) -> dict[str, Any]:
+        """List the namespace's deleted memories that can still be restored, most recently deleted first.
+
+        Returns {results: [{id, content, tags, metadata, ..., version, deleted_at, deleted_by}], next_cursor}; each
+        result is the memory as it was when deleted. Bring one back with memory_restore."""
+        given = _given(cursor=cursor)
+        return await call(ctx, "memory_deleted", lambda c: c.deleted(limit=limit, **given), namespace)
+
+    @server.tool(annotations=writes(idempotent=True))
+    async def memory_restore(
+        ctx: Context,
+        id: MemoryId,
+        version: Annotated[
+            int | None,
+            Field(
+                ge=1,
+                description="A kept version to restore (from memory_history); leave out for the version deleted.",
+            ),
+        ] = None,
+        namespace: NamespaceArg = None,
+    ) -> dict[str, Any]:
+        """Bring back a deleted memory (see memory_deleted) under its id, as a new version: as it was when deleted,
+        or as the kept `version`. It is found by search again at once. Returns the memory.
+
+        Fails with conflict while the memory exists (use memory_revert to change it back), not_found when nothing
+        of it is kept any more."""
+        return await call(ctx, "memory_restore", lambda c: c.restore(id, **_given(version=version)), namespace)
+
+    @server.tool(annotations=read_only)
+    async def memory_namespaces(
+        ctx: Context,
+        namespace: Annotated[
+            str | None,
+            Field(
+                description="Only this namespace and the ones under it ('team' lists team, team/a, team/a/b);"
+                " leave out for every namespace."
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
+        """List the namespaces that hold memories, with how many each: {namespaces: [{namespace, memories}]},
+        sorted by name. Names starting with '_' are system namespaces (`_kit/<namespace>` holds the workflow
+        kit's checkpoints and traces for <namespace>)."""
+
+        from workflow_kit.errors import InvalidInput
+
+        from .errors import InvalidInput as Refused
+        from .namespaces import validate
+
+        async def listed(c: MemoryClient) -> dict[str, Any]:
+            root = None if namespace is None else namespace.removesuffix("/")
+            try:
+                root = None if root is None else validate(root)  # as the service names a malformed one
+            except Refused as exc:
+                raise InvalidInput("namespace", exc.problem) from exc
+            every = (await c.namespaces())["namespaces"]
+            if root is None:
+                return {"namespaces": every}
+            return {"namespaces": [n for n in every if n["namespace"] == root or n["namespace"].startswith(root + "/")]}
+
+        return await call(ctx, "memory_namespaces", listed)
 
     @server.tool(annotations=read_only)
     async def memory_stats(ctx: Context, namespace: NamespaceArg = None) -> dict[str, Any]:
@@ -350,7 +488,7 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         index and embedding model."""
         return await call(ctx, "memory_stats", lambda c: c.stats(), namespace)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
+    @server.tool(annotations=writes())
     async def checkpoint_save(
         ctx: Context,
         workflow_id: WorkflowId,
@@ -429,7 +567,7 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         """List the memories whose key starts with `prefix`, newest first. Returns {results: [memory]}."""
         return await call(ctx, "key_list", lambda c: c.list_keys(prefix, limit=limit), namespace)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
+    @server.tool(annotations=writes())
     async def claim_acquire(
         ctx: Context,
         key: Annotated[
@@ -444,19 +582,40 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
         ] = None,
         lease_token: Annotated[
             str | None,
-            Field(description="To renew your own claim: the lease_token the claim returned. Leave out to claim."),
+            Field(description="To renew your own claim (as claim_renew does): its lease_token. Leave out to claim."),
         ] = None,
         namespace: NamespaceArg = None,
     ) -> dict[str, Any]:
         """Claim a piece of work so no other agent does it at the same time; the claim expires after its lease.
 
         Returns the claim exactly as the service grants it: its key, holder, expiry, fence (a number that grows
-        with every claim) and a secret lease_token: keep it, renewing (claim_acquire with lease_token) and
-        claim_release need it. Fails with a `conflict` error naming the current
-        holder while someone else holds the claim: then do something else or try again later.
+        with every claim) and a secret lease_token: keep it, claim_renew and claim_release need it. Fails with a
+        `conflict` error naming the current holder while someone else holds the claim: then do something else or
+        try again later.
         """
         given = _given(holder=holder, lease_seconds=lease_seconds, lease_token=lease_token)
         return await call(ctx, "claim_acquire", lambda c: c.claim(key, **given), namespace)
+
+    @server.tool(annotations=writes())
+    async def claim_renew(
+        ctx: Context,
+        key: Key,
+        lease_token: Annotated[
+            str, Field(description="The lease_token that claim_acquire returned for this claim (its proof).")
+        ],
+        lease_seconds: Annotated[
+            float | None,
+            Field(gt=0, le=86_400, description="The new lease, counted from now (the service's default)."),
+        ] = None,
+        namespace: NamespaceArg = None,
+    ) -> dict[str, Any]:
+        """Extend your claim before it expires, while the work goes on: it lasts lease_seconds from now. Returns
+        the claim (same fence, later expires_at).
+
+        Fails with a `lease_lost` error if the claim expired or someone else holds it now: stop the work, another
+        agent may be doing it."""
+        given = _given(lease_seconds=lease_seconds)
+        return await call(ctx, "claim_renew", lambda c: c.claim(key, lease_token=lease_token, **given), namespace)
 
     @server.tool(annotations=read_only)
     async def claim_get(ctx: Context, key: Key, namespace: NamespaceArg = None) -> dict[str, Any]:
@@ -471,7 +630,7 @@ def build_server(client_factory: Callable[[], MemoryClient]) -> MCPServer:
 
         return await call(ctx, "claim_get", get, namespace)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False))
+    @server.tool(annotations=writes(destructive=True, idempotent=True))
     async def claim_release(
         ctx: Context,
         key: Key,

@@ -437,6 +437,11 @@ class MemoryClient:
         """Counts, tags, index and embedder facts."""
         return await self._request("stats", "GET", "/stats")
 
+    async def namespaces(self) -> dict[str, Any]:
+        """Every namespace holding live memories, with how many: `{"namespaces": [{"namespace", "memories"}]}`
+        (sorted by name; whatever namespace this client is addressed to)."""
+        return await self._request("namespaces", "GET", "/namespaces")
+
     async def health(self) -> dict[str, Any]:
         """`{"status": "ok", "version"}`; ServiceUnavailable while the service loads (after retries)."""
         return await self._request("health", "GET", "/health")

@@ -13,21 +13,24 @@ names the fields of a value to embed (LangGraph's `fields` paths, default `["$"]
 `put(..., index=False)` stores an item that semantic search does not rank (it is listed after the ranked ones,
 with score None, as in LangGraph's InMemoryStore).
 
-One item is one record (`_Layout` below is the only place that knows how):
+One item is one record, in the service namespace of its LangGraph namespace (`_Layout` below is the only place that
+knows how):
 
-    key         {prefix}:{label}/{label}/.../:{item key}     (labels and key percent-encoded, long ones hashed)
-    id          lgs-{sha256(key)[:40]}                        (so a put replaces the item and keeps created_at)
+    namespace   {prefix}/{label}/{label}/...                 (("users", "42") -> lgs/users/42; see _Layout)
+    id          lgs-{sha256(item key)[:40]}                  (so a put replaces the item and keeps created_at)
+    key         the item key, percent-encoded (long ones hashed): key_get finds it in that namespace
     metadata    {"namespace": [...], "key": ..., "value": {...}, "ttl_minutes": m}
     content     the text at the index fields (what the service embeds)
     tags        ["langgraph", "langgraph:store"] (+ "langgraph:unindexed")
 
-A LangGraph namespace is a key prefix in the service's `default` namespace (mapping it onto service namespaces
-would need a list over a subtree, which the service offers only in a search): `search(("users", "42"))` lists keys
-starting with `{prefix}:users/42/`, which never matches namespace ("users", "420"). Filters follow LangGraph's
-meaning (equality, `$eq $ne $gt $gte $lt $lte` on top-level fields; a range compares numbers with numbers and
-strings with strings, as the service's `where` does); in a query search the simple ones are also sent to the
-service as `where` (`value.{field}`), so the service ranks only matching items. Listing without a query and
-`list_namespaces` page through the namespace's records (cost grows with the namespace, not the service).
+So the service's namespaces, scoped tokens and tools see LangGraph's: an MCP agent reading `lgs/users/42` reads
+user 42's memories. `search(("users",))` is a search of the service's subtree `lgs/users/` (which never reaches
+("users2",)); listing without a query reads each namespace of the subtree (GET /namespaces) newest first and
+merges them; `list_namespaces` decodes GET /namespaces. Filters follow LangGraph's meaning (equality, `$eq $ne
+$gt $gte $lt $lte` on top-level fields; a range compares numbers with numbers and strings with strings, as the
+service's `where` does); in a query search the simple ones are also sent to the service as `where`
+(`value.{field}`), so the service ranks only matching items. Items an earlier version wrote as key prefixes in
+`default` are moved into their namespaces by `migrate_legacy()`.
 """
 
 from __future__ import annotations
@@ -36,14 +39,18 @@ import asyncio
 import hashlib
 import json
 import operator
-from collections.abc import AsyncIterator, Iterable
+import re
+import string
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import httpx
 from langgraph.store.base import (
     BaseStore,
     GetOp,
+    InvalidNamespaceError,
     Item,
     ListNamespacesOp,
     Op,
@@ -73,37 +80,78 @@ _MAX_CONTENT = 10_000  # characters of index text sent to be embedded (the model
 _MAX_RANKED = 100  # the service's largest search limit: offset + limit of a query search
 _RANGES = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
 _OPS = ("$eq", "$ne", *_RANGES)
+_PLAIN = frozenset(string.ascii_letters + string.digits + "_-:")  # kept as they are in a namespace segment
+_SEGMENT = re.compile(r"[A-Za-z0-9_\-.:]{1,64}")  # the service's namespace segment
+_MAX_SEGMENT = 64
+_MAX_NAMESPACE = 255
+_FANOUT = 16  # namespaces read at once
+T = TypeVar("T")
+R = TypeVar("R")
+DEFAULT_NAMESPACE = "default"
 
 
 class _Layout:
     """Where a namespaced item lives in the service: the one place that maps LangGraph namespaces onto records.
 
-    A namespace is a key prefix. Mapping it onto service namespaces (issue 18) would change `item_key`,
-    `prefix_key` and `record` (and listing a subtree), not the store above them.
+    A LangGraph namespace is a service namespace under the store's root: `("users", "42")` -> `lgs/users/42`.
+    Each label is one segment, written in the segment alphabet (letters, digits, `_ - :`; any other character,
+    `.` included, as `.XX` per UTF-8 byte, so `/` never splits a label and the mapping is one-to-one); a label
+    whose segment would pass 64 characters becomes `..` + 40 hex digits of its SHA-256 (escapes never yield
+    `..`). A namespace is under another exactly when its service namespace is, segment by segment, so the
+    service's subtree selector (`lgs/users/`) reaches exactly LangGraph's namespace prefix.
     """
 
     def __init__(self, prefix: str) -> None:
-        if not prefix or any(ch in prefix for ch in ":/") or any(ch.isspace() for ch in prefix):
-            raise ValueError("prefix must be non-empty, without ':', '/' or whitespace")
+        if not _SEGMENT.fullmatch(prefix or "") or prefix in (".", ".."):
+            raise ValueError("prefix must be 1-64 letters, digits, '_', '-', '.' or ':' (one namespace segment)")
         self.prefix = prefix
 
-    def prefix_key(self, namespace: tuple[str, ...]) -> str:
-        """The key prefix every item in `namespace` or below it starts with."""
-        return f"{self.prefix}:" + "".join(f"{_part(label)}/" for label in namespace)
-
-    def item_key(self, namespace: tuple[str, ...], key: str) -> str:
-        return f"{self.prefix_key(namespace)}:{_part(key)}"
+    @staticmethod
+    def segment(label: str) -> str:
+        out = "".join(
+            ch if ch in _PLAIN else "".join(f".{b:02X}" for b in ch.encode("utf-8", "surrogatepass")) for ch in label
+        )
+        if len(out) <= _MAX_SEGMENT:
+            return out
+        return ".." + hashlib.sha256(label.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
     @staticmethod
-    def record_id(item_key: str) -> str:
-        return "lgs-" + hashlib.sha256(item_key.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    def label(segment: str) -> str | None:
+        """The label a segment spells, or None for a hashed one (its record's metadata names it)."""
+        if segment.startswith(".."):
+            return None
+        return unquote(segment.replace(".", "%"), errors="surrogatepass")
+
+    def namespace(self, namespace: tuple[str, ...]) -> str:
+        """The service namespace of a LangGraph namespace; InvalidNamespaceError past the service's 255 characters."""
+        name = "/".join([self.prefix, *(self.segment(str(label)) for label in namespace)])
+        if len(name) > _MAX_NAMESPACE:
+            raise InvalidNamespaceError(
+                f"namespace {namespace!r} maps to a service namespace of {len(name)} characters; the service's"
+                f" limit is {_MAX_NAMESPACE} (fewer or shorter labels)"
+            )
+        return name
+
+    def subtree(self, namespace: tuple[str, ...]) -> str:
+        """The service's selector of `namespace` and everything under it (`lgs/users/`)."""
+        return self.namespace(namespace) + "/"
+
+    def labels(self, name: str) -> tuple[str | None, ...] | None:
+        """The labels of a service namespace under the root (None for each hashed one), or None if not under it."""
+        if not name.startswith(self.prefix + "/"):
+            return None
+        return tuple(self.label(seg) for seg in name[len(self.prefix) + 1 :].split("/"))
+
+    @staticmethod
+    def record_id(key: str) -> str:
+        return "lgs-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
     def record(self, op: PutOp, text: str | None, ttl_minutes: float | None) -> dict[str, Any]:
-        key = self.item_key(op.namespace, op.key)
         meta: dict[str, Any] = {"namespace": list(op.namespace), "key": op.key, "value": dict(op.value or {})}
         body: dict[str, Any] = {
-            "id": self.record_id(key),
-            "key": key,
+            "id": self.record_id(op.key),
+            "namespace": self.namespace(op.namespace),
+            "key": _part(op.key),
             "content": text or f"langgraph store item {op.key[:200]}",
             "tags": [TAG, STORE_TAG] if text else [TAG, STORE_TAG, UNINDEXED_TAG],
             "importance": "low",
@@ -113,6 +161,17 @@ class _Layout:
             meta["ttl_minutes"] = ttl_minutes
             body["ttl_seconds"] = ttl_minutes * 60
         return body
+
+    def owns(self, rec: dict[str, Any]) -> bool:
+        """Whether a record is this store's item where it lies (not another store's, nor a record of anyone else's
+        that happens to sit in the store's namespaces)."""
+        m = rec.get("metadata") or {}
+        if STORE_TAG not in (rec.get("tags") or []) or not isinstance(m.get("namespace"), list) or "key" not in m:
+            return False
+        try:
+            return self.namespace(tuple(m["namespace"])) == rec.get("namespace", DEFAULT_NAMESPACE)
+        except InvalidNamespaceError:
+            return False
 
     @staticmethod
     def item(rec: dict[str, Any], score: float | None = None, scored: bool = False) -> Item:
@@ -237,6 +296,62 @@ class MemorySpineStore(BaseStore):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- items written before namespaces ------------------------------------------------------------------------
+
+    async def amigrate_legacy(self) -> int:
+        """Move the items an earlier version of this store wrote as key prefixes in the service's `default`
+        namespace (keys `{prefix}:...`) into their namespaces; returns how many moved. Each keeps its value, index
+        text and expiry (created_at becomes now); an item put since under the namespaces wins over its old copy.
+        The old record is deleted only after the new one is written, so running it again after an interruption
+        completes it."""
+        client = self._bridge.client()
+        home = client.in_namespace(DEFAULT_NAMESPACE)
+        moved = 0
+        cursor: str | None = None
+        while True:  # newest first, by cursor: deleting what a page moved does not shift the next page
+            page = await home.list(key_prefix=f"{self._layout.prefix}:", tags=[STORE_TAG], limit=_BATCH, cursor=cursor)
+            bodies, done = [], []
+            for rec in page.get("results") or []:
+                m = rec.get("metadata") or {}
+                if not isinstance(m.get("namespace"), list) or "key" not in m or not isinstance(m.get("value"), dict):
+                    continue  # not an item of this store: left where it is
+                op = PutOp(tuple(m["namespace"]), m["key"], m["value"])
+                try:
+                    current = await self._current(client, op)
+                except InvalidNamespaceError:  # past the service's namespace length: left in `default`
+                    continue
+                if current is None:
+                    body = self._layout.record(op, None if UNINDEXED_TAG in rec["tags"] else rec["content"], None)
+                    body["metadata"].update({k: m[k] for k in ("ttl_minutes",) if k in m})
+                    if rec.get("expires_at"):
+                        body["expires_at"] = rec["expires_at"]
+                    bodies.append(body)
+                done.append(rec["id"])
+            if bodies:
+                await client.ingest_batch(bodies)
+            await asyncio.gather(*(self._delete_old(home, rid) for rid in done))
+            moved += len(bodies)
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return moved
+
+    @staticmethod
+    async def _delete_old(home: MemoryClient, rid: str) -> None:
+        try:
+            await home.delete(rid)
+        except NotFound:
+            pass
+
+    def migrate_legacy(self) -> int:
+        """Sync `amigrate_legacy`, on the private loop thread."""
+        return self._bridge.run(self.amigrate_legacy())
+
+    async def _current(self, client: MemoryClient, op: PutOp) -> dict[str, Any] | None:
+        try:
+            return await client.in_namespace(self._layout.namespace(op.namespace)).get(self._layout.record_id(op.key))
+        except NotFound:
+            return None
+
     # -- batch: reads first (they see the store as it was), then TTL refreshes, then writes ------------------------
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
@@ -247,7 +362,7 @@ class MemorySpineStore(BaseStore):
         ops = list(ops)
         client = self._bridge.client()
         results: list[Result] = [None] * len(ops)
-        refresh: dict[str, float] = {}  # record id -> ttl minutes, for items read with refresh_ttl
+        refresh: dict[tuple[str, str], float] = {}  # (namespace, id) -> ttl minutes, for reads with refresh_ttl
         reads = []
         for i, op in enumerate(ops):
             if isinstance(op, GetOp):
@@ -259,7 +374,7 @@ class MemorySpineStore(BaseStore):
             elif not isinstance(op, PutOp):
                 raise ValueError(f"unknown store operation: {type(op).__name__}")
         await asyncio.gather(*reads)
-        await asyncio.gather(*(self._refresh(client, rid, minutes) for rid, minutes in refresh.items()))
+        await asyncio.gather(*(self._refresh(client, where, minutes) for where, minutes in refresh.items()))
         await self._write(client, [op for op in ops if isinstance(op, PutOp)])
         return results
 
@@ -268,34 +383,45 @@ class MemorySpineStore(BaseStore):
         return self._bridge.run(self.abatch(list(ops)))
 
     @staticmethod
-    async def _refresh(client: MemoryClient, rid: str, minutes: float) -> None:
+    async def _refresh(client: MemoryClient, where: tuple[str, str], minutes: float) -> None:
+        name, rid = where
         try:
-            await client.update(rid, ttl_seconds=minutes * 60)
+            await client.in_namespace(name).update(rid, ttl_seconds=minutes * 60)
         except NotFound:  # expired (or deleted) since it was read: nothing to keep alive
             pass
 
     # -- reads -------------------------------------------------------------------------------------------------
 
-    def _note_refresh(self, rec: dict[str, Any], wanted: bool, refresh: dict[str, float]) -> None:
+    def _note_refresh(self, rec: dict[str, Any], wanted: bool, refresh: dict[tuple[str, str], float]) -> None:
         minutes = rec["metadata"].get("ttl_minutes")
         if wanted and minutes is not None:
-            refresh[rec["id"]] = minutes
+            refresh[(rec["namespace"], rec["id"])] = minutes
 
     async def _get(
-        self, client: MemoryClient, i: int, op: GetOp, results: list[Result], refresh: dict[str, float]
+        self, client: MemoryClient, i: int, op: GetOp, results: list[Result], refresh: dict[tuple[str, str], float]
     ) -> None:
-        rid = self._layout.record_id(self._layout.item_key(op.namespace, op.key))
         try:
-            rec = await client.get(rid)
-        except NotFound:
+            rec = await client.in_namespace(self._layout.namespace(op.namespace)).get(self._layout.record_id(op.key))
+        except (NotFound, InvalidNamespaceError):
+            return
+        if not self._layout.owns(rec) or rec["metadata"]["key"] != op.key:
             return
         self._note_refresh(rec, op.refresh_ttl, refresh)
         results[i] = self._layout.item(rec)
 
-    async def _scan(self, client: MemoryClient, prefix: str, tags: list[str]) -> AsyncIterator[dict[str, Any]]:
+    async def _names(self, client: MemoryClient, prefix: tuple[str, ...]) -> list[str]:
+        """The service namespaces of `prefix` and everything under it that hold records (GET /namespaces)."""
+        try:
+            root = self._layout.namespace(prefix)
+        except InvalidNamespaceError:  # longer than any namespace can be: nothing is under it
+            return []
+        every = (await client.namespaces())["namespaces"]
+        return [n["namespace"] for n in every if n["namespace"] == root or n["namespace"].startswith(root + "/")]
+
+    async def _scan(self, client: MemoryClient, tags: list[str]) -> AsyncIterator[dict[str, Any]]:
         cursor: str | None = None
         while True:
-            page = await client.list(key_prefix=prefix, tags=tags, limit=_PAGE, cursor=cursor)
+            page = await client.list(tags=tags, limit=_PAGE, cursor=cursor)
             for rec in page.get("results") or []:
                 yield rec
             cursor = page.get("next_cursor")
@@ -305,23 +431,34 @@ class MemorySpineStore(BaseStore):
     async def _listed(
         self, client: MemoryClient, op: SearchOp, tags: list[str], skip: int, take: int
     ) -> list[dict[str, Any]]:
-        """Records of the namespace (newest write first) whose value passes the filter: `take` after `skip`."""
-        found: list[dict[str, Any]] = []
+        """Items under the namespace prefix whose value passes the filter, newest write first: `take` after `skip`.
+
+        Each namespace of the subtree gives its newest `skip + take` matching items (all the merge can need)."""
         if take <= 0:
+            return []
+        want = skip + take
+
+        async def newest(name: str) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            async for rec in self._scan(client.in_namespace(name), tags):
+                if self._layout.owns(rec) and _matches(op.filter, rec["metadata"]["value"]):
+                    found.append(rec)
+                    if len(found) >= want:
+                        break
             return found
-        async for rec in self._scan(client, self._layout.prefix_key(op.namespace_prefix), tags):
-            if not _matches(op.filter, rec["metadata"]["value"]):
-                continue
-            if skip > 0:
-                skip -= 1
-                continue
-            found.append(rec)
-            if len(found) >= take:
-                break
-        return found
+
+        names = await self._names(client, op.namespace_prefix)
+        recs = [rec for part in await _fan_out(newest, names) for rec in part]
+        recs.sort(key=lambda r: (datetime.fromisoformat(r["updated_at"]), r["namespace"], r["id"]), reverse=True)
+        return recs[skip:want]
 
     async def _search(
-        self, client: MemoryClient, i: int, op: SearchOp, results: list[Result], refresh: dict[str, float]
+        self,
+        client: MemoryClient,
+        i: int,
+        op: SearchOp,
+        results: list[Result],
+        refresh: dict[tuple[str, str], float],
     ) -> None:
         _check_filter(op.filter)
         if op.limit <= 0:
@@ -334,16 +471,25 @@ class MemorySpineStore(BaseStore):
             return
         if op.offset + op.limit > _MAX_RANKED:
             raise ValueError(f"a query search ranks at most {_MAX_RANKED} items: offset + limit is too large")
+        try:
+            subtree = self._layout.subtree(op.namespace_prefix)
+        except InvalidNamespaceError:
+            results[i] = []
+            return
         found = await client.search(
             op.query,
             limit=op.offset + op.limit,
             mode="semantic",
-            key_prefix=self._layout.prefix_key(op.namespace_prefix),
+            namespace=[subtree],
             tags=[STORE_TAG],
             tags_none=[UNINDEXED_TAG],
             where=_where(op.filter),
         )
-        hits = [h for h in found.get("results") or [] if _matches(op.filter, h["metadata"]["value"])]
+        hits = [
+            h
+            for h in found.get("results") or []
+            if self._layout.owns(h) and _matches(op.filter, h["metadata"]["value"])
+        ]
         ranked = hits[op.offset :]
         ranked_total = len(hits)
         # As LangGraph's InMemoryStore does: when fewer items are ranked than asked for, the unindexed ones follow.
@@ -356,11 +502,15 @@ class MemorySpineStore(BaseStore):
             self._layout.item(rec, scored=True) for rec in unranked
         ]
 
-    def _remember(self, recs: list[dict[str, Any]], op: SearchOp, refresh: dict[str, float]) -> None:
+    def _remember(self, recs: list[dict[str, Any]], op: SearchOp, refresh: dict[tuple[str, str], float]) -> None:
         for rec in recs:
             self._note_refresh(rec, op.refresh_ttl, refresh)
 
     async def _list_namespaces(self, client: MemoryClient, i: int, op: ListNamespacesOp, results: list[Result]) -> None:
+        """The store's namespaces from the service's list of namespaces (GET /namespaces): each name under the
+        root is decoded, matched, grouped by `max_depth` and sorted; a group is listed once one of its service
+        namespaces is confirmed to hold an item of this store (one request each, in order, only as far as
+        `offset + limit` needs). A name with a hashed label is decoded from one of its items."""
         conditions = op.match_conditions or ()
         fixed: tuple[str, ...] = ()
         for cond in conditions:
@@ -372,12 +522,41 @@ class MemorySpineStore(BaseStore):
                     lead.append(label)
                 if len(lead) > len(fixed):
                     fixed = tuple(lead)
-        seen: set[tuple[str, ...]] = set()
-        async for rec in self._scan(client, self._layout.prefix_key(fixed), [STORE_TAG]):
-            ns = tuple(rec["metadata"]["namespace"])
-            if all(_does_match(cond, ns) for cond in conditions):
-                seen.add(ns[: op.max_depth] if op.max_depth is not None else ns)
-        results[i] = sorted(seen)[op.offset : op.offset + op.limit]
+
+        async def owner(name: str) -> tuple[str, ...] | None:
+            page = await client.in_namespace(name).list(tags=[STORE_TAG], limit=5)
+            for rec in page.get("results") or []:
+                if self._layout.owns(rec):
+                    return tuple(rec["metadata"]["namespace"])
+            return None
+
+        names = await self._names(client, fixed)
+        decoded = {name: self._layout.labels(name) for name in names}
+        hashed = [name for name, labels in decoded.items() if labels is not None and None in labels]
+        known = dict(zip(hashed, await _fan_out(owner, hashed), strict=True))  # confirmed (or None: not ours)
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for name, labels in decoded.items():
+            ns = known[name] if name in known else labels
+            if ns is None or not all(_does_match(cond, ns) for cond in conditions):  # type: ignore[arg-type]
+                continue
+            group = ns[: op.max_depth] if op.max_depth is not None else ns
+            groups.setdefault(group, []).append(name)  # type: ignore[arg-type]
+
+        async def confirmed(group: tuple[str, ...]) -> bool:
+            for name in groups[group]:
+                if name in known or await owner(name) is not None:
+                    return True
+            return False
+
+        listed: list[tuple[str, ...]] = []
+        ordered = sorted(groups)
+        want = op.offset + op.limit
+        for start in range(0, len(ordered), _FANOUT):
+            if len(listed) >= want:
+                break
+            chunk = ordered[start : start + _FANOUT]
+            listed += [g for g, ok in zip(chunk, await _fan_out(confirmed, chunk), strict=True) if ok]
+        results[i] = listed[op.offset : want]
 
     # -- writes ------------------------------------------------------------------------------------------------
 
@@ -397,22 +576,33 @@ class MemorySpineStore(BaseStore):
         for op in puts:
             last[(tuple(op.namespace), op.key)] = op
         bodies: list[dict[str, Any]] = []
-        deletes: list[str] = []
+        deletes: list[tuple[str, str]] = []
         for op in last.values():
             if op.value is None:
-                deletes.append(self._layout.record_id(self._layout.item_key(op.namespace, op.key)))
+                deletes.append((self._layout.namespace(op.namespace), self._layout.record_id(op.key)))
                 continue
             if not isinstance(op.value, dict):
                 raise ValueError(f"a store value must be a dict, not {type(op.value).__name__} (key {op.key!r})")
             json.dumps(op.value)  # a value that is not JSON fails here, naming its type, before anything is sent
             bodies.append(self._layout.record(op, self._text(op), op.ttl))
 
-        async def delete(rid: str) -> None:
+        async def delete(where: tuple[str, str]) -> None:
             try:
-                await client.delete(rid)
+                await client.in_namespace(where[0]).delete(where[1])
             except NotFound:
                 pass
 
         for start in range(0, len(bodies), _BATCH):
             await client.ingest_batch(bodies[start : start + _BATCH])
-        await asyncio.gather(*(delete(rid) for rid in deletes))
+        await asyncio.gather(*(delete(where) for where in deletes))
+
+
+async def _fan_out(fn: Callable[[T], Awaitable[R]], args: list[T]) -> list[R]:
+    """`fn` over `args`, at most _FANOUT at once, results in order."""
+    gate = asyncio.Semaphore(_FANOUT)
+
+    async def one(arg: T) -> R:
+        async with gate:
+            return await fn(arg)
+
+    return list(await asyncio.gather(*(one(a) for a in args)))

@@ -41,9 +41,12 @@ def make_store(module_server, **kw: Any) -> MemorySpineStore:
 
 
 def wipe(module_server, store: MemorySpineStore) -> None:
-    """Delete every record of the store (a plain sync request: callable with or without a running loop)."""
-    resp = httpx.request("DELETE", f"{module_server.url}/memories", json={"key_prefix": f"{store._layout.prefix}:"})
-    resp.raise_for_status()
+    """Delete every record in the store's namespaces (plain sync requests: callable with or without a running
+    loop)."""
+    listed = httpx.get(f"{module_server.url}/namespaces").json()["namespaces"]
+    for name in (n["namespace"] for n in listed if n["namespace"].startswith(f"{store._layout.prefix}/")):
+        resp = httpx.request("DELETE", f"{module_server.url}/memories", json={"tags": ["langgraph"], "namespace": name})
+        resp.raise_for_status()
 
 
 @pytest.fixture
@@ -510,13 +513,82 @@ def test_bad_values_are_refused_before_writing(store) -> None:
     assert store.get(("ns",), "k") is None
 
 
+# -- the service's namespaces are LangGraph's ------------------------------------------------------------------
+
+
+async def test_items_live_in_service_namespaces_other_clients_see(module_server, store) -> None:
+    root = store._layout.prefix
+    await store.aput(("users", "42"), "pref-1", {"text": "prefers dark mode"})
+    await store.aput(("users", "42", "notes"), "n1", {"text": "met on Tuesday"})
+    names = {n["namespace"]: n["memories"] for n in httpx.get(f"{module_server.url}/namespaces").json()["namespaces"]}
+    assert names[f"{root}/users/42"] == 1 and names[f"{root}/users/42/notes"] == 1
+    # Any client of the service (an MCP agent, the console, a scoped token) reads the item where it lives.
+    async with MemoryClient(module_server.url, namespace=f"{root}/users/42") as client:
+        record = await client.get_key("pref-1")
+        assert record["metadata"]["value"] == {"text": "prefers dark mode"} and "prefers dark mode" in record["content"]
+        hits = (await client.search("dark mode", namespace=f"{root}/users/", mode="semantic"))["results"]
+        assert {h["namespace"] for h in hits} == {f"{root}/users/42", f"{root}/users/42/notes"}
+        # Someone else's record in the store's namespaces (or in one of its own) is not an item of the store.
+        await client.in_namespace(f"{root}/users/7").ingest("a note an agent left here", tags=["agent"])
+        await client.ingest("another note an agent left", tags=["agent"])
+    assert await store.alist_namespaces(prefix=("users",)) == [("users", "42"), ("users", "42", "notes")]
+    assert {i.key for i in await store.asearch(("users",))} == {"pref-1", "n1"}
+    assert {i.key for i in await store.asearch(("users",), query="a note an agent left")} == {"pref-1", "n1"}
+    httpx.request(
+        "DELETE", f"{module_server.url}/memories", json={"tags": ["agent"], "namespace": f"{root}/users/7"}
+    ).raise_for_status()
+
+
+def test_long_labels_are_hashed_and_decoded_from_their_items(store) -> None:
+    long_label, other = "L" * 80, "é" * 30  # past 64 characters as segments
+    store.put(("docs", long_label), "a", {"text": "one"})
+    store.put(("docs", long_label, "x"), "b", {"text": "two"})
+    store.put(("docs", other), "c", {"text": "three"})
+    assert sorted(store.list_namespaces(prefix=("docs",))) == sorted(
+        [("docs", long_label), ("docs", long_label, "x"), ("docs", other)]
+    )
+    assert store.list_namespaces(prefix=("docs",), max_depth=2) == sorted([("docs", long_label), ("docs", other)])
+    assert [i.key for i in store.search(("docs", long_label))] != [] and store.get(("docs", other), "c").value == {
+        "text": "three"
+    }
+    with pytest.raises(InvalidNamespaceError, match="255"):
+        store.put(tuple("y" * 60 for _ in range(5)), "k", {"v": 1})
+    assert store.search(tuple("y" * 60 for _ in range(5))) == []
+
+
+async def test_items_of_the_key_prefix_layout_migrate_into_namespaces(module_server, store) -> None:
+    root = store._layout.prefix
+    meta = {"namespace": ["users", "42"], "key": "pref-1", "value": {"text": "prefers dark mode"}}
+    async with MemoryClient(module_server.url) as client:  # what the store wrote before namespaces, in `default`
+        common = {"tags": ["langgraph", "langgraph:store"], "importance": "low"}
+        await client.ingest("prefers dark mode", key=f"{root}:users/42/:pref-1", metadata=meta, **common)
+        old_ttl = {**meta, "key": "short", "value": {"text": "soon gone"}, "ttl_minutes": 60}
+        await client.ingest("soon gone", key=f"{root}:users/42/:short", metadata=old_ttl, ttl_seconds=600, **common)
+        newer = {**meta, "key": "both", "value": {"v": "old"}}
+        await client.ingest("old copy", key=f"{root}:users/:both", metadata=newer, **common)
+        await client.ingest("someone else's note", key=f"{root}:mine", tags=["langgraph:store"])
+        await store.aput(("users", "42"), "both", {"v": "new"})  # put since under the namespaces: it wins
+
+        assert await store.amigrate_legacy() == 2
+        assert (await store.aget(("users", "42"), "pref-1")).value == {"text": "prefers dark mode"}
+        assert (await store.aget(("users", "42"), "both")).value == {"v": "new"}
+        short = await record_of(module_server, store, ("users", "42"), "short")
+        assert short["expires_at"] is not None and short["metadata"]["ttl_minutes"] == 60
+        hits = await store.asearch(("users",), query="which theme does the user like?", limit=1)
+        assert [h.key for h in hits] == ["pref-1"]
+        left = (await client.list(key_prefix=f"{root}:"))["results"]
+        assert [r["content"] for r in left] == ["someone else's note"]  # not an item: left where it was
+        assert await store.amigrate_legacy() == 0
+        await client.delete(left[0]["id"])
+
+
 # -- TTL ----------------------------------------------------------------------------------------------------------
 
 
 async def record_of(module_server, store: MemorySpineStore, namespace: tuple[str, ...], key: str) -> dict[str, Any]:
     layout = store._layout
-    async with MemoryClient(module_server.url) as client:
-        return await client.get(layout.record_id(layout.item_key(namespace, key)))
+    async with MemoryClient(module_server.url, namespace=layout.namespace(namespace)) as client:
+        return await client.get(layout.record_id(key))
 
 
 async def test_ttl_expires_items(store) -> None:

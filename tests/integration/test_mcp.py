@@ -5,7 +5,9 @@ model, its own token). List tools, store, search by meaning, get, delete, bad ar
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -35,12 +37,18 @@ TOOLS = {
     "memory_update",
     "memory_delete",
     "memory_stats",
+    "memory_history",
+    "memory_revert",
+    "memory_deleted",
+    "memory_restore",
+    "memory_namespaces",
     "conversation_store",
     "checkpoint_save",
     "checkpoint_latest",
     "key_get",
     "key_list",
     "claim_acquire",
+    "claim_renew",
     "claim_get",
     "claim_release",
 }
@@ -115,9 +123,34 @@ async def exercise(client: Client) -> None:
     assert str(uuid.UUID(noted["id"])) == noted["id"]  # the same id shape as the HTTP API's
     assert (await ok(client, "key_get", {"key": key}))["memory"]["id"] == noted["id"]
     assert [m["key"] for m in (await ok(client, "key_list", {"prefix": f"{tag}:"}))["results"]] == [key]
-    claim = await ok(client, "claim_acquire", {"key": f"{tag}:job", "holder": "agent-a"})
+    claim = await ok(client, "claim_acquire", {"key": f"{tag}:job", "holder": "agent-a", "lease_seconds": 30})
+    renewed = await ok(client, "claim_renew", {"key": f"{tag}:job", "lease_token": claim["lease_token"]})
+    assert renewed["fence"] == claim["fence"] and renewed["holder"] == "agent-a"
     await ok(client, "claim_release", {"key": f"{tag}:job", "lease_token": claim["lease_token"]})
     assert (await ok(client, "claim_get", {"key": f"{tag}:job"}))["claimed"] is False
+    assert "lease_lost" in await fails(
+        client, "claim_renew", {"key": f"{tag}:job", "lease_token": claim["lease_token"]}
+    )
+
+    # A desktop agent's own room, and the history of what it changed there.
+    ns = {"namespace": f"tour/{tag}"}
+    mem = await ok(client, "memory_store", {"content": "Standup is at 9:30", "key": "meeting:standup", **ns})
+    await ok(client, "memory_update", {"id": mem["id"], "content": "Standup moved to 10:15", **ns})
+    assert (await ok(client, "key_get", {"key": "meeting:standup"}))["found"] is False  # `default` has no such key
+    history = await ok(client, "memory_history", {"id": mem["id"], **ns})
+    assert [v["content"] for v in history["versions"]] == ["Standup moved to 10:15", "Standup is at 9:30"]
+    first = history["versions"][1]["version"]
+    assert (await ok(client, "memory_revert", {"id": mem["id"], "version": first, **ns}))[
+        "content"
+    ] == "Standup is at 9:30"
+    await ok(client, "memory_delete", {"id": mem["id"], **ns})
+    assert [d["id"] for d in (await ok(client, "memory_deleted", ns))["results"]] == [mem["id"]]
+    restored = await ok(client, "memory_restore", {"id": mem["id"], **ns})
+    assert restored["content"] == "Standup is at 9:30" and restored["namespace"] == ns["namespace"]
+    hits = await ok(client, "memory_search", {"query": "when is the daily meeting?", "mode": "semantic", **ns})
+    assert [h["id"] for h in hits["results"]] == [mem["id"]]  # found by meaning again, with its own vector
+    listed = (await ok(client, "memory_namespaces", {"namespace": "tour"}))["namespaces"]
+    assert {"namespace": ns["namespace"], "memories": 1} in listed
 
 
 async def test_stdio(server, tmp_path):
@@ -234,3 +267,39 @@ async def test_standalone_data_dir_owns_its_dir(tmp_path):
         assert r.status_code == 200 and r.json()["tags"] == ["solo"]
     finally:
         again.stop()
+
+
+def readme_configs() -> list[dict[str, Any]]:
+    """The `mcpServers` entries of the README's MCP section, as a user pastes them into a client."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## MCP server\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    return [
+        json.loads(block)["mcpServers"]["memory-spine"] for block in re.findall(r"```json\n(.*?)```", section, re.S)
+    ]
+
+
+async def test_the_readme_client_configs_start_as_pasted(server, tmp_path):
+    stdio, http = readme_configs()
+    # stdio: the command and args as given; the service's URL and token in place of the example's.
+    env = {**stdio["env"], "MEMORY_SPINE_URL": server.url, "MEMORY_SPINE_TOKEN": SERVICE_TOKEN, "PYTHONPATH": str(ROOT)}
+    env["PATH"] = os.environ["PATH"]
+    params = StdioServerParameters(command=stdio["command"], args=stdio["args"], env=env, cwd=str(ROOT))
+    with open(tmp_path / "mcp-stdio.log", "w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+            assert (await ok(client, "memory_stats"))["total_memories"] >= 0
+    # HTTP: the URL (on a free port) and headers as given, against `mcp --http --http-token change-me`.
+    token = http["headers"]["Authorization"].removeprefix("Bearer ")
+    proc, url = start_mcp_http(
+        tmp_path / "mcp-http.log", "--url", server.url, "--token", SERVICE_TOKEN, "--http-token", token
+    )
+    try:
+        assert http["type"] == "http" and http["url"].endswith("/mcp")
+        async with httpx2.AsyncClient(headers=http["headers"], timeout=httpx2.Timeout(30, read=120)) as web:
+            async with Client(streamable_http_client(f"{url}/mcp", http_client=web)) as client:
+                assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+                assert (await ok(client, "memory_namespaces"))["namespaces"] is not None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

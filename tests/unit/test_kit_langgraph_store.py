@@ -1,7 +1,8 @@
-"""MemorySpineStore's two mappings, as properties: namespaces onto key prefixes (a prefix reaches exactly the
-namespaces below it, whatever the labels hold), and LangGraph filters onto the service's `where` (a query search,
-whose filter the service applies, returns exactly the items the store's own check passes: the two never
-disagree). In-process app, fake embedder."""
+"""MemorySpineStore's two mappings, as properties: LangGraph namespaces onto service namespaces (one-to-one,
+valid service names, a prefix reaching exactly the namespaces below it, whatever the labels hold; decoded back by
+list_namespaces), and LangGraph filters onto the service's `where` (a query search, whose filter the service
+applies, returns exactly the items the store's own check passes: the two never disagree). In-process app, fake
+embedder."""
 
 from __future__ import annotations
 
@@ -12,28 +13,52 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from langgraph.store.base import PutOp
+from langgraph.store.base import InvalidNamespaceError, PutOp
 
+from memory_spine.namespaces import validate
 from workflow_kit.langgraph_store import MemorySpineStore, _Layout, _matches
 
-# short labels full of separators and metacharacters, and long ones (hashed past 120 encoded characters)
+# short labels full of separators, escapes and metacharacters, and long ones (hashed past 64 characters)
 LABEL = st.one_of(
-    st.text(alphabet="ab:/%*_.\n Zé", min_size=1, max_size=3), st.sampled_from(["x" * 130, "x" * 131, "é" * 50])
+    st.text(alphabet="ab:/%*_.\n Zé-", min_size=1, max_size=3),
+    st.sampled_from(["x" * 64, "x" * 65, "é" * 10, "é" * 11, ".." + "a" * 40]),
 )
 NAMESPACE = st.lists(LABEL, min_size=0, max_size=4).map(tuple)
 
 
-@given(a=NAMESPACE, b=NAMESPACE.filter(bool), key=LABEL)
-def test_a_namespace_prefix_reaches_exactly_the_namespaces_below_it(a, b, key) -> None:
-    layout = _Layout("p")
-    below = b[: len(a)] == a
-    assert layout.item_key(b, key).startswith(layout.prefix_key(a)) == below
+def under(b: str, a: str) -> bool:
+    return b == a or b.startswith(a + "/")
 
 
-@given(a=NAMESPACE.filter(bool), b=NAMESPACE.filter(bool), k1=LABEL, k2=LABEL)
-def test_item_keys_are_distinct(a, b, k1, k2) -> None:
+@given(a=NAMESPACE, b=NAMESPACE.filter(bool))
+def test_a_namespace_prefix_reaches_exactly_the_namespaces_below_it(a, b) -> None:
     layout = _Layout("p")
-    assert (layout.item_key(a, k1) == layout.item_key(b, k2)) == ((a, k1) == (b, k2))
+    assert under(layout.namespace(b), layout.namespace(a)) == (b[: len(a)] == a)
+    assert layout.namespace(b).startswith(layout.subtree(a)) == (b[: len(a)] == a and len(b) > len(a))
+
+
+@given(a=NAMESPACE.filter(bool), b=NAMESPACE.filter(bool))
+def test_namespaces_map_one_to_one_onto_valid_service_names(a, b) -> None:
+    layout = _Layout("p")
+    assert validate(layout.namespace(a)) == layout.namespace(a)  # the service would take it as it is
+    assert (layout.namespace(a) == layout.namespace(b)) == (a == b)
+    labels = layout.labels(layout.namespace(a))  # decoded back, except the hashed labels
+    assert labels == tuple(
+        None if len(layout.segment(x)) == 42 and layout.segment(x).startswith("..") else x for x in a
+    )
+
+
+def test_what_the_mapping_looks_like_and_its_limit() -> None:
+    layout = _Layout("lgs")
+    assert layout.namespace(("users", "42")) == "lgs/users/42"
+    assert layout.namespace(("a/b", "x.y", "é")) == "lgs/a.2Fb/x.2Ey/.C3.A9"
+    assert layout.labels("lgs/a.2Fb/x.2Ey/.C3.A9") == ("a/b", "x.y", "é")
+    assert layout.labels("other/users") is None
+    with pytest.raises(InvalidNamespaceError, match="255"):
+        layout.namespace(tuple("y" * 60 for _ in range(5)))
+    for bad in ("", "a/b", "..", "a b"):
+        with pytest.raises(ValueError, match="prefix"):
+            _Layout(bad)
 
 
 SCALAR = st.one_of(st.none(), st.booleans(), st.sampled_from([-1, 0, 2, 3, 2.5]), st.sampled_from(["3", "a"]))

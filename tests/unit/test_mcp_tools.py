@@ -25,15 +25,32 @@ TOOLS = {
     "memory_update",
     "memory_delete",
     "memory_stats",
+    "memory_history",
+    "memory_revert",
+    "memory_deleted",
+    "memory_restore",
+    "memory_namespaces",
     "conversation_store",
     "checkpoint_save",
     "checkpoint_latest",
     "key_get",
     "key_list",
     "claim_acquire",
+    "claim_renew",
     "claim_get",
     "claim_release",
 }
+
+READ_ONLY = {
+    *("memory_search", "memory_get", "memory_stats", "memory_history", "memory_deleted", "memory_namespaces"),
+    *("checkpoint_latest", "key_get", "key_list", "claim_get"),
+}
+# A delete removes a memory from every read, a release gives the claim to whoever asks next; an update or revert
+# keeps the version it replaces (memory_revert brings it back), so neither is destructive.
+DESTRUCTIVE = {"memory_delete", "claim_release"}
+# A second identical call changes nothing more: the same conversation id rewritten with the same turns, a delete
+# or release already done (not_found), a restore already done (conflict: the memory is live).
+IDEMPOTENT = {"conversation_store", "memory_delete", "memory_restore", "claim_release"}
 
 
 @pytest.fixture
@@ -83,8 +100,15 @@ async def test_tools_have_descriptions_and_schemas(server):
         assert set(store["properties"]) == {"id", "content", "tags", "importance", "metadata", "key", "namespace"}
         for tool in tools.values():  # every tool works in a namespace of the caller's choosing
             assert "namespace" in tool.input_schema["properties"], tool.name
-        assert tools["memory_get"].annotations.read_only_hint is True
-        assert tools["memory_delete"].annotations.destructive_hint is True
+        for name, tool in tools.items():  # the hints a client shows before a call: each tool's, by kind
+            hints = tool.annotations
+            assert hints.open_world_hint is False, name  # nothing outside this memory
+            if name in READ_ONLY:
+                assert hints.read_only_hint is True, name
+                continue
+            assert hints.read_only_hint is False, name
+            assert hints.destructive_hint is (name in DESTRUCTIVE), name
+            assert hints.idempotent_hint is (name in IDEMPOTENT), name
 
 
 async def test_store_get_update_search_delete(server):
@@ -359,4 +383,102 @@ async def test_conversation_store_and_search_by_conversation(server):
         assert found["time_range"]["from"] == "2023-05-01T00:00:00Z"
         assert "sessions[0].turns[0].text" in await error(
             mcp, "conversation_store", {"id": "c2", "sessions": [{"turns": [{"speaker": "Ann", "text": ""}]}]}
+        )
+
+
+async def test_history_revert_deleted_and_restore(server):
+    async with Client(server) as mcp:
+        ns = {"namespace": "team/a"}
+        stored = await call(mcp, "memory_store", {"content": "the db is mysql", "id": "db", "tags": ["t1"], **ns})
+        first = (await call(mcp, "memory_get", {"id": "db", **ns}))["version"]
+        await call(mcp, "memory_update", {"id": "db", "content": "the db is postgres", "tags": ["t2"], **ns})
+        history = await call(mcp, "memory_history", {"id": stored["id"], **ns})
+        assert [v["content"] for v in history["versions"]] == ["the db is postgres", "the db is mysql"]
+        assert (
+            history["versions"][0]["changed"] == ["content", "tags"] and history["versions"][1]["ended_by"] == "patch"
+        )
+        assert history["versions"][1]["version"] == first and history["deleted_at"] is None
+        await call(mcp, "memory_update", {"id": "db", "importance": "high", **ns})
+        one = await call(mcp, "memory_history", {"id": "db", "limit": 1, **ns})  # one earlier version, and the live
+        assert [v["content"] for v in one["versions"]] == ["the db is postgres"] * 2
+        assert "not_found" in await error(mcp, "memory_history", {"id": "db"})  # another namespace's record
+
+        reverted = await call(mcp, "memory_revert", {"id": "db", "version": first, **ns})
+        assert reverted["content"] == "the db is mysql" and reverted["tags"] == ["t1"]
+        assert reverted["version"] > history["current_version"]
+        # Found by meaning again as the old text (the version's own vector came back).
+        found = await call(mcp, "memory_search", {"query": "the db is mysql", "mode": "semantic", **ns})
+        assert found["results"][0]["id"] == "db"
+        stale = await error(mcp, "memory_revert", {"id": "db", "version": first, "if_version": first, **ns})
+        assert "precondition_failed" in stale
+        assert "version" in await error(mcp, "memory_revert", {"id": "db", "version": 999_999, **ns})
+        assert "version" in await error(mcp, "memory_revert", {"id": "db", "version": 0, **ns})  # the schema's
+
+        assert await call(mcp, "memory_deleted", ns) == {"results": [], "next_cursor": None}
+        assert "conflict" in await error(mcp, "memory_restore", {"id": "db", **ns})  # live: revert it instead
+        await call(mcp, "memory_delete", {"id": "db", **ns})
+        gone = await call(mcp, "memory_deleted", ns)
+        assert [(d["id"], d["content"], d["deleted_by"]) for d in gone["results"]] == [
+            ("db", "the db is mysql", "delete")
+        ]
+        assert (await call(mcp, "memory_deleted", {}))["results"] == []  # `default` lost nothing
+        assert "conflict" in await error(mcp, "memory_revert", {"id": "db", "version": first, **ns})  # restore first
+        deleted = await call(mcp, "memory_history", {"id": "db", **ns})
+        assert deleted["current_version"] is None and deleted["deleted_at"]
+
+        restored = await call(mcp, "memory_restore", {"id": "db", **ns})
+        assert restored["content"] == "the db is mysql" and restored["namespace"] == "team/a"
+        assert (await call(mcp, "memory_get", {"id": "db", **ns}))["version"] == restored["version"]
+        assert (await call(mcp, "memory_deleted", ns))["results"] == []
+        await call(mcp, "memory_delete", {"id": "db", **ns})
+        older = await call(mcp, "memory_restore", {"id": "db", "version": history["current_version"], **ns})
+        assert older["content"] == "the db is postgres"
+        assert "not_found" in await error(mcp, "memory_restore", {"id": "never-was", **ns})
+
+
+async def test_memory_get_as_of_reads_the_version_live_then(server):
+    async with Client(server) as mcp:
+        await call(mcp, "memory_store", {"content": "v1", "id": "m"})
+        then = (await call(mcp, "memory_get", {"id": "m"}))["updated_at"]
+        await call(mcp, "memory_update", {"id": "m", "content": "v2"})
+        assert (await call(mcp, "memory_get", {"id": "m", "as_of": then}))["content"] == "v1"
+        assert (await call(mcp, "memory_get", {"id": "m"}))["content"] == "v2"
+        assert "not_found" in await error(mcp, "memory_get", {"id": "m", "as_of": "2001-01-01T00:00:00Z"})
+        assert "as_of" in await error(mcp, "memory_get", {"id": "m", "as_of": "yesterday-ish"})
+
+
+async def test_memory_namespaces_lists_them_with_counts_and_a_subtree(server):
+    async with Client(server) as mcp:
+        for ns in ("team", "team/a", "team/a", "team/ab", "teammate", "other"):
+            await call(mcp, "memory_store", {"content": f"a note in {ns}", "namespace": ns})
+        every = (await call(mcp, "memory_namespaces"))["namespaces"]
+        assert every == [
+            {"namespace": n, "memories": c}
+            for n, c in (("other", 1), ("team", 1), ("team/a", 2), ("team/ab", 1), ("teammate", 1))
+        ]
+        team = (await call(mcp, "memory_namespaces", {"namespace": "team"}))["namespaces"]
+        assert [n["namespace"] for n in team] == ["team", "team/a", "team/ab"]  # not `teammate`
+        assert [
+            n["namespace"] for n in (await call(mcp, "memory_namespaces", {"namespace": "team/a/"}))["namespaces"]
+        ] == ["team/a"]
+        assert (await call(mcp, "memory_namespaces", {"namespace": "nobody"}))["namespaces"] == []
+        assert "invalid_input: namespace:" in await error(mcp, "memory_namespaces", {"namespace": "a//b"})
+
+
+async def test_claim_renew_extends_only_with_the_lease_token(server):
+    async with Client(server) as mcp:
+        mine = await call(mcp, "claim_acquire", {"key": "task:7", "holder": "a", "lease_seconds": 5, "namespace": "x"})
+        renewed = await call(
+            mcp,
+            "claim_renew",
+            {"key": "task:7", "lease_token": mine["lease_token"], "lease_seconds": 600, "namespace": "x"},
+        )
+        assert renewed["fence"] == mine["fence"] and renewed["holder"] == "a"
+        assert renewed["expires_at"] > mine["expires_at"]
+        assert "lease_lost" in await error(
+            mcp, "claim_renew", {"key": "task:7", "lease_token": "guess", "namespace": "x"}
+        )
+        assert "lease_lost" in await error(mcp, "claim_renew", {"key": "task:7", "lease_token": mine["lease_token"]})
+        assert "lease_seconds" in await error(
+            mcp, "claim_renew", {"key": "task:7", "lease_token": mine["lease_token"], "lease_seconds": 0}
         )
