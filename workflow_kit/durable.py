@@ -52,6 +52,7 @@ from . import _claims, _json, budget, limits, tracing
 from . import autonomy as _autonomy
 from . import journal as _journal
 from . import metrics as _metrics
+from . import records as kit_records
 from .autonomy import Autonomy, Guard, Usage
 from .client import MemoryClient, _current, check_step_name, check_workflow_id, checkpoint_body, new_id
 from .errors import (
@@ -78,7 +79,7 @@ log = logging.getLogger("workflow_kit.durable")
 F = TypeVar("F", bound=Callable[..., Any])
 StepFn = Callable[..., Any]
 _NAME_ATTR = "__workflow_step__"
-FORMAT = 1  # "kit" in checkpoint metadata: bump when the record layout changes
+FORMAT = kit_records.FORMAT  # "kit" in checkpoint metadata: bump when the record layout changes
 
 
 def step(name: str | Callable[..., Any] | None = None) -> Any:
@@ -160,7 +161,7 @@ def _takes_context(fn: StepFn) -> bool:
 async def _checkpoints(client: MemoryClient, workflow_id: str) -> list[dict[str, Any]]:
     """Every checkpoint record of the workflow, newest first: from the kit's namespace, else (a workflow
     checkpointed before namespaces, or by the seed's own `checkpoint()`) from the client's namespace."""
-    prefix = f"checkpoint:{workflow_id}:"
+    prefix = kit_records.checkpoint_prefix(workflow_id)
     found = (await client.kit.list_keys(prefix, limit=1000)).get("results")
     if not found:
         found = (await client.user.list_keys(prefix, limit=1000)).get("results")
@@ -256,9 +257,9 @@ async def run_workflow(
         tracing.install()
     token = _current.set(client)
     attrs = {
-        tracing.KIND: "workflow",
-        tracing.WORKFLOW_ID: workflow_id,
-        tracing.WORKFLOW: name or workflow_id,
+        kit_records.ATTR_KIND: kit_records.KIND_WORKFLOW,
+        kit_records.ATTR_WORKFLOW_ID: workflow_id,
+        kit_records.ATTR_WORKFLOW: name or workflow_id,
     }
     root_cm = (
         tracing.tracer().start_as_current_span(f"workflow {name or workflow_id}", attributes=attrs)
@@ -288,8 +289,8 @@ async def run_workflow(
                             run = await _run(client, workflow_id, named, names, initial, opts)
                             run.trace_id, run.run_id, run.holder = trace_id, record.run_id, holder
                             await record.end(run)
-                    root.set_attribute("workflow_kit.ran", run.ran)
-                    root.set_attribute("workflow_kit.replayed", run.replayed)
+                    root.set_attribute(kit_records.ATTR_RAN, run.ran)
+                    root.set_attribute(kit_records.ATTR_REPLAYED, run.replayed)
                     tracing.record(outputs=run.result, on=root)
                 status = "completed"
             except BaseException as exc:
@@ -362,12 +363,12 @@ class _RunRecord:
         self.usage: dict[str, Any] | None = None
 
     def _body(self, **meta: Any) -> dict[str, Any]:
-        key = f"run:{self.workflow_id}:{self.run_id}"
+        key = kit_records.run_key(self.workflow_id, self.run_id)
         return {
             "content": key,
             "key": key,
             "id": self.run_id,
-            "tags": ["run", "workflow", self.workflow_id],
+            "tags": kit_records.run_tags(self.workflow_id),
             "metadata": {
                 "workflow_id": self.workflow_id,
                 "workflow": self.workflow,
@@ -438,7 +439,7 @@ async def _exclusive(
         if lease_seconds is None:
             yield None
             return
-        key, holder = f"workflow:{workflow_id}", holder or _claims.default_holder()
+        key, holder = kit_records.claim_key(workflow_id), holder or _claims.default_holder()
         if journal is not None:
             # Deliver what an earlier run on this host journaled while its claim (and fence) may still stand:
             # after our own claim it would be fenced out. Never raises for an unreachable service.
@@ -476,7 +477,7 @@ async def _read_checkpoints(client: MemoryClient, workflow_id: str, journal: Jou
     if journal is None:
         return await _checkpoints(client, workflow_id)
     await journal.flush(client, workflow_id)
-    prefix = f"checkpoint:{workflow_id}:"
+    prefix = kit_records.checkpoint_prefix(workflow_id)
     try:
         records = await _checkpoints(client, workflow_id)
     except (ServiceError, TimeoutError) as exc:
@@ -545,7 +546,7 @@ async def _guard_for(
 async def _run_records(client: MemoryClient, workflow_id: str) -> list[dict[str, Any]]:
     """The workflow's run records, newest first (at most 1000)."""
     try:
-        return (await client.list_keys(f"run:{workflow_id}:", limit=1000)).get("results") or []
+        return (await client.list_keys(kit_records.run_prefix(workflow_id), limit=1000)).get("results") or []
     except (ServiceError, TimeoutError):
         return []  # degraded: the checkpoints' usage is what there is
 
@@ -619,9 +620,9 @@ async def _run(
                 with tracing.tracer().start_as_current_span(
                     f"step {step_name}",
                     attributes={
-                        tracing.KIND: "step",
-                        "workflow_kit.step": step_name,
-                        "workflow_kit.step_index": index,
+                        kit_records.ATTR_KIND: kit_records.KIND_STEP,
+                        kit_records.ATTR_STEP: step_name,
+                        kit_records.ATTR_STEP_INDEX: index,
                     },
                 ) as span:
                     ctx = StepContext(

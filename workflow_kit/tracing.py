@@ -32,7 +32,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import Span, Status, StatusCode, format_span_id, format_trace_id
 
-from . import _json
+from . import _json, records
 
 if TYPE_CHECKING:
     from .client import MemoryClient
@@ -40,13 +40,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("workflow_kit.tracing")
 
 # Span attributes the kit sets and reads back when it writes a trace.
-KIND = "workflow_kit.kind"  # workflow | step | agent | tool | memory | any word the caller picks
-WORKFLOW_ID = "workflow_kit.workflow_id"
-WORKFLOW = "workflow_kit.workflow"
+KIND = records.ATTR_KIND  # workflow | step | agent | tool | memory | any word the caller picks
+WORKFLOW_ID = records.ATTR_WORKFLOW_ID
+WORKFLOW = records.ATTR_WORKFLOW
 _RECORDED = {
-    "inputs": "workflow_kit.inputs",
-    "outputs": "workflow_kit.outputs",
-    "reasoning": "workflow_kit.reasoning",
+    "inputs": records.ATTR_INPUTS,
+    "outputs": records.ATTR_OUTPUTS,
+    "reasoning": records.ATTR_REASONING,
 }
 # One recorded value is cut to this many characters of JSON, so a trace stays under the service's content cap.
 MAX_RECORDED_CHARS = 4000
@@ -132,7 +132,7 @@ def memory_span(op: str, method: str, path: str) -> Iterator[Span | None]:
         return
     from .errors import ServiceError, WorkflowKitError
 
-    attrs = {KIND: "memory", "http.request.method": method, "url.path": path}
+    attrs = {KIND: records.KIND_MEMORY, "http.request.method": method, "url.path": path}
     with tracer().start_as_current_span(
         f"memory.{op}",
         kind=trace.SpanKind.CLIENT,
@@ -223,7 +223,7 @@ class TraceStore(SpanProcessor):
             owner = self._owner.get(parent.span_id) if parent is not None else None
             if owner is not None:
                 self._owner[ctx.span_id] = owner
-            elif (getattr(span, "attributes", None) or {}).get(KIND) == "workflow":
+            elif (getattr(span, "attributes", None) or {}).get(KIND) == records.KIND_WORKFLOW:
                 from .journal import current_journal
 
                 self._owner[ctx.span_id] = _Pending(ctx.span_id, ctx.trace_id, current_client(), current_journal())
@@ -284,7 +284,7 @@ class TraceStore(SpanProcessor):
             "span_count": len(doc["spans"]),
             "duration_ms": round((doc["ended_at"] - doc["started_at"]) * 1000, 3),
         }
-        key = f"trace:{doc['trace_id']}"
+        key = records.trace_key(doc["trace_id"])
         # Over the service's content cap, keep the shape and the parent links and shed detail: first what the
         # spans recorded, then the memory-call spans (leaves: no other span hangs under them).
         for level in range(3):
@@ -294,12 +294,12 @@ class TraceStore(SpanProcessor):
                         s.pop(name, None)
                 doc["truncated"] = metadata["truncated"] = True
             elif level == 2:
-                kept = [s for s in doc["spans"] if s.get("kind") != "memory"]
+                kept = [s for s in doc["spans"] if s.get("kind") != records.KIND_MEMORY]
                 doc["dropped_memory_spans"] = metadata["dropped_memory_spans"] = len(doc["spans"]) - len(kept)
                 doc["spans"] = kept
             body = {
                 "content": json.dumps(doc),
-                "tags": ["trace", "audit"],
+                "tags": list(records.TRACE_TAGS),
                 "metadata": metadata,
                 "key": key,
                 "id": f"trace-{doc['trace_id']}",

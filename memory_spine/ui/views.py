@@ -30,6 +30,8 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
+from workflow_kit import records as kit
+
 from ..errors import NotFound
 from ..models import Filter
 from ..namespaces import DEFAULT, kit_namespace
@@ -63,19 +65,19 @@ class _Scoped:
 
 STATUSES = ("running", "completed", "failed", "paused", "stopped")
 # Errors that end a run on purpose (a stop, a pause, a bound of autonomy): the run did not fail.
-_SIGNALS = ("WorkflowStopped", "WorkflowPaused", "BudgetExceeded", "ScopeViolation", "LeaseLost")
+_SIGNALS = kit.SIGNALS
 _RUN_SCAN = 200  # run records read for one workflow's page
 # Span events worth a line on a step: name -> the label the page shows.
 EVENT_KINDS = {
-    "circuit_breaker.state_change": "breaker",
-    "autonomy.budget_exceeded": "budget",
-    "autonomy.scope_violation": "scope",
-    "autonomy.escalation": "escalation",
-    "fallback.link_failed": "fallback",
-    "rate_limit.waited": "rate limit",
-    "fan_out.branch_failed": "fan-out",
-    "self_improve.switch_strategy": "strategy",
-    "exception": "error",
+    kit.EVENT_BREAKER: "breaker",
+    kit.EVENT_BUDGET: "budget",
+    kit.EVENT_SCOPE: "scope",
+    kit.EVENT_ESCALATION: "escalation",
+    kit.EVENT_FALLBACK: "fallback",
+    kit.EVENT_RATE_LIMIT: "rate limit",
+    kit.EVENT_BRANCH_FAILED: "fan-out",
+    kit.EVENT_SWITCH_STRATEGY: "strategy",
+    kit.EVENT_EXCEPTION: "error",
 }
 _TRACE_SCAN = 200  # traces read for one workflow's page (its runs, newest first)
 
@@ -89,18 +91,18 @@ def _workflow_id(record: dict[str, Any]) -> str:
     if isinstance(wf, str) and wf:
         return wf
     key = record.get("key") or ""
-    return key[len("checkpoint:") :].rpartition(":")[0]
+    return kit.checkpoint_workflow(key)
 
 
 def _live_claim(svc: MemoryService, workflow_id: str) -> dict[str, Any] | None:
     try:
-        return svc.get_claim(f"workflow:{workflow_id}")
+        return svc.get_claim(kit.claim_key(workflow_id))
     except NotFound:
         return None
 
 
 def _traces_of(svc: MemoryService, workflow_id: str, limit: int) -> list[dict[str, Any]]:
-    flt = Filter(key_prefix="trace:", where={"workflow_id": workflow_id})
+    flt = Filter(key_prefix=kit.TRACE, where={"workflow_id": workflow_id})
     return svc.list(flt, limit=limit)["results"]
 
 
@@ -109,7 +111,7 @@ def _newest_traces(svc: MemoryService, ids: list[str]) -> dict[str, dict[str, An
     look-up for each workflow whose runs were crowded out of it by another's many runs."""
     if not ids:
         return {}
-    flt = Filter(key_prefix="trace:", where={"workflow_id": {"$in": ids}})
+    flt = Filter(key_prefix=kit.TRACE, where={"workflow_id": {"$in": ids}})
     newest: dict[str, dict[str, Any]] = {}
     for r in svc.list(flt, limit=min(1000, 4 * len(ids)))["results"]:
         newest.setdefault((r.get("metadata") or {}).get("workflow_id"), r)
@@ -178,7 +180,7 @@ def workflow_status(
 
 
 def _last_run(svc: MemoryService, workflow_id: str) -> dict[str, Any] | None:
-    found = svc.list_keys(f"run:{workflow_id}:", 1)["results"]
+    found = svc.list_keys(kit.run_prefix(workflow_id), 1)["results"]
     return found[0] if found else None
 
 
@@ -188,14 +190,14 @@ def workflows(
     """One page of workflows known from their checkpoints, most recently updated first; the first page also
     lists workflows with run records but no checkpoint yet (a first run still in, or killed in, its first step)."""
     svc = _Scoped(svc, namespace)  # type: ignore[assignment]
-    groups = svc.key_groups("checkpoint:" + prefix, limit=limit, offset=offset)
+    groups = svc.key_groups(kit.CHECKPOINT + prefix, limit=limit, offset=offset)
     records: list[dict[str, Any] | None] = list(groups["results"])
     ids = [_workflow_id(r) for r in groups["results"]]
     total = groups["total"]
     if offset == 0:
-        for run in svc.key_groups("run:" + prefix, limit=limit)["results"]:
+        for run in svc.key_groups(kit.RUN + prefix, limit=limit)["results"]:
             wf = (run.get("metadata") or {}).get("workflow_id")
-            if isinstance(wf, str) and wf not in ids and not svc.list_keys(f"checkpoint:{wf}:", 1)["results"]:
+            if isinstance(wf, str) and wf not in ids and not svc.list_keys(kit.checkpoint_prefix(wf), 1)["results"]:
                 ids.append(wf)
                 records.append(None)
                 total += 1
@@ -203,7 +205,7 @@ def workflows(
     rows = []
     for record, wf in zip(records, ids, strict=True):
         meta = (record or {}).get("metadata") or {}
-        escalations = svc.list_keys(f"escalation:{wf}:", 100)["results"]
+        escalations = svc.list_keys(kit.escalation_prefix(wf), 100)["results"]
         traces = [newest[wf]] if wf in newest else []
         last_run = _last_run(svc, wf)
         status, why = workflow_status(
@@ -248,11 +250,11 @@ def _subtree(span: dict[str, Any], kids: dict[str | None, list[dict[str, Any]]])
 
 def _exception(event: dict[str, Any]) -> tuple[str, str]:
     a = event.get("attributes") or {}
-    return a.get("exception.type", ""), a.get("exception.message", "")
+    return a.get(kit.ATTR_EXCEPTION_TYPE, ""), a.get(kit.ATTR_EXCEPTION_MESSAGE, "")
 
 
 def _raised(span: dict[str, Any]) -> set[tuple[str, str]]:
-    return {_exception(e) for e in span.get("events") or [] if e.get("name") == "exception"}
+    return {_exception(e) for e in span.get("events") or [] if e.get("name") == kit.EVENT_EXCEPTION}
 
 
 def _events(
@@ -281,11 +283,13 @@ def _events(
                     "span_id": s.get("span_id"),
                     "trace_id": trace_id,
                     # the stack trace is on the trace's page; here the type and message say enough
-                    "attributes": {k: v for k, v in (e.get("attributes") or {}).items() if k != "exception.stacktrace"},
+                    "attributes": {
+                        k: v for k, v in (e.get("attributes") or {}).items() if k != kit.ATTR_EXCEPTION_STACKTRACE
+                    },
                 }
             )
         attrs = s.get("attributes") or {}
-        if attrs.get("workflow_kit.fallback.degraded") is True:
+        if attrs.get(kit.ATTR_FALLBACK_DEGRADED) is True:
             out.append(
                 {
                     "kind": "fallback",
@@ -295,13 +299,13 @@ def _events(
                     "span_id": s.get("span_id"),
                     "trace_id": trace_id,
                     "attributes": {
-                        "used": attrs.get("workflow_kit.fallback.used"),
-                        "path": " → ".join(attrs.get("workflow_kit.fallback.path") or []),
+                        "used": attrs.get(kit.ATTR_FALLBACK_USED),
+                        "path": " → ".join(attrs.get(kit.ATTR_FALLBACK_PATH) or []),
                     },
                 }
             )
-        attempts = attrs.get("workflow_kit.attempts")
-        if s.get("kind") == "memory" and isinstance(attempts, int) and attempts > 1:
+        attempts = attrs.get(kit.ATTR_ATTEMPTS)
+        if s.get("kind") == kit.KIND_MEMORY and isinstance(attempts, int) and attempts > 1:
             out.append(
                 {
                     "kind": "retry",
@@ -332,11 +336,11 @@ def workflow(svc: MemoryService, workflow_id: str, namespace: str = KIT_DEFAULT)
         NotFound: no checkpoint, trace or escalation names this workflow.
     """
     svc = _Scoped(svc, namespace)  # type: ignore[assignment]
-    checkpoints = svc.list_keys(f"checkpoint:{workflow_id}:", 1000)["results"]
+    checkpoints = svc.list_keys(kit.checkpoint_prefix(workflow_id), 1000)["results"]
     checkpoints = [c for c in checkpoints if _workflow_id(c) == workflow_id]
-    escalations = svc.list_keys(f"escalation:{workflow_id}:", 100)["results"]
+    escalations = svc.list_keys(kit.escalation_prefix(workflow_id), 100)["results"]
     trace_records = _traces_of(svc, workflow_id, _TRACE_SCAN)
-    run_records = svc.list_keys(f"run:{workflow_id}:", _RUN_SCAN)["results"]
+    run_records = svc.list_keys(kit.run_prefix(workflow_id), _RUN_SCAN)["results"]
     if not (checkpoints or trace_records or escalations or run_records):
         raise NotFound(f"no checkpoint, trace, escalation or run of workflow {workflow_id!r}")
     latest = checkpoints[0] if checkpoints else None
@@ -377,21 +381,21 @@ def workflow(svc: MemoryService, workflow_id: str, namespace: str = KIT_DEFAULT)
                 "duration_ms": (record.get("metadata") or {}).get("duration_ms"),
                 "status": doc.get("status"),
                 "error": (root or {}).get("error"),
-                "ran": root_attrs.get("workflow_kit.ran"),
-                "replayed": root_attrs.get("workflow_kit.replayed"),
+                "ran": root_attrs.get(kit.ATTR_RAN),
+                "replayed": root_attrs.get(kit.ATTR_REPLAYED),
                 "span_count": len(spans),
                 "steps": [
-                    {"name": (s.get("attributes") or {}).get("workflow_kit.step"), "status": s.get("status")}
+                    {"name": (s.get("attributes") or {}).get(kit.ATTR_STEP), "status": s.get("status")}
                     for s in sorted(spans, key=lambda s: s.get("start") or 0)
-                    if s.get("kind") == "step"
+                    if s.get("kind") == kit.KIND_STEP
                 ],
             }
         )
         in_steps: set[str | None] = set()
         for s in spans:
-            if s.get("kind") != "step":
+            if s.get("kind") != kit.KIND_STEP:
                 continue
-            name = (s.get("attributes") or {}).get("workflow_kit.step") or s.get("name", "").removeprefix("step ")
+            name = (s.get("attributes") or {}).get(kit.ATTR_STEP) or s.get("name", "").removeprefix("step ")
             if name not in names:
                 names.append(name)
             sub = _subtree(s, kids)
@@ -408,12 +412,12 @@ def workflow(svc: MemoryService, workflow_id: str, namespace: str = KIT_DEFAULT)
             events[name].extend(_events(sub, doc.get("trace_id"), kids))
             in_steps.update(d.get("span_id") for d in sub)
             for d in sub:
-                key = (d.get("attributes") or {}).get("dedup_key")
+                key = (d.get("attributes") or {}).get(kit.ATTR_DEDUP_KEY)
                 if isinstance(key, str) and key not in dedup_keys:
                     dedup_keys[key] = {
                         "step": name,
                         "span": d.get("name"),
-                        "outcome": (d.get("attributes") or {}).get("workflow_kit.dedup"),
+                        "outcome": (d.get("attributes") or {}).get(kit.ATTR_DEDUP),
                         "trace_id": doc.get("trace_id"),
                     }
         # Events outside any step (the runner's own, e.g. a ceiling checked between steps) go on the run.
@@ -494,13 +498,13 @@ def workflow(svc: MemoryService, workflow_id: str, namespace: str = KIT_DEFAULT)
     dedup = []
     for key, seen in dedup_keys.items():
         try:
-            rec = svc.get_key(f"dedup:{key}")
+            rec = svc.get_key(kit.dedup_key(key))
         except NotFound:
             rec = None
         m = (rec or {}).get("metadata") or {}
         dedup.append(
             {
-                "key": f"dedup:{key}",
+                "key": kit.dedup_key(key),
                 **seen,
                 "id": rec["id"] if rec else None,
                 "action": m.get("action"),
@@ -566,13 +570,13 @@ def traces(
         where["workflow_id"] = workflow_id
     if status:
         where["status"] = status
-    page = svc.list(Filter(key_prefix="trace:", where=where or None), limit=limit, cursor=cursor)
+    page = svc.list(Filter(key_prefix=kit.TRACE, where=where or None), limit=limit, cursor=cursor)
     rows = []
     for r in page["results"]:
         m = r.get("metadata") or {}
         rows.append(
             {
-                "trace_id": m.get("trace_id") or (r.get("key") or "").removeprefix("trace:"),
+                "trace_id": m.get("trace_id") or (r.get("key") or "").removeprefix(kit.TRACE),
                 "workflow_id": m.get("workflow_id"),
                 "workflow": m.get("workflow"),
                 "status": m.get("status"),
@@ -623,7 +627,7 @@ def trace(svc: MemoryService, trace_id: str, namespace: str = KIT_DEFAULT) -> di
     Raises:
         NotFound: no trace has this id.
     """
-    record = _Scoped(svc, namespace).get_key(f"trace:{trace_id}")
+    record = _Scoped(svc, namespace).get_key(kit.trace_key(trace_id))
     doc = _load_trace(record)
     if doc is None:
         raise NotFound(f"the record of trace {trace_id!r} does not hold a trace")
