@@ -5,7 +5,8 @@
         await idempotent(client, "post_comment", {"pr": 42}, post_fn)      # once, even with racing workers
 
 client.py talks HTTP, durable.py runs workflows, idempotency.py dedups side effects, tracing.py stores traces,
-errors.py holds the exception tree, records.py the formats of the records the kit stores (the console reads them there). Fault tolerance: breaker.py (circuit breakers), budget.py (timeout budgets),
+errors.py holds the exception tree, records.py the formats of the records the kit stores (the console reads
+them there). Fault tolerance: breaker.py (circuit breakers), budget.py (timeout budgets),
 fallback.py (fallback chains), journal.py (running on while the service is out), shutdown.py (SIGTERM).
 Bounded autonomy: autonomy.py (scope, budget ceiling, escalation). limits.py rate-limits, metrics.py counts,
 agents.py puts all of it around one agent call, patterns/ holds the four workflow patterns.
