@@ -29,7 +29,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from . import metrics as _metrics
-from . import records, tracing
+from . import records, spans
 from .errors import InvalidInput, ReadOnly, ServiceError, ServiceUnavailable, StorageFull, from_response
 from .records import KIT_PREFIX
 
@@ -158,7 +158,7 @@ class MemoryClient:
         self, op: str, method: str, path: str, *, json: Any = None, params: Any = None, headers: Any = None
     ) -> Any:
         _metrics.current().memory_op(op)
-        with tracing.memory_span(op, method, path) as span:
+        with spans.memory_span(op, method, path) as span:
             kwargs: dict[str, Any] = {}
             if self._sleep is not None:
                 kwargs["sleep"] = self._sleep
