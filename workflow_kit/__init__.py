@@ -17,7 +17,7 @@ from .autonomy import Autonomy, Ceiling, Escalation, Scope, charge, check_scope,
 from .breaker import CircuitBreaker
 from .budget import deadline, remaining
 from .client import MemoryClient
-from .durable import StepContext, Workflow, WorkflowRun, run_workflow, step
+from .durable import RunOptions, StepContext, Workflow, WorkflowRun, run_workflow, step
 from .errors import (
     AllFailed,
     AttemptsExhausted,
@@ -79,6 +79,7 @@ __all__ = [
     "PayloadTooLarge",
     "PreconditionFailed",
     "RateLimit",
+    "RunOptions",
     "Router",
     "Scope",
     "ScopeViolation",

@@ -42,7 +42,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -194,12 +194,60 @@ def _restore(
     return done, outputs, state if isinstance(state, dict) else None
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How `run_workflow` runs a workflow, all in one value (each field is the keyword argument of the same name;
+    see run_workflow): build it once, share it between calls, change one field with `dataclasses.replace`.
+
+        opts = RunOptions(lease_seconds=30, journal=journal, metrics=metrics)
+        await run_workflow(client, "pr-42", steps, options=opts)
+    """
+
+    name: str | None = None
+    trace: bool = True
+    lease_seconds: float | None = 10.0
+    wait_timeout: float = 120.0
+    holder: str | None = None
+    timeout: float | None = None
+    step_timeout: float | None = None
+    autonomy: Autonomy | None = None
+    journal: Journal | None = None
+    shutdown: Shutdown | None = None
+    rate_limit: RateLimit | None = None
+    metrics: Metrics | None = None
+
+    def merged(self, **given: Any) -> RunOptions:
+        """These options with the keyword arguments that were set (not at their default) laid over them.
+
+        Raises:
+            TypeError: a keyword argument and this value both set the same option to different values.
+        """
+        changes: dict[str, Any] = {}
+        for key, value in given.items():
+            default = _DEFAULTS[key]
+            if _same(value, default):
+                continue
+            mine = getattr(self, key)
+            if not _same(mine, default) and not _same(mine, value):
+                raise TypeError(f"run_workflow: {key}= and options.{key} disagree; give it once")
+            changes[key] = value
+        return replace(self, **changes) if changes else self
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is b or (type(a) is type(b) and isinstance(a, bool | int | float | str) and a == b)
+
+
+_DEFAULTS = {f.name: f.default for f in fields(RunOptions)}
+
+
 async def run_workflow(
     client: MemoryClient,
     workflow_id: str,
     steps: Sequence[StepFn | tuple[str, StepFn]],
     *,
     state: Mapping[str, Any] | None = None,
+    options: RunOptions | None = None,
     name: str | None = None,
     trace: bool = True,
     lease_seconds: float | None = 10.0,
@@ -235,6 +283,8 @@ async def run_workflow(
         shutdown: a `Shutdown` (shutdown.py); once requested, the run stops after the current step.
         rate_limit: a limit shared by every `Agent` call of this run (limits.py).
         metrics: where the run's and its agents' metrics go (default: metrics.current()).
+        options: all of the above (but `state`) in one `RunOptions`; a keyword argument given as well is laid
+            over it (giving both, different, is a TypeError).
 
     Raises:
         WorkflowChanged: the id has checkpoints of a different step list.
@@ -246,6 +296,23 @@ async def run_workflow(
         Whatever a step raises: no checkpoint is written for it, so a re-run starts at that step.
     """
     check_workflow_id(workflow_id)
+    o = (options or RunOptions()).merged(
+        name=name,
+        trace=trace,
+        lease_seconds=lease_seconds,
+        wait_timeout=wait_timeout,
+        holder=holder,
+        timeout=timeout,
+        step_timeout=step_timeout,
+        autonomy=autonomy,
+        journal=journal,
+        shutdown=shutdown,
+        rate_limit=rate_limit,
+        metrics=metrics,
+    )
+    name, trace, lease_seconds, wait_timeout, holder = o.name, o.trace, o.lease_seconds, o.wait_timeout, o.holder
+    timeout, step_timeout, autonomy, journal = o.timeout, o.step_timeout, o.autonomy, o.journal
+    shutdown, rate_limit, metrics = o.shutdown, o.rate_limit, o.metrics
     named = _named(steps)
     names = [n for n, _ in named]
     initial = _json.roundtrip(dict(state or {}), "state")
