@@ -22,7 +22,7 @@ from . import _json, records
 KIND = records.ATTR_KIND  # workflow | step | agent | tool | memory | any word the caller picks
 WORKFLOW_ID = records.ATTR_WORKFLOW_ID
 WORKFLOW = records.ATTR_WORKFLOW
-_RECORDED = {
+RECORDED = {
     "inputs": records.ATTR_INPUTS,
     "outputs": records.ATTR_OUTPUTS,
     "reasoning": records.ATTR_REASONING,
@@ -30,11 +30,16 @@ _RECORDED = {
 # One recorded value is cut to this many characters of JSON, so a trace stays under the service's content cap.
 MAX_RECORDED_CHARS = 4000
 
-# True while the kit stores a trace: that request must not open a span of its own.
-_suppress: contextvars.ContextVar[bool] = contextvars.ContextVar("workflow_kit_suppress_spans", default=False)
+# True while the kit stores a trace (trace_store.py sets it): that request must not open a span of its own.
+SUPPRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("workflow_kit_suppress_spans", default=False)
 
 # The provider install() (trace_store.py) chose; None until then.
 _provider: TracerProvider | None = None
+
+
+def installed_provider() -> TracerProvider | None:
+    """The provider install() chose, or None before it ran."""
+    return _provider
 
 
 def use_provider(provider: TracerProvider) -> None:
@@ -74,7 +79,7 @@ def record(*, inputs: Any = None, outputs: Any = None, reasoning: Any = None, on
             text = _json.dumps(value)
             if len(text) > MAX_RECORDED_CHARS:
                 text = _json.dumps({"truncated": True, "head": text[:MAX_RECORDED_CHARS]})
-            target.set_attribute(_RECORDED[name], text)
+            target.set_attribute(RECORDED[name], text)
 
 
 def current_trace_id() -> str | None:
@@ -86,7 +91,7 @@ def current_trace_id() -> str | None:
 @contextmanager
 def memory_span(op: str, method: str, path: str) -> Iterator[Span | None]:
     """A span around one MemoryClient call, opened only inside a trace (a bare client call stays untraced)."""
-    if _suppress.get() or not trace.get_current_span().is_recording():
+    if SUPPRESS.get() or not trace.get_current_span().is_recording():
         yield None
         return
     from .errors import ServiceError, WorkflowKitError

@@ -31,7 +31,7 @@ from . import records, spans
 from .client import MemoryClient, current_client
 from .errors import InvalidInput, PayloadTooLarge
 from .journal import current_journal
-from .spans import _RECORDED, KIND, WORKFLOW, WORKFLOW_ID, _suppress
+from .spans import KIND, RECORDED, SUPPRESS, WORKFLOW, WORKFLOW_ID
 
 log = logging.getLogger("workflow_kit.tracing")
 
@@ -48,7 +48,7 @@ def install(provider: TracerProvider | None = None) -> TraceStore:
     """
     global _store
     with _install_lock:
-        if _store is not None and (provider is None or provider is spans._provider):
+        if _store is not None and (provider is None or provider is spans.installed_provider()):
             return _store
         if provider is None:
             current = trace.get_tracer_provider()
@@ -80,7 +80,7 @@ def _span_doc(s: ReadableSpan) -> dict[str, Any]:
         "duration_ms": round((end - start) * 1000, 3),
         "status": "error" if s.status.status_code == StatusCode.ERROR else "ok",
     }
-    for name, attr in _RECORDED.items():
+    for name, attr in RECORDED.items():
         if attr in attrs:
             raw = attrs.pop(attr)
             try:
@@ -181,7 +181,7 @@ class TraceStore(SpanProcessor):
 
     @staticmethod
     async def _save(client: MemoryClient, doc: dict[str, Any], journal: Any = None) -> str | None:
-        _suppress.set(True)
+        SUPPRESS.set(True)
         metadata = {
             "trace_id": doc["trace_id"],
             "workflow_id": doc["workflow_id"],

@@ -41,5 +41,5 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The provider install() chose lives in spans.py; read it there (it changes after import).
     if name == "_provider":
-        return _spans._provider
+        return _spans.installed_provider()
     raise AttributeError(name)
