@@ -6,7 +6,6 @@ per instance (not the global one) so several apps in one process, as in tests, d
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -51,5 +50,5 @@ class Metrics:
     def render(self) -> bytes:
         if self._service is not None:
             self.index_elements.set(len(self._service.planner))
-            self.memories.set(self._service.storage.count(None, time.time()))
+            self.memories.set(self._service.storage.count(None, self._service.clock()))
         return generate_latest(self.registry)

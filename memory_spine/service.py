@@ -1,30 +1,29 @@
 """MemoryService: the core, usable in-process without HTTP. Ingest, search, records, keys, claims, stats.
 
-It owns one `Storage` and one `VectorSearch` (storage/base.py), opened from the settings by
-`storage.open_storage` / `open_search`, and one embedder. The embedded default is SQLite in a data directory
-(locked against a second process) searched through the planner over a derived hnswlib index; PostgreSQL
-(`--database postgresql://...`) holds the vectors itself and lets any number of replicas share it. Writes go
-storage-first: a call returns only after the database committed, and a derived index is updated in commit order
-right after (see `SQLiteStorage._Tx`). A background thread purges expired records and lets the search maintain
-itself (persisting the hnswlib index now and then). Every method is synchronous and thread-safe; the HTTP layer
-runs them in a thread pool so the event loop never blocks on the database, numpy or the model. Two are for the
-event loop itself, so that many concurrent clients do not each hold a worker thread while the model runs:
-`query_vector` (a search's embedding, awaited; the rest of the search then runs in the pool) and `ingest_async`
-(embedding and commit awaited; concurrent single-record ingests share model runs and one transaction).
+It owns one `Storage` and one `VectorSearch` (storage/base.py), opened from the settings by `storage.open_storage` /
+`open_search`, and one embedder. The embedded default is SQLite in a data directory (locked against a second
+process) searched through the planner over a derived hnswlib index; PostgreSQL (`--database postgresql://...`) holds
+the vectors itself and lets any number of replicas share it. Writes go storage-first: a call returns only after the
+database committed, and a derived index is updated in commit order right after (see `SQLiteStorage._Tx`). A
+background thread (upkeep.py) purges expired records and lets the search maintain itself (persisting the hnswlib
+index now and then). Requests are checked by validation.py before storage sees them; every time the service reads is
+its `clock` (time.time unless a test gives another). Every method is synchronous and thread-safe; the HTTP layer
+runs them in a thread pool so the event loop never blocks on the database, numpy or the model. Two are for the event
+loop itself, so that many concurrent clients do not each hold a worker thread while the model runs: `query_vector`
+(a search's embedding, awaited; the rest of the search then runs in the pool) and `ingest_async` (embedding and
+commit awaited; concurrent single-record ingests share model runs and one transaction).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import math
 import secrets
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from . import allocator, conversations
+from . import conversations, validation
 from ._version import __version__
 from .cache import LRU
 from .coalesce import Coalescer
@@ -68,6 +67,7 @@ from .storage.budget import query_budget
 from .storage.filters import Limits, check_text, check_time, parse_filter, to_epoch
 from .storage.history import describe
 from .storage.search import Plan, fuse_units
+from .upkeep import Upkeep
 from .when import parse_when
 
 log = logging.getLogger("memory_spine.service")
@@ -83,9 +83,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-TRIM_SECONDS = 10.0  # how often housekeeping returns freed heap memory to the OS
-
-
 class QueryCache(LRU):
     """Query text -> vector: agents and routers repeat their queries."""
 
@@ -93,73 +90,6 @@ class QueryCache(LRU):
 def _token_hash(lease_token: str) -> str:
     """What the database keeps of a lease token: its sha256, so a copy of the database cannot renew or release."""
     return hashlib.sha256(lease_token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _check_text(value: str, field: str, max_chars: int | None = None, allow_empty: bool = False) -> None:
-    if max_chars is not None and len(value) > max_chars:
-        raise InvalidInput(field, f"is {len(value)} characters long; the limit is {max_chars}")
-    check_text(value, field, allow_blank=allow_empty)
-
-
-def _cursor(cursor: str | None) -> int | None:
-    """A `next_cursor` this service returned (a record's seq: 0 <= n < 2**63) -> int; else InvalidInput."""
-    if not cursor:
-        return None
-    if len(cursor) > 20 or not cursor.isascii() or not cursor.isdigit() or int(cursor) >= 2**63:
-        raise InvalidInput("cursor", "is not a cursor this service returned")
-    return int(cursor)
-
-
-def _wide_int(node: Any, path: str) -> str | None:
-    """The path of the first integer beyond 64 bits in a JSON value (already depth-checked), or None."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found = _wide_int(value, f"{path}.{key}")
-            if found:
-                return found
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found = _wide_int(value, f"{path}[{i}]")
-            if found:
-                return found
-    elif isinstance(node, int) and not isinstance(node, bool) and not -(2**63) <= node < 2**63:
-        return path
-    return None
-
-
-def _depth(value: Any, limit: int, level: int = 1) -> int:
-    if not isinstance(value, dict | list):
-        return level - 1  # a scalar adds no level (it counted as one past the limit, so the cap was limit - 1)
-    if level > limit:
-        return level
-    if isinstance(value, dict):
-        return max([level, *(_depth(v, limit, level + 1) for v in value.values())])
-    if isinstance(value, list):
-        return max([level, *(_depth(v, limit, level + 1) for v in value)])
-    return level - 1
-
-
-def _one_namespace(flt: Filter, fallback: str | None) -> Filter:
-    """`flt` with its namespace settled to one name: its own (a list or a subtree is refused), else `fallback`
-    (the request's query parameter or header), else `default`. For lists, counts and delete-by-filter."""
-    if isinstance(flt.namespace, list) or (isinstance(flt.namespace, str) and flt.namespace.endswith("/")):
-        raise InvalidInput("namespace", "must name one namespace here (several, or a subtree, only in a search)")
-    namespace = resolve(flt.namespace, fallback)
-    return flt if flt.namespace == namespace else flt.model_copy(update={"namespace": namespace})
-
-
-def _as_of(value: str) -> float:
-    """`?as_of=`: an ISO 8601 time (naive = UTC; `Z` allowed) or epoch seconds -> epoch seconds."""
-    text = value.strip()
-    try:
-        ts = float(text)
-    except ValueError:
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise InvalidInput("as_of", "must be an ISO 8601 time or epoch seconds") from None
-        ts = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-    return check_time(ts, "as_of")
 
 
 def _epoch(value: str | None) -> float | None:
@@ -214,8 +144,17 @@ class ResultCache(LRU):
 class MemoryService:
     """The memory service core. Build it with `MemoryService.open(settings)`; close it when done."""
 
-    def __init__(self, settings: Settings, storage: Storage, planner: VectorSearch, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        planner: VectorSearch,
+        embedder: Embedder,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
+        # Epoch seconds now: every expiry, version time and claim lease is read against it (tests move it).
+        self.clock = clock
         self.storage = storage
         # Semantic/keyword/hybrid search: the planner over hnswlib (embedded default), or SQL (PostgreSQL).
         self.planner = planner
@@ -230,18 +169,19 @@ class MemoryService:
             else None
         )
         self.limits = Limits.of(settings)
-        self.started_at = time.time()
+        self.started_at = clock()
         self.opened_in: float = 0.0
-        self._stop = threading.Event()
         self._closed = False
         # Concurrent single-record ingests (ingest_async) committed together: one transaction, one index update.
         self._group_commit = Coalescer(self._commit_group, max_items=settings.max_batch, name="memory-spine-commit")
-        self._housekeeper = threading.Thread(target=self._housekeeping, name="memory-spine-housekeeping", daemon=True)
-        self._housekeeper.start()
+        self._upkeep = Upkeep(self._purge, self.planner.maintain, settings.purge_seconds)
+        self._upkeep.start()
 
     # -- life -----------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, settings: Settings, embedder: Embedder | None = None) -> MemoryService:
+    def open(
+        cls, settings: Settings, embedder: Embedder | None = None, clock: Callable[[], float] = time.time
+    ) -> MemoryService:
         """Load the embedder, open storage (`settings.database`, else SQLite in the data dir) and its search.
 
         Raises:
@@ -270,7 +210,7 @@ class MemoryService:
         except BaseException:
             storage.close()
             raise
-        service = cls(settings, storage, planner, embedder)
+        service = cls(settings, storage, planner, embedder, clock)
         service.opened_in = time.perf_counter() - started
         return service
 
@@ -279,8 +219,7 @@ class MemoryService:
         if self._closed:
             return
         self._closed = True
-        self._stop.set()
-        self._housekeeper.join(timeout=30)
+        self._upkeep.stop(timeout=30)
         self._group_commit.close()  # what is queued is committed (and answered) first
         self.planner.close()
         self.storage.close()
@@ -296,24 +235,10 @@ class MemoryService:
         """Persist the derived index now (embedded default; a no-op where the database holds the index)."""
         return self.planner.maintain(force=True)
 
-    def _housekeeping(self) -> None:
-        next_purge = time.monotonic() + self.settings.purge_seconds
-        next_trim = time.monotonic() + TRIM_SECONDS
-        while not self._stop.wait(1.0):
-            try:
-                if time.monotonic() >= next_purge:
-                    self.purge_expired()
-                    self.prune_history()
-                    next_purge = time.monotonic() + self.settings.purge_seconds
-                self.planner.maintain()
-                if time.monotonic() >= next_trim:
-                    # Hand what bursts of work freed back to the OS (a few ms; see allocator).
-                    allocator.trim()
-                    next_trim = time.monotonic() + TRIM_SECONDS
-            except MemorySpineError as exc:
-                log.warning("housekeeping failed: %s", exc, extra={"event": "housekeeping_failed"})
-            except Exception:
-                log.exception("housekeeping failed")
+    def _purge(self) -> None:
+        """What the upkeep thread (upkeep.py) runs every `purge_seconds`."""
+        self.purge_expired()
+        self.prune_history()
 
     # -- index bookkeeping, called under storage's write lock after each commit ---------------------------
     def _after_put(self, records: Sequence[NewRecord], results: list[PutResult]) -> None:
@@ -354,100 +279,10 @@ class MemoryService:
             self.query_cache.put(text, vec)
         return vec
 
-    # -- validation -----------------------------------------------------------------------------------
+    # -- validation (validation.py) ------------------------------------------------------------------------
     def _budget(self) -> AbstractContextManager[None]:
         """The query budget for one filtered read or delete (storage/budget.py; `max_query_seconds`)."""
         return query_budget(self.settings.max_query_seconds)
-
-    def _tags(self, tags: list[str] | None, field: str) -> list[str]:
-        if not tags:
-            return []
-        s = self.settings
-        if len(tags) > s.max_tags:
-            raise InvalidInput(field, f"has {len(tags)} tags; the limit is {s.max_tags}")
-        out: list[str] = []
-        for i, tag in enumerate(tags):
-            _check_text(tag, f"{field}[{i}]", s.max_tag_chars)
-            if tag not in out:
-                out.append(tag)
-        return out
-
-    def _metadata(self, metadata: dict[str, Any] | None, field: str) -> dict[str, Any]:
-        if not metadata:
-            return {}
-        s = self.settings
-        if _depth(metadata, s.max_metadata_depth) > s.max_metadata_depth:
-            raise InvalidInput(field, f"is nested deeper than {s.max_metadata_depth} levels")
-        try:
-            encoded = json.dumps(metadata, ensure_ascii=False, allow_nan=False).encode("utf-8")
-        except (ValueError, UnicodeEncodeError) as exc:
-            raise InvalidInput(field, f"is not storable JSON ({exc})") from exc
-        if len(encoded) > s.max_metadata_bytes:
-            raise InvalidInput(field, f"is {len(encoded)} bytes as JSON; the limit is {s.max_metadata_bytes}")
-        if "\\u0000" in encoded.decode("utf-8"):
-            raise InvalidInput(field, "must not contain NUL characters")
-        wide = _wide_int(metadata, field)
-        if wide is not None:
-            # Stored fine, but no JSON response could carry it (orjson, like most clients, stops at 64 bits):
-            # the record would answer 500 on every read and break every search that returned it.
-            raise InvalidInput(wide, "integers must fit in 64 bits")
-        return metadata
-
-    def _expiry(self, ttl: float | None, expires_at: Any, now: float, field: str) -> float | None:
-        if ttl is not None:
-            if not math.isfinite(ttl) or ttl <= 0:
-                raise InvalidInput(f"{field}ttl_seconds", "must be a positive number of seconds")
-            return check_time(now + ttl, f"{field}ttl_seconds")
-        if expires_at is not None:
-            ts = to_epoch(expires_at, f"{field}expires_at")
-            if ts is None or not math.isfinite(ts):
-                raise InvalidInput(f"{field}expires_at", "must be a finite time")
-            return check_time(ts, f"{field}expires_at")
-        return None
-
-    def _record(self, item: MemoryIn, now: float, field: str = "", namespace: str | None = None) -> NewRecord:
-        """A validated record; its namespace is the item's own, else `namespace` (the request's), else default."""
-        s = self.settings
-        ns = resolve(item.namespace, namespace, field=f"{field}namespace")
-        _check_text(item.content, f"{field}content", s.max_content_chars)
-        if item.id is not None:
-            _check_text(item.id, f"{field}id", s.max_id_chars)
-        if item.key is not None:
-            _check_text(item.key, f"{field}key", s.max_key_chars)
-        key = derive_key(item.content, item.key)
-        if key is not None and len(key) > s.max_key_chars:
-            raise InvalidInput(f"{field}key", f"is longer than {s.max_key_chars} characters")
-        return NewRecord(
-            id=item.id or str(uuid.uuid4()),
-            content=item.content,
-            tags=self._tags(item.tags, f"{field}tags"),
-            metadata=self._metadata(item.metadata, f"{field}metadata"),
-            importance=item.importance or "medium",
-            key=key,
-            key_parent=key_parent(key),
-            expires_at=self._expiry(item.ttl_seconds, item.expires_at, now, field),
-            vector=None,
-            now=now,
-            fence=self._fence(item, field),
-            namespace=ns,
-            occurred_at=self._occurred(item.occurred_at, f"{field}occurred_at"),
-        )
-
-    @staticmethod
-    def _occurred(value: Any, field: str) -> float | None:
-        """`occurred_at` as given (ISO 8601 or epoch) -> epoch seconds in whole microseconds; None if absent."""
-        ts = to_epoch(value, field)
-        if ts is None:
-            return None
-        if not math.isfinite(ts):
-            raise InvalidInput(field, "must be a finite time")
-        return round(check_time(ts, field), 6)
-
-    def _fence(self, item: MemoryIn, field: str) -> tuple[str, int] | None:
-        if item.fence is None:
-            return None
-        _check_text(item.fence.key, f"{field}fence.key", self.settings.max_key_chars)
-        return item.fence.key, item.fence.token
 
     # -- writes ---------------------------------------------------------------------------------------
     def _put(self, records: list[NewRecord]) -> list[PutResult]:
@@ -495,7 +330,7 @@ class MemoryService:
 
         The record's namespace is `item.namespace`, else `namespace` (the request's query or header), else
         `default`."""
-        rec = self._record(item, time.time(), namespace=namespace)
+        rec = validation.record(self.settings, item, self.clock(), namespace=namespace)
         result = self._put([rec])[0]
         return {"id": result.id, "key": rec.key, "created": result.created}
 
@@ -506,7 +341,7 @@ class MemoryService:
         transaction for all queued (`_commit_group`): one commit and one index update instead of one per
         record. Returns, like `ingest`, only once the record is committed.
         """
-        rec = self._record(item, time.time(), namespace=namespace)
+        rec = validation.record(self.settings, item, self.clock(), namespace=namespace)
         if self.reads_are_local:  # an indexed lookup in the local file: cheaper than a thread hop
             known = self.storage.contents([rec.id], namespace=rec.namespace)
         else:
@@ -545,10 +380,12 @@ class MemoryService:
             raise InvalidInput("records", "must hold at least one record")
         if len(items) > self.settings.max_batch:
             raise InvalidInput("records", f"holds {len(items)} records; the limit is {self.settings.max_batch}")
-        now = time.time()
+        now = self.clock()
         if namespace is not None:
             validate(namespace)
-        records = [self._record(item, now, f"records[{i}].", namespace) for i, item in enumerate(items)]
+        records = [
+            validation.record(self.settings, item, now, f"records[{i}].", namespace) for i, item in enumerate(items)
+        ]
         seen: dict[tuple[str, str], int] = {}
         for i, rec in enumerate(records):
             if (rec.namespace, rec.id) in seen:
@@ -573,10 +410,12 @@ class MemoryService:
         vecs = list(vectors) if vectors is not None else [None] * len(items)
         if len(vecs) != len(items):
             raise ValueError("restore(): vectors must be None or one per item")
-        now = time.time()
+        now = self.clock()
         records: list[RestoredRecord] = []
         skipped = expired = 0
-        bases = [self._record(item, now, f"records[{i}].", namespace) for i, item in enumerate(items)]
+        bases = [
+            validation.record(self.settings, item, now, f"records[{i}].", namespace) for i, item in enumerate(items)
+        ]
         present = set(self._contents(bases))
         for i, (item, vec, base) in enumerate(zip(items, vecs, bases, strict=True)):
             field = f"records[{i}]."
@@ -621,7 +460,7 @@ class MemoryService:
         `namespace`; `vector` holds float32 bytes if asked."""
         if namespace is not None:
             validate(namespace)
-        for row in self.storage.dump(time.time(), vectors):
+        for row in self.storage.dump(self.clock(), vectors):
             if namespace is not None and row.get("namespace") != namespace:
                 continue
             row.pop("seq", None)
@@ -649,7 +488,7 @@ class MemoryService:
         ns = resolve(namespace)
         vector = None
         for _attempt in range(100):
-            now = time.time()
+            now = self.clock()
             current = self.storage.get(id, now, namespace=ns)  # the row and its version, from one statement
             if current is None:
                 raise NotFound(f"no memory with id {id!r}")
@@ -680,7 +519,7 @@ class MemoryService:
                 namespace=ns,
                 occurred_at=patch.occurred_at,
             )
-            rec = self._record(item, now)
+            rec = validation.record(self.settings, item, now)
             if rec.expires_at is not None and rec.expires_at <= now:
                 # Written, it would be gone before it could be read back: answered 404 after a write. Refuse first.
                 field = "ttl_seconds" if patch.ttl_seconds is not None else "expires_at"
@@ -713,10 +552,10 @@ class MemoryService:
         check_text(id, "id")
         ns = resolve(namespace)
         seqs = self.storage.delete(
-            [id], on_commit=self._after_delete, if_version=if_version, namespace=ns, now=time.time()
+            [id], on_commit=self._after_delete, if_version=if_version, namespace=ns, now=self.clock()
         )
         if not seqs:
-            current = self.storage.get(id, time.time(), namespace=ns) if if_version is not None else None
+            current = self.storage.get(id, self.clock(), namespace=ns) if if_version is not None else None
             if current is not None:
                 raise _precondition(id, field, current["version"])
             raise NotFound(f"no memory with id {id!r}")
@@ -725,7 +564,7 @@ class MemoryService:
     def delete_where(self, req: DeleteWhere, namespace: str | None = None) -> dict[str, Any]:
         """Delete (or with `dry_run` count) the records matching `req` in one namespace (`req.namespace`, else
         `namespace`, else default); a filter without a condition is refused."""
-        req = _one_namespace(req, namespace)
+        req = validation.one_namespace(req, namespace)
         conditions = parse_filter(req, self.limits)
         if not conditions:
             # The first empty field given ("key_prefix": "" never gets here: an empty string is refused).
@@ -734,11 +573,11 @@ class MemoryService:
                 field, "is no condition; refusing to delete every memory (give at least one non-empty condition)"
             )
         with self._budget():
-            n, _ = self.storage.delete_where(conditions, time.time(), req.dry_run, on_commit=self._after_delete)
+            n, _ = self.storage.delete_where(conditions, self.clock(), req.dry_run, on_commit=self._after_delete)
         return {"would_delete": n} if req.dry_run else {"deleted": n}
 
     def purge_expired(self) -> int:
-        seqs = self.storage.purge_expired(time.time(), on_commit=self._after_delete)
+        seqs = self.storage.purge_expired(self.clock(), on_commit=self._after_delete)
         if seqs:
             log.info("purged expired memories", extra={"event": "purged", "count": len(seqs)})
         return len(seqs)
@@ -752,12 +591,15 @@ class MemoryService:
         (texts unchanged are not embedded again) and deletes the ones it no longer has. Returns
         {"id", "turns", "records", "created", "deleted"}.
         """
-        _check_text(conv.id, "id", self.settings.max_id_chars - 64)
+        validation.check_text(conv.id, "id", self.settings.max_id_chars - 64)
         ns = resolve(conv.namespace, namespace)
         items = conversations.records(conv, self.settings.max_content_chars)
-        now = time.time()
-        tags = self._tags(conv.tags, "tags")
-        records = [self._record(item.model_copy(update={"tags": tags}), now, namespace=ns) for item in items]
+        now = self.clock()
+        tags = validation.tags(self.settings, conv.tags, "tags")
+        records = [
+            validation.record(self.settings, item.model_copy(update={"tags": tags}), now, namespace=ns)
+            for item in items
+        ]
         stale = set(self._conversation_ids(conv.id, now, ns)) - {r.id for r in records}
         results = self._put(records)
         deleted = self.storage.delete(sorted(stale), on_commit=self._after_delete, namespace=ns) if stale else []
@@ -782,9 +624,9 @@ class MemoryService:
 
     def delete_conversation(self, cid: str, namespace: str | None = None) -> dict[str, Any]:
         """Delete a conversation's turns and the records derived from them; NotFound if it has none."""
-        _check_text(cid, "id")
+        validation.check_text(cid, "id")
         ns = resolve(namespace)
-        ids = self._conversation_ids(cid, time.time(), ns)
+        ids = self._conversation_ids(cid, self.clock(), ns)
         if not ids:
             raise NotFound(f"no conversation with id {cid!r}")
         seqs = self.storage.delete(ids, on_commit=self._after_delete, namespace=ns)
@@ -796,7 +638,7 @@ class MemoryService:
         days = self.settings.history_days
         if days <= 0:
             return 0
-        n = self.storage.prune_history((time.time() if now is None else now) - days * 86_400)
+        n = self.storage.prune_history((self.clock() if now is None else now) - days * 86_400)
         if n:
             log.info("pruned record history", extra={"event": "history_pruned", "count": n})
         return n
@@ -809,7 +651,7 @@ class MemoryService:
         check_text(id, "id")
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit", "must be between 1 and 1000")
-        current, prior = self.storage.history(id, time.time(), limit, namespace=resolve(namespace))
+        current, prior = self.storage.history(id, self.clock(), limit, namespace=resolve(namespace))
         if current is None and not prior:
             raise NotFound(f"no memory with id {id!r}, and no kept version of one")
         deleted = current is None and prior[0]["superseded_by"] is None
@@ -824,7 +666,7 @@ class MemoryService:
         """A namespace's deleted records still kept (within retention), newest deletion first, each as deleted."""
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit", "must be between 1 and 1000")
-        rows, nxt = self.storage.deleted(time.time(), limit, _cursor(cursor), namespace=resolve(namespace))
+        rows, nxt = self.storage.deleted(self.clock(), limit, validation.cursor(cursor), namespace=resolve(namespace))
         for r in rows:
             r.pop("seq", None)
         return {"results": rows, "next_cursor": str(nxt) if nxt is not None else None}
@@ -859,7 +701,7 @@ class MemoryService:
         want = if_version if if_version is not None else req.if_version
         fence = self._fence_of(req.fence)
         for _attempt in range(100):
-            now = time.time()
+            now = self.clock()
             current = self.storage.get(id, now, namespace=ns)
             if current is None:
                 raise self._absent(id, ns)
@@ -885,7 +727,7 @@ class MemoryService:
         check_text(id, "id")
         req = req or RestoreIn()
         ns = resolve(namespace)
-        now = time.time()
+        now = self.clock()
         current, prior = self.storage.history(id, now, 1, namespace=ns)
         if current is not None:
             raise Conflict(
@@ -924,13 +766,13 @@ class MemoryService:
     def _fence_of(self, fence: Any) -> tuple[str, int] | None:
         if fence is None:
             return None
-        _check_text(fence.key, "fence.key", self.settings.max_key_chars)
+        validation.check_text(fence.key, "fence.key", self.settings.max_key_chars)
         return fence.key, fence.token
 
     def _absent(self, id: str, namespace: str) -> MemorySpineError:
         """The error for a write to a record that is not live: Conflict when it was deleted (restore it first),
         else NotFound."""
-        _, prior = self.storage.history(id, time.time(), 1, namespace=namespace)
+        _, prior = self.storage.history(id, self.clock(), 1, namespace=namespace)
         if prior and prior[0]["superseded_by"] is None:
             return Conflict(
                 f"memory {id!r} was deleted at {prior[0]['superseded_at']}; restore it first"
@@ -944,7 +786,7 @@ class MemoryService:
         check_text(id, "id")
         ns = resolve(namespace)
         if as_of is not None:
-            at = _as_of(as_of)
+            at = validation.as_of(as_of)
             row = self.storage.as_of(id, at, namespace=ns)
             if row is None:
                 raise NotFound(
@@ -952,7 +794,7 @@ class MemoryService:
                     " retention)"
                 )
         else:
-            row = self.storage.get(id, time.time(), namespace=ns)
+            row = self.storage.get(id, self.clock(), namespace=ns)
             if row is None:
                 raise NotFound(f"no memory with id {id!r}")
         row.pop("seq", None)
@@ -967,22 +809,22 @@ class MemoryService:
         namespace: str | None = None,
     ) -> dict[str, Any]:
         """One page of one namespace's records (`flt.namespace`, else `namespace`, else default)."""
-        flt = _one_namespace(flt or Filter(), namespace)
+        flt = validation.one_namespace(flt or Filter(), namespace)
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit", "must be between 1 and 1000")
         if order not in ("newest", "oldest"):
             raise InvalidInput("order", "must be 'newest' or 'oldest'")
-        after = _cursor(cursor)
+        after = validation.cursor(cursor)
         conditions = parse_filter(flt, self.limits)
         with self._budget():
-            rows, nxt = self.storage.list(conditions, time.time(), limit, after, order == "newest")
+            rows, nxt = self.storage.list(conditions, self.clock(), limit, after, order == "newest")
         for r in rows:
             r.pop("seq", None)
         return {"results": rows, "next_cursor": str(nxt) if nxt is not None else None}
 
     def get_key(self, key: str, namespace: str | None = None) -> dict[str, Any]:
         check_text(key, "key")
-        rows = self.storage.find_key(key, False, Filter(namespace=resolve(namespace)), time.time(), 1)
+        rows = self.storage.find_key(key, False, Filter(namespace=resolve(namespace)), self.clock(), 1)
         if not rows:
             raise NotFound(f"no memory with key {key!r}")
         rows[0].pop("seq", None)
@@ -996,7 +838,7 @@ class MemoryService:
             raise InvalidInput("limit", "must be between 1 and 1000")
         with self._budget():
             flt = Filter(key_prefix=prefix, namespace=resolve(namespace))
-            rows, _ = self.storage.list(flt, time.time(), limit, None, True)
+            rows, _ = self.storage.list(flt, self.clock(), limit, None, True)
         rows.sort(key=lambda r: r["updated_at"], reverse=True)
         for r in rows:
             r.pop("seq", None)
@@ -1007,14 +849,14 @@ class MemoryService:
 
         Returns {"results": [records], "total": how many parents there are}.
         """
-        _check_text(prefix, "prefix", self.settings.max_key_chars)
+        validation.check_text(prefix, "prefix", self.settings.max_key_chars)
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit", "must be between 1 and 1000")
         if not 0 <= offset < 2**63:
             raise InvalidInput("offset", "must be between 0 and 2**63 - 1")
         with self._budget():
             rows, total = self.storage.newest_per_parent(
-                prefix, time.time(), limit, offset, namespace=resolve(namespace)
+                prefix, self.clock(), limit, offset, namespace=resolve(namespace)
             )
         for r in rows:
             r.pop("seq", None)
@@ -1058,7 +900,7 @@ class MemoryService:
         if (q.mode or self.settings.default_mode) == "keyword" and q.min_score is None:
             return None
         try:
-            _check_text(text, "query", allow_empty=True)
+            validation.check_text(text, "query", allow_empty=True)
             parse_filter(q, self.limits)
         except InvalidInput:
             return None
@@ -1088,17 +930,17 @@ class MemoryService:
             raise InvalidInput("limit", f"must be at most {self.settings.max_limit}")
         if len(q.query) > self.settings.max_content_chars:
             raise InvalidInput("query", f"is longer than {self.settings.max_content_chars} characters")
-        _check_text(q.query, "query", allow_empty=True)
+        validation.check_text(q.query, "query", allow_empty=True)
         if q.min_score is not None and not math.isfinite(q.min_score):
             raise InvalidInput("min_score", "must be a finite number (a cosine similarity, -1..1)")
         parse_filter(q, self.limits)
-        now = time.time()
+        now = self.clock()
         time_range = None
         if q.when is not None or q.as_of is not None:
             q, time_range = self._when(q, now)
         mode = q.mode or self.settings.default_mode
         if q.conversation is not None:
-            _check_text(q.conversation, "conversation")
+            validation.check_text(q.conversation, "conversation")
             match = {"conversation": q.conversation}
             q = q.model_copy(update={"where": {"$and": [q.where, match]} if q.where else match})
         keyq = parse_key_query(q.query)
@@ -1238,7 +1080,7 @@ class MemoryService:
         ref = now if ref is None else check_time(ref, "as_of")
         if q.when is None:
             return q, None
-        _check_text(q.when, "when")
+        validation.check_text(q.when, "when")
         ref_dt = datetime.fromtimestamp(ref, tz=UTC)
         rng = parse_when(q.when, ref_dt)
         after = to_epoch(q.occurred_after, "occurred_after")
@@ -1261,14 +1103,14 @@ class MemoryService:
         """
         from .errors import Conflict, LeaseLost
 
-        _check_text(req.key, "key", self.settings.max_key_chars)
+        validation.check_text(req.key, "key", self.settings.max_key_chars)
         ns = resolve(req.namespace, namespace)
         lease = req.lease_seconds or self.settings.default_lease_seconds
         if req.lease_token is not None:
-            _check_text(req.lease_token, "lease_token", 256)
-            renewed = self.storage.renew(req.key, _token_hash(req.lease_token), lease, time.time(), namespace=ns)
+            validation.check_text(req.lease_token, "lease_token", 256)
+            renewed = self.storage.renew(req.key, _token_hash(req.lease_token), lease, self.clock(), namespace=ns)
             if renewed is None:
-                current = self.storage.get_claim(req.key, time.time(), namespace=ns)
+                current = self.storage.get_claim(req.key, self.clock(), namespace=ns)
                 raise LeaseLost(
                     f"lease_token is not the current claim's on key {req.key!r}: the lease was lost"
                     + (f" (now held by {current['holder']!r})" if current else " (expired or released)"),
@@ -1276,9 +1118,9 @@ class MemoryService:
                 )
             return renewed
         holder = req.holder or str(uuid.uuid4())
-        _check_text(holder, "holder", 256)
+        validation.check_text(holder, "holder", 256)
         lease_token = secrets.token_urlsafe(24)
-        won, claim = self.storage.claim(req.key, holder, lease, time.time(), _token_hash(lease_token), namespace=ns)
+        won, claim = self.storage.claim(req.key, holder, lease, self.clock(), _token_hash(lease_token), namespace=ns)
         if not won:
             raise Conflict(
                 f"key {req.key!r} is claimed by {claim['holder']!r} until {claim['expires_at']}",
@@ -1288,7 +1130,7 @@ class MemoryService:
 
     def get_claim(self, key: str, namespace: str | None = None) -> dict[str, Any]:
         check_text(key, "key")
-        claim = self.storage.get_claim(key, time.time(), namespace=resolve(namespace))
+        claim = self.storage.get_claim(key, self.clock(), namespace=resolve(namespace))
         if claim is None:
             raise NotFound(f"no live claim on key {key!r}")
         return claim
@@ -1303,9 +1145,9 @@ class MemoryService:
                 "releasing a claim needs the lease_token its claim returned (X-Lease-Token header)",
                 field="lease_token",
             )
-        _check_text(lease_token, "lease_token", 256)
+        validation.check_text(lease_token, "lease_token", 256)
         ns = resolve(namespace)
-        blocking = self.storage.release(key, _token_hash(lease_token), time.time(), namespace=ns)  # NotFound: none
+        blocking = self.storage.release(key, _token_hash(lease_token), self.clock(), namespace=ns)  # NotFound: none
         if blocking is not None:
             raise LeaseLost(
                 f"lease_token is not the current claim's on key {key!r} (held by {blocking['holder']!r})",
@@ -1316,7 +1158,7 @@ class MemoryService:
     # -- stats ----------------------------------------------------------------------------------------
     def stats(self, namespace: str | None = None) -> dict[str, Any]:
         """Counts and tags of one namespace (default `default`), every namespace's count, and the service's facts."""
-        now = time.time()
+        now = self.clock()
         out = self.storage.stats(now, namespace=resolve(namespace))
         out.update(
             {
@@ -1355,7 +1197,7 @@ class MemoryService:
 
     def namespaces(self) -> dict[str, Any]:
         """Every namespace holding live records, with its count: {"namespaces": [{"namespace", "memories"}]}."""
-        counts = self.storage.namespaces(time.time())
+        counts = self.storage.namespaces(self.clock())
         return {"namespaces": [{"namespace": ns, "memories": n} for ns, n in counts.items()]}
 
     def check(self, repair: bool = False) -> dict[str, Any]:

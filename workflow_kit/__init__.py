@@ -5,7 +5,8 @@
         await idempotent(client, "post_comment", {"pr": 42}, post_fn)      # once, even with racing workers
 
 client.py talks HTTP, durable.py runs workflows, idempotency.py dedups side effects, tracing.py stores traces,
-errors.py holds the exception tree. Fault tolerance: breaker.py (circuit breakers), budget.py (timeout budgets),
+errors.py holds the exception tree, records.py the formats of the records the kit stores (the console reads
+them there). Fault tolerance: breaker.py (circuit breakers), budget.py (timeout budgets),
 fallback.py (fallback chains), journal.py (running on while the service is out), shutdown.py (SIGTERM).
 Bounded autonomy: autonomy.py (scope, budget ceiling, escalation). limits.py rate-limits, metrics.py counts,
 agents.py puts all of it around one agent call, patterns/ holds the four workflow patterns.
@@ -16,7 +17,7 @@ from .autonomy import Autonomy, Ceiling, Escalation, Scope, charge, check_scope,
 from .breaker import CircuitBreaker
 from .budget import deadline, remaining
 from .client import MemoryClient
-from .durable import StepContext, Workflow, WorkflowRun, run_workflow, step
+from .durable import RunOptions, StepContext, Workflow, WorkflowRun, run_workflow, step
 from .errors import (
     AllFailed,
     AttemptsExhausted,
@@ -78,6 +79,7 @@ __all__ = [
     "PayloadTooLarge",
     "PreconditionFailed",
     "RateLimit",
+    "RunOptions",
     "Router",
     "Scope",
     "ScopeViolation",

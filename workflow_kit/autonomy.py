@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from . import metrics as _metrics
+from . import records
 from .client import MemoryClient
 from .errors import BudgetExceeded, ScopeViolation, WorkflowKitError, WorkflowPaused
 
@@ -154,15 +155,15 @@ class Escalation:
 
     @property
     def key(self) -> str:
-        return f"escalation:{self.workflow_id}:{self.id}"
+        return records.escalation_key(self.workflow_id, self.id)
 
     def body(self) -> dict[str, Any]:
         """The ingest body of its `escalation` memory."""
         return {
             "id": f"esc-{self.id}",
-            "content": f"escalation:{self.workflow_id} {self.kind}: {self.reason}",
+            "content": f"{records.ESCALATION}{self.workflow_id} {self.kind}: {self.reason}",
             "key": self.key,
-            "tags": ["escalation", self.kind, self.workflow_id],
+            "tags": records.escalation_tags(self.kind, self.workflow_id),
             "importance": "high",
             "metadata": {
                 "workflow_id": self.workflow_id,
@@ -204,7 +205,7 @@ async def store_escalation(client: MemoryClient, escalation: Escalation, journal
 
 async def escalations(client: MemoryClient, workflow_id: str, journal: Journal | None = None) -> list[dict[str, Any]]:
     """Every escalation memory of the workflow, newest first (from the journal when the service is out)."""
-    prefix = f"escalation:{workflow_id}:"
+    prefix = records.escalation_prefix(workflow_id)
     try:
         found = (await client.kit.list_keys(prefix, limit=1000)).get("results") or []
     except WorkflowKitError:
@@ -285,7 +286,7 @@ class Guard:
         try:
             scope.check(action=action, tool=tool, path=path)
         except ScopeViolation as exc:
-            _event("autonomy.scope_violation", {"kind": exc.kind, "value": exc.value, "step": self.step})
+            _event(records.EVENT_SCOPE, {"kind": exc.kind, "value": exc.value, "step": self.step})
             log.warning(
                 "scope violation", extra={"workflow_id": self.workflow_id, "kind": exc.kind, "value": exc.value}
             )
@@ -302,7 +303,7 @@ class Guard:
         for name in ("tokens", "cost", "steps", "seconds"):
             limit = getattr(ceiling, name)
             if limit is not None and getattr(usage, name) >= limit:
-                _event("autonomy.budget_exceeded", {"resource": name, "used": getattr(usage, name), "limit": limit})
+                _event(records.EVENT_BUDGET, {"resource": name, "used": getattr(usage, name), "limit": limit})
                 raise BudgetExceeded(name, getattr(usage, name), limit)
 
     def _over(self, name: str) -> None:
@@ -310,7 +311,7 @@ class Guard:
         limit = getattr(ceiling, name) if ceiling is not None else None
         used = getattr(self.usage, name)
         if limit is not None and used > limit:
-            _event("autonomy.budget_exceeded", {"resource": name, "used": used, "limit": limit})
+            _event(records.EVENT_BUDGET, {"resource": name, "used": used, "limit": limit})
             raise BudgetExceeded(name, used, limit)
 
     def charge(self, tokens: float = 0, cost: float = 0.0) -> None:
@@ -352,7 +353,7 @@ class Guard:
             usage=self.now_usage().to_dict(),
             trace_id=current_trace_id(),
         )
-        _event("autonomy.escalation", {"kind": kind, "reason": reason, "step": self.step, "escalation": esc.key})
+        _event(records.EVENT_ESCALATION, {"kind": kind, "reason": reason, "step": self.step, "escalation": esc.key})
         log.warning(
             "escalating to a person",
             extra={"workflow_id": self.workflow_id, "kind": kind, "reason": reason, "step": self.step},

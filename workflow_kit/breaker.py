@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from opentelemetry import trace
 
 from . import metrics as _metrics
+from . import records
 from .errors import (
     CircuitOpen,
     Conflict,
@@ -129,7 +130,7 @@ class CircuitBreaker:
         log.log(level, "circuit breaker %s: %s -> %s (%s)", self.name, before, to, why, extra=attrs)
         span = trace.get_current_span()
         if span.is_recording():
-            span.add_event("circuit_breaker.state_change", attrs)
+            span.add_event(records.EVENT_BREAKER, attrs)
         self._report(transition=True)
 
     # -- calls ---------------------------------------------------------------------------------------------

@@ -29,13 +29,13 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from . import metrics as _metrics
-from . import tracing
+from . import records, spans
 from .errors import InvalidInput, ReadOnly, ServiceError, ServiceUnavailable, StorageFull, from_response
+from .records import KIT_PREFIX
 
 DEFAULT_URL = "http://127.0.0.1:8788"
 NAMESPACE_HEADER = "X-Memory-Namespace"
 DEFAULT_NAMESPACE = "default"
-KIT_PREFIX = "_kit/"  # the kit's own records: `_kit/<the workflow's namespace>`
 
 _current: contextvars.ContextVar[MemoryClient | None] = contextvars.ContextVar("workflow_kit_client", default=None)
 
@@ -158,7 +158,7 @@ class MemoryClient:
         self, op: str, method: str, path: str, *, json: Any = None, params: Any = None, headers: Any = None
     ) -> Any:
         _metrics.current().memory_op(op)
-        with tracing.memory_span(op, method, path) as span:
+        with spans.memory_span(op, method, path) as span:
             kwargs: dict[str, Any] = {}
             if self._sleep is not None:
                 kwargs["sleep"] = self._sleep
@@ -177,7 +177,7 @@ class MemoryClient:
                         resp = await self._send(method, path, json=json, params=params, headers=headers)
             finally:
                 if span is not None:
-                    span.set_attribute("workflow_kit.attempts", attempts)
+                    span.set_attribute(records.ATTR_ATTEMPTS, attempts)
             if span is not None:
                 span.set_attribute("http.response.status_code", resp.status_code)
             if resp.headers.get("content-type", "").startswith("application/json"):
@@ -475,10 +475,10 @@ class MemoryClient:
         check_workflow_id(workflow_id)
         if step is not None:
             check_step_name(step)
-            key = f"checkpoint:{workflow_id}:{step}"
+            key = records.checkpoint_key(workflow_id, step)
             return await self.kit.find_key(key) or await self.user.find_key(key)
         for client in (self.kit, self.user):
-            results = (await client.list_keys(f"checkpoint:{workflow_id}:", limit=1)).get("results")
+            results = (await client.list_keys(records.checkpoint_prefix(workflow_id), limit=1)).get("results")
             if results:
                 return results[0]
         return None
@@ -522,10 +522,10 @@ def checkpoint_body(
     return _clean(
         {
             "fence": dict(fence) if fence is not None else None,
-            "content": f"checkpoint:{workflow_id}:{step}",
+            "content": records.checkpoint_key(workflow_id, step),
             "metadata": {"workflow_id": workflow_id, "step": step, **(data or {})},
-            "tags": ["checkpoint", "workflow", workflow_id],
-            "key": f"checkpoint:{workflow_id}:{step}",
+            "tags": records.checkpoint_tags(workflow_id),
+            "key": records.checkpoint_key(workflow_id, step),
             "id": new_id(),
         }
     )

@@ -42,7 +42,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -52,6 +52,7 @@ from . import _claims, _json, budget, limits, tracing
 from . import autonomy as _autonomy
 from . import journal as _journal
 from . import metrics as _metrics
+from . import records as kit_records
 from .autonomy import Autonomy, Guard, Usage
 from .client import MemoryClient, _current, check_step_name, check_workflow_id, checkpoint_body, new_id
 from .errors import (
@@ -78,7 +79,7 @@ log = logging.getLogger("workflow_kit.durable")
 F = TypeVar("F", bound=Callable[..., Any])
 StepFn = Callable[..., Any]
 _NAME_ATTR = "__workflow_step__"
-FORMAT = 1  # "kit" in checkpoint metadata: bump when the record layout changes
+FORMAT = kit_records.FORMAT  # "kit" in checkpoint metadata: bump when the record layout changes
 
 
 def step(name: str | Callable[..., Any] | None = None) -> Any:
@@ -160,7 +161,7 @@ def _takes_context(fn: StepFn) -> bool:
 async def _checkpoints(client: MemoryClient, workflow_id: str) -> list[dict[str, Any]]:
     """Every checkpoint record of the workflow, newest first: from the kit's namespace, else (a workflow
     checkpointed before namespaces, or by the seed's own `checkpoint()`) from the client's namespace."""
-    prefix = f"checkpoint:{workflow_id}:"
+    prefix = kit_records.checkpoint_prefix(workflow_id)
     found = (await client.kit.list_keys(prefix, limit=1000)).get("results")
     if not found:
         found = (await client.user.list_keys(prefix, limit=1000)).get("results")
@@ -193,12 +194,60 @@ def _restore(
     return done, outputs, state if isinstance(state, dict) else None
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How `run_workflow` runs a workflow, all in one value (each field is the keyword argument of the same name;
+    see run_workflow): build it once, share it between calls, change one field with `dataclasses.replace`.
+
+        opts = RunOptions(lease_seconds=30, journal=journal, metrics=metrics)
+        await run_workflow(client, "pr-42", steps, options=opts)
+    """
+
+    name: str | None = None
+    trace: bool = True
+    lease_seconds: float | None = 10.0
+    wait_timeout: float = 120.0
+    holder: str | None = None
+    timeout: float | None = None
+    step_timeout: float | None = None
+    autonomy: Autonomy | None = None
+    journal: Journal | None = None
+    shutdown: Shutdown | None = None
+    rate_limit: RateLimit | None = None
+    metrics: Metrics | None = None
+
+    def merged(self, **given: Any) -> RunOptions:
+        """These options with the keyword arguments that were set (not at their default) laid over them.
+
+        Raises:
+            TypeError: a keyword argument and this value both set the same option to different values.
+        """
+        changes: dict[str, Any] = {}
+        for key, value in given.items():
+            default = _DEFAULTS[key]
+            if _same(value, default):
+                continue
+            mine = getattr(self, key)
+            if not _same(mine, default) and not _same(mine, value):
+                raise TypeError(f"run_workflow: {key}= and options.{key} disagree; give it once")
+            changes[key] = value
+        return replace(self, **changes) if changes else self
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is b or (type(a) is type(b) and isinstance(a, bool | int | float | str) and a == b)
+
+
+_DEFAULTS = {f.name: f.default for f in fields(RunOptions)}
+
+
 async def run_workflow(
     client: MemoryClient,
     workflow_id: str,
     steps: Sequence[StepFn | tuple[str, StepFn]],
     *,
     state: Mapping[str, Any] | None = None,
+    options: RunOptions | None = None,
     name: str | None = None,
     trace: bool = True,
     lease_seconds: float | None = 10.0,
@@ -234,6 +283,8 @@ async def run_workflow(
         shutdown: a `Shutdown` (shutdown.py); once requested, the run stops after the current step.
         rate_limit: a limit shared by every `Agent` call of this run (limits.py).
         metrics: where the run's and its agents' metrics go (default: metrics.current()).
+        options: all of the above (but `state`) in one `RunOptions`; a keyword argument given as well is laid
+            over it (giving both, different, is a TypeError).
 
     Raises:
         WorkflowChanged: the id has checkpoints of a different step list.
@@ -245,6 +296,23 @@ async def run_workflow(
         Whatever a step raises: no checkpoint is written for it, so a re-run starts at that step.
     """
     check_workflow_id(workflow_id)
+    o = (options or RunOptions()).merged(
+        name=name,
+        trace=trace,
+        lease_seconds=lease_seconds,
+        wait_timeout=wait_timeout,
+        holder=holder,
+        timeout=timeout,
+        step_timeout=step_timeout,
+        autonomy=autonomy,
+        journal=journal,
+        shutdown=shutdown,
+        rate_limit=rate_limit,
+        metrics=metrics,
+    )
+    name, trace, lease_seconds, wait_timeout, holder = o.name, o.trace, o.lease_seconds, o.wait_timeout, o.holder
+    timeout, step_timeout, autonomy, journal = o.timeout, o.step_timeout, o.autonomy, o.journal
+    shutdown, rate_limit, metrics = o.shutdown, o.rate_limit, o.metrics
     named = _named(steps)
     names = [n for n, _ in named]
     initial = _json.roundtrip(dict(state or {}), "state")
@@ -256,9 +324,9 @@ async def run_workflow(
         tracing.install()
     token = _current.set(client)
     attrs = {
-        tracing.KIND: "workflow",
-        tracing.WORKFLOW_ID: workflow_id,
-        tracing.WORKFLOW: name or workflow_id,
+        kit_records.ATTR_KIND: kit_records.KIND_WORKFLOW,
+        kit_records.ATTR_WORKFLOW_ID: workflow_id,
+        kit_records.ATTR_WORKFLOW: name or workflow_id,
     }
     root_cm = (
         tracing.tracer().start_as_current_span(f"workflow {name or workflow_id}", attributes=attrs)
@@ -288,8 +356,8 @@ async def run_workflow(
                             run = await _run(client, workflow_id, named, names, initial, opts)
                             run.trace_id, run.run_id, run.holder = trace_id, record.run_id, holder
                             await record.end(run)
-                    root.set_attribute("workflow_kit.ran", run.ran)
-                    root.set_attribute("workflow_kit.replayed", run.replayed)
+                    root.set_attribute(kit_records.ATTR_RAN, run.ran)
+                    root.set_attribute(kit_records.ATTR_REPLAYED, run.replayed)
                     tracing.record(outputs=run.result, on=root)
                 status = "completed"
             except BaseException as exc:
@@ -362,12 +430,12 @@ class _RunRecord:
         self.usage: dict[str, Any] | None = None
 
     def _body(self, **meta: Any) -> dict[str, Any]:
-        key = f"run:{self.workflow_id}:{self.run_id}"
+        key = kit_records.run_key(self.workflow_id, self.run_id)
         return {
             "content": key,
             "key": key,
             "id": self.run_id,
-            "tags": ["run", "workflow", self.workflow_id],
+            "tags": kit_records.run_tags(self.workflow_id),
             "metadata": {
                 "workflow_id": self.workflow_id,
                 "workflow": self.workflow,
@@ -438,7 +506,7 @@ async def _exclusive(
         if lease_seconds is None:
             yield None
             return
-        key, holder = f"workflow:{workflow_id}", holder or _claims.default_holder()
+        key, holder = kit_records.claim_key(workflow_id), holder or _claims.default_holder()
         if journal is not None:
             # Deliver what an earlier run on this host journaled while its claim (and fence) may still stand:
             # after our own claim it would be fenced out. Never raises for an unreachable service.
@@ -476,7 +544,7 @@ async def _read_checkpoints(client: MemoryClient, workflow_id: str, journal: Jou
     if journal is None:
         return await _checkpoints(client, workflow_id)
     await journal.flush(client, workflow_id)
-    prefix = f"checkpoint:{workflow_id}:"
+    prefix = kit_records.checkpoint_prefix(workflow_id)
     try:
         records = await _checkpoints(client, workflow_id)
     except (ServiceError, TimeoutError) as exc:
@@ -545,7 +613,7 @@ async def _guard_for(
 async def _run_records(client: MemoryClient, workflow_id: str) -> list[dict[str, Any]]:
     """The workflow's run records, newest first (at most 1000)."""
     try:
-        return (await client.list_keys(f"run:{workflow_id}:", limit=1000)).get("results") or []
+        return (await client.list_keys(kit_records.run_prefix(workflow_id), limit=1000)).get("results") or []
     except (ServiceError, TimeoutError):
         return []  # degraded: the checkpoints' usage is what there is
 
@@ -619,9 +687,9 @@ async def _run(
                 with tracing.tracer().start_as_current_span(
                     f"step {step_name}",
                     attributes={
-                        tracing.KIND: "step",
-                        "workflow_kit.step": step_name,
-                        "workflow_kit.step_index": index,
+                        kit_records.ATTR_KIND: kit_records.KIND_STEP,
+                        kit_records.ATTR_STEP: step_name,
+                        kit_records.ATTR_STEP_INDEX: index,
                     },
                 ) as span:
                     ctx = StepContext(

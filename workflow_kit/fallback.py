@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import tracing
+from . import records, tracing
 from .errors import AllFailed
 
 __all__ = ["FallbackResult", "constant", "fallback"]
@@ -79,7 +79,7 @@ async def fallback(
                 errors.append((link_name, exc))
                 if span.is_recording():
                     span.add_event(
-                        "fallback.link_failed",
+                        records.EVENT_FALLBACK,
                         {"link": link_name, "index": index, "error": f"{type(exc).__name__}: {exc}"[:500]},
                     )
                 log.warning(
@@ -88,9 +88,9 @@ async def fallback(
                 )
                 continue
             path.append(f"{link_name}:ok")
-            span.set_attribute("workflow_kit.fallback.path", path)
-            span.set_attribute("workflow_kit.fallback.used", link_name)
-            span.set_attribute("workflow_kit.fallback.degraded", index > 0)
+            span.set_attribute(records.ATTR_FALLBACK_PATH, path)
+            span.set_attribute(records.ATTR_FALLBACK_USED, link_name)
+            span.set_attribute(records.ATTR_FALLBACK_DEGRADED, index > 0)
             return FallbackResult(value, link_name, path) if with_path else value
-        span.set_attribute("workflow_kit.fallback.path", path)
+        span.set_attribute(records.ATTR_FALLBACK_PATH, path)
         raise AllFailed(errors)

@@ -50,7 +50,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from . import _claims, _json, tracing
+from . import _claims, _json, records, tracing
 from .autonomy import check_scope
 from .breaker import OPEN
 from .client import MemoryClient, current_client, new_id
@@ -124,7 +124,7 @@ async def run_idempotent(
     if not isinstance(action, str) or not action or len(action) > 120:
         raise InvalidInput("action", "must be a non-empty string of at most 120 characters (a tag)")
     key = dedup_key(action, params, window_seconds=window_seconds, now=clock() if window_seconds is not None else None)
-    record_key = f"dedup:{key}"
+    record_key = records.dedup_key(key)
     holder = holder or _claims.default_holder()
 
     # Dedup records and claims live in the kit's namespace; a record from before namespaces (or the seed's own
@@ -139,11 +139,11 @@ async def run_idempotent(
     bound = current_journal()
     store = _storer(client, bound)
 
-    with tracing.span(f"idempotent {action}", kind="tool", inputs=params, dedup_key=key) as span:
+    with tracing.span(f"idempotent {action}", kind="tool", inputs=params, **{records.ATTR_DEDUP_KEY: key}) as span:
         if bound is not None:
             local = bound[0].find_key(bound[1], record_key)  # run before, maybe not yet delivered
             if local is not None:
-                span.set_attribute("workflow_kit.dedup", "cached")
+                span.set_attribute(records.ATTR_DEDUP, "cached")
                 return _result_of(local)
         try:
             if bound is not None and bound[0].breaker.state == OPEN:
@@ -157,19 +157,19 @@ async def run_idempotent(
                 "memory service unavailable: running the action under the journal's local lock",
                 extra={"action": action, "key": key, "error": str(exc)},
             )
-            span.set_attribute("workflow_kit.dedup", "executed-degraded")
+            span.set_attribute(records.ATTR_DEDUP, "executed-degraded")
             return await _execute(client, action, params, fn, key, holder, window_seconds, clock, store)
         if not isinstance(got, _claims.Lease):
-            span.set_attribute("workflow_kit.dedup", "cached")
+            span.set_attribute(records.ATTR_DEDUP, "cached")
             return got
         lease = got
         try:
             # The previous holder may have written the record and released between our look and our claim.
             cached = await recorded()
             if cached is not _claims.MISSING:
-                span.set_attribute("workflow_kit.dedup", "cached")
+                span.set_attribute(records.ATTR_DEDUP, "cached")
                 return cached
-            span.set_attribute("workflow_kit.dedup", "executed")
+            span.set_attribute(records.ATTR_DEDUP, "executed")
             async with _claims.kept_alive(client, lease):
                 fenced = _fenced(store, lease)
                 return await _execute(client, action, params, fn, key, holder, window_seconds, clock, fenced)
@@ -223,7 +223,12 @@ async def _execute(
         raise
     finally:
         _key.reset(token)
-    metadata: dict[str, Any] = {"dedup_key": key, "action": action, "holder": holder, "executed_at": clock()}
+    metadata: dict[str, Any] = {
+        records.FIELD_DEDUP_KEY: key,
+        "action": action,
+        "holder": holder,
+        "executed_at": clock(),
+    }
     if window_seconds is not None:
         metadata["window_seconds"] = window_seconds
     problem = None
@@ -234,10 +239,10 @@ async def _execute(
         metadata["result"] = None
         metadata["result_error"] = str(exc)
     body = {
-        "content": f"dedup:{key} action={action}",
+        "content": f"{records.dedup_key(key)} action={action}",
         "metadata": metadata,
-        "tags": ["dedup", "idempotency", action],
-        "key": f"dedup:{key}",
+        "tags": records.dedup_tags(action),
+        "key": records.dedup_key(key),
     }
     try:
         await store(body)
@@ -254,15 +259,15 @@ async def _execute(
 async def _record_error(client: MemoryClient, action: str, key: str, holder: str, exc: BaseException) -> None:
     try:
         await client.ingest(
-            f"dedup-error:{key} action={action} error={type(exc).__name__}",
+            f"{records.DEDUP_ERROR}{key} action={action} error={type(exc).__name__}",
             metadata={
-                "dedup_key": key,
+                records.FIELD_DEDUP_KEY: key,
                 "action": action,
                 "holder": holder,
                 "error_type": type(exc).__name__,
                 "error": str(exc)[:2000],
             },
-            tags=["dedup-error", "idempotency", action],
+            tags=records.dedup_error_tags(action),
         )
     except WorkflowKitError as store_exc:  # never hide the action's own error behind this one
         log.error("could not record the failed action", extra={"key": key, "error": str(store_exc)})

@@ -23,6 +23,7 @@ from aiolimiter import AsyncLimiter
 from opentelemetry import trace
 
 from . import metrics as _metrics
+from . import records
 from .errors import InvalidInput
 
 __all__ = ["RateLimit", "current_workflow_limit", "workflow_limit"]
@@ -58,7 +59,7 @@ class RateLimit:
             (metrics or _metrics.current()).waited(self.name, waited)
             span = trace.get_current_span()
             if span.is_recording():
-                span.add_event("rate_limit.waited", {"limit": self.name, "seconds": round(waited, 4)})
+                span.add_event(records.EVENT_RATE_LIMIT, {"limit": self.name, "seconds": round(waited, 4)})
         return waited
 
     async def __aenter__(self) -> RateLimit:

@@ -5,7 +5,7 @@ keeps in `sessionStorage`, so a token never rides in a URL and a plain navigatio
 header) needs none. The shells and `/ui/static/*` are therefore served without a token (auth.py: they hold no
 data); everything under `/ui/api/` needs it like the rest of the API. Pages read memories through the public
 API (`/search`, `/memories`), and the console's own views (workflows, traces, overview) through `/ui/api/`,
-which ui/views.py computes from `MemoryService`.
+which ui/views/ (one module a page) computes from `MemoryService`.
 
 Every page is sent with a strict Content-Security-Policy (scripts and styles from this origin only, no inline
 script), so a memory whose content is HTML can never run in the page that shows it.

@@ -8,7 +8,6 @@ at least `limit` live records match, at every selectivity (also when the matches
 from __future__ import annotations
 
 import asyncio
-import time
 
 import numpy as np
 import pytest
@@ -252,8 +251,8 @@ async def test_filters_mean_the_same_everywhere(client):
 async def test_expiry(client, service, monkeypatch):
     await ingest(client, id="short", content="ephemeral note", ttl_seconds=60, tags=["tmp"])
     await ingest(client, id="long", content="durable note", tags=["tmp"])
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + 61)
+    real = service.clock
+    monkeypatch.setattr(service, "clock", lambda: real() + 61)
     assert (await client.get("/memories/short")).status_code == 404
     for mode in ("semantic", "keyword", "hybrid"):
         res = await search(client, query="ephemeral note", limit=10, mode=mode)

@@ -214,6 +214,7 @@ def test_storage_writes_only_the_version_named(service):
     """The storage contract itself: a put or delete with a stale `if_version` changes nothing."""
     import time
 
+    from memory_spine import validation
     from memory_spine.models import MemoryIn
     from memory_spine.storage.base import VersionChanged
 
@@ -223,7 +224,8 @@ def test_storage_writes_only_the_version_named(service):
     service.update("s", MemoryPatch(metadata={"n": 1}))
     v1 = storage.get("s", time.time())["version"]
     assert v1 != v0
-    rec = service._record(MemoryIn(id="s", content="storage level", metadata={"n": 99}), time.time())
+    item = MemoryIn(id="s", content="storage level", metadata={"n": 99})
+    rec = validation.record(service.settings, item, time.time())
     rec.if_version = v0
     with pytest.raises(VersionChanged):
         storage.put([rec])

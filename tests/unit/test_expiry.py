@@ -1,5 +1,5 @@
 """Expiry: `ttl_seconds` / `expires_at` on ingest; an expired record is never returned, and the purge removes
-it from SQLite, the FTS index and the vector index. Time is moved by patching the clock, not by sleeping."""
+it from SQLite, the FTS index and the vector index. Time is moved with the service's clock, not by sleeping."""
 
 from __future__ import annotations
 
@@ -12,19 +12,30 @@ from memory_spine.models import Filter, MemoryIn, MemoryPatch, SearchQuery
 from memory_spine.service import MemoryService
 
 
+class Clock:
+    """A service clock that moves forward without sleeping: `clock.advance(seconds)`."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def test_the_service_reads_time_only_from_its_clock():
+    import inspect
+
+    from memory_spine import service as module
+
+    assert "time.time()" not in inspect.getsource(module)  # else the clock below would not move it
+
+
 @pytest.fixture
-def clock(monkeypatch):
-    """Move `time.time()` forward without sleeping: `clock.advance(seconds)`."""
-
-    class Clock:
-        offset = 0.0
-
-        def advance(self, seconds: float) -> None:
-            self.offset += seconds
-
-    c = Clock()
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + c.offset)
+def clock(service):
+    service.clock = c = Clock()
     return c
 
 
@@ -51,7 +62,7 @@ def visible(service: MemoryService, id_: str, query: str, key: str | None = None
     except Exception:
         out["get"] = False
     out["list"] = any(m["id"] == id_ for m in service.list(Filter(), limit=1000)["results"])
-    out["count"] = service.storage.count(Filter(tags=[id_]), time.time()) > 0
+    out["count"] = service.storage.count(Filter(tags=[id_]), service.clock()) > 0
     if key is not None:
         out["key_search"] = bool(service.search(SearchQuery(query=key))["results"])
         out["list_keys"] = bool(service.list_keys(key)["results"])
@@ -139,7 +150,7 @@ def test_patch_can_extend_or_set_expiry_and_not_revive(service, clock):
     service.update("p", MemoryPatch(ttl_seconds=100))
     clock.advance(50)
     assert service.get("p")["content"] == "patch me"
-    service.update("p", MemoryPatch(expires_at=time.time() + 5))
+    service.update("p", MemoryPatch(expires_at=clock() + 5))
     clock.advance(6)
     from memory_spine.errors import NotFound
 

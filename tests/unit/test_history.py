@@ -15,9 +15,9 @@ import pytest
 
 from memory_spine.config import Settings
 from memory_spine.errors import InvalidInput
-from memory_spine.service import _as_of
 from memory_spine.storage import history, sqlite, sqlite_schema
 from memory_spine.storage.base import NewRecord
+from memory_spine.validation import as_of as _as_of
 from workflow_kit import errors
 from workflow_kit.client import MemoryClient
 

@@ -281,8 +281,7 @@ def test_writes_after_deletes_and_a_restart_survive_a_crash(settings):
     svc.ingest(MemoryIn(id="c", content="charlie survives"))
     svc.ingest(MemoryIn(id="d", content="delta survives"))
     # crash: the process dies without saving the index
-    svc._stop.set()
-    svc._housekeeper.join()
+    svc._upkeep.stop()
     svc.storage.close()
     svc._lock.release()
     with MemoryService.open(settings) as svc:

@@ -64,14 +64,15 @@ async def test_any_write_makes_the_cached_answer_stale(client, service, write: s
 
 
 def test_answers_holding_an_expiring_record_are_not_kept(tmp_path) -> None:
-    with MemoryService.open(Settings(data_dir=tmp_path), embedder=FakeEmbedder()) as svc:
+    now = [time.time()]
+    with MemoryService.open(Settings(data_dir=tmp_path), embedder=FakeEmbedder(), clock=lambda: now[0]) as svc:
         svc.ingest(MemoryIn(id="brief", content="short lived fact", ttl_seconds=1.5))
         svc.ingest(MemoryIn(id="stays", content="long lived fact"))
         q = SearchQuery(query="short lived fact", mode="semantic", limit=2)
         assert "brief" in _ids(svc.search(q))
         assert "brief" in _ids(svc.search(q))
         assert svc.result_cache.hits == 0
-        time.sleep(1.6)
+        now[0] += 1.6  # the service's clock, not a sleep
         assert _ids(svc.search(q)) == ["stays"]  # expired: gone, though no write happened
 
 

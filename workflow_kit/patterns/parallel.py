@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import budget, tracing
+from .. import budget, records, tracing
 from ..errors import AllFailed, CircuitOpen
 
 __all__ = ["BranchFailure", "FanOut", "fan_out"]
@@ -120,7 +120,7 @@ async def fan_out(
         span.set_attribute("workflow_kit.fan_out.answered", sorted(results))
         span.set_attribute("workflow_kit.fan_out.failed", sorted(failed))
         for b, f in failed.items():
-            span.add_event("fan_out.branch_failed", {"branch": b, "kind": f.kind, "error": f.error[:500]})
+            span.add_event(records.EVENT_BRANCH_FAILED, {"branch": b, "kind": f.kind, "error": f.error[:500]})
         if len(results) < required:
             raise AllFailed([(b, f.exception or RuntimeError(f.error)) for b, f in failed.items()])
         return FanOut(results, failed, order)

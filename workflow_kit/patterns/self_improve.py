@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import autonomy, tracing
+from .. import autonomy, records, tracing
 from ..errors import AttemptsExhausted, InvalidInput
 
 __all__ = ["Attempt", "Improved", "self_improve"]
@@ -82,7 +82,7 @@ async def self_improve(
             if failures_here >= switch_after and strategy_index + 1 < len(strategies):
                 strategy_index += 1
                 failures_here = 0
-                outer.add_event("self_improve.switch_strategy", {"to": strategies[strategy_index], "attempt": number})
+                outer.add_event(records.EVENT_SWITCH_STRATEGY, {"to": strategies[strategy_index], "attempt": number})
             strategy = strategies[strategy_index]
             attempt = Attempt(number, strategy, feedback, previous)
             with tracing.span(f"attempt {number}", kind="attempt", strategy=strategy) as span:
@@ -96,11 +96,11 @@ async def self_improve(
                 tracing.record(outputs=output, reasoning={"accepted": bool(accepted), "feedback": feedback}, on=span)
             history.append({"attempt": number, "strategy": strategy, "accepted": bool(accepted), "feedback": feedback})
             if accepted:
-                outer.set_attribute("workflow_kit.attempts", number)
+                outer.set_attribute(records.ATTR_ATTEMPTS, number)
                 return Improved(output, number, strategy, history)
             failures_here += 1
             previous = output
-        outer.set_attribute("workflow_kit.attempts", max_attempts)
+        outer.set_attribute(records.ATTR_ATTEMPTS, max_attempts)
         await autonomy.escalate(  # pauses the workflow (raises) unless a handler lets it go on
             "repeated_failure",
             f"{name}: no acceptable result after {max_attempts} attempts (last feedback: {str(feedback)[:200]})",
