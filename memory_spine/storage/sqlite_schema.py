@@ -176,7 +176,7 @@ def _add_history(conn: sqlite3.Connection) -> None:
 
 
 # (version, name, apply). Each apply runs inside the migration's transaction; it must not COMMIT.
-def _add_tokens(conn: sqlite3.Connection) -> None:
+def add_tokens(conn: sqlite3.Connection) -> None:
     """The scoped tokens' table (memory_spine/tokens.py, storage/tokens.py): only each token's SHA-256 is kept.
 
     `namespaces` and `rights` are JSON lists; times are epoch seconds. Idempotent, DDL only; also run by
@@ -194,7 +194,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
     (2, "namespaces: ids, exact keys and claims unique per namespace", _namespaces),
     (3, "records: occurred_at (event time), indexed", _occurred_at),
     (4, "record history: prior versions of replaced and deleted records", _add_history),
-    (5, "scoped tokens (their SHA-256, namespaces, rights, expiry, revocation)", _add_tokens),
+    (5, "scoped tokens (their SHA-256, namespaces, rights, expiry, revocation)", add_tokens),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -1,5 +1,5 @@
 """Where scoped tokens live: the `tokens` table of either backend (sqlite_schema's and pg_schema's migration
-`_add_tokens` / `_tokens`). Rows hold the token's SHA-256, never the token (see memory_spine/tokens.py).
+`add_tokens` / `_tokens`). Rows hold the token's SHA-256, never the token (see memory_spine/tokens.py).
 
 - `SQLiteTokenStore(path)`: its own connection to the data dir's database file, so `memory-spine token` works
   while a `serve` holds the data dir (SQLite's own locking orders the two writers; this table is not part of the
@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import StorageError
 from .sqlite import DB_FILE
-from .sqlite_schema import _add_tokens
+from .sqlite_schema import add_tokens
 
 _COLS = "id, name, namespaces, rights, created_at, expires_at, revoked_at, last_used_at"
 
@@ -37,7 +37,7 @@ class SQLiteTokenStore:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=busy_seconds)
             self._conn.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
             if self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'tokens'").fetchone() is None:
-                _add_tokens(self._conn)
+                add_tokens(self._conn)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the tokens table in {self.path}: {exc}") from exc
 
