@@ -189,12 +189,44 @@ def _add_tokens(conn: sqlite3.Connection) -> None:
     )
 
 
+def _add_stemmed_fts(conn: sqlite3.Connection) -> None:
+    """A second full-text index with the Porter stemmer, beside the exact one (issue 24).
+
+    Keyword search matches on the stemmed index ("hiking" finds "hike") and ranks by the sum of both BM25 scores,
+    so an exact spelling (an identifier, a name) still outranks a stem-only match. Measured on LoCoMo's tune split
+    (benchmarks/conversations.py) and the stdlib quality benchmark: see README "Keyword search". Kept in step by
+    its own triggers; filled from the existing rows by FTS5's `rebuild`.
+    """
+    conn.execute(
+        "CREATE VIRTUAL TABLE memories_fts_stem USING fts5(content, content='memories', content_rowid='seq',"
+        " tokenize=\"porter unicode61 remove_diacritics 2 tokenchars '_'\")"
+    )
+    conn.execute("INSERT INTO memories_fts_stem(memories_fts_stem) VALUES ('rebuild')")
+    conn.execute(
+        """CREATE TRIGGER memories_stem_ai AFTER INSERT ON memories BEGIN
+          INSERT INTO memories_fts_stem(rowid, content) VALUES (new.seq, new.content);
+        END"""
+    )
+    conn.execute(
+        """CREATE TRIGGER memories_stem_ad AFTER DELETE ON memories BEGIN
+          INSERT INTO memories_fts_stem(memories_fts_stem, rowid, content) VALUES('delete', old.seq, old.content);
+        END"""
+    )
+    conn.execute(
+        """CREATE TRIGGER memories_stem_au AFTER UPDATE OF content ON memories BEGIN
+          INSERT INTO memories_fts_stem(memories_fts_stem, rowid, content) VALUES('delete', old.seq, old.content);
+          INSERT INTO memories_fts_stem(rowid, content) VALUES (new.seq, new.content);
+        END"""
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
     (1, "records, tags, keys, metadata, vectors, full text (FTS5 + vocabulary), claims with fencing, meta", _initial),
     (2, "namespaces: ids, exact keys and claims unique per namespace", _namespaces),
     (3, "records: occurred_at (event time), indexed", _occurred_at),
     (4, "record history: prior versions of replaced and deleted records", _add_history),
     (5, "scoped tokens (their SHA-256, namespaces, rights, expiry, revocation)", _add_tokens),
+    (6, "full text: a second, Porter-stemmed FTS5 index beside the exact one", _add_stemmed_fts),
 ]
 LATEST = MIGRATIONS[-1][0]
 
