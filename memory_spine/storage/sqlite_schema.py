@@ -71,22 +71,17 @@ def _initial(conn: sqlite3.Connection) -> None:
         " content_rowid='seq', tokenize=\"unicode61 remove_diacritics 2 tokenchars '_'\")"
     )
     conn.execute(FTS_VOCABULARY)
-    conn.execute(
-        """CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
-          INSERT INTO memories_fts(rowid, content) VALUES (new.seq, new.content);
-        END"""
-    )
-    conn.execute(
-        """CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
-          INSERT INTO memories_fts(memories_fts, rowid, content) VALUES('delete', old.seq, old.content);
-        END"""
-    )
-    conn.execute(
-        """CREATE TRIGGER memories_au AFTER UPDATE OF content ON memories BEGIN
-          INSERT INTO memories_fts(memories_fts, rowid, content) VALUES('delete', old.seq, old.content);
-          INSERT INTO memories_fts(rowid, content) VALUES (new.seq, new.content);
-        END"""
-    )
+    _fts_triggers(conn, "memories_fts", "memories")
+
+
+def _fts_triggers(conn: sqlite3.Connection, fts: str, prefix: str) -> None:
+    """The triggers that keep an external-content FTS5 index `fts` in step with `memories`, in the same
+    transaction: `<prefix>_ai`, `<prefix>_ad` and `<prefix>_au` (after insert, delete and content update)."""
+    add = f"INSERT INTO {fts}(rowid, content) VALUES (new.seq, new.content);"
+    drop = f"INSERT INTO {fts}({fts}, rowid, content) VALUES('delete', old.seq, old.content);"
+    conn.execute(f"CREATE TRIGGER {prefix}_ai AFTER INSERT ON memories BEGIN {add} END")
+    conn.execute(f"CREATE TRIGGER {prefix}_ad AFTER DELETE ON memories BEGIN {drop} END")
+    conn.execute(f"CREATE TRIGGER {prefix}_au AFTER UPDATE OF content ON memories BEGIN {drop} {add} END")
 
 
 def _namespaces(conn: sqlite3.Connection) -> None:
@@ -202,22 +197,7 @@ def _add_stemmed_fts(conn: sqlite3.Connection) -> None:
         " tokenize=\"porter unicode61 remove_diacritics 2 tokenchars '_'\")"
     )
     conn.execute("INSERT INTO memories_fts_stem(memories_fts_stem) VALUES ('rebuild')")
-    conn.execute(
-        """CREATE TRIGGER memories_stem_ai AFTER INSERT ON memories BEGIN
-          INSERT INTO memories_fts_stem(rowid, content) VALUES (new.seq, new.content);
-        END"""
-    )
-    conn.execute(
-        """CREATE TRIGGER memories_stem_ad AFTER DELETE ON memories BEGIN
-          INSERT INTO memories_fts_stem(memories_fts_stem, rowid, content) VALUES('delete', old.seq, old.content);
-        END"""
-    )
-    conn.execute(
-        """CREATE TRIGGER memories_stem_au AFTER UPDATE OF content ON memories BEGIN
-          INSERT INTO memories_fts_stem(memories_fts_stem, rowid, content) VALUES('delete', old.seq, old.content);
-          INSERT INTO memories_fts_stem(rowid, content) VALUES (new.seq, new.content);
-        END"""
-    )
+    _fts_triggers(conn, "memories_fts_stem", "memories_stem")
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
