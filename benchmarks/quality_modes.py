@@ -182,10 +182,11 @@ def fusions() -> dict[str, Callable[[list, list], list[int]]]:
         return fuse
 
     return {
-        "rrf k=60 (= hybrid)": rrf(60),
-        "rrf k=10": rrf(10),
+        "rrf k=10 (= hybrid)": rrf(10),
+        "rrf k=60": rrf(60),
         "convex a=0.3": convex(0.3),
         "convex a=0.5": convex(0.5),
+        "convex a=0.6": convex(0.6),
         "convex a=0.7": convex(0.7),
     }
 

@@ -13,7 +13,7 @@ The planner asks storage how many records a filter matches and picks:
                 widening by the pass rate seen until `limit` hits are found; `+exact` when the filter's
                 matches sit far from the query and four rounds were not enough;
 - `keyword`     BM25 over the FTS5 index, with the filter in the same SQL;
-- `hybrid`      semantic and keyword lists fused by reciprocal rank fusion (k=60), each hit with its cosine
+- `hybrid`      semantic and keyword lists fused by reciprocal rank fusion (k=10), each hit with its cosine
                 similarity (keyword-only hits: their stored vectors scored exactly, `similarity`).
 
 Every plan returns exactly `limit` hits whenever at least `limit` live records match the filter.

@@ -152,6 +152,17 @@ def _tokens(conn: psycopg.Connection, params: dict[str, Any]) -> None:
     )
 
 
+def _stemmed_fts(conn: psycopg.Connection, params: dict[str, Any]) -> None:
+    # A second tsvector with the English (Snowball) stemmer beside the exact 'simple' one, as SQLite's Porter
+    # FTS5 index (sqlite_schema._add_stemmed_fts): keyword search matches on either, ranks by the sum of both.
+    fts = FTS_NORMALISE.format("content")
+    conn.execute(
+        "ALTER TABLE memories ADD COLUMN fts_stem tsvector"
+        f" GENERATED ALWAYS AS (to_tsvector('english'::regconfig, {fts})) STORED"
+    )
+    conn.execute("CREATE INDEX memories_fts_stem ON memories USING gin (fts_stem)")
+
+
 # (version, name, apply)
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection, dict[str, Any]], None]]] = [
     (1, "records, tags, keys, metadata, vectors (HNSW), full text (tsvector), claims", _initial),
@@ -161,6 +172,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Connection, dict[str, Any]], 
     (5, "records: occurred_at (event time), indexed", _occurred_at),
     (6, "record history: prior versions of replaced and deleted records", _history),
     (7, "scoped tokens (their SHA-256, namespaces, rights, expiry, revocation)", _tokens),
+    (8, "full text: a second, English-stemmed tsvector beside the exact one", _stemmed_fts),
 ]
 
 

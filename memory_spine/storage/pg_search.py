@@ -287,13 +287,23 @@ class PostgresSearch:
         if not chunks:
             return [], {}
         cond, params = compile_filter(flt, now)
-        phrase = "phraseto_tsquery('simple'::regconfig, " + FTS_NORMALISE.format("c").replace("{{", "{") + ")"
+        normalised = FTS_NORMALISE.format("c").replace("{{", "{")
+
+        def any_phrase(config: str) -> str:
+            return (
+                f"(SELECT string_agg('(' || p::text || ')', ' | ') FROM (SELECT phraseto_tsquery('{config}'::regconfig,"
+                f" {normalised}) AS p FROM unnest(%s::text[]) c) s WHERE p::text <> '')::tsquery"
+            )
+
+        # Stemmed or exact matches (the English configuration drops its stop words: a chunk of those alone still
+        # matches exactly), ranked by both scores: an exact spelling adds its own to the stem's.
         found = self.storage.fetch_all(
-            "WITH q AS (SELECT (SELECT string_agg('(' || p::text || ')', ' | ') FROM"
-            f" (SELECT {phrase} AS p FROM unnest(%s::text[]) c) s WHERE p::text <> '')::tsquery AS q)"
-            f" SELECT {ROW_COLUMNS}, ts_rank(m.fts, q.q) AS r FROM memories m, q"
-            f" WHERE q.q IS NOT NULL AND m.fts @@ q.q AND {cond} ORDER BY r DESC, m.seq DESC LIMIT %s",
-            [chunks, *params, limit],
+            f"WITH q AS (SELECT {any_phrase('simple')} AS q, {any_phrase('english')} AS qs)"
+            f" SELECT {ROW_COLUMNS}, coalesce(ts_rank(m.fts_stem, q.qs), 0)"
+            " + CASE WHEN m.fts @@ q.q THEN ts_rank(m.fts, q.q) ELSE 0 END AS r FROM memories m, q"
+            f" WHERE q.q IS NOT NULL AND (m.fts_stem @@ q.qs OR m.fts @@ q.q) AND {cond}"
+            " ORDER BY r DESC, m.seq DESC LIMIT %s",
+            [chunks, chunks, *params, limit],
         )
         # ts_rank is unbounded above; s * 10 / (1 + s * 10) maps it into [0, 1) keeping the order.
         return [(r[0], float(r[ROW_WIDTH]) * 10 / (1.0 + float(r[ROW_WIDTH]) * 10)) for r in found], {

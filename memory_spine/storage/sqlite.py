@@ -362,6 +362,10 @@ class SQLiteStorage:
     def _create_schema(self) -> None:
         with self._write_lock:
             migrate(self._writer, self.dim)
+        # A read-only data dir with migrations pending may lack the stemmed index: exact matching alone then.
+        self._stemmed = bool(
+            self._reader().execute("SELECT 1 FROM sqlite_master WHERE name = 'memories_fts_stem'").fetchone()
+        )
         stored_dim = self.meta("dim")
         if stored_dim is not None and int(stored_dim) != self.dim:
             raise StorageError(f"this data dir holds {stored_dim}-dimensional vectors; the embedder makes {self.dim}")
@@ -955,16 +959,23 @@ class SQLiteStorage:
         if match is None:
             return []
         cond, params = compile_filter(flt, now, probe=True)
-        try:
-            rows = (
-                self._reader()
-                .execute(
-                    "SELECT f.rowid, bm25(memories_fts) AS rank FROM memories_fts f JOIN memories m ON m.seq = f.rowid"
-                    f" WHERE memories_fts MATCH ? AND {cond} ORDER BY rank LIMIT ?",
-                    [match, *params, limit],
-                )
-                .fetchall()
+        if self._stemmed:
+            # Stemmed matches, ranked by both BM25 scores: an exact spelling adds its own to the stem's.
+            sql = (
+                "WITH e AS (SELECT rowid, bm25(memories_fts) AS r FROM memories_fts WHERE memories_fts MATCH ?)"
+                " SELECT f.rowid, bm25(memories_fts_stem) + coalesce(e.r, 0.0) AS rank FROM memories_fts_stem f"
+                " JOIN memories m ON m.seq = f.rowid LEFT JOIN e ON e.rowid = f.rowid"
+                f" WHERE memories_fts_stem MATCH ? AND {cond} ORDER BY rank LIMIT ?"
             )
+            args = [match, match, *params, limit]
+        else:
+            sql = (
+                "SELECT f.rowid, bm25(memories_fts) AS rank FROM memories_fts f JOIN memories m ON m.seq = f.rowid"
+                f" WHERE memories_fts MATCH ? AND {cond} ORDER BY rank LIMIT ?"
+            )
+            args = [match, *params, limit]
+        try:
+            rows = self._reader().execute(sql, args).fetchall()
         except sqlite3.OperationalError as exc:
             raise InvalidInput("query", f"cannot be used as a keyword query: {exc}") from exc
         return [(int(seq), -float(rank)) for seq, rank in rows]

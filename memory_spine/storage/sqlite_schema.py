@@ -71,22 +71,17 @@ def _initial(conn: sqlite3.Connection) -> None:
         " content_rowid='seq', tokenize=\"unicode61 remove_diacritics 2 tokenchars '_'\")"
     )
     conn.execute(FTS_VOCABULARY)
-    conn.execute(
-        """CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
-          INSERT INTO memories_fts(rowid, content) VALUES (new.seq, new.content);
-        END"""
-    )
-    conn.execute(
-        """CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
-          INSERT INTO memories_fts(memories_fts, rowid, content) VALUES('delete', old.seq, old.content);
-        END"""
-    )
-    conn.execute(
-        """CREATE TRIGGER memories_au AFTER UPDATE OF content ON memories BEGIN
-          INSERT INTO memories_fts(memories_fts, rowid, content) VALUES('delete', old.seq, old.content);
-          INSERT INTO memories_fts(rowid, content) VALUES (new.seq, new.content);
-        END"""
-    )
+    _fts_triggers(conn, "memories_fts", "memories")
+
+
+def _fts_triggers(conn: sqlite3.Connection, fts: str, prefix: str) -> None:
+    """The triggers that keep an external-content FTS5 index `fts` in step with `memories`, in the same
+    transaction: `<prefix>_ai`, `<prefix>_ad` and `<prefix>_au` (after insert, delete and content update)."""
+    add = f"INSERT INTO {fts}(rowid, content) VALUES (new.seq, new.content);"
+    drop = f"INSERT INTO {fts}({fts}, rowid, content) VALUES('delete', old.seq, old.content);"
+    conn.execute(f"CREATE TRIGGER {prefix}_ai AFTER INSERT ON memories BEGIN {add} END")
+    conn.execute(f"CREATE TRIGGER {prefix}_ad AFTER DELETE ON memories BEGIN {drop} END")
+    conn.execute(f"CREATE TRIGGER {prefix}_au AFTER UPDATE OF content ON memories BEGIN {drop} {add} END")
 
 
 def _namespaces(conn: sqlite3.Connection) -> None:
@@ -189,12 +184,29 @@ def add_tokens(conn: sqlite3.Connection) -> None:
     )
 
 
+def _add_stemmed_fts(conn: sqlite3.Connection) -> None:
+    """A second full-text index with the Porter stemmer, beside the exact one (issue 24).
+
+    Keyword search matches on the stemmed index ("hiking" finds "hike") and ranks by the sum of both BM25 scores,
+    so an exact spelling (an identifier, a name) still outranks a stem-only match. Measured on LoCoMo's tune split
+    (benchmarks/conversations.py) and the stdlib quality benchmark: see README "Keyword search". Kept in step by
+    its own triggers; filled from the existing rows by FTS5's `rebuild`.
+    """
+    conn.execute(
+        "CREATE VIRTUAL TABLE memories_fts_stem USING fts5(content, content='memories', content_rowid='seq',"
+        " tokenize=\"porter unicode61 remove_diacritics 2 tokenchars '_'\")"
+    )
+    conn.execute("INSERT INTO memories_fts_stem(memories_fts_stem) VALUES ('rebuild')")
+    _fts_triggers(conn, "memories_fts_stem", "memories_stem")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
     (1, "records, tags, keys, metadata, vectors, full text (FTS5 + vocabulary), claims with fencing, meta", _initial),
     (2, "namespaces: ids, exact keys and claims unique per namespace", _namespaces),
     (3, "records: occurred_at (event time), indexed", _occurred_at),
     (4, "record history: prior versions of replaced and deleted records", _add_history),
     (5, "scoped tokens (their SHA-256, namespaces, rights, expiry, revocation)", add_tokens),
+    (6, "full text: a second, Porter-stemmed FTS5 index beside the exact one", _add_stemmed_fts),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -360,3 +360,25 @@ def test_concurrent_batches_over_the_same_ids(service):
         list(pool.map(write, range(4)))
     assert service.stats()["total_memories"] == 40
     assert all(service.get(i)["content"].endswith(f"value {i}") for i in ids)
+
+
+async def test_keyword_matches_stems_and_ranks_the_exact_spelling_first(client):
+    """The stemmed index beside the exact one: another form of a word matches, the query's own spelling ranks
+    first, and a changed or deleted record leaves the stemmed index with it."""
+    records = [
+        {"id": "stem", "content": "Ann hiked the ridge trail with her sister"},
+        {"id": "exact", "content": "Ann went hiking on the coast"},
+        {"id": "other", "content": "Ann painted the kitchen blue"},
+    ]
+    assert (await client.post("/ingest/batch", json={"records": records})).status_code == 200
+    hits = [h["id"] for h in (await search(client, query="hiking", mode="keyword", limit=5))["results"]]
+    assert hits == ["exact", "stem"]
+    # A stop word of the English stemmer's list that is not one of ours still matches exactly.
+    assert (await ingest(client, id="same", content="the same again"))["created"]
+    assert [h["id"] for h in (await search(client, query="same", mode="keyword", limit=5))["results"]] == ["same"]
+    assert (await client.patch("/memories/stem", json={"content": "Ann swims across the lake"})).status_code == 200
+    hits = [h["id"] for h in (await search(client, query="hikes", mode="keyword", limit=5))["results"]]
+    assert hits == ["exact"]
+    assert [h["id"] for h in (await search(client, query="swimming", mode="keyword", limit=5))["results"]] == ["stem"]
+    assert (await client.delete("/memories/stem")).status_code == 200
+    assert (await search(client, query="swimming", mode="keyword", limit=5))["results"] == []

@@ -94,3 +94,25 @@ def test_a_new_migration_runs_once_and_a_failing_one_changes_nothing(tmp_path, m
 def test_migrations_are_numbered_in_order():
     versions = [v for v, _, _ in sqlite_schema.MIGRATIONS]
     assert versions == list(range(1, len(versions) + 1)) and sqlite_schema.LATEST == versions[-1]
+
+
+def test_the_stemmed_index_is_filled_from_the_records_a_data_dir_already_holds(tmp_path, monkeypatch):
+    """Migration 6 (Porter-stemmed FTS5 index) on a data dir of version 5 with records: they match by stem."""
+    from tests.unit.test_storage import DIM as STORE_DIM
+    from tests.unit.test_storage import rec
+
+    path = tmp_path / "m.db"
+    with monkeypatch.context() as m:
+        m.setattr(sqlite_schema, "MIGRATIONS", sqlite_schema.MIGRATIONS[:5])
+        m.setattr(sqlite_schema, "LATEST", 5)
+        old = SQLiteStorage(path, STORE_DIM)
+        old.put([rec("a", "we went hiking"), rec("b", "a quiet evening")])
+        assert [s for s, _ in old.keyword("hikes", None, 2000.0, 10)] == []  # exact words only
+        old.close()
+    store = SQLiteStorage(path, STORE_DIM)
+    try:
+        assert _version(path) == sqlite_schema.LATEST
+        hits = store.keyword("hikes", None, 2000.0, 10)
+        assert len(hits) == 1 and store.rows([hits[0][0]], None, 2000.0)[hits[0][0]]["id"] == "a"
+    finally:
+        store.close()
