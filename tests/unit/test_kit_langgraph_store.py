@@ -23,7 +23,9 @@ LABEL = st.one_of(
     st.text(alphabet="ab:/%*_.\n Zé-", min_size=1, max_size=3),
     st.sampled_from(["x" * 64, "x" * 65, "é" * 10, "é" * 11, ".." + "a" * 40]),
 )
-NAMESPACE = st.lists(LABEL, min_size=0, max_size=4).map(tuple)
+# At most three labels: four of the longest (65 characters each once escaped or hashed) pass the service's 255,
+# which the mapping refuses by design (test_what_the_mapping_looks_like_and_its_limit).
+NAMESPACE = st.lists(LABEL, min_size=0, max_size=3).map(tuple)
 
 
 def under(b: str, a: str) -> bool:
